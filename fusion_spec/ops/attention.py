@@ -1,0 +1,100 @@
+"""Multi-head scaled dot-product attention with boolean masks and grouped-query heads."""
+
+from __future__ import annotations
+
+import math
+
+from .. import validate as check
+from ..errors import FusionSpecError
+from ..xp import Array, compute_dtype, fast_path, namespace
+
+# Queries are processed in chunks so that one chunk's score matrix stays under this many elements
+# (128 MiB in float64); the result is identical, only the peak memory changes.
+SCORE_ELEMENTS_PER_CHUNK = 1 << 24
+
+
+def attention(q: Array, k: Array, v: Array, *, mask: Array | None = None, scale: float | None = None,
+              chunk_size: int | None = None) -> Array:
+    """Scaled dot-product attention.
+
+    Shapes: q ``[batch, heads, q_len, head_dim]``; k, v ``[batch, kv_heads, kv_len, head_dim]`` with
+    ``heads`` a multiple of ``kv_heads`` (query head ``h`` reads key/value head ``h // (heads // kv_heads)``);
+    mask boolean, broadcastable to ``[batch, heads, q_len, kv_len]``, True = may attend.
+    Returns ``[batch, heads, q_len, head_dim]``.
+
+    Formula, per head: ``s = scale * q @ k.T``; ``p = softmax(s)`` over the keys a row may attend to;
+    ``out = p @ v``. ``scale`` defaults to ``head_dim ** -0.5``. A query row whose every key is masked
+    gives **zeros**. Scores and softmax are computed in float32 for float16/bfloat16 inputs.
+    ``chunk_size`` (queries per chunk) bounds memory; by default it is chosen so one chunk's scores
+    hold at most 2**24 elements. Chunking changes the result by rounding only.
+    """
+    op = "attention"
+    check.floating(op, "q", q, rank=4)
+    check.floating(op, "k", k, rank=4)
+    check.floating(op, "v", v, rank=4)
+    check.same_dtype(op, ("q", q), ("k", k), ("v", v))
+    b, h, lq, d = q.shape
+    if k.shape[0] != b or k.shape[3] != d:
+        raise FusionSpecError(op, "k", f"shape [batch={b}, kv_heads, kv_len, head_dim={d}]", f"shape {tuple(k.shape)}")
+    if tuple(v.shape) != tuple(k.shape):
+        raise FusionSpecError(op, "v", f"the shape of k {tuple(k.shape)}", f"shape {tuple(v.shape)}")
+    hk = k.shape[1]
+    if hk == 0 or h % hk:
+        raise FusionSpecError(op, "k", f"kv_heads dividing the {h} query heads", f"{hk} kv_heads")
+    if mask is not None:
+        check.boolean(op, "mask", mask)
+        want = (b, h, lq, k.shape[2])
+        if mask.ndim > 4 or any(m not in (1, w) for m, w in zip(tuple(mask.shape)[::-1], want[::-1])):
+            raise FusionSpecError(op, "mask", f"a shape broadcastable to {list(want)}", f"shape {tuple(mask.shape)}")
+    if scale is None:
+        scale = d ** -0.5
+    elif isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):
+        raise FusionSpecError(op, "scale", "a finite number", repr(scale))
+    if chunk_size is not None:
+        check.positive_int(op, "chunk_size", chunk_size)
+
+    kernel = fast_path(op, q)
+    if kernel is not None:
+        out = kernel(q, k, v, mask=mask, scale=scale)
+        if out is not NotImplemented:
+            return out
+
+    xp = namespace(q, k, v, mask)
+    lk = k.shape[2]
+    rep = h // hk
+    if mask is not None:
+        mask = xp.reshape(mask, (1,) * (4 - mask.ndim) + tuple(mask.shape))
+    if chunk_size is None:
+        chunk_size = max(1, SCORE_ELEMENTS_PER_CHUNK // max(1, b * h * lk))
+    parts = [_attend(xp, q[:, :, i:i + chunk_size], k, v,
+                     None if mask is None else mask[:, :, i:i + chunk_size] if mask.shape[2] > 1 else mask,
+                     scale, rep)
+             for i in range(0, lq, chunk_size)] if lq else [_attend(xp, q, k, v, mask, scale, rep)]
+    return parts[0] if len(parts) == 1 else xp.concat(parts, axis=2)
+
+
+def _attend(xp, q: Array, k: Array, v: Array, mask: Array | None, scale: float, rep: int) -> Array:
+    b, h, lq, d = q.shape
+    hk, lk = k.shape[1], k.shape[2]
+    dt = compute_dtype(xp, q)
+    # Grouped-query heads without copying k and v: [b, kv_heads, rep, q_len, d] against [b, kv_heads, 1, kv_len, d].
+    qg = xp.reshape(xp.astype(q, dt), (b, hk, rep, lq, d))
+    kg = xp.reshape(xp.astype(k, dt), (b, hk, 1, lk, d))
+    vg = xp.reshape(xp.astype(v, dt), (b, hk, 1, lk, d))
+    s = xp.matmul(qg, xp.matrix_transpose(kg)) * scale
+    if mask is None:
+        s = s - xp.max(s, axis=-1, keepdims=True)
+        e = xp.exp(s)
+        p = e / xp.sum(e, axis=-1, keepdims=True)
+    else:
+        mb, mh = mask.shape[0], mask.shape[1]
+        mg = xp.reshape(mask, (mb, hk, rep, mask.shape[2], mask.shape[3])) if mh > 1 \
+            else xp.reshape(mask, (mb, 1, 1, mask.shape[2], mask.shape[3]))
+        s = xp.where(mg, s, -math.inf)
+        m = xp.max(s, axis=-1, keepdims=True)
+        m = xp.where(xp.isfinite(m), m, 0.0)
+        e = xp.exp(s - m)  # exactly 0 at masked keys, so a fully masked row sums to 0
+        total = xp.sum(e, axis=-1, keepdims=True)
+        p = e / xp.where(total > 0, total, 1.0)
+    out = xp.matmul(p, vg)
+    return xp.astype(xp.reshape(out, (b, h, lq, d)), q.dtype)

@@ -1,0 +1,5 @@
+"""One frozen dataclass per operator family: config, parameter shapes, init and apply."""
+
+from .base import Spec
+
+__all__ = ["Spec"]

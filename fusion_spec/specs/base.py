@@ -1,0 +1,99 @@
+"""The base of every spec: a frozen, validated config that knows its parameters and shapes."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..errors import FusionSpecError
+from ..xp import Array
+
+_NORM_WEIGHT = re.compile(r"(^|\.)(\w*norm\w*|LayerNorm|ln_\w+|ln)\.weight$", re.IGNORECASE)
+_DTYPES = ("float64", "float32", "float16")
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    """A fusion operator's configuration.
+
+    Subclasses are frozen dataclasses whose fields are the config; ``__post_init__`` validates them
+    (raising :class:`FusionSpecError`). They implement :meth:`param_shapes`, :meth:`output_shape` and
+    :meth:`apply`; everything else is derived here.
+    """
+
+    op: ClassVar[str] = "spec"
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Every parameter's dotted name (the real model's state_dict key where a variant names one)
+        and shape, in a fixed order."""
+        raise NotImplementedError
+
+    def output_shape(self, *input_shapes: tuple[int, ...]) -> tuple[int, ...]:
+        """The shape :meth:`apply` returns for inputs of these shapes (validated like the inputs)."""
+        raise NotImplementedError
+
+    def apply(self, params: Mapping[str, Array], *inputs: Array, **runtime: Any) -> Array:
+        """Run the operator (``fusion_spec.ops``) with this config on any backend's arrays."""
+        raise NotImplementedError
+
+    def num_params(self) -> int:
+        """The exact number of scalar parameters."""
+        return sum(math.prod(s) for s in self.param_shapes().values())
+
+    def init(self, seed: int = 0, dtype: str = "float64") -> dict[str, np.ndarray]:
+        """Deterministic random parameters as NumPy arrays, for tests, examples and golden cases.
+
+        Every parameter is random and non-zero, gates included, so that each one affects the output:
+        matrices ``N(0, 1) / sqrt(fan_in)``, norm weights ``1 + N(0, 0.1)``, other vectors and scalars
+        ``N(0, 0.1)``. (Real models' training initialisation, such as zero gates, is not the point here.)
+        Parameters are drawn in :meth:`param_shapes` order from ``numpy.random.default_rng(seed)``.
+        """
+        if dtype not in _DTYPES:
+            raise FusionSpecError(f"{type(self).__name__}.init", "dtype", "one of " + ", ".join(_DTYPES), repr(dtype))
+        rng = np.random.default_rng(seed)
+        out = {}
+        for name, shape in self.param_shapes().items():
+            out[name] = self.init_value(name, shape, rng).astype(dtype)
+        return out
+
+    def init_value(self, name: str, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+        """One parameter's initial value (see :meth:`init`); override for special parameters."""
+        if len(shape) >= 2:
+            return rng.standard_normal(shape) / math.sqrt(shape[-1])
+        if _NORM_WEIGHT.search(name):
+            return 1.0 + 0.1 * rng.standard_normal(shape)
+        return 0.1 * rng.standard_normal(shape)
+
+    def config(self) -> dict[str, Any]:
+        """The config as a JSON-ready dict (the conformance manifest stores this)."""
+        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    def _fail(self, arg: str, expected: str, got: Any) -> None:
+        raise FusionSpecError(type(self).__name__, arg, expected, repr(got))
+
+    def _require_positive(self, *names: str) -> None:
+        for name in names:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                self._fail(name, "an integer >= 1", value)
+
+    def _require_choice(self, name: str, options: tuple[Any, ...]) -> None:
+        if getattr(self, name) not in options:
+            self._fail(name, "one of " + ", ".join(repr(o) for o in options), getattr(self, name))
+
+    def _require_eps(self, *names: str) -> None:
+        for name in names:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                self._fail(name, "a positive number", value)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_jsonable(v) for v in value]
+    return value

@@ -1,0 +1,104 @@
+"""Input checks shared by every operator. Each raises :class:`FusionSpecError` naming op and argument."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .errors import FusionSpecError
+from .xp import Array, dtype_name, is_floating
+
+
+def array(op: str, name: str, x: Any, rank: int | Sequence[int] | None = None) -> Array:
+    """``x`` must be an array (of any backend) of the given rank(s)."""
+    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+        raise FusionSpecError(op, name, "an array", type(x).__name__)
+    if rank is not None:
+        ranks = (rank,) if isinstance(rank, int) else tuple(rank)
+        if x.ndim not in ranks:
+            want = " or ".join(str(r) for r in ranks)
+            raise FusionSpecError(op, name, f"rank {want}", f"shape {tuple(x.shape)} (rank {x.ndim})")
+    return x
+
+
+def floating(op: str, name: str, x: Any, rank: int | Sequence[int] | None = None) -> Array:
+    """``x`` must be a floating-point array of the given rank(s)."""
+    array(op, name, x, rank)
+    if not is_floating(x):
+        raise FusionSpecError(op, name, "a floating-point array", f"dtype {dtype_name(x)}")
+    return x
+
+
+def integer(op: str, name: str, x: Any, rank: int | Sequence[int] | None = None) -> Array:
+    """``x`` must be an integer array of the given rank(s)."""
+    array(op, name, x, rank)
+    if not dtype_name(x).startswith(("int", "uint")):
+        raise FusionSpecError(op, name, "an integer array", f"dtype {dtype_name(x)}")
+    return x
+
+
+def boolean(op: str, name: str, x: Any, rank: int | Sequence[int] | None = None) -> Array:
+    """``x`` must be a boolean array of the given rank(s)."""
+    array(op, name, x, rank)
+    if dtype_name(x) != "bool":
+        raise FusionSpecError(op, name, "a boolean array (True = attend / keep)", f"dtype {dtype_name(x)}")
+    return x
+
+
+def dim(op: str, name: str, x: Array, axis: int, size: int, what: str = "") -> None:
+    """``x.shape[axis]`` must equal ``size``."""
+    if x.shape[axis] != size:
+        label = f" ({what})" if what else ""
+        raise FusionSpecError(op, name, f"size {size} on axis {axis}{label}", f"shape {tuple(x.shape)}")
+
+
+def same_dtype(op: str, reference: tuple[str, Array], *others: tuple[str, Array | None]) -> None:
+    """Every array in ``others`` has the dtype of the reference array."""
+    ref_name, ref = reference
+    for name, x in others:
+        if x is not None and x.dtype != ref.dtype:
+            raise FusionSpecError(op, name, f"dtype {dtype_name(ref)} (the dtype of '{ref_name}')",
+                                  f"dtype {dtype_name(x)}")
+
+
+def positive_int(op: str, name: str, value: Any, minimum: int = 1) -> int:
+    """``value`` must be an int >= minimum (bools rejected)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise FusionSpecError(op, name, f"an integer >= {minimum}", repr(value))
+    return value
+
+
+def positive_float(op: str, name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise FusionSpecError(op, name, "a positive number", repr(value))
+    return float(value)
+
+
+def choice(op: str, name: str, value: Any, options: Sequence[Any]) -> Any:
+    if value not in options:
+        raise FusionSpecError(op, name, "one of " + ", ".join(repr(o) for o in options), repr(value))
+    return value
+
+
+def param(op: str, params: Mapping[str, Array], key: str, shape: tuple[int, ...],
+          like: Array | None = None) -> Array:
+    """``params[key]`` must exist with this shape (and, given ``like``, that array's dtype)."""
+    if not isinstance(params, Mapping):
+        raise FusionSpecError(op, "params", "a mapping from dotted names to arrays", type(params).__name__)
+    if key not in params:
+        near = sorted(params)[:8]
+        raise FusionSpecError(op, f"params['{key}']", f"an array of shape {shape}",
+                              f"no such key (keys: {near}{'...' if len(params) > 8 else ''})")
+    w = array(op, f"params['{key}']", params[key])
+    if tuple(w.shape) != tuple(shape):
+        raise FusionSpecError(op, f"params['{key}']", f"shape {tuple(shape)}", f"shape {tuple(w.shape)}")
+    if like is not None and w.dtype != like.dtype:
+        raise FusionSpecError(op, f"params['{key}']", f"dtype {dtype_name(like)} (the input's dtype)",
+                              f"dtype {dtype_name(w)}")
+    return w
+
+
+def subtree(params: Mapping[str, Array], prefix: str) -> dict[str, Array]:
+    """The entries of ``params`` under ``prefix.``, with the prefix removed."""
+    p = prefix + "."
+    return {k[len(p):]: v for k, v in params.items() if k.startswith(p)}

@@ -1,0 +1,119 @@
+"""The array layer: one namespace per array type, plus the few helpers the standard lacks.
+
+Every operator is written once against the Python array API standard. ``namespace(*arrays)`` returns
+the namespace of the caller's arrays (NumPy, PyTorch, JAX or MLX); the operator then returns arrays
+of that same type, device and dtype. NumPy float64 is the reference precision.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any, Callable
+
+import array_api_compat
+import numpy as np
+
+from .errors import FusionSpecError
+
+Array = Any  # an array of any supported backend
+
+LOW_PRECISION = ("float16", "bfloat16")
+
+
+def namespace(*arrays: Array) -> ModuleType:
+    """The array-API namespace shared by ``arrays`` (``None`` entries are ignored)."""
+    arrays = tuple(a for a in arrays if a is not None)
+    try:
+        return array_api_compat.array_namespace(*arrays)
+    except TypeError as exc:
+        kinds = sorted({type(a).__module__ + "." + type(a).__name__ for a in arrays})
+        raise FusionSpecError("fusion_spec", "arrays", "arrays of one supported backend "
+                              "(numpy, torch, jax, mlx)", ", ".join(kinds)) from exc
+
+
+def backend_name(x: Array) -> str:
+    """'numpy', 'torch', 'jax' or 'mlx' for an array."""
+    if array_api_compat.is_numpy_array(x):
+        return "numpy"
+    if array_api_compat.is_torch_array(x):
+        return "torch"
+    if array_api_compat.is_jax_array(x):
+        return "jax"
+    if type(x).__module__.startswith("mlx"):
+        return "mlx"
+    return type(x).__module__.split(".")[0]
+
+
+def dtype_name(x: Array) -> str:
+    """The dtype of ``x`` as a plain name: 'float64', 'float32', 'bfloat16', 'float16', 'int64', ..."""
+    return str(x.dtype).rsplit(".", 1)[-1]
+
+
+def is_floating(x: Array) -> bool:
+    return dtype_name(x).startswith(("float", "bfloat"))
+
+
+def compute_dtype(xp: ModuleType, x: Array) -> Any:
+    """The dtype statistics are computed in: float32 for float16/bfloat16 inputs, else x's own."""
+    return xp.float32 if dtype_name(x) in LOW_PRECISION else x.dtype
+
+
+def upcast(xp: ModuleType, x: Array) -> Array:
+    """``x`` in its compute dtype (see :func:`compute_dtype`)."""
+    dt = compute_dtype(xp, x)
+    return x if dt == x.dtype else xp.astype(x, dt)
+
+
+def erf(x: Array) -> Array:
+    """The error function, element-wise, on any backend (NumPy uses :func:`fusion_spec.ops.erf.erf_numpy`)."""
+    name = backend_name(x)
+    if name == "numpy":
+        from .ops.erf import erf_numpy
+        return erf_numpy(x)
+    if name == "torch":
+        import torch
+        return torch.special.erf(x)
+    if name == "jax":
+        import jax
+        return jax.lax.erf(x)
+    if name == "mlx":
+        import mlx.core as mx
+        return mx.erf(x)
+    raise FusionSpecError("erf", "x", "a numpy, torch, jax or mlx array", type(x).__name__)
+
+
+def to_numpy(x: Array) -> np.ndarray:
+    """A NumPy copy of any backend's array (bfloat16 becomes float32, the nearest NumPy dtype)."""
+    name = backend_name(x)
+    if name == "torch":
+        import torch
+        x = x.detach().cpu()
+        return (x.float() if x.dtype == torch.bfloat16 else x).numpy()
+    if name == "mlx":
+        import mlx.core as mx
+        return np.array(x.astype(mx.float32) if x.dtype == mx.bfloat16 else x)
+    if name == "jax" and dtype_name(x) == "bfloat16":
+        return np.asarray(x.astype("float32"))
+    return np.asarray(x)
+
+
+# Fast paths. A backend may register a faster kernel for a primitive on its own arrays (a fused
+# attention, say). The reference stays the definition; the conformance suite proves the kernel equal.
+_FAST_PATHS: dict[tuple[str, str], Callable[..., Any]] = {}
+
+
+def register_fast_path(primitive: str, backend: str, fn: Callable[..., Any]) -> None:
+    """Use ``fn`` instead of the reference ``primitive`` for arrays of ``backend``.
+
+    ``fn`` takes the primitive's arguments and returns its result, or ``NotImplemented`` to fall back
+    to the reference for inputs it does not cover.
+    """
+    _FAST_PATHS[(primitive, backend)] = fn
+
+
+def unregister_fast_path(primitive: str, backend: str) -> None:
+    _FAST_PATHS.pop((primitive, backend), None)
+
+
+def fast_path(primitive: str, x: Array) -> Callable[..., Any] | None:
+    return _FAST_PATHS.get((primitive, backend_name(x)))
