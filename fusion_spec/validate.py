@@ -102,3 +102,28 @@ def subtree(params: Mapping[str, Array], prefix: str) -> dict[str, Array]:
     """The entries of ``params`` under ``prefix.``, with the prefix removed."""
     p = prefix + "."
     return {k[len(p):]: v for k, v in params.items() if k.startswith(p)}
+
+
+def linear_params(op: str, params: Mapping[str, Array], prefix: str, in_features: int, like: Array,
+                  out_features: int | None = None, bias: bool | None = None) -> tuple[Array, Array | None]:
+    """``params['<prefix>weight']`` as an ``[out, in_features]`` matrix and the optional bias beside it.
+
+    ``prefix`` is '' or ends with '.'. ``bias=True`` requires a bias, ``False`` forbids one, ``None``
+    takes it if present. Shapes and dtypes are checked against ``like`` (the layer's input).
+    """
+    key = prefix + "weight"
+    if not isinstance(params, Mapping):
+        raise FusionSpecError(op, "params", "a mapping from dotted names to arrays", type(params).__name__)
+    if key not in params:
+        raise FusionSpecError(op, f"params['{key}']", f"an [out, {in_features}] weight", "no such key")
+    w = array(op, f"params['{key}']", params[key], rank=2)
+    want = (w.shape[0] if out_features is None else out_features, in_features)
+    w = param(op, params, key, want, like=like)
+    b = params.get(prefix + "bias")
+    if bias is True and b is None:
+        raise FusionSpecError(op, f"params['{prefix}bias']", f"a [{want[0]}] bias", "no such key")
+    if bias is False and b is not None:
+        raise FusionSpecError(op, f"params['{prefix}bias']", "no bias (this layer has none)", "a bias")
+    if b is not None:
+        param(op, params, prefix + "bias", (want[0],), like=like)
+    return w, b

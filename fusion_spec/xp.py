@@ -24,11 +24,35 @@ def namespace(*arrays: Array) -> ModuleType:
     """The array-API namespace shared by ``arrays`` (``None`` entries are ignored)."""
     arrays = tuple(a for a in arrays if a is not None)
     try:
-        return array_api_compat.array_namespace(*arrays)
+        xp = array_api_compat.array_namespace(*arrays)
     except TypeError as exc:
         kinds = sorted({type(a).__module__ + "." + type(a).__name__ for a in arrays})
         raise FusionSpecError("fusion_spec", "arrays", "arrays of one supported backend "
                               "(numpy, torch, jax, mlx)", ", ".join(kinds)) from exc
+    return _mlx_namespace() if xp.__name__ == "mlx.core" else xp
+
+
+class _MLXNamespace:
+    """``mlx.core`` with the few array-API names it spells differently (array-api-compat has no MLX wrapper)."""
+
+    def __init__(self) -> None:
+        import mlx.core as mx
+        self._mx = mx
+        self.__name__ = "mlx.core"
+        self.bool = mx.bool_
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._mx, name)
+
+
+_MLX = None
+
+
+def _mlx_namespace() -> _MLXNamespace:
+    global _MLX
+    if _MLX is None:
+        _MLX = _MLXNamespace()
+    return _MLX
 
 
 def backend_name(x: Array) -> str:
@@ -117,3 +141,33 @@ def unregister_fast_path(primitive: str, backend: str) -> None:
 
 def fast_path(primitive: str, x: Array) -> Callable[..., Any] | None:
     return _FAST_PATHS.get((primitive, backend_name(x)))
+
+
+def device_of(x: Array) -> Any:
+    """The device of ``x`` (``None`` for MLX, whose arrays live in unified memory)."""
+    return None if backend_name(x) == "mlx" else array_api_compat.device(x)
+
+
+def asarray_like(xp: ModuleType, values: Any, like: Array, dtype: Any = None) -> Array:
+    """``values`` as an array of ``like``'s backend and device."""
+    dev = device_of(like)
+    if dev is None:
+        return xp.asarray(values, dtype=dtype)
+    return xp.asarray(values, dtype=dtype, device=dev)
+
+
+def concrete(x: Array) -> np.ndarray | None:
+    """``x``'s values as NumPy, or ``None`` while it is being traced (``jax.jit``), where values are unknown."""
+    if backend_name(x) == "jax":
+        import jax
+        if isinstance(x, jax.core.Tracer):
+            return None
+    return to_numpy(x)
+
+
+def full_like_device(xp: ModuleType, shape: tuple[int, ...], value: Any, dtype: Any, like: Array) -> Array:
+    """``xp.full(shape, value, dtype)`` on ``like``'s device."""
+    dev = device_of(like)
+    if dev is None:
+        return xp.full(shape, value, dtype=dtype)
+    return xp.full(shape, value, dtype=dtype, device=dev)

@@ -1,6 +1,19 @@
-"""The fusion operators and the primitives they are written in, as pure functions."""
+"""The fusion operators and the primitives they are written in, as pure functions.
+
+Every function takes and returns arrays of any supported backend (NumPy, PyTorch, JAX, MLX).
+"""
 
 from .attention import attention
+from .merge import merge_tokens, window_order
 from .primitives import gelu, gelu_tanh, layer_norm, linear, rms_norm, sigmoid, silu, softmax
+from .projection import linear_projection, mlp_projection
+from .sequence import FusedSequence, concat_tokens, insert_tokens, position_ids, scatter_placeholders
 
-__all__ = ["attention", "gelu", "gelu_tanh", "layer_norm", "linear", "rms_norm", "sigmoid", "silu", "softmax"]
+__all__ = [
+    # primitives
+    "attention", "gelu", "gelu_tanh", "layer_norm", "linear", "rms_norm", "sigmoid", "silu", "softmax",
+    # projection and merging
+    "linear_projection", "mlp_projection", "merge_tokens", "window_order",
+    # sequence assembly
+    "FusedSequence", "concat_tokens", "insert_tokens", "position_ids", "scatter_placeholders",
+]

@@ -1,5 +1,6 @@
 """One frozen dataclass per operator family: config, parameter shapes, init and apply."""
 
 from .base import Spec
+from .projection import LinearProjection, MLPProjection, TokenMerge
 
-__all__ = ["Spec"]
+__all__ = ["Spec", "LinearProjection", "MLPProjection", "TokenMerge"]

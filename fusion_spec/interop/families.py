@@ -1,0 +1,1 @@
+"""Imports every family's converters so that they register themselves."""

@@ -1,0 +1,53 @@
+"""Projectors that map vision features to the LLM width: LLaVA-1.0's linear layer and the MLP family."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from .. import validate as check
+from ..xp import Array
+from .primitives import activation as activation_fn
+from .primitives import layer_norm, linear
+
+
+def linear_projection(x: Array, params: Mapping[str, Array]) -> Array:
+    """LLaVA-1.0's projector: one affine map ``y = x @ weight.T + bias``.
+
+    Shapes: x ``[batch, tokens, vision_dim]`` -> ``[batch, tokens, llm_dim]``.
+    Params: ``weight [llm_dim, vision_dim]``, optional ``bias [llm_dim]``.
+    """
+    op = "linear_projection"
+    check.floating(op, "x", x, rank=3)
+    w, b = check.linear_params(op, params, "", x.shape[-1], like=x)
+    return linear(x, w, b, op=op)
+
+
+def mlp_projection(x: Array, params: Mapping[str, Array], *, depth: int = 2, activation: str = "gelu",
+                   norm: bool = False, norm_eps: float = 1e-5) -> Array:
+    """The MLP projector: ``[LayerNorm ->] Linear -> act -> Linear [-> act -> Linear ...]``.
+
+    ``depth`` linear layers with ``activation`` between them (none after the last); LLaVA-1.5's
+    ``mlp2x_gelu`` is depth 2 with GELU (erf form); ``mlpNx_gelu`` is depth N. ``norm=True`` puts a
+    LayerNorm (``norm_eps``) on the input first, as InternVL's ``mlp1``.
+
+    Shapes: x ``[batch, tokens, in_dim]`` -> ``[batch, tokens, out_dim]``.
+    Params: ``layer_norm.weight/bias [in_dim]`` (if norm), ``linear_{i}.weight [out_i, in_i]`` and
+    optional ``linear_{i}.bias [out_i]`` for i = 1..depth, each layer's input the previous one's output.
+    (These are HF's ``LlavaMultiModalProjector`` / ``InternVLMultiModalProjector`` names.)
+    """
+    op = "mlp_projection"
+    check.floating(op, "x", x, rank=3)
+    check.positive_int(op, "depth", depth)
+    act = activation_fn(activation, op)
+    width = x.shape[-1]
+    if norm:
+        w = check.param(op, params, "layer_norm.weight", (width,), like=x)
+        b = check.param(op, params, "layer_norm.bias", (width,), like=x)
+        x = layer_norm(x, w, b, eps=norm_eps, op=op)
+    for i in range(1, depth + 1):
+        w, b = check.linear_params(op, params, f"linear_{i}.", width, like=x)
+        x = linear(x, w, b, op=op)
+        if i < depth:
+            x = act(x)
+        width = w.shape[0]
+    return x

@@ -1,0 +1,246 @@
+"""Specs for the projector family: linear, MLP (with Edifice's consecutive compression) and token merge."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from .. import ops
+from ..errors import FusionSpecError
+from ..ops.merge import MODES, TOKEN_ORDERS
+from ..ops.primitives import ACTIVATIONS
+from ..xp import Array
+from .base import Spec
+
+
+def _check_shape(op: str, name: str, shape: tuple[int, ...], rank: int, last: int | None = None) -> tuple[int, ...]:
+    shape = tuple(shape)
+    if len(shape) != rank or (last is not None and shape[-1] != last):
+        want = f"rank {rank}" + (f" with last axis {last}" if last is not None else "")
+        raise FusionSpecError(op, name, want, f"shape {shape}")
+    return shape
+
+
+def _mlp_shapes(dims: list[int], bias: bool, norm_width: int | None = None) -> dict[str, tuple[int, ...]]:
+    shapes: dict[str, tuple[int, ...]] = {}
+    if norm_width is not None:
+        shapes["layer_norm.weight"] = (norm_width,)
+        shapes["layer_norm.bias"] = (norm_width,)
+    for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:]), start=1):
+        shapes[f"linear_{i}.weight"] = (d_out, d_in)
+        if bias:
+            shapes[f"linear_{i}.bias"] = (d_out,)
+    return shapes
+
+
+@dataclasses.dataclass(frozen=True)
+class LinearProjection(Spec):
+    """LLaVA-1.0's projector: ``y = x @ W.T + b``, ``[B, N, vision_dim] -> [B, N, llm_dim]``.
+
+    Params: ``weight [llm_dim, vision_dim]``, ``bias [llm_dim]`` (if ``bias``).
+    """
+
+    vision_dim: int = 1024
+    llm_dim: int = 256
+    bias: bool = True
+    op = "linear_projection"
+
+    def __post_init__(self) -> None:
+        self._require_positive("vision_dim", "llm_dim")
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        shapes = {"weight": (self.llm_dim, self.vision_dim)}
+        if self.bias:
+            shapes["bias"] = (self.llm_dim,)
+        return shapes
+
+    def output_shape(self, x_shape: tuple[int, ...]) -> tuple[int, ...]:
+        b, n, _ = _check_shape("LinearProjection", "x", x_shape, 3, self.vision_dim)
+        return (b, n, self.llm_dim)
+
+    def apply(self, params: Mapping[str, Array], x: Array) -> Array:
+        self.output_shape(tuple(x.shape))
+        return ops.linear_projection(x, params)
+
+
+@dataclasses.dataclass(frozen=True)
+class MLPProjection(Spec):
+    """The MLP projector, optionally after Edifice's consecutive compression and before concatenation.
+
+    ``[B, N, vision_dim]`` -> (group ``compress_ratio`` consecutive tokens: ``[B, N/r, r*vision_dim]``)
+    -> ``[LayerNorm] -> Linear -> act -> ... -> Linear`` -> ``[B, N/r, llm_dim]``. Given text
+    embeddings ``[B, T, llm_dim]``, ``apply`` returns the visual tokens followed by the text,
+    ``[B, N/r + T, llm_dim]`` (Edifice's ``build_mlp_projection``).
+
+    Defaults are Edifice's (``vision_dim=1024, llm_dim=256, num_visual_tokens=196, compress_ratio=1``);
+    LLaVA-1.5 is ``MLPProjection(vision_dim=1024, llm_dim=4096, num_visual_tokens=576)``.
+    ``hidden_dim`` (the width between linears) defaults to ``llm_dim``. Params: ``linear_{i}.*`` and,
+    with ``norm``, ``layer_norm.*`` — HF's ``LlavaMultiModalProjector`` names.
+    """
+
+    vision_dim: int = 1024
+    llm_dim: int = 256
+    num_visual_tokens: int = 196
+    compress_ratio: int = 1
+    depth: int = 2
+    hidden_dim: int | None = None
+    activation: str = "gelu"
+    norm: bool = False
+    norm_eps: float = 1e-5
+    bias: bool = True
+    op = "mlp_projection"
+
+    def __post_init__(self) -> None:
+        self._require_positive("vision_dim", "llm_dim", "num_visual_tokens", "compress_ratio", "depth")
+        if self.hidden_dim is not None:
+            self._require_positive("hidden_dim")
+        self._require_choice("activation", tuple(ACTIVATIONS))
+        self._require_eps("norm_eps")
+        if self.num_visual_tokens % self.compress_ratio:
+            self._fail("compress_ratio", f"a divisor of num_visual_tokens={self.num_visual_tokens}", self.compress_ratio)
+
+    @property
+    def in_dim(self) -> int:
+        return self.vision_dim * self.compress_ratio
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        hidden = self.hidden_dim or self.llm_dim
+        dims = [self.in_dim] + [hidden] * (self.depth - 1) + [self.llm_dim]
+        return _mlp_shapes(dims, self.bias, self.in_dim if self.norm else None)
+
+    def output_shape(self, x_shape: tuple[int, ...], text_shape: tuple[int, ...] | None = None) -> tuple[int, ...]:
+        b, n, _ = _check_shape("MLPProjection", "x", x_shape, 3, self.vision_dim)
+        if n % self.compress_ratio:
+            raise FusionSpecError("MLPProjection", "x", f"a token count divisible by compress_ratio={self.compress_ratio}", f"shape {x_shape}")
+        out = (b, n // self.compress_ratio, self.llm_dim)
+        if text_shape is None:
+            return out
+        tb, t, _ = _check_shape("MLPProjection", "text", text_shape, 3, self.llm_dim)
+        if tb != b:
+            raise FusionSpecError("MLPProjection", "text", f"batch {b}", f"shape {text_shape}")
+        return (b, out[1] + t, self.llm_dim)
+
+    def apply(self, params: Mapping[str, Array], x: Array, text: Array | None = None, *,
+              text_mask: Array | None = None) -> Array:
+        self.output_shape(tuple(x.shape), None if text is None else tuple(text.shape))
+        if self.compress_ratio > 1:
+            x = ops.merge_tokens(x, mode="consecutive", ratio=self.compress_ratio)
+        y = ops.mlp_projection(x, params, depth=self.depth, activation=self.activation, norm=self.norm,
+                               norm_eps=self.norm_eps)
+        if text is None:
+            return y
+        return ops.concat_tokens(y, text, text_mask=text_mask).embeds
+
+
+# Per variant: the real model's name for each canonical parameter prefix.
+_MERGE_NAMES = {
+    "generic": {},
+    "qwen2-vl": {"token_norm": "ln_q", "linear_1": "mlp.0", "linear_2": "mlp.2"},  # Qwen2-VL PatchMerger
+    "internvl": {},  # HF InternVLMultiModalProjector: layer_norm, linear_1, linear_2
+}
+_NORMS = ("none", "pre", "post")
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenMerge(Spec):
+    """Merge visual tokens, then project them: the Qwen2-VL merger and InternVL's ``mlp1``.
+
+    ``[B, N, vision_dim]`` -> ``[norm each token]`` (``norm="pre"``) -> ``merge_tokens`` ->
+    ``[norm the merged token]`` (``norm="post"``) -> MLP -> ``[B, N', llm_dim]``.
+
+    - ``mode="consecutive"`` merges ``factor**2`` consecutive tokens (Qwen2-VL: its processor has
+      already ordered each 2×2 window consecutively); ``"spatial"`` merges k×k windows of a row-major
+      grid (InternVL's pixel shuffle; grid given to ``apply`` or square); ``"pool"`` averages them.
+    - ``variant="qwen2-vl"``: ``norm="pre"`` eps 1e-6, hidden width ``4*vision_dim``; params
+      ``ln_q.*, mlp.0.*, mlp.2.*``. ``variant="internvl"``: ``norm="post"`` eps 1e-5, hidden =
+      ``llm_dim``; params ``layer_norm.*, linear_1.*, linear_2.*``. ``variant="generic"``: your
+      choices, params ``token_norm.*`` (pre) or ``layer_norm.*`` (post) and ``linear_{i}.*``.
+    """
+
+    vision_dim: int = 1024
+    llm_dim: int = 4096
+    mode: str = "spatial"
+    factor: int = 2
+    norm: str = "post"
+    norm_eps: float = 1e-5
+    hidden_dim: int | None = None
+    depth: int = 2
+    activation: str = "gelu"
+    token_order: str = "row_major"
+    variant: str = "generic"
+    op = "merge_tokens"
+
+    def __post_init__(self) -> None:
+        self._require_positive("vision_dim", "llm_dim", "factor", "depth")
+        if self.hidden_dim is not None:
+            self._require_positive("hidden_dim")
+        self._require_choice("mode", MODES)
+        self._require_choice("norm", _NORMS)
+        self._require_choice("activation", tuple(ACTIVATIONS))
+        self._require_choice("token_order", TOKEN_ORDERS)
+        self._require_choice("variant", tuple(_MERGE_NAMES))
+        self._require_eps("norm_eps")
+
+    @classmethod
+    def qwen2_vl(cls, vision_dim: int = 1280, llm_dim: int = 3584) -> "TokenMerge":
+        """Qwen2-VL's ``PatchMerger`` (``context_dim=vision_dim``, ``dim=llm_dim``, spatial_merge_size 2)."""
+        return cls(vision_dim, llm_dim, mode="consecutive", factor=2, norm="pre", norm_eps=1e-6,
+                   hidden_dim=4 * vision_dim, variant="qwen2-vl")
+
+    @classmethod
+    def internvl(cls, vision_dim: int = 1024, llm_dim: int = 4096) -> "TokenMerge":
+        """InternVL's ``mlp1`` after ``pixel_shuffle(x, 0.5)`` (ps_version v2)."""
+        return cls(vision_dim, llm_dim, mode="spatial", factor=2, norm="post", norm_eps=1e-5, variant="internvl")
+
+    @property
+    def merged_dim(self) -> int:
+        return self.vision_dim if self.mode == "pool" else self.vision_dim * self.factor ** 2
+
+    def _canonical_shapes(self) -> dict[str, tuple[int, ...]]:
+        hidden = self.hidden_dim or self.llm_dim
+        dims = [self.merged_dim] + [hidden] * (self.depth - 1) + [self.llm_dim]
+        shapes = {}
+        if self.norm == "pre":
+            shapes = {"token_norm.weight": (self.vision_dim,), "token_norm.bias": (self.vision_dim,)}
+        return shapes | _mlp_shapes(dims, True, self.merged_dim if self.norm == "post" else None)
+
+    def _rename(self, canonical: str) -> str:
+        prefix, _, leaf = canonical.rpartition(".")
+        return _MERGE_NAMES[self.variant].get(prefix, prefix) + "." + leaf
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {self._rename(k): s for k, s in self._canonical_shapes().items()}
+
+    def output_shape(self, x_shape: tuple[int, ...], grid: tuple[int, int] | None = None) -> tuple[int, ...]:
+        b, n, _ = _check_shape("TokenMerge", "x", x_shape, 3, self.vision_dim)
+        group = self.factor ** 2
+        if n % group:
+            raise FusionSpecError("TokenMerge", "x", f"a token count divisible by factor**2={group}", f"shape {x_shape}")
+        return (b, n // group, self.llm_dim)
+
+    def apply(self, params: Mapping[str, Array], x: Array, *, grid: tuple[int, int] | None = None) -> Array:
+        self.output_shape(tuple(x.shape))
+        canonical = {k: params[self._rename(k)] for k in self._canonical_shapes() if self._rename(k) in params}
+        missing = [self._rename(k) for k in self._canonical_shapes() if self._rename(k) not in params]
+        if missing:
+            raise FusionSpecError("TokenMerge", f"params['{missing[0]}']", "an array", "no such key")
+        if self.norm == "pre":
+            x = ops.layer_norm(x, canonical["token_norm.weight"], canonical["token_norm.bias"], eps=self.norm_eps,
+                               op="TokenMerge")
+        if self.mode == "consecutive":
+            x = ops.merge_tokens(x, mode="consecutive", ratio=self.factor ** 2)
+        else:
+            x = ops.merge_tokens(x, mode=self.mode, grid=grid or _square(x.shape[1]), factor=self.factor,
+                                 token_order=self.token_order)
+        return ops.mlp_projection(x, canonical, depth=self.depth, activation=self.activation,
+                                  norm=self.norm == "post", norm_eps=self.norm_eps)
+
+
+def _square(n: int) -> tuple[int, int]:
+    side = int(round(n ** 0.5))
+    if side * side != n:
+        raise FusionSpecError("TokenMerge", "grid", f"(height, width) of the patch grid ({n} tokens is not square)", None)
+    return (side, side)
+
+
