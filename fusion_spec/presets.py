@@ -1,0 +1,307 @@
+"""Named real-model presets: each model's fusion configuration and image pipeline.
+
+``presets.get(name)`` returns a :class:`Preset`; ``presets.names()`` lists them. Numbers are the
+released checkpoints' (Hugging Face ``config.json`` / ``preprocessor_config.json`` and the
+transformers / open_flamingo source), for the checkpoint named in ``Preset.checkpoint``.
+
+``Preset.fusion`` is a plain dict: ``family`` (the operator family) plus the spec's config fields.
+``Preset.modules`` lists every fusion module of the model in data-flow order (for example the
+Perceiver resampler before Flamingo's gated cross-attention), ``fusion`` being the main one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from . import cost
+from .errors import FusionSpecError
+from .tokens import AnyRes, CanvasTiles, DynamicTiles, FixedGrid, Pipeline, Resampler, SmartResize, TokenCount
+
+#: family -> spec class name in :mod:`fusion_spec.specs` (CONTRACT §3).
+SPEC_CLASSES = {
+    "linear_projection": "LinearProjection",
+    "mlp_projection": "MLPProjection",
+    "token_merge": "TokenMerge",
+    "q_former": "QFormer",
+    "perceiver_resampler": "PerceiverResampler",
+    "gated_cross_attention": "GatedCrossAttentionBlock",
+    "mllama_cross_attention": "GatedCrossAttentionBlock",
+}
+
+#: Fields of a fusion dict that describe the model, not the spec's constructor.
+_NOT_SPEC_FIELDS = ("family", "num_layers_in_model", "layer_indices", "module")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A real model's visual-token pipeline and fusion configuration.
+
+    ``cross_attention``: the LLM cross-attends to the visual tokens (Flamingo, Llama-3.2-Vision); the
+    text then holds ``marker_tokens`` placeholders per image and no image features.
+    ``marker_tokens`` (+ ``marker_tokens_per_crop`` per crop): tokens the image adds to the text that
+    carry no features (``<img>``, ``</img>``, Idefics2's ``<fake_token_around_image>``, ...).
+    ``extra_params``: parameters of the fusion outside the listed modules (LLaVA-NeXT's ``image_newline``).
+    """
+
+    name: str
+    checkpoint: str
+    hf_model_type: str | None
+    pipeline: Pipeline
+    fusion: Mapping[str, Any]
+    modules: tuple[Mapping[str, Any], ...] = ()
+    cross_attention: bool = False
+    marker_tokens: int = 0
+    marker_tokens_per_crop: int = 0
+    extra_params: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    notes: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fusion", MappingProxyType(dict(self.fusion)))
+        mods = tuple(MappingProxyType(dict(m)) for m in self.modules) or (self.fusion,)
+        object.__setattr__(self, "modules", mods)
+        object.__setattr__(self, "extra_params", MappingProxyType(dict(self.extra_params)))
+
+    @property
+    def family(self) -> str:
+        return self.fusion["family"]
+
+    def with_pipeline(self, **changes: Any) -> Preset:
+        """A copy whose pipeline has these fields changed, e.g. ``max_pixels=`` or ``image_splitting=True``."""
+        try:
+            pipe = dataclasses.replace(self.pipeline, **changes)
+        except TypeError as e:
+            fields = ", ".join(f.name for f in dataclasses.fields(self.pipeline))
+            raise FusionSpecError(f"presets.{self.name}.with_pipeline", "changes",
+                                  f"fields of {type(self.pipeline).__name__} ({fields})", sorted(changes)) from e
+        return dataclasses.replace(self, pipeline=pipe)
+
+    def tokens(self, height: int, width: int) -> int:
+        """:func:`fusion_spec.tokens.count` for this preset."""
+        from . import tokens
+
+        return tokens.count(self, height, width)
+
+    def breakdown(self, height: int, width: int) -> TokenCount:
+        from . import tokens
+
+        return tokens.breakdown(self, height, width)
+
+    def num_params(self) -> int:
+        """Exact parameter count of all fusion modules plus ``extra_params``."""
+        extra = 0
+        for shape in self.extra_params.values():
+            n = 1
+            for s in shape:
+                n *= s
+            extra += n
+        return sum(_module_params(m) for m in self.modules) + extra
+
+    def fusion_flops(self, height: int, width: int, text_tokens: int = 1) -> int:
+        """Forward FLOPs (multiply-add = 2) of all fusion modules for one ``height x width`` image.
+
+        ``text_tokens`` matters only for cross-attention models (the text queries that attend to the image,
+        in every cross-attention layer). See :mod:`fusion_spec.cost` for the convention.
+        """
+        b = self.breakdown(height, width)
+        return sum(_module_flops(m, self, b, text_tokens) for m in self.modules)
+
+    def fusion_spec(self) -> Any:
+        """The main fusion module as a ``fusion_spec.specs`` dataclass, built lazily from :attr:`fusion`."""
+        return build_spec(self.fusion)
+
+
+def build_spec(module: Mapping[str, Any]) -> Any:
+    """``fusion_spec.specs.<Class>(**fields)`` for one module dict (see :data:`SPEC_CLASSES`)."""
+    from . import specs
+
+    family = module["family"]
+    cls_name = SPEC_CLASSES[family]
+    cls = getattr(specs, cls_name, None)
+    if cls is None:
+        raise FusionSpecError("presets.build_spec", "family", f"a spec class fusion_spec.specs.{cls_name}",
+                              f"{family!r}: fusion_spec.specs has no {cls_name}")
+    return cls(**{k: v for k, v in module.items() if k not in _NOT_SPEC_FIELDS})
+
+
+def _projection_dims(m: Mapping[str, Any]) -> list[int]:
+    depth = m.get("depth", 1)
+    return [m["vision_dim"]] + ([m["hidden_size"]] * (depth - 1) if depth > 1 else []) + [m["llm_dim"]]
+
+
+def _module_params(m: Mapping[str, Any]) -> int:
+    fam = m["family"]
+    if fam in ("mlp_projection", "linear_projection"):
+        if m.get("activation") == "silu" and m.get("gated"):
+            return cost.swiglu_params(m["vision_dim"], m["hidden_size"], m["llm_dim"], bias=m.get("bias", False))
+        dims = _projection_dims(m)
+        return cost.mlp_projection_params(dims, m.get("bias", True))
+    if fam == "token_merge":
+        k = m["merge_size"]
+        norm = m["vision_dim"] if m["norm_position"] == "pre_merge" else k * k * m["vision_dim"]
+        return cost.token_merge_params(m["vision_dim"], k, m["hidden_size"], m["llm_dim"], norm)
+    if fam == "q_former":
+        return cost.qformer_params(m["num_queries"], m["hidden_size"], m["num_layers"], m["intermediate_size"],
+                                   m["vision_dim"], m["cross_attention_frequency"], m["llm_dim"])
+    if fam == "perceiver_resampler" and m["variant"] == "flamingo":
+        return cost.flamingo_perceiver_params(m["vision_dim"], m["depth"], m["head_dim"], m["num_heads"],
+                                              m["num_queries"], m["ff_mult"])
+    if fam == "perceiver_resampler" and m["variant"] == "idefics2":
+        return cost.idefics2_perceiver_params(m["hidden_size"], m["num_queries"], m["depth"], m["num_heads"],
+                                              m["head_dim"], m["num_kv_heads"])
+    if fam == "gated_cross_attention":
+        return m["num_layers"] * cost.flamingo_gated_xattn_params(m["llm_dim"], m["vision_dim"], m["head_dim"],
+                                                                  m["num_heads"], m["ff_mult"])
+    if fam == "mllama_cross_attention":
+        return m["num_layers"] * cost.mllama_cross_attention_params(m["hidden_size"], m["num_heads"],
+                                                                    m["num_kv_heads"], m["intermediate_size"])
+    raise FusionSpecError("presets.num_params", "family", "a known fusion family", repr(fam))
+
+
+def _module_flops(m: Mapping[str, Any], p: Preset, b: TokenCount, text_tokens: int) -> int:
+    fam = m["family"]
+    pipe = p.pipeline
+    if fam in ("mlp_projection", "linear_projection"):
+        # Input tokens of the projector: the visual tokens (LLaVA), the encoder tokens of each crop
+        # (Idefics2's modality projection), or every tile's tokens (Llama-3.2-Vision).
+        n = b.visual_tokens
+        if isinstance(pipe, Resampler):
+            n = pipe.crops * m.get("input_tokens", pipe.encoder_tokens)
+        if m.get("activation") == "silu" and m.get("gated"):
+            return cost.swiglu_flops(n, m["vision_dim"], m["hidden_size"], m["llm_dim"])
+        dims = _projection_dims(m)
+        return cost.mlp_projection_flops(n, dims)
+    if fam == "token_merge":
+        return cost.token_merge_flops(b.visual_tokens, m["vision_dim"], m["merge_size"], m["hidden_size"],
+                                      m["llm_dim"])
+    if fam == "q_former":
+        return b.crops * cost.qformer_flops(pipe.encoder_tokens, m["num_queries"], m["hidden_size"],
+                                            m["num_layers"], m["intermediate_size"], m["vision_dim"],
+                                            m["cross_attention_frequency"], m["llm_dim"])
+    if fam == "perceiver_resampler" and m["variant"] == "flamingo":
+        return cost.flamingo_perceiver_flops(pipe.encoder_tokens, m["vision_dim"], m["depth"], m["head_dim"],
+                                             m["num_heads"], m["num_queries"], m["ff_mult"])
+    if fam == "perceiver_resampler" and m["variant"] == "idefics2":
+        return b.crops * cost.idefics2_perceiver_flops(m.get("input_tokens", pipe.encoder_tokens), m["hidden_size"],
+                                                       m["num_queries"], m["depth"], m["num_heads"], m["head_dim"],
+                                                       m["num_kv_heads"])
+    if fam == "gated_cross_attention":
+        return m["num_layers"] * cost.flamingo_gated_xattn_flops(text_tokens, b.cross_attention_tokens,
+                                                                 m["llm_dim"], m["vision_dim"], m["head_dim"],
+                                                                 m["num_heads"], m["ff_mult"])
+    if fam == "mllama_cross_attention":
+        return m["num_layers"] * cost.mllama_cross_attention_flops(text_tokens, b.cross_attention_tokens,
+                                                                   m["hidden_size"], m["num_heads"],
+                                                                   m["num_kv_heads"], m["intermediate_size"])
+    raise FusionSpecError("presets.fusion_flops", "family", "a known fusion family", repr(fam))
+
+
+# ---------------------------------------------------------------------------------------------
+# The presets
+# ---------------------------------------------------------------------------------------------
+
+_LLAVA_PROJECTOR = {"family": "mlp_projection", "variant": "llava", "vision_dim": 1024, "hidden_size": 4096,
+                    "llm_dim": 4096, "depth": 2, "activation": "gelu", "bias": True}
+
+_FLAMINGO_RESAMPLER = {"family": "perceiver_resampler", "variant": "flamingo", "vision_dim": 1024, "depth": 6,
+                       "head_dim": 64, "num_heads": 8, "num_queries": 64, "ff_mult": 4, "eps": 1e-5,
+                       "activation": "gelu"}
+_FLAMINGO_XATTN = {"family": "gated_cross_attention", "variant": "flamingo", "llm_dim": 4096, "vision_dim": 1024,
+                   "head_dim": 64, "num_heads": 8, "ff_mult": 4, "eps": 1e-5, "activation": "gelu",
+                   "num_layers": 8, "num_layers_in_model": 32, "only_attend_immediate_media": True,
+                   "layer_indices": tuple(range(3, 32, 4))}
+
+_IDEFICS2_PROJECTION = {"family": "mlp_projection", "variant": "idefics2", "module": "modality_projection",
+                        "vision_dim": 1152, "hidden_size": 14336, "llm_dim": 4096, "activation": "silu",
+                        "gated": True, "bias": False}
+_IDEFICS2_RESAMPLER = {"family": "perceiver_resampler", "variant": "idefics2", "hidden_size": 4096,
+                       "num_queries": 64, "depth": 3, "num_heads": 16, "head_dim": 96, "num_kv_heads": 4,
+                       "eps": 1e-6, "activation": "silu"}
+
+_MLLAMA_PROJECTOR = {"family": "linear_projection", "variant": "mllama", "module": "multi_modal_projector",
+                     "vision_dim": 7680, "llm_dim": 4096, "bias": True}
+_MLLAMA_XATTN = {"family": "mllama_cross_attention", "variant": "mllama", "hidden_size": 4096, "num_heads": 32,
+                 "num_kv_heads": 8, "head_dim": 128, "intermediate_size": 14336, "eps": 1e-5, "activation": "silu",
+                 "num_layers": 8, "num_layers_in_model": 40, "layer_indices": (3, 8, 13, 18, 23, 28, 33, 38)}
+
+_PRESETS: dict[str, Preset] = {p.name: p for p in [
+    Preset(
+        name="llava-1.5", checkpoint="llava-hf/llava-1.5-7b-hf", hf_model_type="llava",
+        pipeline=FixedGrid(image_size=336, patch_size=14, class_token=True, keep_class_token=False),
+        fusion=_LLAVA_PROJECTOR,
+        notes="CLIP ViT-L/14-336 (577 tokens, layer -2), strategy 'default' drops the class token: 576.",
+    ),
+    Preset(
+        name="llava-next", checkpoint="llava-hf/llava-v1.6-mistral-7b-hf", hf_model_type="llava_next",
+        pipeline=AnyRes(), fusion=_LLAVA_PROJECTOR, extra_params={"image_newline": (4096,)},
+        notes="anyres: best of 5 pinpoints, unpadded grid + one image_newline per row + 576 base tokens.",
+    ),
+    Preset(
+        name="qwen2-vl", checkpoint="Qwen/Qwen2-VL-7B-Instruct", hf_model_type="qwen2_vl",
+        pipeline=SmartResize(patch_size=14, merge_size=2, min_pixels=56 * 56, max_pixels=28 * 28 * 16384),
+        fusion={"family": "token_merge", "variant": "qwen2_vl", "vision_dim": 1280, "merge_size": 2,
+                "hidden_size": 5120, "llm_dim": 3584, "norm": "layer_norm", "norm_position": "pre_merge",
+                "eps": 1e-6, "activation": "gelu"},
+        marker_tokens=2,
+        notes="max_pixels is the checkpoint's preprocessor_config (12845056); transformers' class default "
+              "is 28*28*1280 = 1003520: presets.get('qwen2-vl').with_pipeline(max_pixels=1003520).",
+    ),
+    Preset(
+        name="internvl2", checkpoint="OpenGVLab/InternVL2-8B", hf_model_type="internvl",
+        pipeline=DynamicTiles(tile_size=448, patch_size=14, min_tiles=1, max_tiles=12, use_thumbnail=True,
+                              downsample_ratio=0.5),
+        fusion={"family": "token_merge", "variant": "internvl", "vision_dim": 1024, "merge_size": 2,
+                "hidden_size": 4096, "llm_dim": 4096, "norm": "layer_norm", "norm_position": "post_merge",
+                "eps": 1e-5, "activation": "gelu"},
+        marker_tokens=2,
+        notes="InternViT-300M + InternLM2.5-7B; pixel shuffle 0.5 gives 256 tokens a 448-px tile; <img>...</img>.",
+    ),
+    Preset(
+        name="blip2", checkpoint="Salesforce/blip2-opt-2.7b", hf_model_type="blip-2",
+        pipeline=Resampler(num_queries=32, encoder_image_size=224, patch_size=14, class_token=True),
+        fusion={"family": "q_former", "variant": "blip2", "num_queries": 32, "hidden_size": 768, "num_layers": 12,
+                "num_heads": 12, "intermediate_size": 3072, "vision_dim": 1408, "cross_attention_frequency": 2,
+                "llm_dim": 2560, "eps": 1e-12, "activation": "gelu"},
+        notes="EVA ViT-g/14 at 224 px (257 tokens with CLS) -> 32 queries -> OPT-2.7b (2560).",
+    ),
+    Preset(
+        name="openflamingo", checkpoint="openflamingo/OpenFlamingo-9B-vitl-mpt7b", hf_model_type=None,
+        pipeline=Resampler(num_queries=64, encoder_image_size=224, patch_size=14, class_token=False),
+        fusion=_FLAMINGO_XATTN, modules=(_FLAMINGO_RESAMPLER, _FLAMINGO_XATTN), cross_attention=True,
+        marker_tokens=1,
+        notes="CLIP ViT-L/14 patch tokens (256) -> Perceiver (64 latents) -> gated cross-attention every 4th "
+              "of MPT-7B's 32 layers; one <image> token in the text.",
+    ),
+    Preset(
+        name="idefics2", checkpoint="HuggingFaceM4/idefics2-8b", hf_model_type="idefics2",
+        pipeline=Resampler(num_queries=64, encoder_image_size=980, patch_size=14, class_token=False,
+                           image_splitting=False),
+        fusion=_IDEFICS2_RESAMPLER, modules=(_IDEFICS2_PROJECTION, _IDEFICS2_RESAMPLER),
+        marker_tokens=1, marker_tokens_per_crop=1,
+        notes="SigLIP-so400m (1152) -> SwiGLU modality projection -> Perceiver (64 latents). image_splitting "
+              "(4 quarters + image: 320 tokens) is off by transformers' default: with_pipeline(image_splitting=True).",
+    ),
+    Preset(
+        name="llama-3.2-vision", checkpoint="meta-llama/Llama-3.2-11B-Vision", hf_model_type="mllama",
+        pipeline=CanvasTiles(tile_size=560, patch_size=14, max_tiles=4, class_token=True),
+        fusion=_MLLAMA_XATTN, modules=(_MLLAMA_PROJECTOR, _MLLAMA_XATTN), cross_attention=True,
+        marker_tokens=1,
+        notes="1601 vision tokens a 560-px tile (up to 4 tiles; padding tiles allocated but masked), "
+              "cross-attended by 8 of 40 decoder layers; one <|image|> token in the text.",
+    ),
+]}
+
+
+def names() -> list[str]:
+    """The preset names, in a fixed order."""
+    return list(_PRESETS)
+
+
+def get(name: str) -> Preset:
+    """The named preset; an unknown name raises :class:`FusionSpecError` listing the known ones."""
+    if name not in _PRESETS:
+        raise FusionSpecError("presets.get", "name", "one of " + ", ".join(_PRESETS), repr(name))
+    return _PRESETS[name]
