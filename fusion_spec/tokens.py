@@ -264,7 +264,12 @@ class Resampler:
                                  class_token=self.class_token)
 
     def tokens(self, height: int, width: int) -> int:
-        _size("tokens.Resampler", height, width)
+        height, width = _size("tokens.Resampler", height, width)
+        if self.image_splitting and min(height, width) < 2:
+            # Idefics2's processor halves each side; a 1-px side leaves empty quarters and it crashes.
+            raise FusionSpecError("tokens.Resampler", "height, width",
+                                  "both >= 2 when image_splitting (the image is cut into quarters)",
+                                  f"{height}x{width}")
         return self.crops * self.num_queries
 
 
