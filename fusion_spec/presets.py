@@ -124,7 +124,23 @@ def build_spec(module: Mapping[str, Any]) -> Any:
     if cls is None:
         raise FusionSpecError("presets.build_spec", "family", f"a spec class fusion_spec.specs.{cls_name}",
                               f"{family!r}: fusion_spec.specs has no {cls_name}")
-    return cls(**{k: v for k, v in module.items() if k not in _NOT_SPEC_FIELDS})
+    return cls(**_spec_kwargs(module))
+
+
+def _spec_kwargs(m: Mapping[str, Any]) -> dict[str, Any]:
+    """Translate a module dict into the spec constructor's keywords (names from ``fusion_spec.specs``)."""
+    fam = m["family"]
+    if fam == "mlp_projection" and m.get("variant") == "llava":
+        return {"vision_dim": m["vision_dim"], "llm_dim": m["llm_dim"], "num_visual_tokens": m["num_visual_tokens"],
+                "depth": m["depth"], "hidden_dim": m["hidden_size"], "activation": m["activation"],
+                "bias": m["bias"]}
+    if fam == "token_merge":
+        return {"vision_dim": m["vision_dim"], "llm_dim": m["llm_dim"],
+                "mode": "consecutive" if m["variant"] == "qwen2_vl" else "spatial", "factor": m["merge_size"],
+                "norm": "pre" if m["norm_position"] == "pre_merge" else "post", "norm_eps": m["eps"],
+                "hidden_dim": m["hidden_size"], "activation": m["activation"],
+                "variant": "qwen2-vl" if m["variant"] == "qwen2_vl" else "internvl"}
+    return {k: v for k, v in m.items() if k not in _NOT_SPEC_FIELDS}
 
 
 def _projection_dims(m: Mapping[str, Any]) -> list[int]:
@@ -204,7 +220,8 @@ def _module_flops(m: Mapping[str, Any], p: Preset, b: TokenCount, text_tokens: i
 # ---------------------------------------------------------------------------------------------
 
 _LLAVA_PROJECTOR = {"family": "mlp_projection", "variant": "llava", "vision_dim": 1024, "hidden_size": 4096,
-                    "llm_dim": 4096, "depth": 2, "activation": "gelu", "bias": True}
+                    "llm_dim": 4096, "depth": 2, "activation": "gelu", "bias": True,
+                    "num_visual_tokens": 576}
 
 _FLAMINGO_RESAMPLER = {"family": "perceiver_resampler", "variant": "flamingo", "vision_dim": 1024, "depth": 6,
                        "head_dim": 64, "num_heads": 8, "num_queries": 64, "ff_mult": 4, "eps": 1e-5,

@@ -106,4 +106,4 @@ def test_fusion_spec_builds(name):
         spec = p.fusion_spec()
     except (TypeError, FusionSpecError) as e:
         pytest.xfail(f"fusion_spec.specs.{cls} does not take this preset's fields yet: {e}")
-    assert spec.num_params() > 0
+    assert spec.num_params() == presets._module_params(p.fusion)  # the spec and the cost math agree
