@@ -171,3 +171,8 @@ def full_like_device(xp: ModuleType, shape: tuple[int, ...], value: Any, dtype: 
     if dev is None:
         return xp.full(shape, value, dtype=dtype)
     return xp.full(shape, value, dtype=dtype, device=dev)
+
+
+def index_dtype(xp: ModuleType, like: Array) -> Any:
+    """The integer dtype for gather indices: int64 for PyTorch (which requires it), int32 elsewhere."""
+    return xp.int64 if backend_name(like) == "torch" else xp.int32

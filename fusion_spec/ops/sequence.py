@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 from .. import validate as check
 from ..errors import FusionSpecError
-from ..xp import Array, asarray_like, concrete, full_like_device, namespace
+from ..xp import Array, asarray_like, concrete, full_like_device, index_dtype, namespace
 
 
 class FusedSequence(NamedTuple):
@@ -63,7 +63,7 @@ def insert_tokens(text: Array, visual: Array, positions: Array, *, text_mask: Ar
     xp = namespace(text, visual)
     text_mask = _text_mask(op, xp, text, text_mask)
     # Output slot j of row b reads: text j (j < p), visual j - p (p <= j < p + Nv), text j - Nv (after).
-    j = xp.reshape(asarray_like(xp, list(range(nt + nv)), text), (1, nt + nv))
+    j = xp.reshape(asarray_like(xp, list(range(nt + nv)), text, dtype=index_dtype(xp, text)), (1, nt + nv))
     p = xp.reshape(xp.astype(positions, j.dtype), (b, 1))
     from_text = xp.where(j < p, j, j - nv)
     is_visual = (j >= p) & (j < p + nv)
@@ -108,7 +108,7 @@ def scatter_placeholders(input_ids: Array, inputs_embeds: Array, image_features:
     mask = _text_mask(op, xp, inputs_embeds, attention_mask, name="attention_mask")
     if n == 0:
         return FusedSequence(inputs_embeds, mask, position_ids(mask))
-    order = xp.cumulative_sum(xp.astype(is_image, input_ids.dtype), axis=0) - 1
+    order = xp.cumulative_sum(xp.astype(is_image, index_dtype(xp, input_ids)), axis=0) - 1
     rows = xp.take(features, xp.clip(order, 0, n - 1), axis=0)
     flat = xp.where(xp.expand_dims(is_image, axis=-1), rows, xp.reshape(inputs_embeds, (b * length, d)))
     return FusedSequence(xp.reshape(flat, (b, length, d)), mask, position_ids(mask))
