@@ -157,10 +157,14 @@ def asarray_like(xp: ModuleType, values: Any, like: Array, dtype: Any = None) ->
 
 
 def concrete(x: Array) -> np.ndarray | None:
-    """``x``'s values as NumPy, or ``None`` while it is being traced (``jax.jit``), where values are unknown."""
+    """``x``'s values as NumPy, or ``None`` while it is being traced (``jax.jit``, ``torch.compile``), where values are unknown."""
     if backend_name(x) == "jax":
         import jax
         if isinstance(x, jax.core.Tracer):
+            return None
+    if backend_name(x) == "torch":
+        import torch
+        if torch.compiler.is_compiling():  # traced by torch.compile: values unknown, no NumPy round trip
             return None
     return to_numpy(x)
 
