@@ -1,0 +1,152 @@
+"""Regenerate the golden bundle: ``python -m fusion_spec.conformance.generate [DIR]``.
+
+Inputs come from ``numpy.random.default_rng([case seed, 1])``, parameters from ``spec.init(case seed)``
+(the case seed is the CRC-32 of the case id), outputs from the NumPy reference in float64. The files
+are byte-deterministic on a given platform (see :mod:`.safetensors_io`); float64 results of BLAS
+matrix products may differ in the last bit between CPU/BLAS builds, which is why the regeneration
+test runs where the bundle is maintained.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from ..specs.base import _NORM_WEIGHT, Spec
+from . import safetensors_io, tolerance
+from .bundle import FORMAT_VERSION, MANIFEST, PACKAGE_BUNDLE, call, describe, rms, sha256
+from .cases import FAMILIES, Case
+
+#: Meaning of each flag a case may carry (Wycheproof-style).
+FLAGS = {
+    "mask": "a boolean mask input (True = attend / real token)",
+    "fully-masked-row": "some query rows have every key masked: the output rows must be zeros",
+    "grouped-query": "fewer key/value heads than query heads",
+    "compress_ratio": "consecutive tokens concatenated before the projector (Edifice compress_ratio)",
+    "edifice": "Edifice's structure (build_mlp_projection and friends)",
+    "edifice-default": "Edifice's default config, unchanged",
+    "erf-gelu": "uses GELU in its exact erf form (not the tanh approximation)",
+    "bert-eps": "LayerNorm eps 1e-12 (BERT / Q-Former): eps 1e-5 gives a visible difference",
+    "post-norm": "the normalisation comes after the merge / residual (not before)",
+    "placeholder-scatter": "image features replace placeholder token rows in order",
+    "preset": "a named real-model preset's fusion module at small widths",
+    "llava": "LLaVA's projector", "qwen2-vl": "Qwen2-VL's patch merger", "internvl": "InternVL's mlp1",
+    "media-locations": "Flamingo media_locations pattern",
+    "text-before-image": "text tokens before the first image",
+    "immediate-only": "only_attend_immediate_media=True",
+    "all-previous": "only_attend_immediate_media=False (attend to every previous image)",
+    "multi-head": "multi-head attention (Edifice's cross-attention is single-head)",
+}
+
+
+def _entry(family: str, case: Case) -> tuple[dict[str, Any], bytes]:
+    spec = case.target if isinstance(case.target, Spec) else None
+    params = spec.init(case.seed) if spec is not None else {}
+    rng = np.random.default_rng([case.seed, 1])
+    arrays = {name: np.asarray(gen(rng)) for name, gen in case.args + case.kwargs}
+    keyword = {name for name, _ in case.kwargs}
+    entry: dict[str, Any] = {
+        "id": case.id,
+        "family": family,
+        "kind": "spec" if spec is not None else "function",
+        "op": type(spec).__name__ if spec is not None else case.target,
+        "function": spec.op if spec is not None else case.target,
+        "config": spec.config() if spec is not None else {},
+        "file": case.id + ".safetensors",
+        "inputs": [{"name": n, **describe(a), "keyword": n in keyword} for n, a in arrays.items()],
+        "params": [{"name": n, **describe(a)} for n, a in params.items()],
+        "runtime": case.runtime,
+    }
+    tensors = {"input." + n: a for n, a in arrays.items()} | {"param." + n: a for n, a in params.items()}
+    outs = {n: _store(np.asarray(a)) for n, a in call(entry, tensors).items()}
+    tensors |= {"output." + n: a for n, a in outs.items()}
+    matrices = sum(1 for a in params.values() if a.ndim >= 2)
+    norms = sum(1 for n in params if _NORM_WEIGHT.search(n))
+    stages = 1 + matrices + norms + case.stages
+    reduction = max([1] + [max(a.shape, default=1) for a in list(arrays.values()) + list(params.values())])
+    scale = rms(list(outs.values()))
+    data = safetensors_io.dumps(tensors)
+    entry |= {
+        "outputs": [{"name": n, **describe(a)} for n, a in outs.items()],
+        "tolerance": tolerance.tolerances(stages, reduction, scale),
+        "error_model": {"stages": stages, "reduction": reduction, "output_rms": float(f"{scale:.3g}")},
+        "sha256": sha256(data),
+        "flags": list(case.flags),
+        "notes": case.notes,
+    }
+    return entry, data
+
+
+def _store(a: np.ndarray) -> np.ndarray:
+    if a.dtype.kind in "iu":
+        return a.astype(np.int64)
+    return a
+
+
+def build() -> tuple[dict[str, Any], dict[str, bytes]]:
+    """The manifest and ``{file name: bytes}`` of every case."""
+    entries, files = [], {}
+    for family, fn in FAMILIES.items():
+        for case in fn():
+            entry, data = _entry(family, case)
+            if entry["file"] in files:
+                raise ValueError(f"duplicate case id {case.id!r}")
+            entries.append(entry)
+            files[entry["file"]] = data
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "generator": f"fusion_spec {__version__}",
+        "description": "Golden cases for fusion_spec operators: inputs, parameters and float64 reference "
+                       "outputs. Format: docs/conformance/format.md.",
+        "tensor_naming": {"input.<name>": "an input", "param.<name>": "a parameter (spec.init(seed))",
+                          "output.<name>": "a float64 reference output"},
+        "metric": "pass iff max over elements of |got - want| / (atol + rtol * |want|) <= 1; "
+                  "integer and boolean outputs must match exactly",
+        "tolerance_model": {"rtol": "SAFETY * stages * (1 + sqrt(reduction)) * u(dtype)",
+                            "atol": "rtol * output_rms", "SAFETY": tolerance.SAFETY,
+                            "u": tolerance.UNIT_ROUNDOFF},
+        "flags": FLAGS,
+        "cases": entries,
+    }
+    return manifest, files
+
+
+def manifest_bytes(manifest: dict[str, Any]) -> bytes:
+    """Canonical manifest text: indented JSON with lists of numbers (shapes) on one line."""
+    text = json.dumps(manifest, indent=1, ensure_ascii=True)
+    text = re.sub(r"\[\s+([-\d., \n]+?)\s+\]", lambda m: "[" + ", ".join(v.strip() for v in m.group(1).split(",")) + "]",
+                  text)
+    return (text + "\n").encode("utf-8")
+
+
+def write(directory: str | Path = PACKAGE_BUNDLE) -> dict[str, Any]:
+    """Regenerate the bundle into ``directory`` (stale case files there are removed). Returns the manifest."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    manifest, files = build()
+    for old in directory.glob("*.safetensors"):
+        if old.name not in files:
+            old.unlink()
+    for name, data in files.items():
+        (directory / name).write_bytes(data)
+    (directory / MANIFEST).write_bytes(manifest_bytes(manifest))
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    directory = Path(argv[0]) if argv else PACKAGE_BUNDLE
+    manifest = write(directory)
+    size = sum(p.stat().st_size for p in directory.iterdir() if p.is_file())
+    print(f"wrote {len(manifest['cases'])} cases to {directory} ({size / 1e6:.2f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,296 @@
+"""Run the golden bundle on a backend (NumPy, PyTorch, JAX, MLX) in a dtype and compare.
+
+For each case and dtype: the float64 inputs and parameters are rounded to the dtype
+(:func:`~.bundle.round_to`); the backend receives exactly those values as its own arrays of that dtype
+and runs ``spec.apply`` (or the ``fusion_spec.ops`` function) — the same operator code, plus any
+fast paths ``fusion_spec.backends.<name>`` registers; the float64 NumPy reference is recomputed on the
+rounded values (for float64 the bundle's stored outputs are the reference); the error metric of
+:mod:`.tolerance` is applied with the case's tolerance for that dtype.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import math
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import FusionSpecError
+from ..xp import to_numpy
+from . import tolerance
+from .bundle import Bundle, call, round_to, target
+
+BACKENDS = ("numpy", "torch", "jax", "mlx")
+_MODULES = {"numpy": "numpy", "torch": "torch", "jax": "jax", "mlx": "mlx.core"}
+
+
+@dataclass
+class Result:
+    """One case run on one backend in one dtype."""
+
+    case: str
+    backend: str
+    dtype: str
+    status: str            # "pass", "fail", "error" (the backend raised) or "skip"
+    ratio: float = 0.0     # worst |got - want| / (atol + rtol |want|) over all outputs
+    max_abs: float = 0.0   # worst |got - want|
+    detail: str = ""
+    tolerance: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("pass", "skip")
+
+
+def installed(backend: str) -> bool:
+    """Whether ``backend``'s array library imports here."""
+    try:
+        importlib.import_module(_MODULES[backend])
+    except Exception:  # noqa: BLE001 -- a broken install counts as not installed
+        return False
+    return True
+
+
+def activate_fast_paths(backend: str) -> str | None:
+    """Import ``fusion_spec.backends.<backend>`` if it exists, so its fast paths are registered.
+    Returns the module name imported, or ``None``."""
+    name = f"fusion_spec.backends.{backend}"
+    try:
+        if importlib.util.find_spec(name) is None:
+            return None
+    except ImportError:
+        return None
+    importlib.import_module(name)
+    return name
+
+
+def supports(backend: str, dtype: str, device: str) -> str | None:
+    """Why ``backend`` cannot run ``dtype`` on ``device`` (``None`` if it can)."""
+    if backend == "numpy":
+        if device != "cpu":
+            return "numpy runs on the CPU only"
+        if dtype == "bfloat16":
+            return "numpy has no bfloat16"
+    if backend == "mlx" and dtype == "float64" and device != "cpu":
+        return "MLX has float64 on the CPU only"
+    if backend == "mlx" and device == "cuda":
+        import mlx.core as mx
+        if not mx.metal.is_available() and not getattr(mx, "cuda", None):
+            return "MLX here has no GPU"
+    if backend == "torch" and device == "cuda":
+        import torch
+        if not torch.cuda.is_available():
+            return "torch.cuda is not available"
+    if backend == "jax" and device == "cuda":
+        import jax
+        try:
+            jax.devices("gpu")
+        except RuntimeError:
+            return "JAX has no GPU here"
+    return None
+
+
+def converter(backend: str, dtype: str, device: str) -> Callable[[str, np.ndarray], Any]:
+    """``f(name, float64-or-int-or-bool NumPy array) -> backend array`` in ``dtype`` on ``device``
+    (floating arrays only change dtype; their values are already representable in it)."""
+    if backend == "numpy":
+        return lambda name, a: a.astype(dtype) if a.dtype.kind == "f" else a
+    if backend == "torch":
+        import torch
+        tdt = getattr(torch, dtype)
+        return lambda name, a: torch.from_numpy(np.ascontiguousarray(a)).to(
+            device=device, dtype=tdt if a.dtype.kind == "f" else None)
+    if backend == "jax":
+        import jax
+        import jax.numpy as jnp
+        jax.config.update("jax_enable_x64", True)  # float64 and int64 inputs need it
+        dev = jax.devices("gpu" if device == "cuda" else "cpu")[0]
+
+        def to_jax(name: str, a: np.ndarray) -> Any:
+            if a.dtype.kind == "f":
+                x = jnp.asarray(a.astype(np.float32) if dtype == "bfloat16" else a.astype(dtype))
+                x = x.astype(jnp.bfloat16) if dtype == "bfloat16" else x
+            else:
+                x = jnp.asarray(a)
+            return jax.device_put(x, dev)
+        return to_jax
+    if backend == "mlx":
+        import mlx.core as mx
+        mdt = getattr(mx, dtype)
+        if device == "cpu":
+            mx.set_default_device(mx.cpu)
+        return lambda name, a: (mx.array(a.astype(np.float32)).astype(mdt) if dtype == "bfloat16" else
+                                mx.array(a, dtype=mdt)) if a.dtype.kind == "f" else mx.array(a)
+    raise FusionSpecError("conformance", "backend", "one of " + ", ".join(BACKENDS), repr(backend))
+
+
+def compare(entry: Mapping[str, Any], got: Mapping[str, np.ndarray], want: Mapping[str, np.ndarray],
+            dtype: str) -> tuple[str, float, float, str]:
+    """``(status, worst ratio, max abs error, detail)`` of ``got`` against ``want`` for one case."""
+    tol = entry["tolerance"][dtype]
+    worst, worst_abs, details = 0.0, 0.0, []
+    for o in entry["outputs"]:
+        name = o["name"]
+        if name not in got:
+            return "fail", math.inf, math.inf, f"output '{name}' missing"
+        g, w = np.asarray(got[name]), np.asarray(want[name])
+        if tuple(g.shape) != tuple(w.shape):
+            return "fail", math.inf, math.inf, f"output '{name}' has shape {list(g.shape)}, expected {list(w.shape)}"
+        if w.dtype.kind != "f":
+            bad = int(np.count_nonzero(g.astype(w.dtype) != w)) if g.dtype.kind != "f" or np.all(np.isfinite(g)) \
+                else g.size
+            if bad:
+                return "fail", math.inf, math.inf, f"output '{name}': {bad} of {w.size} exact values differ"
+            continue
+        ratio, err = tolerance.error_ratio(g, w, tol["rtol"], tol["atol"])
+        if ratio > worst:
+            worst, details = ratio, [f"worst in '{name}'"]
+        worst_abs = max(worst_abs, err)
+    return ("pass" if worst <= 1.0 else "fail"), worst, worst_abs, "; ".join(details)
+
+
+class Reference:
+    """Float64 NumPy reference outputs on inputs rounded to a dtype (cached per case and dtype)."""
+
+    def __init__(self, bundle: Bundle) -> None:
+        self.bundle = bundle
+        self._cache: dict[tuple[str, str], dict[str, np.ndarray]] = {}
+
+    def inputs(self, entry: Mapping[str, Any], dtype: str) -> dict[str, np.ndarray]:
+        return {k: round_to(v, dtype) for k, v in self.bundle.tensors(entry).items() if not k.startswith("output.")}
+
+    def outputs(self, entry: Mapping[str, Any], dtype: str, rounded: Mapping[str, np.ndarray] | None = None
+                ) -> dict[str, np.ndarray]:
+        key = (entry["id"], dtype)
+        if key not in self._cache:
+            if dtype == "float64":
+                tensors = self.bundle.tensors(entry)
+                out = {o["name"]: tensors["output." + o["name"]] for o in entry["outputs"]}
+            else:
+                rounded = rounded if rounded is not None else self.inputs(entry, dtype)
+                out = {k: np.asarray(v) for k, v in call(entry, rounded).items()}
+            self._cache[key] = out
+        return self._cache[key]
+
+
+def run_case(bundle: Bundle, entry: Mapping[str, Any], backend: str, dtype: str, device: str = "cpu",
+             reference: Reference | None = None) -> Result:
+    """Run one case on one backend and dtype and compare with the reference."""
+    reference = reference or Reference(bundle)
+    tol = entry["tolerance"][dtype]
+    rounded = reference.inputs(entry, dtype)
+    want = reference.outputs(entry, dtype, rounded)
+    try:
+        got = {k: to_numpy(v) for k, v in call(entry, rounded, converter(backend, dtype, device),
+                                                 target(entry)).items()}
+    except Exception as exc:  # noqa: BLE001 -- a backend failure is a result, reported per case
+        return Result(entry["id"], backend, dtype, "error", math.inf, math.inf, f"{type(exc).__name__}: {exc}", tol)
+    status, ratio, err, detail = compare(entry, got, want, dtype)
+    return Result(entry["id"], backend, dtype, status, ratio, err, detail, tol)
+
+
+def run(backends: Iterable[str] = ("numpy",), dtypes: Iterable[str] = ("float64", "float32"), device: str = "cpu",
+        bundle: Bundle | None = None, select: Callable[[Mapping[str, Any]], bool] | None = None,
+        progress: Callable[[int, int, str], None] | None = None) -> tuple[list[Result], list[str]]:
+    """Run the suite. Returns every :class:`Result` and notes (skipped backends/dtypes, fast paths used)."""
+    bundle = bundle or Bundle()
+    reference = Reference(bundle)
+    entries = [e for e in bundle.cases if select is None or select(e)]
+    results, notes, plan = [], [], []
+    for backend in backends:
+        if backend not in BACKENDS:
+            raise FusionSpecError("conformance", "backend", "one of " + ", ".join(BACKENDS) + ", all", repr(backend))
+        if not installed(backend):
+            notes.append(f"{backend}: not installed, skipped")
+            continue
+        fast = activate_fast_paths(backend)
+        if fast:
+            notes.append(f"{backend}: fast paths from {fast} active")
+        for dtype in dtypes:
+            if dtype not in tolerance.DTYPES:
+                raise FusionSpecError("conformance", "dtype", "one of " + ", ".join(tolerance.DTYPES), repr(dtype))
+            why = supports(backend, dtype, device)
+            if why:
+                notes.append(f"{backend} {dtype} on {device}: skipped ({why})")
+                continue
+            plan.append((backend, dtype))
+    total, done = len(plan) * len(entries), 0
+    for backend, dtype in plan:
+        for entry in entries:
+            if progress:
+                progress(done, total, f"{backend} {dtype} {entry['id']}")
+            results.append(run_case(bundle, entry, backend, dtype, device, reference))
+            done += 1
+    if progress:
+        progress(done, total, "done")
+    return results, notes
+
+
+# --- reporting --------------------------------------------------------------------------------------
+
+def fmt_ratio(r: Result) -> str:
+    if r.status == "skip":
+        return "skip"
+    if r.status == "error":
+        return "ERROR"
+    text = "inf" if math.isinf(r.ratio) else f"{r.ratio:.2g}"
+    return text if r.status == "pass" else text + " FAIL"
+
+
+def table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def case_table(results: list[Result]) -> str:
+    """One row per case, one column per backend/dtype: the worst error ratio (pass iff <= 1)."""
+    columns = list(dict.fromkeys((r.backend, r.dtype) for r in results))
+    by = {(r.case, r.backend, r.dtype): r for r in results}
+    cases = list(dict.fromkeys(r.case for r in results))
+    rows = [[c] + [fmt_ratio(by[(c, b, d)]) if (c, b, d) in by else "-" for b, d in columns] for c in cases]
+    return table(["case (error / tolerance)"] + [f"{b} {d}" for b, d in columns], rows)
+
+
+def summary_table(results: list[Result]) -> str:
+    """One row per backend and dtype: counts, worst ratio and its case, largest absolute error."""
+    rows = []
+    for b, d in dict.fromkeys((r.backend, r.dtype) for r in results):
+        rs = [r for r in results if (r.backend, r.dtype) == (b, d)]
+        worst = max(rs, key=lambda r: r.ratio)
+        finite = [r.max_abs for r in rs if math.isfinite(r.max_abs)]
+        rows.append([b, d, str(len(rs)), str(sum(r.status == "pass" for r in rs)),
+                     str(sum(r.status == "fail" for r in rs)), str(sum(r.status == "error" for r in rs)),
+                     fmt_ratio(worst).split()[0], worst.case, f"{max(finite):.2g}" if finite else "-"])
+    return table(["backend", "dtype", "cases", "pass", "fail", "error", "worst ratio", "worst case",
+                  "max |err|"], rows)
+
+
+def failures(results: list[Result]) -> str:
+    bad = [r for r in results if not r.ok]
+    return "\n".join(f"FAIL {r.backend} {r.dtype} {r.case}: ratio {fmt_ratio(r).split()[0]}, max |err| "
+                     f"{r.max_abs:.3g}, tolerance rtol {r.tolerance.get('rtol')} atol {r.tolerance.get('atol')}"
+                     + (f" ({r.detail})" if r.detail else "") for r in bad)
+
+
+class Progress:
+    """A one-line progress display on a terminal (nothing when the stream is not a terminal)."""
+
+    def __init__(self, stream=sys.stderr) -> None:
+        self.stream, self.start = stream, time.monotonic()
+        self.live = hasattr(stream, "isatty") and stream.isatty()
+
+    def __call__(self, done: int, total: int, what: str) -> None:
+        if not self.live:
+            return
+        width = 30
+        filled = width * done // max(total, 1)
+        line = f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {time.monotonic() - self.start:5.1f}s {what}"
+        self.stream.write(line[:120].ljust(120) if done < total else "\r" + " " * 120 + "\r")
+        self.stream.flush()
