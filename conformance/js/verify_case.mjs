@@ -1,0 +1,177 @@
+#!/usr/bin/env node
+// A worked example of reading the fusion_spec conformance bundle without Python (Node >= 18, no deps).
+//
+//   node verify_case.mjs BUNDLE_DIR CASE_ID [OUTPUTS.safetensors]
+//
+// Loads manifest.json, checks format_version, finds the case, checks the case file's sha256, parses
+// the safetensors file, and checks every tensor's shape against the manifest. Then either
+//  - compares the output.<name> tensors of OUTPUTS.safetensors (another implementation's results)
+//    with the golden outputs, or
+//  - recomputes the output itself for the cases this tiny implementation knows (ops `linear`,
+//    spec `LinearProjection`, ops `merge_tokens` with mode "consecutive"), and compares.
+// Metric: ratio = max |got - want| / (atol + rtol * |want|) with the case's tolerance for the
+// outputs' dtype; pass iff ratio <= 1. Prints one JSON line; exit status 0 pass, 1 fail, 2 error.
+
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+
+const FORMAT_VERSION = 1;
+
+class BundleError extends Error {}
+
+// --- safetensors -------------------------------------------------------------------------------------
+const DTYPES = {
+  F64: { size: 8, read: (v, o) => v.getFloat64(o, true) },
+  F32: { size: 4, read: (v, o) => v.getFloat32(o, true) },
+  F16: { size: 2, read: (v, o) => half(v.getUint16(o, true)) },
+  BF16: { size: 2, read: (v, o) => bf16(v.getUint16(o, true)) },
+  I64: { size: 8, read: (v, o) => Number(v.getBigInt64(o, true)) },
+  I32: { size: 4, read: (v, o) => v.getInt32(o, true) },
+  BOOL: { size: 1, read: (v, o) => v.getUint8(o) !== 0 },
+};
+
+function half(h) {
+  const s = h & 0x8000 ? -1 : 1, e = (h >> 10) & 0x1f, m = h & 0x3ff;
+  if (e === 0) return s * m * 2 ** -24;
+  if (e === 31) return m ? NaN : s * Infinity;
+  return s * (1 + m / 1024) * 2 ** (e - 15);
+}
+
+function bf16(b) {
+  const view = new DataView(new ArrayBuffer(4));
+  view.setUint32(0, b << 16, false);
+  return view.getFloat32(0, false);
+}
+
+// Returns {name: {dtype, shape, data: Array}}.
+export function parseSafetensors(bytes, where) {
+  if (bytes.length < 8) throw new BundleError(`${where}: not a safetensors file (${bytes.length} bytes)`);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const n = Number(view.getBigUint64(0, true));
+  if (8 + n > bytes.length) throw new BundleError(`${where}: header of ${n} bytes does not fit (truncated?)`);
+  const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n)));
+  const base = 8 + n;
+  const out = {};
+  for (const [name, info] of Object.entries(header)) {
+    if (name === "__metadata__") continue;
+    const dt = DTYPES[info.dtype];
+    if (!dt) throw new BundleError(`${where}: tensor ${name} has unknown dtype ${info.dtype}`);
+    const count = info.shape.reduce((a, b) => a * b, 1);
+    const [begin, end] = info.data_offsets;
+    if (end - begin !== count * dt.size || base + end > bytes.length)
+      throw new BundleError(`${where}: tensor ${name} data_offsets [${begin}, ${end}] invalid (truncated?)`);
+    const data = new Array(count);
+    for (let i = 0; i < count; i++) data[i] = dt.read(view, base + begin + i * dt.size);
+    out[name] = { dtype: info.dtype, shape: info.shape, data };
+  }
+  return out;
+}
+
+// --- the bundle --------------------------------------------------------------------------------------
+export function loadCase(bundleDir, caseId) {
+  const manifest = JSON.parse(readFileSync(join(bundleDir, "manifest.json"), "utf8"));
+  if (manifest.format_version !== FORMAT_VERSION)
+    throw new BundleError(`manifest.json: format_version ${manifest.format_version}, this reader knows ${FORMAT_VERSION}`);
+  const entry = manifest.cases.find((c) => c.id === caseId);
+  if (!entry) throw new BundleError(`case '${caseId}' is not in the manifest`);
+  let bytes;
+  try {
+    bytes = readFileSync(join(bundleDir, entry.file));
+  } catch {
+    throw new BundleError(`case '${caseId}': file ${entry.file} is missing`);
+  }
+  const digest = createHash("sha256").update(bytes).digest("hex");
+  if (digest !== entry.sha256)
+    throw new BundleError(`case '${caseId}': ${entry.file} has sha256 ${digest}, manifest says ${entry.sha256}`);
+  const tensors = parseSafetensors(bytes, `case '${caseId}'`);
+  for (const [group, prefix] of [["inputs", "input."], ["params", "param."], ["outputs", "output."]])
+    for (const t of entry[group]) {
+      const got = tensors[prefix + t.name];
+      if (!got || got.shape.join() !== t.shape.join())
+        throw new BundleError(`case '${caseId}': tensor ${prefix}${t.name} missing or not of shape [${t.shape}]`);
+    }
+  return { entry, tensors };
+}
+
+// --- a tiny reference for a few ops (float64) ---------------------------------------------------------
+function linear(x, w, b) { // x [..., in], w [out, in], b [out] or undefined
+  const [out, inn] = w.shape;
+  const rows = x.data.length / inn;
+  const data = new Array(rows * out);
+  for (let r = 0; r < rows; r++)
+    for (let o = 0; o < out; o++) {
+      let s = 0;
+      for (let i = 0; i < inn; i++) s += x.data[r * inn + i] * w.data[o * inn + i];
+      data[r * out + o] = s + (b ? b.data[o] : 0);
+    }
+  return { shape: [...x.shape.slice(0, -1), out], data };
+}
+
+function recompute(entry, t) {
+  if (entry.kind === "function" && entry.op === "linear")
+    return { out: linear(t["input.x"], t["input.weight"], t["input.bias"]) };
+  if (entry.kind === "spec" && entry.op === "LinearProjection")
+    return { out: linear(t["input.x"], t["param.weight"], t["param.bias"]) };
+  if (entry.kind === "function" && entry.op === "merge_tokens" && entry.runtime.mode === "consecutive") {
+    const x = t["input.x"], r = entry.runtime.ratio; // [B, N, D] -> [B, N/r, r*D]: same C-order data
+    return { out: { shape: [x.shape[0], x.shape[1] / r, x.shape[2] * r], data: x.data.slice() } };
+  }
+  return null;
+}
+
+// --- compare -----------------------------------------------------------------------------------------
+const CODE_TO_DTYPE = { F64: "float64", F32: "float32", F16: "float16", BF16: "bfloat16" };
+
+function compare(entry, got, want, dtype) {
+  const tol = entry.tolerance[dtype];
+  let worst = 0;
+  for (const o of entry.outputs) {
+    const g = got[o.name], w = want[o.name];
+    if (!g) return { ok: false, ratio: Infinity, detail: `output ${o.name} missing` };
+    if (g.shape.join() !== w.shape.join())
+      return { ok: false, ratio: Infinity, detail: `output ${o.name} has shape [${g.shape}], expected [${w.shape}]` };
+    const exact = !o.dtype.startsWith("float");
+    for (let i = 0; i < w.data.length; i++) {
+      const a = Number(g.data[i]), b = Number(w.data[i]);
+      const ratio = exact ? (a === b ? 0 : Infinity) : Math.abs(a - b) / (tol.atol + tol.rtol * Math.abs(b));
+      worst = Number.isNaN(ratio) ? Infinity : Math.max(worst, ratio);
+    }
+  }
+  return { ok: worst <= 1, ratio: worst };
+}
+
+function main(argv) {
+  const [bundleDir, caseId, outputsFile] = argv;
+  if (!bundleDir || !caseId) {
+    console.error("usage: node verify_case.mjs BUNDLE_DIR CASE_ID [OUTPUTS.safetensors]");
+    return 2;
+  }
+  try {
+    const { entry, tensors } = loadCase(bundleDir, caseId);
+    const want = Object.fromEntries(entry.outputs.map((o) => [o.name, tensors["output." + o.name]]));
+    let got, dtype = "float64", source;
+    if (outputsFile) {
+      const file = parseSafetensors(readFileSync(outputsFile), outputsFile);
+      got = Object.fromEntries(Object.entries(file).filter(([k]) => k.startsWith("output."))
+        .map(([k, v]) => [k.slice("output.".length), v]));
+      const codes = [...new Set(Object.values(got).map((v) => v.dtype).filter((c) => c in CODE_TO_DTYPE))];
+      dtype = CODE_TO_DTYPE[codes[0]] ?? "float64";
+      source = outputsFile;
+    } else {
+      got = recompute(entry, tensors);
+      if (!got) throw new BundleError(`case '${caseId}': this example recomputes only linear, LinearProjection `
+        + "and consecutive merge_tokens; pass an outputs file instead");
+      source = "recomputed in JavaScript";
+    }
+    const r = compare(entry, got, want, dtype);
+    console.log(JSON.stringify({ case: caseId, dtype, source, pass: r.ok, ratio: r.ratio, detail: r.detail ?? "" }));
+    return r.ok ? 0 : 1;
+  } catch (e) {
+    if (!(e instanceof BundleError) && !(e instanceof SyntaxError)) throw e;
+    console.error(`error: ${e.message}`);
+    return 2;
+  }
+}
+
+process.exitCode = main(process.argv.slice(2));

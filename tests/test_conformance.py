@@ -1,0 +1,320 @@
+"""The conformance bundle: format, determinism, integrity, runner, verifier and CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fusion_spec import FusionSpecError, specs
+from fusion_spec.cli import main
+from fusion_spec.conformance import generate, runner, safetensors_io, tolerance
+from fusion_spec.conformance.bundle import PACKAGE_BUNDLE, Bundle, round_to, spec_from_manifest
+from fusion_spec.conformance.cases import all_cases
+from fusion_spec.conformance.verify import export, produce, verify
+from fusion_spec.specs.base import Spec
+
+
+@pytest.fixture(scope="module")
+def bundle() -> Bundle:
+    return Bundle()
+
+
+@pytest.fixture()
+def bundle_copy(tmp_path) -> Path:
+    return export(tmp_path / "bundle")
+
+
+# --- the safetensors format --------------------------------------------------------------------------
+
+def test_safetensors_roundtrip_and_determinism():
+    t = {"b": np.arange(6.0).reshape(2, 3), "a": np.array([True, False]), "c": np.arange(3, dtype=np.int64),
+         "e": np.zeros((0, 4)), "f": np.float32([1.5, -2.0]), "h": np.float16([0.5])}
+    data = safetensors_io.dumps(t)
+    assert data == safetensors_io.dumps(dict(reversed(list(t.items()))))  # key order does not matter
+    n = int.from_bytes(data[:8], "little")
+    assert n % 8 == 0 and json.loads(data[8:8 + n]) and list(json.loads(data[8:8 + n])) == sorted(t)
+    back = safetensors_io.loads(data)
+    for k, v in t.items():
+        assert back[k].dtype == v.dtype and back[k].shape == v.shape and np.array_equal(back[k], v)
+
+
+def test_safetensors_bfloat16_rounds_to_nearest_even():
+    x = np.array([1.0, 1.0 + 2 ** -8, 1.0 + 3 * 2 ** -8, -3.140625, 1e-3], dtype=np.float64)
+    back = safetensors_io.loads(safetensors_io.dumps({"x": x}, bfloat16=True))["x"]
+    assert back.dtype == np.float32
+    np.testing.assert_array_equal(back, round_to(x, "bfloat16"))
+    np.testing.assert_array_equal(back[:3], [1.0, 1.0, 1.0 + 4 * 2 ** -8])  # ties to even
+
+
+def test_safetensors_interoperates_with_the_reference_package():
+    st = pytest.importorskip("safetensors.numpy")
+    t = {"x": np.arange(12.0).reshape(3, 4), "m": np.array([[True, False]]), "i": np.arange(5, dtype=np.int64)}
+    ours = safetensors_io.dumps(t)
+    for k, v in st.load(ours).items():
+        np.testing.assert_array_equal(v, t[k])
+    for k, v in safetensors_io.loads(st.save(t)).items():
+        np.testing.assert_array_equal(v, t[k])
+
+
+@pytest.mark.parametrize("data, match", [(b"\x01", "8-byte header"), (b"\xff" * 8 + b"{}", "truncated"),
+                                         (b"\x02\x00\x00\x00\x00\x00\x00\x00[]", "JSON object")])
+def test_safetensors_rejects_malformed(data, match):
+    with pytest.raises(FusionSpecError, match=match):
+        safetensors_io.loads(data)
+
+
+def test_safetensors_rejects_unknown_dtype():
+    with pytest.raises(FusionSpecError, match="dtype complex128"):
+        safetensors_io.dumps({"z": np.zeros(2, dtype=complex)})
+
+
+# --- the checked-in bundle ---------------------------------------------------------------------------
+
+def test_regenerated_bundle_is_byte_identical(tmp_path):
+    """CI guard: the checked-in bundle is exactly what `fusion-spec goldens generate` writes."""
+    generate.write(tmp_path)
+    ours = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    shipped = {p.name: p.read_bytes() for p in PACKAGE_BUNDLE.iterdir()}
+    assert sorted(ours) == sorted(shipped), "case files added or removed: run `fusion-spec goldens generate`"
+    differ = sorted(name for name in ours if ours[name] != shipped[name])
+    assert not differ, f"regenerate the bundle (`fusion-spec goldens generate`); these differ: {differ[:10]}"
+
+
+def test_bundle_size_and_manifest_shape(bundle):
+    size = sum(p.stat().st_size for p in PACKAGE_BUNDLE.iterdir())
+    assert size < 20e6
+    m = bundle.manifest
+    assert m["format_version"] == 1 and m["generator"].startswith("fusion_spec ")
+    for e in bundle.cases:
+        assert {"id", "op", "config", "file", "inputs", "params", "outputs", "tolerance", "sha256"} <= set(e)
+        assert set(e["tolerance"]) == set(tolerance.DTYPES)
+        assert all(t["rtol"] > 0 and t["atol"] > 0 for t in e["tolerance"].values())
+        tensors = bundle.tensors(e)
+        assert all(a.dtype in (np.float64, np.int64, np.bool_) for a in tensors.values())
+        for f in e["flags"]:
+            assert f in m["flags"], f"flag {f} of {e['id']} is not described"
+
+
+def test_every_spec_class_and_required_edge_case_is_covered(bundle):
+    ops_covered = {e["op"] for e in bundle.cases}
+    spec_classes = {name for name in specs.__all__ if isinstance(getattr(specs, name), type)
+                    and issubclass(getattr(specs, name), Spec) and getattr(specs, name) is not Spec}
+    assert spec_classes <= ops_covered, f"spec classes without conformance cases: {spec_classes - ops_covered}"
+    for op in ("attention", "merge_tokens", "concat_tokens", "insert_tokens", "scatter_placeholders", "gelu",
+               "layer_norm", "rms_norm", "softmax"):
+        assert op in ops_covered
+    modes = {e["runtime"].get("mode") for e in bundle.cases if e["op"] == "merge_tokens"}
+    assert modes == {"consecutive", "spatial", "pool"}
+    flags = {f for e in bundle.cases for f in e["flags"]}
+    assert {"compress_ratio", "fully-masked-row", "placeholder-scatter", "edifice-default", "preset"} <= flags
+    batches = {e["inputs"][0]["shape"][0] for e in bundle.cases if e["inputs"] and e["inputs"][0]["shape"]}
+    assert 1 in batches and max(batches) >= 2
+
+
+def test_configs_rebuild_the_specs(bundle):
+    for case in all_cases():
+        if isinstance(case.target, Spec):
+            e = bundle.case(case.id)
+            assert spec_from_manifest(e["op"], e["config"]) == case.target
+
+
+def test_inputs_and_params_are_seeded(bundle):
+    case = next(c for c in all_cases() if c.id == "mlp_projection.gelu")
+    t = bundle.tensors(bundle.case(case.id))
+    for name, value in case.target.init(case.seed).items():
+        np.testing.assert_array_equal(t["param." + name], value)
+
+
+# --- integrity ---------------------------------------------------------------------------------------
+
+def test_tampered_file_is_rejected_naming_the_case(bundle_copy):
+    path = bundle_copy / "attention.gqa.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0x01
+    path.write_bytes(bytes(data))
+    b = Bundle(bundle_copy)
+    with pytest.raises(FusionSpecError, match=r"attention\.gqa.*sha256.*modified or truncated"):
+        b.tensors(b.case("attention.gqa"))
+
+
+def test_truncated_file_is_rejected_naming_the_case(bundle_copy):
+    path = bundle_copy / "merge_tokens.pool.safetensors"
+    path.write_bytes(path.read_bytes()[:100])
+    b = Bundle(bundle_copy)
+    with pytest.raises(FusionSpecError, match=r"merge_tokens\.pool.*sha256"):
+        b.tensors(b.case("merge_tokens.pool"))
+
+
+def test_missing_file_is_rejected_naming_the_case(bundle_copy):
+    (bundle_copy / "primitives.gelu.safetensors").unlink()
+    b = Bundle(bundle_copy)
+    with pytest.raises(FusionSpecError, match=r"primitives\.gelu.*missing"):
+        b.tensors(b.case("primitives.gelu"))
+    with pytest.raises(FusionSpecError, match=r"primitives\.gelu.*missing"):
+        runner.run(["numpy"], ["float32"], bundle=b, select=lambda e: e["id"] == "primitives.gelu")
+
+
+def test_cli_reports_integrity_errors(bundle_copy, capsys):
+    (bundle_copy / "primitives.gelu.safetensors").unlink()
+    assert main(["conformance", "--bundle", str(bundle_copy), "--case", "primitives.gelu"]) == 2
+    assert "case 'primitives.gelu'" in capsys.readouterr().err
+
+
+def test_unknown_format_version_is_rejected(bundle_copy):
+    m = json.loads((bundle_copy / "manifest.json").read_text())
+    m["format_version"] = 2
+    (bundle_copy / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(FusionSpecError, match="format_version.*expected 1.*got 2"):
+        Bundle(bundle_copy)
+
+
+def test_missing_manifest_is_rejected(tmp_path):
+    with pytest.raises(FusionSpecError, match="manifest.json"):
+        Bundle(tmp_path)
+
+
+def test_export_copies_a_verified_bundle(bundle_copy):
+    assert (bundle_copy / "manifest.json").read_bytes() == (PACKAGE_BUNDLE / "manifest.json").read_bytes()
+    assert main(["goldens", "export", str(bundle_copy / "again")]) == 0
+    assert len(list((bundle_copy / "again").glob("*.safetensors"))) == len(Bundle().cases)
+
+
+# --- the runner --------------------------------------------------------------------------------------
+
+def test_numpy_suite_float64_float32_float16_passes_quickly(bundle):
+    start = time.monotonic()
+    results, notes = runner.run(["numpy"], ["float64", "float32", "float16", "bfloat16"], bundle=bundle)
+    assert time.monotonic() - start < 60
+    assert any("numpy bfloat16" in n and "skipped" in n for n in notes)
+    assert len(results) == 3 * len(bundle.cases)
+    assert all(r.status == "pass" for r in results), runner.failures(results)
+    f64 = [r for r in results if r.dtype == "float64"]
+    assert max(r.ratio for r in f64) == 0.0  # the NumPy reference reproduces its own goldens exactly
+
+
+def test_runner_recomputes_the_reference_on_rounded_inputs(bundle):
+    """Input rounding is not counted against the backend: float32 results of the reference itself pass
+    by a wide margin, although float32 rounding of the inputs alone moves outputs by far more than that."""
+    e = bundle.case("mlp_projection.gelu")
+    r = runner.run_case(bundle, e, "numpy", "float32")
+    assert r.status == "pass" and r.ratio < 0.2
+    t = bundle.tensors(e)
+    want32 = runner.Reference(bundle).outputs(e, "float32")["out"]
+    assert np.abs(want32 - t["output.out"]).max() > 0  # the reference did change with the inputs
+
+
+def test_tolerance_model_numbers():
+    t = tolerance.tolerance("float32", stages=3, reduction=16, scale=2.0)
+    assert t["rtol"] == pytest.approx(8 * 3 * 5 * 2 ** -24, rel=0.05) and t["rtol"] >= 8 * 3 * 5 * 2 ** -24
+    assert t["atol"] == pytest.approx(2 * t["rtol"], rel=0.05)
+    u = tolerance.UNIT_ROUNDOFF
+    assert u["bfloat16"] > u["float16"] > u["float32"] > u["float64"]
+    ratio, err = tolerance.error_ratio(np.array([1.0, 2.0 + 3e-6]), np.array([1.0, 2.0]), 1e-6, 1e-6)
+    assert err == pytest.approx(3e-6) and ratio == pytest.approx(1.0, rel=1e-6)
+    assert tolerance.error_ratio(np.array([np.nan]), np.array([0.0]), 1, 1)[0] == np.inf
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax", "mlx"])
+def test_other_backends_pass_float32_attention(backend, bundle):
+    pytest.importorskip("mlx.core" if backend == "mlx" else backend)
+    results, _ = runner.run([backend], ["float32", "bfloat16"], bundle=bundle,
+                            select=lambda e: e["family"] in ("attention", "merge_tokens"))
+    assert results and all(r.status == "pass" for r in results), runner.failures(results)
+
+
+def test_backend_all_skips_uninstalled_with_a_note(monkeypatch, capsys):
+    monkeypatch.setattr(runner, "installed", lambda b: b == "numpy")
+    assert main(["conformance", "--backend", "all", "--dtype", "float32", "--case", "attention.*"]) == 0
+    out = capsys.readouterr().out
+    for b in ("torch", "jax", "mlx"):
+        assert f"{b}: not installed, skipped" in out
+    assert "attention.gqa" in out and "worst ratio" in out
+
+
+def test_cli_conformance_reports_failures_and_exits_1(monkeypatch, capsys, tmp_path):
+    import fusion_spec.ops.primitives as prim
+    monkeypatch.setattr(prim, "erf", lambda x: x * 0.0)  # a broken GELU
+    assert main(["conformance", "--dtype", "float64", "--case", "primitives.gelu*", "--json",
+                 str(tmp_path / "r.json")]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL numpy float64 primitives.gelu:" in out and "1 failed" in out
+    rows = json.loads((tmp_path / "r.json").read_text())
+    assert {r["case"]: r["status"] for r in rows} == {"primitives.gelu": "fail", "primitives.gelu_tanh": "pass"}
+
+
+def test_cli_rejects_unknown_backend(capsys):
+    with pytest.raises(SystemExit):
+        main(["conformance", "--backend", "tensorflow"])
+
+
+# --- goldens verify ----------------------------------------------------------------------------------
+
+def test_verify_accepts_a_copy_of_the_expected_outputs(tmp_path, bundle, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    for e in bundle.cases:
+        t = bundle.tensors(e)
+        safetensors_io.save(out / f"{e['id']}.safetensors", {k: v for k, v in t.items() if k.startswith("output.")})
+    assert all(r.status == "pass" and r.ratio == 0 for r in verify(bundle, out))
+    assert main(["goldens", "verify", str(PACKAGE_BUNDLE), "--outputs", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert all(e["id"] in text for e in bundle.cases) and f"{len(bundle.cases)} passed" in text
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+def test_verify_accepts_lower_precision_outputs_of_a_correct_implementation(tmp_path, bundle, dtype):
+    backend = "torch" if dtype == "bfloat16" else "numpy"
+    if backend == "torch":
+        pytest.importorskip("torch")
+    out = produce(bundle, tmp_path / "out", dtype=dtype, backend=backend)
+    results = verify(bundle, out)
+    assert {r.dtype for r in results} == {dtype}
+    assert all(r.status == "pass" for r in results), runner.failures(results)
+
+
+def test_verify_rejects_perturbed_and_missing_outputs(tmp_path, bundle, capsys):
+    out = produce(bundle, tmp_path / "out")
+    (out / "attention.gqa.safetensors").unlink()
+    path = out / "mlp_projection.gelu.safetensors"
+    t = safetensors_io.load(path)
+    t["output.out"] = t["output.out"].copy()
+    t["output.out"][0, 1, 2] *= 1 + 1e-9  # far below float32 resolution, far above float64 tolerance
+    safetensors_io.save(path, t)
+    ids = bundle.case("sequence.insert_tokens")["outputs"]
+    path = out / "sequence.insert_tokens.safetensors"
+    t = safetensors_io.load(path)
+    t["output.position_ids"] = t["output.position_ids"] + 1  # integer outputs must match exactly
+    safetensors_io.save(path, t)
+    assert [o["name"] for o in ids] == ["embeds", "attention_mask", "position_ids"]
+    path = out / "merge_tokens.pool.safetensors"
+    path.write_bytes(safetensors_io.dumps({"output.out": np.zeros((2, 5, 6))}))  # wrong shape
+    status = {r.case: r.status for r in verify(bundle, out)}
+    assert status.pop("attention.gqa") == "missing"
+    for bad in ("mlp_projection.gelu", "sequence.insert_tokens", "merge_tokens.pool"):
+        assert status.pop(bad) == "fail", bad
+    assert set(status.values()) == {"pass"}
+    assert main(["goldens", "verify", str(PACKAGE_BUNDLE), "--outputs", str(out)]) == 1
+    text = capsys.readouterr().out
+    assert "MISSING" in text and "FAIL" in text and "4 failed or missing" in text
+
+
+def test_verify_requires_an_outputs_directory(tmp_path, bundle):
+    with pytest.raises(FusionSpecError, match="--outputs"):
+        verify(bundle, tmp_path / "nope")
+    assert main(["goldens", "verify", str(PACKAGE_BUNDLE), "--outputs", str(tmp_path / "nope")]) == 2
+
+
+def test_goldens_generate_cli_writes_a_bundle(tmp_path, capsys):
+    assert main(["goldens", "generate", str(tmp_path)]) == 0
+    assert "cases" in capsys.readouterr().out
+    assert (tmp_path / "manifest.json").read_bytes() == (PACKAGE_BUNDLE / "manifest.json").read_bytes()
+    stale = tmp_path / "old.case.safetensors"
+    stale.write_bytes(b"x")
+    generate.write(tmp_path)
+    assert not stale.exists()
+    shutil.rmtree(tmp_path)
