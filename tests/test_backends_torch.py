@@ -19,46 +19,10 @@ from fusion_spec.backends import torch as bt  # noqa: E402
 from fusion_spec.specs import MLPProjection  # noqa: E402
 from fusion_spec.specs.base import Spec  # noqa: E402
 from fusion_spec.xp import fast_path  # noqa: E402
+from test_backends_common import MASK_KINDS, ToyResampler, masks, np_attention, qkv  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*lru_cache")  # dynamo tracing array-api-compat's helpers
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-
-
-def np_attention(q, k, v, mask=None, scale=None):
-    """Independent float64 attention: repeated KV heads, -inf masking, fully masked rows -> 0."""
-    q, k, v = (np.asarray(a, dtype=np.float64) for a in (q, k, v))
-    b, h, lq, d = q.shape
-    rep = h // k.shape[1]
-    k, v = np.repeat(k, rep, axis=1), np.repeat(v, rep, axis=1)
-    s = np.einsum("bhqd,bhkd->bhqk", q, k) * (d ** -0.5 if scale is None else scale)
-    m = np.ones(s.shape, bool) if mask is None else np.broadcast_to(np.asarray(mask), s.shape)
-    out = np.zeros((b, h, lq, d))
-    for idx in np.ndindex(b, h, lq):
-        keep = m[idx]
-        if keep.any():
-            z = s[idx][keep]
-            p = np.exp(z - z.max())
-            out[idx] = (p / p.sum()) @ v[idx[0], idx[1]][keep]
-    return out
-
-
-def qkv(b=2, h=4, hk=2, lq=5, lk=7, d=8, seed=0):
-    rng = np.random.default_rng(seed)
-    return rng.standard_normal((b, h, lq, d)), rng.standard_normal((b, hk, lk, d)), rng.standard_normal((b, hk, lk, d))
-
-
-def masks(b=2, h=4, lq=5, lk=7, seed=1):
-    rng = np.random.default_rng(seed)
-    full = rng.random((b, h, lq, lk)) < 0.6
-    full[0, 1, 2] = False  # a fully masked row
-    full[1, :, 0] = False  # fully masked for every head
-    per_key = rng.random((lk,)) < 0.7
-    per_query = rng.random((lq, lk)) < 0.5
-    per_query[lq - 1] = False
-    per_batch = rng.random((b, 1, 1, lk)) < 0.5
-    per_batch[1] = False  # a whole batch element masked
-    return {"none": None, "full": full, "keys": per_key, "query_key": per_query, "batch": per_batch,
-            "heads": rng.random((1, h, lq, lk)) < 0.5}
 
 
 def tt(a, dtype=torch.float64):
@@ -82,14 +46,9 @@ def test_import_registers_and_switch_restores():
     assert "torch" in backends.available()
 
 
-def test_load_rejects_unknown_backend():
-    with pytest.raises(FusionSpecError, match="backends.load.*name.*one of torch, jax, mlx.*'tensorflow'"):
-        backends.load("tensorflow")
-
-
 # --- attention ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("mask_kind", ["none", "full", "keys", "query_key", "batch", "heads"])
+@pytest.mark.parametrize("mask_kind", MASK_KINDS)
 @pytest.mark.parametrize("kv_heads", [4, 2, 1])
 def test_attention_fast_path_equals_reference(mask_kind, kv_heads):
     q, k, v = qkv(hk=kv_heads)
@@ -176,36 +135,6 @@ def test_primitives_consult_the_registry():
 
 
 # --- modules -----------------------------------------------------------------------------------
-
-@dataclasses.dataclass(frozen=True)
-class ToyResampler(Spec):
-    """A test spec with open_flamingo-style dotted names (numeric components, gaps) calling fusion_spec.ops."""
-
-    dim: int = 8
-    heads: int = 2
-    kv_heads: int = 1
-    op = "toy"
-
-    def param_shapes(self):
-        d, hd = self.dim, self.dim // self.heads
-        return {"latents": (3, d), "layers.0.0.to_q.weight": (d, d), "layers.0.0.to_kv.weight": (2 * self.kv_heads * hd, d),
-                "layers.0.1.0.weight": (d,), "layers.0.1.3.weight": (d, d), "norm.weight": (d,), "norm.bias": (d,)}
-
-    def apply(self, params, x, *, mask=None):
-        b, n, d = x.shape
-        hd = d // self.heads
-        lat = ops.layer_norm(x[:, :1] * 0 + params["latents"][None], params["norm.weight"], params["norm.bias"], eps=1e-5)
-        q = ops.linear(lat, params["layers.0.0.to_q.weight"])
-        kv = ops.linear(x, params["layers.0.0.to_kv.weight"])
-        split = lambda t, h: t.reshape(b, t.shape[1], h, hd).permute(0, 2, 1, 3) if hasattr(t, "permute") else \
-            np.transpose(t.reshape(b, t.shape[1], h, hd), (0, 2, 1, 3))
-        kh = self.kv_heads * hd
-        o = ops.attention(split(q, self.heads), split(kv[..., :kh], self.kv_heads), split(kv[..., kh:], self.kv_heads),
-                          mask=mask)
-        o = o.permute(0, 2, 1, 3).reshape(b, 3, d) if hasattr(o, "permute") else np.transpose(o, (0, 2, 1, 3)).reshape(b, 3, d)
-        o = ops.rms_norm(o, params["layers.0.1.0.weight"], eps=1e-6)
-        return ops.linear(ops.gelu(o), params["layers.0.1.3.weight"])
-
 
 def test_module_state_dict_keys_are_spec_names_and_strict_load():
     spec = ToyResampler()
