@@ -1,0 +1,67 @@
+"""The JavaScript worked example reads the bundle on its own: sha256, safetensors, recompute, compare."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fusion_spec.conformance import safetensors_io
+from fusion_spec.conformance.bundle import PACKAGE_BUNDLE, Bundle
+from fusion_spec.conformance.verify import export
+
+SCRIPT = Path(__file__).resolve().parents[1] / "conformance" / "js" / "verify_case.mjs"
+NODE = shutil.which("node")
+pytestmark = pytest.mark.skipif(NODE is None, reason="node is not installed")
+
+
+def node(*args) -> tuple[int, dict | None, str]:
+    p = subprocess.run([NODE, str(SCRIPT), *map(str, args)], capture_output=True, text=True, timeout=60)
+    return p.returncode, json.loads(p.stdout) if p.stdout.strip() else None, p.stderr
+
+
+@pytest.mark.parametrize("case", ["primitives.linear.bias", "linear_projection.b1", "linear_projection.no_bias_b3",
+                                  "merge_tokens.consecutive.r3_b1"])
+def test_js_recomputes_and_matches(case):
+    rc, result, err = node(PACKAGE_BUNDLE, case)
+    assert rc == 0, err
+    assert result["pass"] and result["source"] == "recomputed in JavaScript" and result["ratio"] <= 1
+
+
+def test_js_compares_an_outputs_file_and_rejects_a_perturbed_one(tmp_path):
+    b = Bundle()
+    e = b.case("attention.fully_masked_rows")
+    good = {k: v for k, v in b.tensors(e).items() if k.startswith("output.")}
+    safetensors_io.save(tmp_path / "good.safetensors", good)
+    rc, result, _ = node(PACKAGE_BUNDLE, e["id"], tmp_path / "good.safetensors")
+    assert rc == 0 and result["pass"] and result["ratio"] == 0
+    bad = {"output.out": good["output.out"] + 1e-9}
+    safetensors_io.save(tmp_path / "bad.safetensors", bad)
+    rc, result, _ = node(PACKAGE_BUNDLE, e["id"], tmp_path / "bad.safetensors")
+    assert rc == 1 and not result["pass"] and result["ratio"] > 1
+    # float32 outputs are judged with the float32 tolerance
+    safetensors_io.save(tmp_path / "f32.safetensors", {"output.out": good["output.out"].astype(np.float32)})
+    rc, result, _ = node(PACKAGE_BUNDLE, e["id"], tmp_path / "f32.safetensors")
+    assert rc == 0 and result["dtype"] == "float32"
+
+
+def test_js_rejects_a_tampered_or_missing_file(tmp_path):
+    copy = export(tmp_path / "bundle")
+    path = copy / "linear_projection.b1.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    rc, _, err = node(copy, "linear_projection.b1")
+    assert rc == 2 and "case 'linear_projection.b1'" in err and "sha256" in err
+    path.unlink()
+    rc, _, err = node(copy, "linear_projection.b1")
+    assert rc == 2 and "missing" in err
+    m = json.loads((copy / "manifest.json").read_text())
+    m["format_version"] = 99
+    (copy / "manifest.json").write_text(json.dumps(m))
+    rc, _, err = node(copy, "primitives.gelu")
+    assert rc == 2 and "format_version 99" in err

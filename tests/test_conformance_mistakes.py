@@ -1,0 +1,148 @@
+"""The suite catches real mistakes: deliberately wrong implementations fed to `goldens verify` fail.
+
+Each wrong variant is a faulty output producer (a monkeypatched operator, or a spec rebuilt with a
+wrong config) writing ``OUT/<case id>.safetensors`` like another implementation would. The cases the
+mistake affects must be reported as failures, and the others must still pass (so the failure is the
+mistake's, not noise).
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import sys
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+import fusion_spec.ops as ops
+from fusion_spec.cli import main
+from fusion_spec.conformance.bundle import Bundle, call, spec_from_manifest
+from fusion_spec.conformance.verify import produce, verify
+from fusion_spec.ops import primitives
+
+attention_module = importlib.import_module("fusion_spec.ops.attention")
+merge_module = importlib.import_module("fusion_spec.ops.merge")
+
+
+@pytest.fixture(scope="module")
+def bundle() -> Bundle:
+    return Bundle()
+
+
+def failing(bundle: Bundle, out) -> set[str]:
+    return {r.case for r in verify(bundle, out) if not r.ok}
+
+
+def patch_everywhere(monkeypatch, original: Callable, replacement: Callable) -> None:
+    """Replace ``original`` in every fusion_spec module that imported it (``from .x import f``)."""
+    for name, module in list(sys.modules.items()):
+        if name.startswith("fusion_spec") and module is not None:
+            for attr, value in list(vars(module).items()):
+                if value is original:
+                    monkeypatch.setattr(module, attr, replacement)
+
+
+def ids_with(bundle: Bundle, flag: str) -> set[str]:
+    return {e["id"] for e in bundle.cases if flag in e["flags"]}
+
+
+def test_tanh_gelu_instead_of_erf(bundle, tmp_path, monkeypatch):
+    c = math.sqrt(2.0 / math.pi)
+    # erf(z) replaced so that 0.5 t (1 + erf(t / sqrt 2)) becomes the tanh approximation exactly.
+    monkeypatch.setattr(primitives, "erf", lambda z: np.tanh(c * (math.sqrt(2) * z + 0.044715 * (math.sqrt(2) * z) ** 3)))
+    out = produce(bundle, tmp_path)
+    monkeypatch.undo()
+    bad = failing(bundle, out)
+    assert ids_with(bundle, "erf-gelu") <= bad
+    assert "primitives.gelu_tanh" not in bad and "mlp_projection.gelu_tanh" not in bad
+    assert bad == ids_with(bundle, "erf-gelu")
+
+
+def test_layer_norm_eps_1e5_instead_of_1e12(bundle, tmp_path):
+    def producer(entry, tensors):
+        entry = dict(entry)
+        if entry["kind"] == "spec":
+            config = {k: (1e-5 if "eps" in k and v == 1e-12 else v) for k, v in entry["config"].items()}
+            entry["config"] = config
+        else:
+            entry["runtime"] = {k: (1e-5 if k == "eps" and v == 1e-12 else v) for k, v in entry["runtime"].items()}
+        return call(entry, tensors)
+    bad = failing(bundle, produce(bundle, tmp_path, producer=producer))
+    assert bad == ids_with(bundle, "bert-eps") and bad
+
+
+def test_pre_norm_instead_of_post_norm(bundle, tmp_path):
+    """InternVL normalises the merged 4C-wide token; normalising each C-wide patch before merging
+    (Qwen2-VL's placement) with the same weights is a different operator."""
+    def producer(entry, tensors):
+        if "post-norm" not in entry["flags"]:
+            return call(entry, tensors)
+        spec = spec_from_manifest(entry["op"], entry["config"])
+        x = tensors["input.x"]
+        b, n, d = x.shape
+        k = spec.factor
+        grid = tuple(entry["runtime"].get("grid", (int(round(math.sqrt(n))),) * 2))
+        merged = ops.merge_tokens(x, mode="spatial", grid=grid, factor=k, token_order=spec.token_order)
+        parts = merged.reshape(b, -1, k * k, d)
+        mean = parts.mean(-1, keepdims=True)
+        normed = ((parts - mean) / np.sqrt(parts.var(-1, keepdims=True) + spec.norm_eps)).reshape(merged.shape)
+        p = {k_[len("param."):]: v for k_, v in tensors.items() if k_.startswith("param.")}
+        h = normed * p["layer_norm.weight"] + p["layer_norm.bias"]
+        wrong = dict(p)
+        del wrong["layer_norm.weight"], wrong["layer_norm.bias"]
+        return {"out": ops.mlp_projection(h, wrong, depth=spec.depth, activation=spec.activation)}
+    bad = failing(bundle, produce(bundle, tmp_path, producer=producer))
+    assert bad == ids_with(bundle, "post-norm") and bad
+
+
+def test_reversed_merge_order(bundle, tmp_path, monkeypatch):
+    original = merge_module.merge_tokens
+
+    def reversed_merge(x, **kw):
+        y = original(x, **kw)
+        if kw.get("mode") == "pool":
+            return y
+        b, n, wide = y.shape
+        d = x.shape[-1]
+        return y.reshape(b, n, wide // d, d)[:, :, ::-1, :].reshape(b, n, wide)  # tokens of a group reversed
+    patch_everywhere(monkeypatch, original, reversed_merge)
+    out = produce(bundle, tmp_path)
+    monkeypatch.undo()
+    bad = failing(bundle, out)
+    merging = {e["id"] for e in bundle.cases
+               if (e["op"] == "merge_tokens" and e["runtime"]["mode"] != "pool")
+               or e["config"].get("compress_ratio", 1) > 1
+               or (e["op"] == "TokenMerge" and e["config"]["mode"] != "pool")}
+    assert merging and bad == merging
+
+
+def test_single_head_attention_as_in_edifice(bundle, tmp_path, monkeypatch):
+    """Edifice's cross-attention is single-head whatever num_heads says (num_heads only sets the scale)."""
+    original = attention_module.attention
+
+    def single_head(q, k, v, *, mask=None, scale=None, **kw):
+        b, h, lq, d = q.shape
+        hk = k.shape[1]
+        k = np.repeat(k, h // hk, axis=1)
+        v = np.repeat(v, h // hk, axis=1)
+        merge = lambda t: t.transpose(0, 2, 1, 3).reshape(b, 1, t.shape[2], h * d)  # noqa: E731
+        if mask is not None:  # one head: the first head's mask
+            mask = np.broadcast_to(mask.reshape((1,) * (4 - mask.ndim) + mask.shape),
+                                   (b, h, lq, k.shape[2]))[:, :1]
+        out = original(merge(q), merge(k), merge(v), mask=mask, scale=d ** -0.5 if scale is None else scale)
+        return out.reshape(b, lq, h, d).transpose(0, 2, 1, 3)
+    patch_everywhere(monkeypatch, original, single_head)
+    out = produce(bundle, tmp_path)
+    monkeypatch.undo()
+    bad = failing(bundle, out)
+    multi_head = ids_with(bundle, "multi-head") | {e["id"] for e in bundle.cases if e["op"] == "attention"}
+    assert multi_head <= bad
+
+
+def test_wrong_implementation_fails_the_cli_verify(bundle, tmp_path, capsys):
+    out = produce(bundle, tmp_path, producer=lambda e, t: {k: v * (1 + 1e-6) if v.dtype.kind == "f" else v
+                                                             for k, v in call(e, t).items()})
+    assert main(["goldens", "verify", str(bundle.path), "--outputs", str(out)]) == 1
+    assert "FAIL" in capsys.readouterr().out
