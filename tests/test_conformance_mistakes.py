@@ -146,3 +146,28 @@ def test_wrong_implementation_fails_the_cli_verify(bundle, tmp_path, capsys):
                                                              for k, v in call(e, t).items()})
     assert main(["goldens", "verify", str(bundle.path), "--outputs", str(out)]) == 1
     assert "FAIL" in capsys.readouterr().out
+
+
+def test_fast_path_that_averages_fully_masked_rows_is_caught(bundle):
+    """A fused kernel that gives mean(V) for a query row with no visible key (JAX's and MLX's own
+    kernels do) passes ordinary masks but fails the fully-masked-row cases. Fast paths registered in
+    fusion_spec.xp are what the runner exercises."""
+    from fusion_spec.conformance import runner
+    from fusion_spec.xp import register_fast_path, unregister_fast_path
+
+    def kernel(q, k, v, *, mask=None, scale=None):
+        s = np.einsum("bhqd,bhkd->bhqk", q, np.repeat(k, q.shape[1] // k.shape[1], axis=1)) * scale
+        if mask is not None:
+            s = np.where(mask, s, np.finfo(s.dtype).min)  # finite fill: a fully masked row goes uniform
+        p = np.exp(s - s.max(-1, keepdims=True))
+        p /= p.sum(-1, keepdims=True)
+        return np.einsum("bhqk,bhkd->bhqd", p, np.repeat(v, q.shape[1] // v.shape[1], axis=1)).astype(q.dtype)
+
+    register_fast_path("attention", "numpy", kernel)
+    try:
+        results, _ = runner.run(["numpy"], ["float64", "float32"], bundle=bundle,
+                                select=lambda e: e["op"] == "attention")
+    finally:
+        unregister_fast_path("attention", "numpy")
+    bad = {r.case for r in results if not r.ok}
+    assert bad == ids_with(bundle, "fully-masked-row")
