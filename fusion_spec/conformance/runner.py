@@ -250,12 +250,20 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
 
 
 def case_table(results: list[Result]) -> str:
-    """One row per case, one column per backend/dtype: the worst error ratio (pass iff <= 1)."""
+    """One row per case, one column per backend/dtype: the worst error ratio (pass iff <= 1) and, in
+    brackets, the largest absolute error."""
     columns = list(dict.fromkeys((r.backend, r.dtype) for r in results))
     by = {(r.case, r.backend, r.dtype): r for r in results}
     cases = list(dict.fromkeys(r.case for r in results))
-    rows = [[c] + [fmt_ratio(by[(c, b, d)]) if (c, b, d) in by else "-" for b, d in columns] for c in cases]
-    return table(["case (error / tolerance)"] + [f"{b} {d}" for b, d in columns], rows)
+
+    def cell(r: Result | None) -> str:
+        if r is None:
+            return "-"
+        if r.status in ("pass", "fail") and math.isfinite(r.max_abs):
+            return f"{fmt_ratio(r)} ({r.max_abs:.1e})"
+        return fmt_ratio(r)
+    rows = [[c] + [cell(by.get((c, b, d))) for b, d in columns] for c in cases]
+    return table(["case: error/tolerance (max |err|)"] + [f"{b} {d}" for b, d in columns], rows)
 
 
 def summary_table(results: list[Result]) -> str:
