@@ -10,6 +10,7 @@ rounded values (for float64 the bundle's stored outputs are the reference); the 
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import math
@@ -109,7 +110,6 @@ def converter(backend: str, dtype: str, device: str) -> Callable[[str, np.ndarra
     if backend == "jax":
         import jax
         import jax.numpy as jnp
-        jax.config.update("jax_enable_x64", True)  # float64 and int64 inputs need it
         dev = jax.devices("gpu" if device == "cuda" else "cpu")[0]
 
         def to_jax(name: str, a: np.ndarray) -> Any:
@@ -128,6 +128,21 @@ def converter(backend: str, dtype: str, device: str) -> Callable[[str, np.ndarra
         return lambda name, a: (mx.array(a.astype(np.float32)).astype(mdt) if dtype == "bfloat16" else
                                 mx.array(a, dtype=mdt)) if a.dtype.kind == "f" else mx.array(a)
     raise FusionSpecError("conformance", "backend", "one of " + ", ".join(BACKENDS), repr(backend))
+
+
+@contextlib.contextmanager
+def _x64(backend: str):
+    """JAX needs ``jax_enable_x64`` for float64 and int64 arrays; it is restored afterwards."""
+    if backend != "jax":
+        yield
+        return
+    import jax
+    before = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_enable_x64", before)
 
 
 def compare(entry: Mapping[str, Any], got: Mapping[str, np.ndarray], want: Mapping[str, np.ndarray],
@@ -187,8 +202,9 @@ def run_case(bundle: Bundle, entry: Mapping[str, Any], backend: str, dtype: str,
     rounded = reference.inputs(entry, dtype)
     want = reference.outputs(entry, dtype, rounded)
     try:
-        got = {k: to_numpy(v) for k, v in call(entry, rounded, converter(backend, dtype, device),
-                                                 target(entry)).items()}
+        with _x64(backend):
+            got = {k: to_numpy(v) for k, v in call(entry, rounded, converter(backend, dtype, device),
+                                                     target(entry)).items()}
     except Exception as exc:  # noqa: BLE001 -- a backend failure is a result, reported per case
         return Result(entry["id"], backend, dtype, "error", math.inf, math.inf, f"{type(exc).__name__}: {exc}", tol)
     status, ratio, err, detail = compare(entry, got, want, dtype)
