@@ -3,6 +3,7 @@
 Every function takes and returns arrays of any supported backend (NumPy, PyTorch, JAX, MLX).
 """
 
+from .anyres import anyres_grid, pack_anyres_features
 from .attention import attention
 from .merge import merge_tokens, window_order
 from .primitives import gelu, gelu_tanh, layer_norm, linear, rms_norm, sigmoid, silu, softmax
@@ -14,6 +15,7 @@ __all__ = [
     "attention", "gelu", "gelu_tanh", "layer_norm", "linear", "rms_norm", "sigmoid", "silu", "softmax",
     # projection and merging
     "linear_projection", "mlp_projection", "merge_tokens", "window_order",
+    "anyres_grid", "pack_anyres_features",
     # sequence assembly
     "FusedSequence", "concat_tokens", "insert_tokens", "position_ids", "scatter_placeholders",
 ]

@@ -1,6 +1,7 @@
 """One frozen dataclass per operator family: config, parameter shapes, init and apply."""
 
+from .anyres import AnyresPack
 from .base import Spec
 from .projection import LinearProjection, MLPProjection, TokenMerge
 
-__all__ = ["Spec", "LinearProjection", "MLPProjection", "TokenMerge"]
+__all__ = ["Spec", "AnyresPack", "LinearProjection", "MLPProjection", "TokenMerge"]

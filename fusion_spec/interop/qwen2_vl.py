@@ -1,0 +1,67 @@
+"""Qwen2-VL's ``PatchMerger`` -> :class:`TokenMerge` (``variant="qwen2-vl"``).
+
+``PatchMerger(dim, context_dim, spatial_merge_size)``: ``ln_q`` LayerNorm(context_dim, eps 1e-6) on
+each patch, then ``view(-1, context_dim * s*s)`` (s*s consecutive patches, which the image
+processor has already ordered as s×s windows), ``mlp.0`` Linear(4C, 4C) -> GELU (erf) -> ``mlp.2``
+Linear(4C, dim). Its input is the vision tower's flattened ``[patches, context_dim]`` (no batch axis).
+
+Qwen2.5-VL's ``Qwen2_5_VLPatchMerger`` is the same with an RMSNorm ``ln_q`` (no bias, computed in
+float32). ``TokenMerge`` has no RMSNorm option, so it is not supported here (see docs/interop.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from ..errors import FusionSpecError
+from ..specs.projection import TokenMerge
+from .llava import activation_name, cast_like, checked_state_dict, run_torch, to_numpy
+from .registry import Converter, register
+
+
+def merger_from_module(module: Any) -> tuple[TokenMerge, dict[str, np.ndarray]]:
+    """``PatchMerger`` -> ``TokenMerge.qwen2_vl(context_dim, dim)`` (or the same with another merge size)."""
+    ln, fc1, fc2 = module.ln_q, module.mlp[0], module.mlp[2]
+    if type(ln).__name__ != "LayerNorm" or ln.bias is None:
+        raise FusionSpecError("interop.from_module", "module.ln_q", "a LayerNorm with bias (Qwen2-VL)",
+                              type(ln).__name__)
+    vision_dim = ln.normalized_shape[0]
+    group, rem = divmod(fc1.in_features, vision_dim)
+    side = int(round(group ** 0.5))
+    if rem or side * side != group:
+        raise FusionSpecError("interop.from_module", "module.mlp.0", f"in_features s*s*{vision_dim}",
+                              fc1.in_features)
+    act = activation_name(module.mlp[1], "module.mlp.1")
+    if side == 2 and ln.eps == 1e-6 and act == "gelu" and fc1.out_features == fc1.in_features:
+        spec = TokenMerge.qwen2_vl(vision_dim, fc2.out_features)
+    else:
+        spec = TokenMerge(vision_dim, fc2.out_features, mode="consecutive", factor=side, norm="pre", norm_eps=ln.eps,
+                          hidden_dim=fc1.out_features, activation=act, variant="qwen2-vl")
+    state = {k: to_numpy(v) for k, v in module.state_dict().items()}
+    return spec, {k: state[k] for k in spec.param_shapes()}
+
+
+def _state_dict(spec: TokenMerge, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    if spec.variant != "qwen2-vl" or spec.mode != "consecutive" or spec.norm != "pre" or spec.depth != 2:
+        raise FusionSpecError("interop.to_state_dict", "spec", "a TokenMerge with variant 'qwen2-vl' (consecutive "
+                              "merge, pre-norm, depth 2)", repr(spec))
+    return checked_state_dict("interop.to_state_dict", spec, params)
+
+
+def _run_module(module: Any, x: np.ndarray) -> np.ndarray:
+    return run_torch(module, module, x)
+
+
+def _run_spec(spec: TokenMerge, params: Mapping[str, np.ndarray], x: np.ndarray) -> np.ndarray:
+    """``x [patches, context_dim]`` as HF passes it (a leading batch axis of 1 is added and removed)."""
+    x = cast_like(params, x)
+    if x.ndim != 2:
+        raise FusionSpecError("interop.check", "x", "the flattened patches [patches, context_dim] (as PatchMerger "
+                              "takes them)", f"shape {x.shape}")
+    return np.asarray(spec.apply(params, x[None]))[0]
+
+
+register(Converter("PatchMerger", "transformers", TokenMerge, merger_from_module, _state_dict, _run_module, _run_spec))
