@@ -230,6 +230,25 @@ def token_merge_cases() -> list[Case]:
     ]
 
 
+def anyres_cases() -> list[Case]:
+    """LLaVA-NeXT packing at 4-px tiles of 2-px patches (2x2 patches a tile) and small pinpoints."""
+    A = specs.AnyresPack
+    pins = ((4, 8), (8, 4), (8, 8), (12, 4))
+
+    def case(id: str, spec, size: tuple[int, int], **kw) -> Case:
+        gh, gw = spec.grid(size)
+        crops = 1 + gh * gw
+        return _c(id, spec, ("features", normal(crops, spec.patches_per_side ** 2, spec.embed_dim)),
+                  runtime={"image_size": list(size)}, flags=("anyres",), **kw)
+    return [
+        case("anyres.wide", A(embed_dim=3, tile_size=4, patch_size=2, grid_pinpoints=pins), (5, 11),
+             notes="grid from the pinpoints; unpadded rows, one image_newline per row, base view first"),
+        case("anyres.tall", A(embed_dim=3, tile_size=4, patch_size=2, grid_pinpoints=pins), (13, 4)),
+        case("anyres.square_no_newline", A(embed_dim=2, tile_size=4, patch_size=2, grid_pinpoints=pins,
+                                           newline=False), (8, 8)),
+    ]
+
+
 def preset_cases() -> list[Case]:
     """The named presets' fusion modules with their structure and variants, at small widths."""
     M, T = specs.MLPProjection, specs.TokenMerge
@@ -253,6 +272,7 @@ FAMILIES: dict[str, Callable[[], list[Case]]] = {
     "sequence": sequence_cases,
     "projection": projection_cases,
     "token_merge": token_merge_cases,
+    "anyres": anyres_cases,
     "presets": preset_cases,
 }
 

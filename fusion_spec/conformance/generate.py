@@ -35,6 +35,7 @@ FLAGS = {
     "bert-eps": "LayerNorm eps 1e-12 (BERT / Q-Former): eps 1e-5 gives a visible difference",
     "post-norm": "the normalisation comes after the merge / residual (not before)",
     "placeholder-scatter": "image features replace placeholder token rows in order",
+    "anyres": "LLaVA-NeXT anyres packing (base view, unpadded tile grid, image_newline per row)",
     "preset": "a named real-model preset's fusion module at small widths",
     "llava": "LLaVA's projector", "qwen2-vl": "Qwen2-VL's patch merger", "internvl": "InternVL's mlp1",
     "media-locations": "Flamingo media_locations pattern",
