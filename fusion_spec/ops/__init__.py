@@ -5,6 +5,7 @@ Every function takes and returns arrays of any supported backend (NumPy, PyTorch
 
 from .anyres import anyres_grid, pack_anyres_features
 from .attention import attention
+from .cross_attention import cross_attention, cross_attention_layers, gated_cross_attention_block, gated_cross_attention_stack, media_attention_mask, mllama_cross_attention_mask  # noqa: E501
 from .merge import merge_tokens, window_order
 from .primitives import gelu, gelu_tanh, layer_norm, linear, rms_norm, sigmoid, silu, softmax
 from .projection import linear_projection, mlp_projection
@@ -16,6 +17,8 @@ __all__ = [
     # projection and merging
     "linear_projection", "mlp_projection", "merge_tokens", "window_order",
     "anyres_grid", "pack_anyres_features",
+    # cross-attention
+    "cross_attention", "cross_attention_layers", "gated_cross_attention_block", "gated_cross_attention_stack", "media_attention_mask", "mllama_cross_attention_mask",  # noqa: E501
     # sequence assembly
     "FusedSequence", "concat_tokens", "insert_tokens", "position_ids", "scatter_placeholders",
 ]

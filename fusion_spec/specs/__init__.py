@@ -2,6 +2,8 @@
 
 from .anyres import AnyresPack
 from .base import Spec
+from .cross_attention import CrossAttention, GatedCrossAttentionBlock, GatedCrossAttentionStack
 from .projection import LinearProjection, MLPProjection, TokenMerge
 
-__all__ = ["Spec", "AnyresPack", "LinearProjection", "MLPProjection", "TokenMerge"]
+__all__ = ["Spec", "AnyresPack", "LinearProjection", "MLPProjection", "TokenMerge",
+           "CrossAttention", "GatedCrossAttentionBlock", "GatedCrossAttentionStack"]
