@@ -5,10 +5,14 @@ Every function takes and returns arrays of any supported backend (NumPy, PyTorch
 
 from .anyres import anyres_grid, pack_anyres_features
 from .attention import attention
+from .early import interleave_tokens, split_tokens
+from .late import clip_logits, contrastive_loss
 from .cross_attention import cross_attention, cross_attention_layers, gated_cross_attention_block, gated_cross_attention_stack, media_attention_mask, mllama_cross_attention_mask  # noqa: E501
 from .merge import merge_tokens, window_order
 from .primitives import gelu, gelu_tanh, layer_norm, linear, rms_norm, sigmoid, silu, softmax
 from .projection import linear_projection, mlp_projection
+from .qformer import q_former
+from .resampler import perceiver_resampler
 from .sequence import FusedSequence, concat_tokens, insert_tokens, position_ids, scatter_placeholders
 
 __all__ = [
@@ -21,4 +25,6 @@ __all__ = [
     "cross_attention", "cross_attention_layers", "gated_cross_attention_block", "gated_cross_attention_stack", "media_attention_mask", "mllama_cross_attention_mask",  # noqa: E501
     # sequence assembly
     "FusedSequence", "concat_tokens", "insert_tokens", "position_ids", "scatter_placeholders",
+    # resampling, Q-Former, late and early fusion
+    "perceiver_resampler", "q_former", "clip_logits", "contrastive_loss", "interleave_tokens", "split_tokens",
 ]

@@ -4,6 +4,10 @@ from .anyres import AnyresPack
 from .base import Spec
 from .cross_attention import CrossAttention, GatedCrossAttentionBlock, GatedCrossAttentionStack
 from .projection import LinearProjection, MLPProjection, TokenMerge
+from .late_early import CLIPLogits, EarlyFusionVocab
+from .qformer import QFormer
+from .resampler import PerceiverResampler
 
 __all__ = ["Spec", "AnyresPack", "LinearProjection", "MLPProjection", "TokenMerge",
-           "CrossAttention", "GatedCrossAttentionBlock", "GatedCrossAttentionStack"]
+           "CrossAttention", "GatedCrossAttentionBlock", "GatedCrossAttentionStack",
+           "PerceiverResampler", "QFormer", "CLIPLogits", "EarlyFusionVocab"]

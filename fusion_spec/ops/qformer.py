@@ -1,0 +1,127 @@
+"""BLIP-2's Q-Former: learned queries run through a BERT-style post-LN encoder that cross-attends to the image.
+
+Parameter names are the BLIP-2 checkpoint's own (``Blip2ForConditionalGeneration`` / ``Blip2Model``
+state_dict keys): ``query_tokens``, ``qformer.*`` (``Blip2QFormerModel``'s keys under ``qformer.``) and
+``language_projection.*``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from .. import validate as check
+from ..errors import FusionSpecError
+from ..xp import Array, namespace
+from .attention import attention
+from .primitives import gelu, layer_norm, linear
+
+OP = "q_former"
+_LN = ("dense", "LayerNorm")
+
+
+def layer_shapes(i: int, *, hidden_size: int, intermediate_size: int, encoder_hidden_size: int,
+                 cross: bool) -> dict[str, tuple[int, ...]]:
+    """Names (relative to ``Blip2QFormerModel``) and shapes of encoder layer ``i``, in state_dict order."""
+    p, h = f"encoder.layer.{i}.", hidden_size
+    shapes: dict[str, tuple[int, ...]] = {}
+
+    def attn(prefix: str, kv_in: int) -> None:
+        for name, width in (("query", h), ("key", kv_in), ("value", kv_in)):
+            shapes.update({f"{prefix}.attention.{name}.weight": (h, width), f"{prefix}.attention.{name}.bias": (h,)})
+        shapes.update({f"{prefix}.output.dense.weight": (h, h), f"{prefix}.output.dense.bias": (h,),
+                       f"{prefix}.output.LayerNorm.weight": (h,), f"{prefix}.output.LayerNorm.bias": (h,)})
+
+    attn(p + "attention", h)
+    if cross:
+        attn(p + "crossattention", encoder_hidden_size)
+    shapes |= {p + "intermediate_query.dense.weight": (intermediate_size, h),
+               p + "intermediate_query.dense.bias": (intermediate_size,),
+               p + "output_query.dense.weight": (h, intermediate_size), p + "output_query.dense.bias": (h,),
+               p + "output_query.LayerNorm.weight": (h,), p + "output_query.LayerNorm.bias": (h,)}
+    return shapes
+
+
+def q_former(image_embeds: Array, params: Mapping[str, Array], *, num_layers: int, num_heads: int,
+             cross_attention_frequency: int = 2, layer_norm_eps: float = 1e-12, language_projection: bool = True,
+             encoder_attention_mask: Array | None = None, query_embeds: Array | None = None) -> Array:
+    """BLIP-2's Q-Former (HF ``Blip2QFormerModel``) followed by its ``language_projection``.
+
+    Shapes: image_embeds ``[B, N, E]`` (vision tokens incl. CLS, after the vision post-LN);
+    ``params['query_tokens']`` ``[1, Q, H]`` broadcast over the batch, unless ``query_embeds [B, Q, H]``
+    is given (then ``query_tokens`` is not read); ``encoder_attention_mask`` boolean ``[B, N]``
+    (True = real image token). Returns ``[B, Q, text_dim]``, or ``[B, Q, H]`` without the projection.
+
+    With ``LN`` = LayerNorm(eps ``layer_norm_eps``, BERT's 1e-12) and ``MHA`` = multi-head attention
+    (q, k, v Linear with bias, scale ``head_dim**-0.5``, ``head_dim = H / num_heads``)::
+
+        h = LN(queries)                                               qformer.layernorm
+        for i in range(num_layers):                                   qformer.encoder.layer.{i}
+            h = LN(dense(MHA(h, h)) + h)                              .attention
+            if i % cross_attention_frequency == 0:
+                h = LN(dense(MHA(h, image_embeds, mask)) + h)         .crossattention (K/V: E -> H)
+            h = LN(dense(gelu(dense(h))) + h)                         .intermediate_query / .output_query
+        out = h @ W.T + b                                             language_projection
+
+    GELU is the erf form. Post-LN throughout; no final norm.
+    """
+    check.floating(OP, "image_embeds", image_embeds, rank=3)
+    check.positive_int(OP, "num_layers", num_layers)
+    check.positive_int(OP, "num_heads", num_heads)
+    check.positive_int(OP, "cross_attention_frequency", cross_attention_frequency)
+    eps = check.positive_float(OP, "layer_norm_eps", layer_norm_eps)
+    x = image_embeds
+    b, n, e = x.shape
+    if query_embeds is None:
+        if not isinstance(params, Mapping) or "query_tokens" not in params:
+            raise FusionSpecError(OP, "params['query_tokens']", "the learned queries, a [1, Q, H] array "
+                                  "(or pass query_embeds)", "no such key")
+        tokens = check.floating(OP, "params['query_tokens']", params["query_tokens"], rank=3)
+        check.dim(OP, "params['query_tokens']", tokens, 0, 1, "a single set of queries")
+    else:
+        tokens = check.floating(OP, "query_embeds", query_embeds, rank=3)
+        check.dim(OP, "query_embeds", tokens, 0, b, "the batch of image_embeds")
+    check.same_dtype(OP, ("image_embeds", x), ("query_embeds" if query_embeds is not None else "params['query_tokens']", tokens))
+    q, hdim = tokens.shape[1], tokens.shape[2]
+    if hdim % num_heads:
+        raise FusionSpecError(OP, "num_heads", f"a divisor of the hidden size {hdim}", num_heads)
+    head_dim = hdim // num_heads
+    xp = namespace(x, tokens)
+    mask = None
+    if encoder_attention_mask is not None:
+        check.boolean(OP, "encoder_attention_mask", encoder_attention_mask, rank=2)
+        if tuple(encoder_attention_mask.shape) != (b, n):
+            raise FusionSpecError(OP, "encoder_attention_mask", f"shape ({b}, {n}) (batch, image tokens)",
+                                  f"shape {tuple(encoder_attention_mask.shape)}")
+        mask = xp.reshape(encoder_attention_mask, (b, 1, 1, n))
+
+    def lin(h: Array, prefix: str, out: int) -> Array:
+        w, bias = check.linear_params(OP, params, "qformer." + prefix + ".", h.shape[-1], like=x, out_features=out,
+                                      bias=True)
+        return linear(h, w, bias, op=OP)
+
+    def norm(h: Array, prefix: str) -> Array:
+        w = check.param(OP, params, f"qformer.{prefix}.weight", (hdim,), like=x)
+        return layer_norm(h, w, check.param(OP, params, f"qformer.{prefix}.bias", (hdim,), like=x), eps=eps, op=OP)
+
+    def heads(h: Array) -> Array:  # [B, L, H] -> [B, heads, L, head_dim]
+        return xp.permute_dims(xp.reshape(h, (b, h.shape[1], num_heads, head_dim)), (0, 2, 1, 3))
+
+    def block(h: Array, kv: Array, prefix: str, m: Array | None) -> Array:
+        a = attention(heads(lin(h, prefix + ".attention.query", hdim)), heads(lin(kv, prefix + ".attention.key", hdim)),
+                      heads(lin(kv, prefix + ".attention.value", hdim)), mask=m)
+        a = xp.reshape(xp.permute_dims(a, (0, 2, 1, 3)), (b, q, hdim))
+        return norm(lin(a, prefix + ".output.dense", hdim) + h, prefix + ".output.LayerNorm")
+
+    h = norm(xp.broadcast_to(tokens, (b, q, hdim)), "layernorm")
+    for i in range(num_layers):
+        p = f"encoder.layer.{i}"
+        h = block(h, h, p + ".attention", None)
+        if i % cross_attention_frequency == 0:
+            h = block(h, x, p + ".crossattention", mask)
+        w, _ = check.linear_params(OP, params, f"qformer.{p}.intermediate_query.dense.", hdim, like=x, bias=True)
+        f = gelu(lin(h, p + ".intermediate_query.dense", w.shape[0]))
+        h = norm(lin(f, p + ".output_query.dense", hdim) + h, p + ".output_query.LayerNorm")
+    if not language_projection:
+        return h
+    w, bias = check.linear_params(OP, params, "language_projection.", hdim, like=x, bias=True)
+    return linear(h, w, bias, op=OP)

@@ -1,0 +1,122 @@
+"""Specs for late fusion (CLIP logits) and early fusion (a unified text + image token vocabulary)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from .. import ops
+from ..errors import FusionSpecError
+from ..ops.early import check_vocab
+from ..xp import Array
+from .base import Spec
+
+
+@dataclasses.dataclass(frozen=True)
+class CLIPLogits(Spec):
+    """CLIP's late fusion: ``apply(params, image_embeds [N, D], text_embeds [M, D])`` returns
+    ``(logits_per_image [N, M], logits_per_text [M, N])``; ``loss(logits)`` is HF's ``clip_loss``.
+
+    Param: ``logit_scale`` (shape ``()``, HF ``CLIPModel.logit_scale``), initialised to
+    ``logit_scale_init`` = ln(1/0.07) = 2.6592 as HF does.
+    """
+
+    embed_dim: int = 512
+    logit_scale_init: float = 2.6592
+    op = "clip_logits"
+
+    def __post_init__(self) -> None:
+        self._require_positive("embed_dim")
+        v = self.logit_scale_init
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            self._fail("logit_scale_init", "a finite number", v)
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {"logit_scale": ()}
+
+    def init_value(self, name: str, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+        return np.full(shape, float(self.logit_scale_init))
+
+    def output_shape(self, image_shape: tuple[int, ...], text_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The shape of ``logits_per_image`` (``logits_per_text`` is its transpose)."""
+        for name, shape in (("image_embeds", image_shape), ("text_embeds", text_shape)):
+            if len(tuple(shape)) != 2 or shape[-1] != self.embed_dim:
+                raise FusionSpecError("CLIPLogits", name, f"shape [N, {self.embed_dim}] (embed_dim)", f"shape {tuple(shape)}")
+        return (image_shape[0], text_shape[0])
+
+    def apply(self, params: Mapping[str, Array], image_embeds: Array, text_embeds: Array) -> tuple[Array, Array]:
+        self.output_shape(tuple(image_embeds.shape), tuple(text_embeds.shape))
+        if not isinstance(params, Mapping) or "logit_scale" not in params:
+            raise FusionSpecError("CLIPLogits", "params['logit_scale']", "the log inverse temperature", "no such key")
+        return ops.clip_logits(image_embeds, text_embeds, params["logit_scale"])
+
+    def loss(self, logits: Array) -> Array:
+        """``ops.contrastive_loss``: symmetric cross-entropy of a square logit matrix."""
+        return ops.contrastive_loss(logits)
+
+
+@dataclasses.dataclass(frozen=True)
+class EarlyFusionVocab(Spec):
+    """A unified token vocabulary: text ids ``[0, text_vocab_size)``, image codebook entry ``c`` as
+    ``image_offset + c``, images wrapped in ``boi_id ... eoi_id`` (Chameleon-style early fusion).
+
+    ``apply(params, text_segments, image_codes)`` interleaves (``ops.interleave_tokens``);
+    ``split(ids)`` inverts it (``ops.split_tokens``). No parameters. ``image_offset`` defaults to
+    ``text_vocab_size``, the sentinels to the two ids after the image range; ``tokens_per_image``
+    (None = any) fixes each image's length (Chameleon: 1024 codes from an 8192-entry VQ codebook).
+    """
+
+    text_vocab_size: int = 32000
+    image_vocab_size: int = 8192
+    image_offset: int | None = None
+    boi_id: int | None = None
+    eoi_id: int | None = None
+    tokens_per_image: int | None = None
+    op = "interleave_tokens"
+
+    def __post_init__(self) -> None:
+        self._require_positive("text_vocab_size", "image_vocab_size")
+        if self.tokens_per_image is not None:
+            self._require_positive("tokens_per_image")
+        check_vocab("EarlyFusionVocab", self.text_vocab_size, self.image_vocab_size, self.offset, self.boi, self.eoi)
+
+    @property
+    def offset(self) -> int:
+        return self.text_vocab_size if self.image_offset is None else self.image_offset
+
+    @property
+    def boi(self) -> int:
+        return self.offset + self.image_vocab_size if self.boi_id is None else self.boi_id
+
+    @property
+    def eoi(self) -> int:
+        return self.offset + self.image_vocab_size + 1 if self.eoi_id is None else self.eoi_id
+
+    @property
+    def vocab_size(self) -> int:
+        """The size of the unified embedding table: one past the largest id."""
+        return max(self.text_vocab_size, self.offset + self.image_vocab_size, self.boi + 1, self.eoi + 1)
+
+    def _kw(self) -> dict:
+        return dict(text_vocab_size=self.text_vocab_size, image_vocab_size=self.image_vocab_size,
+                    image_offset=self.offset, boi_id=self.boi, eoi_id=self.eoi, tokens_per_image=self.tokens_per_image)
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {}
+
+    def output_shape(self, *segment_shapes: tuple[int, ...]) -> tuple[int, ...]:
+        """Given the text segments' shapes then the images' (k + 1 then k, all 1-D): ``(L,)``."""
+        if len(segment_shapes) % 2 == 0 or any(len(tuple(s)) != 1 for s in segment_shapes):
+            raise FusionSpecError("EarlyFusionVocab", "segment_shapes", "k + 1 text then k image 1-D shapes",
+                                  [tuple(s) for s in segment_shapes])
+        k = len(segment_shapes) // 2
+        return (sum(s[0] for s in segment_shapes) + 2 * k,)
+
+    def apply(self, params: Mapping[str, Array], text_segments: Sequence[Array], image_codes: Sequence[Array]) -> Array:
+        return ops.interleave_tokens(text_segments, image_codes, **self._kw())
+
+    def split(self, ids: Array) -> tuple[list[Array], list[Array]]:
+        return ops.split_tokens(ids, **self._kw())
