@@ -2,3 +2,8 @@
 from . import llava  # noqa: F401
 from . import qwen2_vl  # noqa: F401
 from . import internvl  # noqa: F401
+from . import flamingo  # noqa: F401
+from . import mllama  # noqa: F401
+from . import flamingo_perceiver  # noqa: F401
+from . import idefics2  # noqa: F401
+from . import blip2  # noqa: F401

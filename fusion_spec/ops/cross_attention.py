@@ -168,6 +168,55 @@ def mllama_cross_attention_mask(cross_attention_mask: Array, num_vision_tokens: 
     return m, xp.any(m, axis=-1)
 
 
+def masked_cross_attention(x: Array, media: Array, params: Mapping[str, Array], *, num_heads: int,
+                           num_kv_heads: int | None = None, norm_eps: float = 1e-5,
+                           only_attend_immediate_media: bool = True, fully_masked_rows: str = "uniform",
+                           media_locations: Array | None = None, use_cached_media: bool = False,
+                           op: str = "masked_cross_attention") -> Array:
+    """open_flamingo's ``MaskedCrossAttention``: ``to_out(attn(to_q(LayerNorm(x)), to_kv(media)))``.
+
+    Shapes: x ``[b, L, dim]``, media ``[b, T, n, dim_visual]`` (``[b, n, dim_visual]`` means T = 1),
+    flattened to ``[b, T·n, dim_visual]`` keys -> ``[b, L, dim]``. Params ``norm.weight/bias`` (eps
+    ``norm_eps``), ``to_q.weight``, ``to_kv.weight`` (first half K), ``to_out.weight``; no biases.
+    The mask comes from ``media_locations`` (:func:`media_attention_mask`; None = every text token
+    attends to all media, where open_flamingo itself fails). With ``only_attend_immediate_media``,
+    rows whose text time is 0 are zeroed. Other rows with no attendable media follow
+    ``fully_masked_rows`` (``"uniform"`` = open_flamingo's mean of V; ``"zeros"``).
+    """
+    check.floating(op, "x", x, rank=3)
+    check.floating(op, "media", media, rank=(3, 4))
+    check.same_dtype(op, ("x", x), ("media", media))
+    check.positive_float(op, "norm_eps", norm_eps)
+    check.choice(op, "only_attend_immediate_media", only_attend_immediate_media, (True, False))
+    check.choice(op, "use_cached_media", use_cached_media, (True, False))
+    b, lq, dim = x.shape
+    if media.shape[0] != b:
+        raise FusionSpecError(op, "media", f"batch {b} (the batch of x)", f"shape {tuple(media.shape)}")
+    xp = namespace(x, media)
+    if media.ndim == 3:  # one media item per sample
+        media = xp.reshape(media, (b, 1, media.shape[1], media.shape[2]))
+    _, n_media, n_tok, dv = media.shape
+    flat = xp.reshape(media, (b, n_media * n_tok, dv))
+    mask = row = None
+    if media_locations is not None:
+        check.boolean(op, "media_locations", media_locations, rank=2)
+        if media_locations.shape[0] != b or (not use_cached_media and media_locations.shape[1] != lq):
+            raise FusionSpecError(op, "media_locations", f"shape ({b}, {lq}) (batch, text_len)"
+                                  + ("" if use_cached_media else "; any length only with use_cached_media"),
+                                  f"shape {tuple(media_locations.shape)}")
+        mask, text_time = media_attention_mask(media_locations, n_media, n_tok, text_len=lq,
+                                               only_attend_immediate_media=only_attend_immediate_media,
+                                               use_cached_media=use_cached_media, op=op)
+        if only_attend_immediate_media:
+            row = text_time != 0
+    elif use_cached_media:
+        raise FusionSpecError(op, "media_locations", "an array when use_cached_media is True", None)
+    h = layer_norm(x, check.param(op, params, "norm.weight", (dim,), like=x),
+                   check.param(op, params, "norm.bias", (dim,), like=x), eps=norm_eps, op=op)
+    return cross_attention(h, flat, params, num_heads=num_heads, num_kv_heads=num_kv_heads, kv_layout="fused",
+                           fully_masked_rows=fully_masked_rows, mask=mask, row_mask=row, op=op)
+
+
 def _gate(xp, params: Mapping[str, Array], key: str, like: Array, op: str) -> Array:
     return xp.tanh(check.param(op, params, key, (1,), like=like))
 
@@ -228,29 +277,11 @@ def gated_cross_attention_block(x: Array, media: Array, params: Mapping[str, Arr
                             ("full_text_row_masked_out_mask", full_text_row_masked_out_mask)):
             if value is not None:
                 raise FusionSpecError(op, name, "None for variant 'flamingo' (use media_locations)", "an array")
-        if media.ndim == 3:  # one media item per sample
-            media = xp.reshape(media, (b, 1, media.shape[1], media.shape[2]))
-        _, n_media, n_tok, dv = media.shape
-        flat = xp.reshape(media, (b, n_media * n_tok, dv))
-        mask = row = None
-        if media_locations is not None:
-            check.boolean(op, "media_locations", media_locations, rank=2)
-            if media_locations.shape[0] != b or (not use_cached_media and media_locations.shape[1] != lq):
-                raise FusionSpecError(op, "media_locations", f"shape ({b}, {lq}) (batch, text_len)"
-                                      + (" or (batch, any) with use_cached_media" if not use_cached_media else ""),
-                                      f"shape {tuple(media_locations.shape)}")
-            mask, text_time = media_attention_mask(media_locations, n_media, n_tok, text_len=lq,
-                                                   only_attend_immediate_media=only_attend_immediate_media,
-                                                   use_cached_media=use_cached_media, op=op)
-            if only_attend_immediate_media:
-                row = text_time != 0
-        elif use_cached_media:
-            raise FusionSpecError(op, "media_locations", "an array when use_cached_media is True", None)
-        attn_p = check.subtree(params, "attn")
-        h = layer_norm(x, check.param(op, params, "attn.norm.weight", (dim,), like=x),
-                       check.param(op, params, "attn.norm.bias", (dim,), like=x), eps=norm_eps, op=op)
-        a = cross_attention(h, flat, attn_p, num_heads=num_heads, num_kv_heads=num_kv_heads, kv_layout="fused",
-                            fully_masked_rows=fully_masked_rows, mask=mask, row_mask=row, op=op)
+        a = masked_cross_attention(x, media, check.subtree(params, "attn"), num_heads=num_heads,
+                                   num_kv_heads=num_kv_heads, norm_eps=norm_eps,
+                                   only_attend_immediate_media=only_attend_immediate_media,
+                                   fully_masked_rows=fully_masked_rows, media_locations=media_locations,
+                                   use_cached_media=use_cached_media, op=op)
         x = x + _gate(xp, params, "attn_gate", x, op) * a
         y = layer_norm(x, check.param(op, params, "ff.0.weight", (dim,), like=x),
                        check.param(op, params, "ff.0.bias", (dim,), like=x), eps=norm_eps, op=op)

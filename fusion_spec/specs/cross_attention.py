@@ -46,13 +46,20 @@ class _Heads:
 class CrossAttention(_Heads, Spec):
     """Multi-head cross-attention: text ``[B, L, hidden_size]`` attends to visual ``[B, N, vision_dim]``.
 
-    ``q = x Wq``, ``k = v_in Wk``, ``v = v_in Wv`` (``num_kv_heads`` < ``num_heads`` = grouped-query),
-    optional per-head RMSNorm of q and k (``qk_norm``, Mllama), softmax attention with scale
-    ``head_dim ** -0.5`` under a boolean mask, output projection back to ``hidden_size``.
-    ``kv_layout="separate"``: params ``q_proj, k_proj, v_proj, o_proj`` (``.weight``, ``.bias`` if
-    ``bias``), plus ``q_norm.weight, k_norm.weight`` with ``qk_norm``; ``"fused"``: open_flamingo's
-    ``to_q, to_kv, to_out`` (first half of ``to_kv`` is K). ``head_dim`` defaults to
-    ``hidden_size // num_heads``.
+    ``variant="generic"``: ``q = x Wq``, ``k = v_in Wk``, ``v = v_in Wv`` (``num_kv_heads`` <
+    ``num_heads`` = grouped-query), optional per-head RMSNorm of q and k (``qk_norm``, as Mllama),
+    softmax attention with scale ``head_dim ** -0.5`` under a boolean ``mask`` (True = attend,
+    ``[B, L, N]`` or broadcastable to ``[B, heads, L, N]``), output projection to ``hidden_size``.
+    ``kv_layout="separate"`` (default): params ``q_proj, k_proj, v_proj, o_proj`` (``.weight``,
+    ``.bias`` if ``bias``), plus ``q_norm.weight, k_norm.weight`` with ``qk_norm``; ``"fused"``:
+    ``to_q, to_kv, to_out`` (first half of ``to_kv`` is K). Fully masked rows give zeros.
+
+    ``variant="flamingo"``: open_flamingo's ``MaskedCrossAttention(dim=hidden_size,
+    dim_visual=vision_dim, dim_head=head_dim, heads=num_heads, only_attend_immediate_media)``:
+    LayerNorm (``norm.*``, eps ``norm_eps``) on the text first, fused ``to_kv``, no biases; media
+    ``[B, T, n, vision_dim]`` (or ``[B, n, vision_dim]``), runtime ``media_locations`` and
+    ``use_cached_media``; ``fully_masked_rows`` defaults to ``"uniform"`` (open_flamingo's behaviour).
+    ``head_dim`` defaults to ``hidden_size // num_heads``.
     """
 
     hidden_size: int = 256
@@ -63,17 +70,30 @@ class CrossAttention(_Heads, Spec):
     bias: bool = False
     qk_norm: bool = False
     qk_norm_eps: float = 1e-5
-    kv_layout: str = "separate"
-    fully_masked_rows: str = "zeros"
+    kv_layout: str | None = None
+    variant: str = "generic"
+    norm_eps: float = 1e-5
+    only_attend_immediate_media: bool = True
+    fully_masked_rows: str | None = None
     op = "cross_attention"
 
     def __post_init__(self) -> None:
+        self._require_choice("variant", ("generic", "flamingo"))
         self._check_heads()
-        self._require_eps("qk_norm_eps")
+        self._require_eps("qk_norm_eps", "norm_eps")
+        flamingo = self.variant == "flamingo"
+        if self.kv_layout is None:
+            object.__setattr__(self, "kv_layout", "fused" if flamingo else "separate")
+        if self.fully_masked_rows is None:
+            object.__setattr__(self, "fully_masked_rows", "uniform" if flamingo else "zeros")
         self._require_choice("kv_layout", tuple(KV_LAYOUTS))
         self._require_choice("fully_masked_rows", FULLY_MASKED_ROWS)
         self._require_choice("bias", (True, False))
         self._require_choice("qk_norm", (True, False))
+        self._require_choice("only_attend_immediate_media", (True, False))
+        if flamingo and (self.bias or self.qk_norm or self.kv_layout != "fused"):
+            self._fail("variant", "bias=False, qk_norm=False, kv_layout='fused' with variant 'flamingo'",
+                       (self.bias, self.qk_norm, self.kv_layout))
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
         inner, kv = self.num_heads * self.dim_head, self.kv_heads * self.dim_head
@@ -82,6 +102,8 @@ class CrossAttention(_Heads, Spec):
         layers += [(k, 2 * kv, self.vision_dim)] if v is None else [(k, kv, self.vision_dim), (v, kv, self.vision_dim)]
         layers += [(o, self.hidden_size, inner)]
         shapes: dict[str, tuple[int, ...]] = {}
+        if self.variant == "flamingo":
+            shapes = {"norm.weight": (self.hidden_size,), "norm.bias": (self.hidden_size,)}
         for name, out, inp in layers:
             shapes[f"{name}.weight"] = (out, inp)
             if self.bias:
@@ -93,13 +115,28 @@ class CrossAttention(_Heads, Spec):
 
     def output_shape(self, x_shape: tuple[int, ...], visual_shape: tuple[int, ...]) -> tuple[int, ...]:
         b, lq, _ = _shape("CrossAttention", "x", x_shape, 3, self.hidden_size)
-        vb, _, _ = _shape("CrossAttention", "visual", visual_shape, 3, self.vision_dim)
+        rank = 4 if self.variant == "flamingo" and len(visual_shape) == 4 else 3
+        vb = _shape("CrossAttention", "visual", visual_shape, rank, self.vision_dim)[0]
         if vb != b:
             raise FusionSpecError("CrossAttention", "visual", f"batch {b}", f"shape {tuple(visual_shape)}")
         return (b, lq, self.hidden_size)
 
-    def apply(self, params: Mapping[str, Array], x: Array, visual: Array, *, mask: Array | None = None) -> Array:
+    def apply(self, params: Mapping[str, Array], x: Array, visual: Array, *, mask: Array | None = None,
+              media_locations: Array | None = None, use_cached_media: bool = False) -> Array:
+        """Runtime: ``mask`` (generic); ``media_locations``, ``use_cached_media`` (flamingo)."""
         self.output_shape(tuple(x.shape), tuple(visual.shape))
+        if self.variant == "flamingo":
+            if mask is not None:
+                raise FusionSpecError("CrossAttention", "mask", "None for variant 'flamingo' (use media_locations)",
+                                      "an array")
+            return ops.masked_cross_attention(x, visual, params, num_heads=self.num_heads,
+                                              num_kv_heads=self.num_kv_heads, norm_eps=self.norm_eps,
+                                              only_attend_immediate_media=self.only_attend_immediate_media,
+                                              fully_masked_rows=self.fully_masked_rows,
+                                              media_locations=media_locations, use_cached_media=use_cached_media)
+        if media_locations is not None or use_cached_media:
+            raise FusionSpecError("CrossAttention", "media_locations", "None for variant 'generic' (use mask)",
+                                  "an array" if media_locations is not None else "use_cached_media=True")
         return ops.cross_attention(x, visual, params, num_heads=self.num_heads, num_kv_heads=self.num_kv_heads,
                                    kv_layout=self.kv_layout, qk_norm=self.qk_norm, qk_norm_eps=self.qk_norm_eps,
                                    fully_masked_rows=self.fully_masked_rows, mask=mask)

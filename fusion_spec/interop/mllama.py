@@ -1,0 +1,104 @@
+"""HF ``MllamaCrossAttentionDecoderLayer`` <-> ``GatedCrossAttentionBlock(variant="mllama")``.
+
+Parameter names are HF's state_dict keys of the layer, so both directions are a copy. The layer
+receives masks already prepared by ``MllamaModel`` (``_prepare_cross_attention_mask``):
+``cross_attention_mask`` additive ``[b, 1, L, N]`` (0 = attend, ``finfo.min`` = masked, rows with no
+image all 0 because the mask was multiplied by the row indicator) and ``full_text_row_masked_out_mask``
+``[b, 1, L, 1]`` (1.0 where the row sees an image). ``run_module``/``run_spec`` take exactly those
+(or booleans, True = attend / row has an image) and convert them for the other side.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from ..errors import FusionSpecError
+from ..specs.cross_attention import GatedCrossAttentionBlock
+from .llava import cast_like, checked_state_dict, to_numpy
+from .registry import Converter, register
+
+_OP = "interop.from_module"
+
+
+def from_module(module: Any) -> tuple[GatedCrossAttentionBlock, dict[str, np.ndarray]]:
+    """Config from the layer's ``MllamaTextConfig``: hidden_size, heads, KV heads, intermediate size, eps."""
+    attn = module.cross_attn
+    cfg = attn.config
+    act = getattr(cfg, "hidden_act", "silu")
+    if act not in ("silu", "swish"):
+        raise FusionSpecError(_OP, "module.mlp.act_fn", "SiLU (hidden_act 'silu')", act)
+    eps = {float(m.variance_epsilon) for m in (module.input_layernorm, module.post_attention_layernorm,
+                                               attn.q_norm, attn.k_norm)}
+    if len(eps) != 1:
+        raise FusionSpecError(_OP, "module", "one RMSNorm eps throughout", sorted(eps))
+    spec = GatedCrossAttentionBlock(variant="mllama", hidden_size=attn.hidden_size, vision_dim=attn.k_proj.in_features,
+                                    num_heads=attn.num_heads, num_kv_heads=attn.num_key_value_heads,
+                                    head_dim=attn.head_dim, ff_dim=module.mlp.gate_proj.out_features,
+                                    norm_eps=eps.pop())
+    state = {k: to_numpy(v) for k, v in module.state_dict().items()}
+    shapes = spec.param_shapes()
+    if set(state) != set(shapes):
+        raise FusionSpecError(_OP, "module", f"exactly the keys {sorted(shapes)}", sorted(state))
+    return spec, {k: state[k] for k in shapes}
+
+
+def to_state_dict(spec: GatedCrossAttentionBlock, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    if spec.variant != "mllama" or spec.mask_dialect != "hf":
+        raise FusionSpecError("interop.to_state_dict", "spec", "a GatedCrossAttentionBlock(variant='mllama', "
+                              "mask_dialect='hf') (what HF computes)", repr(spec))
+    return checked_state_dict("interop.to_state_dict", spec, params)
+
+
+def _bool_mask(mask: np.ndarray | None) -> np.ndarray | None:
+    """HF's additive ``[b, 1, L, N]`` mask (or a boolean one) as boolean ``[b, L, N]``, True = attend."""
+    if mask is None:
+        return None
+    m = np.asarray(mask)
+    m = m if m.dtype == bool else (m == 0)
+    return m[:, 0] if m.ndim == 4 else m
+
+
+def _bool_rows(rows: np.ndarray | None) -> np.ndarray | None:
+    """HF's ``[b, 1, L, 1]`` float row indicator (or boolean ``[b, L]``) as boolean ``[b, L]``."""
+    if rows is None:
+        return None
+    r = np.asarray(rows)
+    r = r if r.dtype == bool else (r != 0)
+    return r[:, 0, :, 0] if r.ndim == 4 else r
+
+
+def run_module(module: Any, hidden_states: np.ndarray, cross_attention_states: np.ndarray,
+               cross_attention_mask: np.ndarray | None = None,
+               full_text_row_masked_out_mask: np.ndarray | None = None) -> np.ndarray:
+    """The layer on torch tensors; boolean masks are turned into HF's additive / float forms first."""
+    import torch
+    p = next(module.parameters())
+    t = lambda a: torch.as_tensor(np.asarray(a)).to(device=p.device, dtype=p.dtype)  # noqa: E731
+    mask = cross_attention_mask
+    if mask is not None and np.asarray(mask).dtype == bool:
+        m = np.asarray(mask)
+        m = m[:, None] if m.ndim == 3 else m
+        mask = np.where(m, 0.0, torch.finfo(p.dtype).min)
+    rows = full_text_row_masked_out_mask
+    if rows is not None and np.asarray(rows).dtype == bool:
+        rows = np.asarray(rows, dtype=np.float64)[:, None, :, None]
+    with torch.no_grad():
+        out = module(t(hidden_states), cross_attention_states=t(cross_attention_states),
+                     cross_attention_mask=None if mask is None else t(mask), attention_mask=None,
+                     full_text_row_masked_out_mask=None if rows is None else t(rows))
+    return to_numpy(out[0] if isinstance(out, tuple) else out)
+
+
+def run_spec(spec: GatedCrossAttentionBlock, params: Mapping[str, np.ndarray], hidden_states: np.ndarray,
+             cross_attention_states: np.ndarray, cross_attention_mask: np.ndarray | None = None,
+             full_text_row_masked_out_mask: np.ndarray | None = None) -> np.ndarray:
+    return spec.apply(params, cast_like(params, hidden_states), cast_like(params, cross_attention_states),
+                      cross_attention_mask=_bool_mask(cross_attention_mask),
+                      full_text_row_masked_out_mask=_bool_rows(full_text_row_masked_out_mask))
+
+
+register(Converter("MllamaCrossAttentionDecoderLayer", "transformers", GatedCrossAttentionBlock, from_module,
+                   to_state_dict, run_module, run_spec))
