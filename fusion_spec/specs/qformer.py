@@ -25,7 +25,8 @@ class QFormer(Spec):
     ``query_tokens [1, Q, H]`` (present when ``learned_queries``), ``qformer.layernorm.*``,
     ``qformer.encoder.layer.{i}.*`` and ``language_projection.{weight,bias}`` (when ``language_projection``).
     ``learned_queries=False, language_projection=False`` is the bare ``Blip2QFormerModel``: ``apply``
-    then takes ``query_embeds`` and returns the hidden states.
+    then takes ``query_embeds`` ``[B, Q, hidden_size]`` (any Q; ``num_queries`` is not used) and returns the
+    hidden states.
     """
 
     vision_dim: int = 1408
@@ -77,10 +78,12 @@ class QFormer(Spec):
             raise FusionSpecError(name, "image_embeds", f"num_visual_tokens={self.num_visual_tokens} tokens",
                                   f"shape {image_shape}")
         q = self.num_queries
-        if not self.learned_queries:
-            want = (image_shape[0], q, self.hidden_size)
-            if query_shape is None or tuple(query_shape) != want:
-                raise FusionSpecError(name, "query_embeds", f"shape {want} (learned_queries=False)", query_shape)
+        if not self.learned_queries:  # the queries come from query_embeds, of any count
+            if query_shape is None or len(tuple(query_shape)) != 3 or (query_shape[0], query_shape[2]) != (
+                    image_shape[0], self.hidden_size):
+                raise FusionSpecError(name, "query_embeds", f"shape ({image_shape[0]}, Q, {self.hidden_size}) "
+                                      "(learned_queries=False)", query_shape)
+            q = query_shape[1]
         elif query_shape is not None:
             raise FusionSpecError(name, "query_embeds", "None (the spec has learned query_tokens)", f"shape {tuple(query_shape)}")
         return (image_shape[0], q, self.output_dim if self.language_projection else self.hidden_size)
