@@ -78,8 +78,10 @@ def supports(backend: str, dtype: str, device: str) -> str | None:
             return "numpy runs on the CPU only"
         if dtype == "bfloat16":
             return "numpy has no bfloat16"
-    if backend == "mlx" and dtype == "float64" and device != "cpu":
-        return "MLX has float64 on the CPU only"
+    if backend == "mlx" and dtype == "float64":
+        # Measured with mlx 0.32 (Linux CPU): float64 exp, mean and matmul are only float32-accurate
+        # (exp(3) off by 1.9e-6), so float64 goldens cannot hold; MLX is checked in float32 and below.
+        return "MLX's float64 is computed at float32 precision (exp, mean, matmul); not a float64 backend"
     if backend == "mlx" and device == "cuda":
         import mlx.core as mx
         if not mx.metal.is_available() and not getattr(mx, "cuda", None):
