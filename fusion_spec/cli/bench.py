@@ -272,17 +272,19 @@ def _open_flamingo_helpers() -> Any:
 
 
 def _from_peer(r: Runner, peer: Any, args: tuple, kwargs: dict, shape: str, name: str,
-               unwrap: Callable[[Any], Any] = lambda o: o) -> Built:
-    """Our module built from ``interop.from_module(peer)``, called with the peer's own arguments."""
+               unwrap: Callable[[Any], Any] = lambda o: o, ours: tuple[tuple, dict] | None = None) -> Built:
+    """Our module built from ``interop.from_module(peer)``, called with the peer's own arguments
+    (or with ``ours = (args, kwargs)`` where the spec orders them differently)."""
     from .. import interop
     try:
         spec, params = interop.from_module(peer)
     except Exception as exc:  # noqa: BLE001 -- the family's converter may not exist yet
         raise Skip(f"interop.from_module({type(peer).__name__}): {exc}") from exc
-    ours = r.module(spec, params)
-    oargs = tuple(r.to_ours(a) for a in args)
-    okw = {k: r.to_ours(v) if hasattr(v, "dtype") else v for k, v in kwargs.items()}
-    built = Built(shape, lambda: ours(*oargs, **okw))
+    module = r.module(spec, params)
+    oargs, okw = ours or (args, kwargs)
+    oargs = tuple(r.to_ours(a) for a in oargs)
+    okw = {k: r.to_ours(v) if hasattr(v, "dtype") else v for k, v in okw.items()}
+    built = Built(shape, lambda: module(*oargs, **okw))
     if r.torch is not None and not r.args.no_peers:
         tp = _peer_ready(r, peer)
         targs = tuple(r.to_torch(a) for a in args)
@@ -327,7 +329,7 @@ def case_qformer(r: Runner) -> Built:
     peer = Blip2QFormerModel(cfg)
     kw = {"query_embeds": _rand(r, b, q, hid, seed=1), "encoder_hidden_states": _rand(r, b, s, enc, seed=2)}
     return _from_peer(r, peer, (), kw, f"{b}x{s}x{enc} -> {q}x{hid}", "HF Blip2QFormerModel",
-                      unwrap=lambda o: o[0])
+                      unwrap=lambda o: o[0], ours=((kw["encoder_hidden_states"],), {"query_embeds": kw["query_embeds"]}))
 
 
 def case_idefics2(r: Runner) -> Built:
@@ -360,8 +362,13 @@ def run(args: argparse.Namespace) -> int:
     except Skip as exc:
         print(f"fusion-spec bench: {exc}", file=sys.stderr)
         return 2
-    if r.backend == "torch" and r.torch is not None:
-        r.torch.set_grad_enabled(False)
+    if r.torch is None:
+        return _run(args, r)
+    with r.torch.inference_mode():  # restores the caller's grad mode afterwards
+        return _run(args, r)
+
+
+def _run(args: argparse.Namespace, r: Runner) -> int:
     peak, peak_what = r.peak_tflops()
     print(f"backend {r.backend}, device {r.device}, dtype {r.dtype}, fast paths "
           f"{'off' if args.no_fast_paths else 'on'}, compile {args.compile}, cuda graphs {args.cuda_graphs}, "
