@@ -209,3 +209,16 @@ def test_to_state_dict_for_llava_next_models():
         interop.to_state_dict(AnyresPack(embed_dim=12, newline=False), {}, target="LlavaNextModel")
     with pytest.raises(FusionSpecError, match="image_sizes"):
         interop.check(model, rng.standard_normal((3, 9, 12)), image_sizes=[[5, 9], [5, 9]])
+
+
+def test_for_conditional_generation_is_accepted():
+    torch = pytest.importorskip("torch")
+    from transformers.models.llava_next.modeling_llava_next import LlavaNextForConditionalGeneration
+
+    from fusion_spec import interop
+    model = LlavaNextForConditionalGeneration(_tiny_llava_next().config).double().eval()
+    spec, params = interop.from_module(model)
+    np.testing.assert_array_equal(params["image_newline"], model.model.image_newline.detach().numpy())
+    assert interop.check(model, rng.standard_normal((3, 9, 12)), image_sizes=torch.tensor([[5, 9]])).max_abs == 0.0
+    state = interop.to_state_dict(spec, params, target="LlavaNextForConditionalGeneration")
+    assert set(state) <= set(model.state_dict())
