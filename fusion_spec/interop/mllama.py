@@ -77,12 +77,14 @@ def run_module(module: Any, hidden_states: np.ndarray, cross_attention_states: n
     import torch
     p = next(module.parameters())
     t = lambda a: torch.as_tensor(np.asarray(a)).to(device=p.device, dtype=p.dtype)  # noqa: E731
-    mask = cross_attention_mask
+    mask, rows = cross_attention_mask, full_text_row_masked_out_mask
     if mask is not None and np.asarray(mask).dtype == bool:
-        m = np.asarray(mask)
-        m = m[:, None] if m.ndim == 3 else m
-        mask = np.where(m, 0.0, torch.finfo(p.dtype).min)
-    rows = full_text_row_masked_out_mask
+        # As MllamaModel prepares it (_prepare_cross_attention_mask): rows with no image attend to every
+        # key. The layer given an unprepared mask with an empty row returns NaN for that row.
+        m = _bool_mask(mask)
+        r = m.any(-1) if rows is None else _bool_rows(rows)
+        mask = np.where(m | ~r[:, :, None], 0.0, torch.finfo(p.dtype).min)[:, None]
+        rows = r if rows is None else rows
     if rows is not None and np.asarray(rows).dtype == bool:
         rows = np.asarray(rows, dtype=np.float64)[:, None, :, None]
     with torch.no_grad():
