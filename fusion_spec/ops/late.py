@@ -49,7 +49,8 @@ def clip_logits(image_embeds: Array, text_embeds: Array, logit_scale: Array | fl
 
 
 def contrastive_loss(logits: Array) -> Array:
-    """CLIP's symmetric InfoNCE loss (HF ``clip_loss``): the mean of the two cross-entropies.
+    """CLIP's symmetric InfoNCE loss (HF ``image_text_contrastive_loss``, ``clip_loss`` before transformers 5):
+    the mean of the two cross-entropies.
 
     Shapes: logits ``[N, N]`` (either ``logits_per_image`` or ``logits_per_text``: the loss is the same),
     pair ``i`` the positive of row ``i``. Returns a 0-d array::
