@@ -1,4 +1,4 @@
-"""The ``fusion-spec`` command line: ``conformance``, ``goldens`` and (when present) ``tokens`` / ``presets``.
+"""The ``fusion-spec`` command line: ``conformance``, ``goldens``, ``tokens``, ``presets``, ``check-module``, ``bench``.
 
 Each subcommand module has ``register(subparsers)``, which adds its parsers and sets ``func`` (a
 function of the parsed arguments returning the exit status).
@@ -8,25 +8,23 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import sys
 
 from ..errors import FusionSpecError
 
-#: Subcommand modules of this package, registered in this order when they exist.
-COMMANDS = ("conformance", "tokens")
+#: Subcommand modules of this package, registered in this order.
+COMMANDS = ("conformance", "tokens", "interop", "bench")
 
 
 def parser() -> argparse.ArgumentParser:
     from .. import __version__
 
     p = argparse.ArgumentParser(prog="fusion-spec", description="The executable specification of vision-language "
-                                "fusion operators: conformance suite, golden files, token math.")
+                                "fusion operators: conformance suite, golden files, token math, interop checks.")
     p.add_argument("--version", action="version", version=f"fusion-spec {__version__}")
     sub = p.add_subparsers(dest="command", metavar="command")
     for name in COMMANDS:
-        if importlib.util.find_spec(f"{__name__}.{name}") is not None:
-            importlib.import_module(f"{__name__}.{name}").register(sub)
+        importlib.import_module(f"{__name__}.{name}").register(sub)
     return p
 
 

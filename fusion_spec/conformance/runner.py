@@ -59,16 +59,12 @@ def installed(backend: str) -> bool:
 
 
 def activate_fast_paths(backend: str) -> str | None:
-    """Import ``fusion_spec.backends.<backend>`` if it exists, so its fast paths are registered.
-    Returns the module name imported, or ``None``."""
-    name = f"fusion_spec.backends.{backend}"
-    try:
-        if importlib.util.find_spec(name) is None:
-            return None
-    except ImportError:
+    """Register ``backend``'s fast paths (``fusion_spec.backends.load``), switched on even if a caller
+    turned them off earlier. Returns the adapter module's name, or ``None`` for NumPy (none needed)."""
+    from .. import backends
+    if backend not in backends.BACKENDS:
         return None
-    importlib.import_module(name)
-    return name
+    return backends.load(backend).__name__
 
 
 def supports(backend: str, dtype: str, device: str) -> str | None:

@@ -61,6 +61,8 @@ def attention(q: Array, k: Array, v: Array, *, mask: Array | None = None, scale:
 
     xp = namespace(q, k, v, mask)
     lk = k.shape[2]
+    if lk == 0:  # no keys at all: every row is fully masked
+        return xp.zeros_like(q)
     rep = h // hk
     if mask is not None:
         mask = xp.reshape(mask, (1,) * (4 - mask.ndim) + tuple(mask.shape))

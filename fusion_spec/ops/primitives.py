@@ -9,10 +9,17 @@ their own precision.
 from __future__ import annotations
 
 import math
+from typing import Any, Callable
 
 from .. import validate as check
 from ..errors import FusionSpecError
-from ..xp import Array, erf, namespace, upcast
+from ..xp import Array, erf, fast_path, namespace, upcast
+
+
+def _fast(name: str, x: Array, *args: Any, **kwargs: Any) -> Any:
+    """The backend's registered kernel for ``name`` on these (already validated) inputs, or ``NotImplemented``."""
+    kernel = fast_path(name, x)
+    return NotImplemented if kernel is None else kernel(x, *args, **kwargs)
 
 
 def linear(x: Array, weight: Array, bias: Array | None = None, *, op: str = "linear") -> Array:
@@ -27,13 +34,17 @@ def linear(x: Array, weight: Array, bias: Array | None = None, *, op: str = "lin
     if bias is not None:
         check.array(op, "bias", bias, rank=1)
         check.dim(op, "bias", bias, 0, weight.shape[0], "out_features of weight")
+    if (out := _fast("linear", x, weight, bias)) is not NotImplemented:
+        return out
     xp = namespace(x, weight, bias)
     y = xp.matmul(x, xp.matrix_transpose(weight))
     return y if bias is None else y + bias
 
 
-def _elementwise(x: Array, op: str, fn) -> Array:
+def _elementwise(x: Array, op: str, fn: Callable[[Any, Array], Array]) -> Array:
     check.floating(op, "x", x)
+    if (out := _fast(op, x)) is not NotImplemented:
+        return out
     xp = namespace(x)
     return xp.astype(fn(xp, upcast(xp, x)), x.dtype)
 
@@ -66,6 +77,8 @@ def sigmoid(x: Array) -> Array:
 def silu(x: Array) -> Array:
     """SiLU / swish: ``x * sigmoid(x)``. Shape preserved."""
     check.floating("silu", "x", x)
+    if (out := _fast("silu", x)) is not NotImplemented:
+        return out
     return x * sigmoid(x)
 
 
@@ -91,6 +104,8 @@ def layer_norm(x: Array, weight: Array | None = None, bias: Array | None = None,
             check.array(op, name, p, rank=1)
             check.dim(op, name, p, 0, x.shape[-1], "the last axis of x")
     check.same_dtype(op, ("x", x), ("weight", weight), ("bias", bias))
+    if (out := _fast("layer_norm", x, weight, bias, eps=eps)) is not NotImplemented:
+        return out
     xp = namespace(x, weight, bias)
     t = upcast(xp, x)
     mean = xp.mean(t, axis=-1, keepdims=True)
@@ -116,6 +131,8 @@ def rms_norm(x: Array, weight: Array | None = None, *, eps: float, op: str = "rm
         check.array(op, "weight", weight, rank=1)
         check.dim(op, "weight", weight, 0, x.shape[-1], "the last axis of x")
         check.same_dtype(op, ("x", x), ("weight", weight))
+    if (out := _fast("rms_norm", x, weight, eps=eps)) is not NotImplemented:
+        return out
     xp = namespace(x, weight)
     t = upcast(xp, x)
     y = xp.astype(t / xp.sqrt(xp.mean(t * t, axis=-1, keepdims=True) + eps), x.dtype)
@@ -127,6 +144,8 @@ def softmax(x: Array, axis: int = -1) -> Array:
     check.floating("softmax", "x", x)
     if not -x.ndim <= axis < max(x.ndim, 1):
         raise FusionSpecError("softmax", "axis", f"an axis of a rank-{x.ndim} array", axis)
+    if (out := _fast("softmax", x, axis)) is not NotImplemented:
+        return out
     xp = namespace(x)
     t = upcast(xp, x)
     e = xp.exp(t - xp.max(t, axis=axis, keepdims=True))
