@@ -18,7 +18,8 @@ from .. import validate as check
 from ..errors import FusionSpecError
 from ..xp import Array, full_like_device, namespace
 from .attention import attention
-from .primitives import gelu, layer_norm, linear, rms_norm, silu
+from .primitives import gelu, layer_norm, rms_norm, silu
+from .qformer import linear_2d as linear
 
 OP = "perceiver_resampler"
 VARIANTS = ("flamingo", "idefics2")
