@@ -97,7 +97,7 @@ def q_former(image_embeds: Array, params: Mapping[str, Array], *, num_layers: in
     def lin(h: Array, prefix: str, out: int) -> Array:
         w, bias = check.linear_params(OP, params, "qformer." + prefix + ".", h.shape[-1], like=x, out_features=out,
                                       bias=True)
-        return linear_2d(h, w, bias, op=OP)
+        return linear(h, w, bias, op=OP)
 
     def norm(h: Array, prefix: str) -> Array:
         w = check.param(OP, params, f"qformer.{prefix}.weight", (hdim,), like=x)
@@ -124,12 +124,5 @@ def q_former(image_embeds: Array, params: Mapping[str, Array], *, num_layers: in
     if not language_projection:
         return h
     w, bias = check.linear_params(OP, params, "language_projection.", hdim, like=x, bias=True)
-    return linear_2d(h, w, bias, op=OP)
+    return linear(h, w, bias, op=OP)
 
-
-def linear_2d(x: Array, weight: Array, bias: Array | None = None, *, op: str) -> Array:
-    """:func:`linear` on ``x`` flattened to ``[rows, in]`` and reshaped back: the same numbers, but NumPy runs
-    a stacked ``[B, L, in] @ W.T`` (transposed operand) up to 10x slower than one 2-D BLAS call."""
-    xp = namespace(x, weight)
-    y = linear(xp.reshape(x, (-1, x.shape[-1])), weight, bias, op=op)
-    return xp.reshape(y, tuple(x.shape[:-1]) + (weight.shape[0],))

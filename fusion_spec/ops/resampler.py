@@ -18,8 +18,7 @@ from .. import validate as check
 from ..errors import FusionSpecError
 from ..xp import Array, full_like_device, namespace
 from .attention import attention
-from .primitives import gelu, layer_norm, rms_norm, silu
-from .qformer import linear_2d as linear
+from .primitives import gelu, layer_norm, linear, rms_norm, silu
 
 OP = "perceiver_resampler"
 VARIANTS = ("flamingo", "idefics2")
