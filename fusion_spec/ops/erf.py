@@ -39,9 +39,11 @@ _SB = (1.0, 3.03380607434824582924e+01, 3.25792512996573918826e+02, 1.5367295860
 
 
 def _poly(coeffs: tuple[float, ...], t: np.ndarray) -> np.ndarray:
+    """Horner's rule, in place: sum_i coeffs[i] * t**i."""
     out = np.full_like(t, coeffs[-1])
     for c in coeffs[-2::-1]:
-        out = out * t + c
+        out *= t
+        out += c
     return out
 
 
@@ -59,7 +61,8 @@ def erf_numpy(x: np.ndarray) -> np.ndarray:
     small = a < 0.84375
     t = v[small]
     z = t * t
-    out[small] = np.where(a[small] < 2.0 ** -28, t + _EFX * t, t + t * (_poly(_PP, z) / _poly(_QQ, z)))
+    # below 2**-28 the polynomial part underflows to the first term: x + efx * x
+    out[small] = t + t * np.where(z < 2.0 ** -56, _EFX, _poly(_PP, z) / _poly(_QQ, z))
 
     mid = (a >= 0.84375) & (a < 1.25)
     s = a[mid] - 1.0
