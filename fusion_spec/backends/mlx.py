@@ -119,16 +119,7 @@ class SpecModule(_nn.Module):
         if params is None:
             params = spec.init(seed)
             dtype = "float32" if dtype is None else dtype
-        extra = sorted(set(params) - set(shapes))
-        if extra:
-            raise FusionSpecError("SpecModule", "params", f"exactly the keys of {type(spec).__name__}.param_shapes()",
-                                  f"unexpected keys {extra[:5]}")
-        for name, shape in shapes.items():
-            if name not in params:
-                raise FusionSpecError("SpecModule", f"params['{name}']", f"an array of shape {shape}", "no such key")
-            if tuple(params[name].shape) != tuple(shape):
-                raise FusionSpecError("SpecModule", f"params['{name}']", f"shape {tuple(shape)}",
-                                      f"shape {tuple(params[name].shape)}")
+        spec.check_params(params, op="SpecModule")
         arrays = to_mlx({name: params[name] for name in shapes}, dtype)
         self._names = tuple(shapes)
         for name in shapes:

@@ -155,17 +155,9 @@ class SpecModule(_torch.nn.Module):
         if params is None:
             params = spec.init(seed)
             dtype = dtype if dtype is not None else _torch.get_default_dtype()
-        extra = sorted(set(params) - set(shapes))
-        if extra:
-            raise FusionSpecError("SpecModule", "params", f"exactly the keys of {type(spec).__name__}.param_shapes()",
-                                  f"unexpected keys {extra[:5]}")
-        tensors = to_torch({k: params[k] for k in shapes if k in params}, dtype, device)
-        for name, shape in shapes.items():
-            if name not in tensors:
-                raise FusionSpecError("SpecModule", f"params['{name}']", f"an array of shape {shape}", "no such key")
-            if tuple(tensors[name].shape) != tuple(shape):
-                raise FusionSpecError("SpecModule", f"params['{name}']", f"shape {tuple(shape)}",
-                                      f"shape {tuple(tensors[name].shape)}")
+        spec.check_params(params, op="SpecModule")
+        tensors = to_torch({k: params[k] for k in shapes}, dtype, device)
+        for name in shapes:
             self._place(name, _torch.nn.Parameter(tensors[name]))
 
     def _place(self, name: str, param: _torch.nn.Parameter) -> None:

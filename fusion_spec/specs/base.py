@@ -41,6 +41,20 @@ class Spec:
         """Run the operator (``fusion_spec.ops``) with this config on any backend's arrays."""
         raise NotImplementedError
 
+    def check_params(self, params: Mapping[str, Any], op: str | None = None) -> None:
+        """``params`` must have exactly the keys of :meth:`param_shapes`, each with its shape."""
+        op = op or type(self).__name__
+        shapes = self.param_shapes()
+        extra = sorted(set(params) - set(shapes))
+        if extra:
+            raise FusionSpecError(op, "params", f"exactly the keys of {type(self).__name__}.param_shapes()",
+                                  f"unexpected keys {extra[:5]}")
+        for name, shape in shapes.items():
+            if name not in params:
+                raise FusionSpecError(op, f"params['{name}']", f"an array of shape {shape}", "no such key")
+            if tuple(params[name].shape) != tuple(shape):
+                raise FusionSpecError(op, f"params['{name}']", f"shape {tuple(shape)}", f"shape {tuple(params[name].shape)}")
+
     def num_params(self) -> int:
         """The exact number of scalar parameters."""
         return sum(math.prod(s) for s in self.param_shapes().values())
