@@ -28,7 +28,7 @@ import numpy as np
 
 from ..errors import FusionSpecError
 from ..specs.qformer import QFormer
-from .llava import cast_like, checked_state_dict, run_torch, to_numpy
+from .common import cast_like, checked_state_dict, run_torch, to_numpy
 from .registry import Converter, register
 
 _OP = "interop.from_module"

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import FusionSpecError
 from ..specs.cross_attention import CrossAttention, GatedCrossAttentionBlock
-from .llava import cast_like, checked_state_dict, to_numpy
+from .common import module_params, cast_like, checked_state_dict, to_numpy
 from .registry import Converter, register
 
 _OP = "interop.from_module"
@@ -34,18 +34,10 @@ def _attn_config(attn: Any) -> dict[str, Any]:
                 only_attend_immediate_media=bool(attn.only_attend_immediate_media))
 
 
-def _state(module: Any, spec: Any) -> dict[str, np.ndarray]:
-    state = {k: to_numpy(v) for k, v in module.state_dict().items()}
-    shapes = spec.param_shapes()
-    if set(state) != set(shapes):
-        raise FusionSpecError(_OP, "module", f"exactly the keys {sorted(shapes)}", sorted(state))
-    return {k: state[k] for k in shapes}
-
-
 def masked_from_module(module: Any) -> tuple[CrossAttention, dict[str, np.ndarray]]:
     """``MaskedCrossAttention(dim, dim_visual, dim_head, heads, only_attend_immediate_media)``."""
     spec = CrossAttention(variant="flamingo", **_attn_config(module))
-    return spec, _state(module, spec)
+    return spec, module_params(_OP, module, spec)
 
 
 def block_from_module(module: Any) -> tuple[GatedCrossAttentionBlock, dict[str, np.ndarray]]:
@@ -55,7 +47,7 @@ def block_from_module(module: Any) -> tuple[GatedCrossAttentionBlock, dict[str, 
         raise FusionSpecError(_OP, "module.ff[0].eps", f"the attention LayerNorm's eps {cfg['norm_eps']}",
                               module.ff[0].eps)
     spec = GatedCrossAttentionBlock(variant="flamingo", ff_dim=module.ff[1].out_features, **cfg)
-    return spec, _state(module, spec)
+    return spec, module_params(_OP, module, spec)
 
 
 def _state_dict(kind: type, spec: Any, params: Mapping[str, Any]) -> dict[str, np.ndarray]:

@@ -13,7 +13,7 @@ import numpy as np
 from ..errors import FusionSpecError
 from ..ops.resampler import DEFAULT_EPS
 from ..specs.resampler import PerceiverResampler
-from .llava import cast_like, checked_state_dict, run_torch, to_numpy
+from .common import module_params, cast_like, checked_state_dict, run_torch
 from .registry import Converter, register
 
 _OP = "interop.from_module"
@@ -39,11 +39,7 @@ def from_module(module: Any) -> tuple[PerceiverResampler, dict[str, np.ndarray]]
                                        ff_mult=ff[1].out_features // dim)
     if eps_value != DEFAULT_EPS["flamingo"]:
         spec = PerceiverResampler(**{**spec.config(), "eps": eps_value})
-    state = {k: to_numpy(v) for k, v in module.state_dict().items()}
-    shapes = spec.param_shapes()
-    if set(state) != set(shapes):
-        raise FusionSpecError(_OP, "module", f"exactly the keys {sorted(shapes)}", sorted(state))
-    return spec, {k: state[k] for k in shapes}
+    return spec, module_params(_OP, module, spec)
 
 
 def to_state_dict(spec: PerceiverResampler, params: Mapping[str, Any]) -> dict[str, np.ndarray]:

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import FusionSpecError
 from ..specs.projection import TokenMerge
-from .llava import activation_name, cast_like, checked_state_dict, run_torch, to_numpy
+from .common import activation_name, cast_like, checked_state_dict, run_torch, to_numpy
 from .registry import Converter, register
 
 MODEL_CLASSES = ("InternVLModel", "InternVLForConditionalGeneration")

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import FusionSpecError
 from ..specs.cross_attention import GatedCrossAttentionBlock
-from .llava import cast_like, checked_state_dict, to_numpy
+from .common import module_params, cast_like, checked_state_dict, to_numpy
 from .registry import Converter, register
 
 _OP = "interop.from_module"
@@ -38,11 +38,7 @@ def from_module(module: Any) -> tuple[GatedCrossAttentionBlock, dict[str, np.nda
                                     num_heads=attn.num_heads, num_kv_heads=attn.num_key_value_heads,
                                     head_dim=attn.head_dim, ff_dim=module.mlp.gate_proj.out_features,
                                     norm_eps=eps.pop())
-    state = {k: to_numpy(v) for k, v in module.state_dict().items()}
-    shapes = spec.param_shapes()
-    if set(state) != set(shapes):
-        raise FusionSpecError(_OP, "module", f"exactly the keys {sorted(shapes)}", sorted(state))
-    return spec, {k: state[k] for k in shapes}
+    return spec, module_params(_OP, module, spec)
 
 
 def to_state_dict(spec: GatedCrossAttentionBlock, params: Mapping[str, Any]) -> dict[str, np.ndarray]:

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import FusionSpecError
 from ..specs.projection import TokenMerge
-from .llava import activation_name, cast_like, checked_state_dict, run_torch, to_numpy
+from .common import activation_name, cast_like, checked_state_dict, module_params, run_torch
 from .registry import Converter, register
 
 
@@ -40,8 +40,7 @@ def merger_from_module(module: Any) -> tuple[TokenMerge, dict[str, np.ndarray]]:
     else:
         spec = TokenMerge(vision_dim, fc2.out_features, mode="consecutive", factor=side, norm="pre", norm_eps=ln.eps,
                           hidden_dim=fc1.out_features, activation=act, variant="qwen2-vl")
-    state = {k: to_numpy(v) for k, v in module.state_dict().items()}
-    return spec, {k: state[k] for k in spec.param_shapes()}
+    return spec, module_params("interop.from_module", module, spec)
 
 
 def _state_dict(spec: TokenMerge, params: Mapping[str, Any]) -> dict[str, np.ndarray]:

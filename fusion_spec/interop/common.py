@@ -1,0 +1,95 @@
+"""Helpers shared by the converters: torch tensors to NumPy, checked state dicts, running a module."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from ..errors import FusionSpecError
+from ..specs.base import Spec
+
+
+def to_numpy(t: Any) -> np.ndarray:
+    """A torch tensor (or array) as a NumPy copy; bfloat16 becomes float32 (exactly)."""
+    if hasattr(t, "detach"):
+        import torch
+        t = t.detach().cpu()
+        if t.dtype == torch.bfloat16:
+            t = t.float()
+        return t.numpy().copy()
+    return np.array(t, copy=True)
+
+
+def activation_name(act: Any, where: str) -> str:
+    """The spec's activation name for an HF / PyTorch activation module, or a FusionSpecError."""
+    name = type(act).__name__
+    if name == "GELU":  # torch.nn.GELU
+        return "gelu_tanh" if getattr(act, "approximate", "none") == "tanh" else "gelu"
+    if name == "GELUActivation":  # ACT2FN "gelu" / "gelu_python": both the erf form
+        return "gelu"
+    if name in ("GELUTanh", "PytorchGELUTanh", "NewGELUActivation", "FastGELUActivation"):
+        # gelu_pytorch_tanh, gelu_new, gelu_fast: the same tanh formula, written differently
+        return "gelu_tanh"
+    if name in ("SiLU", "SiLUActivation"):
+        return "silu"
+    raise FusionSpecError("interop.from_module", where, "an activation among GELU (erf: 'gelu', 'gelu_python'), "
+                          "GELU tanh ('gelu_pytorch_tanh', 'gelu_new', 'gelu_fast') or SiLU ('silu', 'swish')", name)
+
+
+def checked_state_dict(op: str, spec: Spec, params: Mapping[str, Any],
+                       rename: Callable[[str], str] = lambda k: k) -> dict[str, np.ndarray]:
+    """``params`` (exactly the spec's names and shapes) as NumPy arrays under the real module's keys."""
+    shapes = spec.param_shapes()
+    missing = [k for k in shapes if k not in params]
+    extra = [k for k in params if k not in shapes]
+    if missing or extra:
+        raise FusionSpecError(op, "params", f"exactly the keys {list(shapes)}",
+                              f"missing {missing}, unexpected {extra}")
+    out = {}
+    for k, shape in shapes.items():
+        arr = to_numpy(params[k])
+        if arr.shape != tuple(shape):
+            raise FusionSpecError(op, f"params['{k}']", f"shape {tuple(shape)}", f"shape {arr.shape}")
+        out[rename(k)] = arr
+    return out
+
+
+def module_dtype(module: Any) -> np.dtype:
+    """The NumPy dtype matching the module's first floating parameter (bfloat16 -> float32)."""
+    for p in module.parameters():
+        if p.is_floating_point():
+            return to_numpy(p.reshape(-1)[:1]).dtype
+    return np.dtype(np.float64)
+
+
+def run_torch(module: Any, fn: Callable[..., Any], *inputs: Any) -> np.ndarray:
+    """``fn(*tensors)`` under ``no_grad`` with NumPy inputs cast to the module's dtype and device."""
+    import torch
+    param = next((p for p in module.parameters() if p.is_floating_point()), None)
+    dtype = param.dtype if param is not None else torch.float64
+    device = param.device if param is not None else "cpu"
+    tensors = [torch.as_tensor(np.asarray(x)).to(device=device, dtype=dtype) for x in inputs]
+    with torch.no_grad():
+        return to_numpy(fn(*tensors))
+
+
+def cast_like(params: Mapping[str, np.ndarray], x: Any) -> np.ndarray:
+    """``x`` as NumPy in the dtype of ``params`` (the spec runs where the module ran)."""
+    dtype = next(iter(params.values())).dtype if params else np.float64
+    return np.asarray(x).astype(dtype, copy=False)
+
+
+# ------------------------------------------------------------------------------------------------
+# LlavaMultiModalProjector -> MLPProjection
+# ------------------------------------------------------------------------------------------------
+
+
+def module_params(op: str, module: Any, spec: Spec) -> dict[str, np.ndarray]:
+    """``module.state_dict()`` as NumPy arrays in the spec's order; its keys must be exactly the spec's."""
+    state = {k: to_numpy(v) for k, v in module.state_dict().items()}
+    shapes = spec.param_shapes()
+    if set(state) != set(shapes):
+        raise FusionSpecError(op, "module", f"exactly the keys {sorted(shapes)}", sorted(state))
+    return {k: state[k] for k in shapes}
