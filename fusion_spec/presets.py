@@ -32,10 +32,6 @@ SPEC_CLASSES = {
     "mllama_cross_attention": "GatedCrossAttentionBlock",
 }
 
-#: Fields of a fusion dict that describe the model, not the spec's constructor.
-_NOT_SPEC_FIELDS = ("family", "num_layers_in_model", "layer_indices", "module")
-
-
 @dataclass(frozen=True)
 class Preset:
     """A real model's visual-token pipeline and fusion configuration.
@@ -110,8 +106,19 @@ class Preset:
         return sum(_module_flops(m, self, b, text_tokens) for m in self.modules)
 
     def fusion_spec(self) -> Any:
-        """The main fusion module as a ``fusion_spec.specs`` dataclass, built lazily from :attr:`fusion`."""
+        """The main fusion module (:attr:`fusion`) as a ``fusion_spec.specs`` dataclass at the real sizes:
+        the projector or merger, BLIP-2's ``QFormer`` (with its language projection), Idefics2's
+        ``PerceiverResampler``, and for the cross-attention models one cross-attention layer
+        (``GatedCrossAttentionBlock``; the model has ``fusion['num_layers']`` of them between its
+        decoder layers)."""
         return build_spec(self.fusion)
+
+    def fusion_specs(self) -> dict[str, Any]:
+        """Every fusion module that has a spec, by the model's own module name, in data-flow order, e.g.
+        ``{"perceiver": PerceiverResampler, "gated_cross_attn_layer": GatedCrossAttentionBlock}`` for
+        OpenFlamingo. Idefics2's SwiGLU ``modality_projection`` has no spec family yet and is left out
+        (it is still in :attr:`modules` and counted by :meth:`num_params`)."""
+        return {m["module"]: build_spec(m) for m in self.modules if _spec_kwargs(m) is not None}
 
 
 def build_spec(module: Mapping[str, Any]) -> Any:
@@ -119,28 +126,51 @@ def build_spec(module: Mapping[str, Any]) -> Any:
     from . import specs
 
     family = module["family"]
-    cls_name = SPEC_CLASSES[family]
-    cls = getattr(specs, cls_name, None)
-    if cls is None:
-        raise FusionSpecError("presets.build_spec", "family", f"a spec class fusion_spec.specs.{cls_name}",
-                              f"{family!r}: fusion_spec.specs has no {cls_name}")
-    return cls(**_spec_kwargs(module))
+    cls = getattr(specs, SPEC_CLASSES.get(family, ""), None)
+    kwargs = _spec_kwargs(module)
+    if cls is None or kwargs is None:
+        raise FusionSpecError("presets.build_spec", "module", "a module with a fusion_spec.specs class",
+                              f"{module.get('module', family)!r} ({family}, variant {module.get('variant')!r})")
+    return cls(**kwargs)
 
 
-def _spec_kwargs(m: Mapping[str, Any]) -> dict[str, Any]:
-    """Translate a module dict into the spec constructor's keywords (names from ``fusion_spec.specs``)."""
-    fam = m["family"]
-    if fam == "mlp_projection" and m.get("variant") == "llava":
+def _spec_kwargs(m: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Translate a module dict into the spec constructor's keywords (names from ``fusion_spec.specs``);
+    ``None`` for a module no spec class describes."""
+    fam, variant = m["family"], m.get("variant")
+    if fam == "mlp_projection" and variant == "llava":
         return {"vision_dim": m["vision_dim"], "llm_dim": m["llm_dim"], "num_visual_tokens": m["num_visual_tokens"],
                 "depth": m["depth"], "hidden_dim": m["hidden_size"], "activation": m["activation"],
                 "bias": m["bias"]}
+    if fam == "linear_projection":
+        return {"vision_dim": m["vision_dim"], "llm_dim": m["llm_dim"], "bias": m["bias"]}
     if fam == "token_merge":
         return {"vision_dim": m["vision_dim"], "llm_dim": m["llm_dim"],
-                "mode": "consecutive" if m["variant"] == "qwen2_vl" else "spatial", "factor": m["merge_size"],
+                "mode": "consecutive" if variant == "qwen2_vl" else "spatial", "factor": m["merge_size"],
                 "norm": "pre" if m["norm_position"] == "pre_merge" else "post", "norm_eps": m["eps"],
                 "hidden_dim": m["hidden_size"], "activation": m["activation"],
-                "variant": "qwen2-vl" if m["variant"] == "qwen2_vl" else "internvl"}
-    return {k: v for k, v in m.items() if k not in _NOT_SPEC_FIELDS}
+                "variant": "qwen2-vl" if variant == "qwen2_vl" else "internvl"}
+    if fam == "q_former":
+        return {"vision_dim": m["vision_dim"], "hidden_size": m["hidden_size"], "num_layers": m["num_layers"],
+                "num_heads": m["num_heads"], "intermediate_size": m["intermediate_size"],
+                "cross_attention_frequency": m["cross_attention_frequency"], "num_queries": m["num_queries"],
+                "output_dim": m["llm_dim"], "num_visual_tokens": m["num_visual_tokens"], "layer_norm_eps": m["eps"]}
+    if fam == "perceiver_resampler":
+        common = {"num_queries": m["num_queries"], "num_layers": m["depth"], "num_heads": m["num_heads"],
+                  "head_dim": m["head_dim"], "num_visual_tokens": None, "eps": m["eps"], "variant": variant}
+        if variant == "flamingo":
+            return common | {"vision_dim": m["vision_dim"], "output_dim": m["vision_dim"], "ff_mult": m["ff_mult"]}
+        return common | {"vision_dim": m["hidden_size"], "output_dim": m["hidden_size"],
+                         "num_kv_heads": m["num_kv_heads"]}
+    if fam == "gated_cross_attention":
+        return {"hidden_size": m["llm_dim"], "vision_dim": m["vision_dim"], "num_heads": m["num_heads"],
+                "head_dim": m["head_dim"], "ff_dim": m["ff_mult"] * m["llm_dim"], "variant": "flamingo",
+                "norm_eps": m["eps"], "only_attend_immediate_media": m["only_attend_immediate_media"]}
+    if fam == "mllama_cross_attention":
+        return {"hidden_size": m["hidden_size"], "vision_dim": m["hidden_size"], "num_heads": m["num_heads"],
+                "num_kv_heads": m["num_kv_heads"], "head_dim": m["head_dim"], "ff_dim": m["intermediate_size"],
+                "variant": "mllama", "norm_eps": m["eps"]}
+    return None
 
 
 def _projection_dims(m: Mapping[str, Any]) -> list[int]:
@@ -219,14 +249,17 @@ def _module_flops(m: Mapping[str, Any], p: Preset, b: TokenCount, text_tokens: i
 # The presets
 # ---------------------------------------------------------------------------------------------
 
-_LLAVA_PROJECTOR = {"family": "mlp_projection", "variant": "llava", "vision_dim": 1024, "hidden_size": 4096,
+_LLAVA_PROJECTOR = {"family": "mlp_projection", "variant": "llava", "module": "multi_modal_projector",
+                    "vision_dim": 1024, "hidden_size": 4096,
                     "llm_dim": 4096, "depth": 2, "activation": "gelu", "bias": True,
                     "num_visual_tokens": 576}
 
-_FLAMINGO_RESAMPLER = {"family": "perceiver_resampler", "variant": "flamingo", "vision_dim": 1024, "depth": 6,
+_FLAMINGO_RESAMPLER = {"family": "perceiver_resampler", "variant": "flamingo", "module": "perceiver",
+                       "vision_dim": 1024, "depth": 6,
                        "head_dim": 64, "num_heads": 8, "num_queries": 64, "ff_mult": 4, "eps": 1e-5,
                        "activation": "gelu"}
-_FLAMINGO_XATTN = {"family": "gated_cross_attention", "variant": "flamingo", "llm_dim": 4096, "vision_dim": 1024,
+_FLAMINGO_XATTN = {"family": "gated_cross_attention", "variant": "flamingo", "module": "gated_cross_attn_layer",
+                   "llm_dim": 4096, "vision_dim": 1024,
                    "head_dim": 64, "num_heads": 8, "ff_mult": 4, "eps": 1e-5, "activation": "gelu",
                    "num_layers": 8, "num_layers_in_model": 32, "only_attend_immediate_media": True,
                    "layer_indices": tuple(range(3, 32, 4))}
@@ -234,13 +267,15 @@ _FLAMINGO_XATTN = {"family": "gated_cross_attention", "variant": "flamingo", "ll
 _IDEFICS2_PROJECTION = {"family": "mlp_projection", "variant": "idefics2", "module": "modality_projection",
                         "vision_dim": 1152, "hidden_size": 14336, "llm_dim": 4096, "activation": "silu",
                         "gated": True, "bias": False}
-_IDEFICS2_RESAMPLER = {"family": "perceiver_resampler", "variant": "idefics2", "hidden_size": 4096,
+_IDEFICS2_RESAMPLER = {"family": "perceiver_resampler", "variant": "idefics2", "module": "perceiver_resampler",
+                       "hidden_size": 4096,
                        "num_queries": 64, "depth": 3, "num_heads": 16, "head_dim": 96, "num_kv_heads": 4,
                        "eps": 1e-6, "activation": "silu"}
 
 _MLLAMA_PROJECTOR = {"family": "linear_projection", "variant": "mllama", "module": "multi_modal_projector",
                      "vision_dim": 7680, "llm_dim": 4096, "bias": True}
-_MLLAMA_XATTN = {"family": "mllama_cross_attention", "variant": "mllama", "hidden_size": 4096, "num_heads": 32,
+_MLLAMA_XATTN = {"family": "mllama_cross_attention", "variant": "mllama", "module": "cross_attention_layer",
+                 "hidden_size": 4096, "num_heads": 32,
                  "num_kv_heads": 8, "head_dim": 128, "intermediate_size": 14336, "eps": 1e-5, "activation": "silu",
                  "num_layers": 8, "num_layers_in_model": 40, "layer_indices": (3, 8, 13, 18, 23, 28, 33, 38)}
 
@@ -259,7 +294,8 @@ _PRESETS: dict[str, Preset] = {p.name: p for p in [
     Preset(
         name="qwen2-vl", checkpoint="Qwen/Qwen2-VL-7B-Instruct", hf_model_type="qwen2_vl",
         pipeline=SmartResize(patch_size=14, merge_size=2, min_pixels=56 * 56, max_pixels=28 * 28 * 16384),
-        fusion={"family": "token_merge", "variant": "qwen2_vl", "vision_dim": 1280, "merge_size": 2,
+        fusion={"family": "token_merge", "variant": "qwen2_vl", "module": "merger", "vision_dim": 1280,
+                "merge_size": 2,
                 "hidden_size": 5120, "llm_dim": 3584, "norm": "layer_norm", "norm_position": "pre_merge",
                 "eps": 1e-6, "activation": "gelu"},
         marker_tokens=2,
@@ -270,7 +306,8 @@ _PRESETS: dict[str, Preset] = {p.name: p for p in [
         name="internvl2", checkpoint="OpenGVLab/InternVL2-8B", hf_model_type="internvl",
         pipeline=DynamicTiles(tile_size=448, patch_size=14, min_tiles=1, max_tiles=12, use_thumbnail=True,
                               downsample_ratio=0.5),
-        fusion={"family": "token_merge", "variant": "internvl", "vision_dim": 1024, "merge_size": 2,
+        fusion={"family": "token_merge", "variant": "internvl", "module": "mlp1", "vision_dim": 1024,
+                "merge_size": 2,
                 "hidden_size": 4096, "llm_dim": 4096, "norm": "layer_norm", "norm_position": "post_merge",
                 "eps": 1e-5, "activation": "gelu"},
         marker_tokens=2,
@@ -279,7 +316,8 @@ _PRESETS: dict[str, Preset] = {p.name: p for p in [
     Preset(
         name="blip2", checkpoint="Salesforce/blip2-opt-2.7b", hf_model_type="blip-2",
         pipeline=Resampler(num_queries=32, encoder_image_size=224, patch_size=14, class_token=True),
-        fusion={"family": "q_former", "variant": "blip2", "num_queries": 32, "hidden_size": 768, "num_layers": 12,
+        fusion={"family": "q_former", "variant": "blip2", "module": "qformer", "num_queries": 32,
+                "num_visual_tokens": 257, "hidden_size": 768, "num_layers": 12,
                 "num_heads": 12, "intermediate_size": 3072, "vision_dim": 1408, "cross_attention_frequency": 2,
                 "llm_dim": 2560, "eps": 1e-12, "activation": "gelu"},
         notes="EVA ViT-g/14 at 224 px (257 tokens with CLS) -> 32 queries -> OPT-2.7b (2560).",

@@ -24,6 +24,7 @@ from fusion_spec.ops import primitives
 
 attention_module = importlib.import_module("fusion_spec.ops.attention")
 merge_module = importlib.import_module("fusion_spec.ops.merge")
+cross_attention_module = importlib.import_module("fusion_spec.ops.cross_attention")
 
 
 @pytest.fixture(scope="module")
@@ -73,12 +74,53 @@ def test_layer_norm_eps_1e5_instead_of_1e12(bundle, tmp_path):
     assert bad == ids_with(bundle, "bert-eps") and bad
 
 
+def _pre_norm_q_former(entry, tensors):
+    """BLIP-2's Q-Former with the norms moved before each sub-block (``h + f(LN(h))``, GPT-style) instead
+    of after the residual (``LN(h + f(h))``, BERT's post-norm), same weights."""
+    spec = spec_from_manifest(entry["op"], entry["config"])
+    p = {k[len("param."):]: v for k, v in tensors.items() if k.startswith("param.")}
+    x = tensors["input.image_embeds"]
+    b, hdim, nh = x.shape[0], spec.hidden_size, spec.num_heads
+    queries = tensors["input.query_embeds"] if "input.query_embeds" in tensors else \
+        np.broadcast_to(p["query_tokens"], (b,) + p["query_tokens"].shape[1:])
+    mask = tensors.get("input.encoder_attention_mask")
+    mask = None if mask is None else mask[:, None, None, :]
+
+    def lin(h, name):
+        return primitives.linear(h, p[f"qformer.{name}.weight"], p[f"qformer.{name}.bias"])
+
+    def ln(h, name):
+        return primitives.layer_norm(h, p[f"qformer.{name}.weight"], p[f"qformer.{name}.bias"], eps=spec.layer_norm_eps)
+
+    def mha(h, kv, prefix, m):
+        split = lambda t: t.reshape(b, t.shape[1], nh, hdim // nh).transpose(0, 2, 1, 3)  # noqa: E731
+        a = ops.attention(split(lin(h, prefix + ".attention.query")), split(lin(kv, prefix + ".attention.key")),
+                          split(lin(kv, prefix + ".attention.value")), mask=m)
+        return lin(a.transpose(0, 2, 1, 3).reshape(b, h.shape[1], hdim), prefix + ".output.dense")
+
+    h = ln(queries, "layernorm")
+    for i in range(spec.num_layers):
+        pre = f"encoder.layer.{i}"
+        n = ln(h, pre + ".attention.output.LayerNorm")
+        h = h + mha(n, n, pre + ".attention", None)
+        if i % spec.cross_attention_frequency == 0:
+            h = h + mha(ln(h, pre + ".crossattention.output.LayerNorm"), x, pre + ".crossattention", mask)
+        n = ln(h, pre + ".output_query.LayerNorm")
+        h = h + lin(primitives.gelu(lin(n, pre + ".intermediate_query.dense")), pre + ".output_query.dense")
+    if spec.language_projection:
+        h = primitives.linear(h, p["language_projection.weight"], p["language_projection.bias"])
+    return {"out": h}
+
+
 def test_pre_norm_instead_of_post_norm(bundle, tmp_path):
     """InternVL normalises the merged 4C-wide token; normalising each C-wide patch before merging
-    (Qwen2-VL's placement) with the same weights is a different operator."""
+    (Qwen2-VL's placement) with the same weights is a different operator. BLIP-2's Q-Former is post-norm
+    (BERT); a pre-norm Q-Former with the same weights is another."""
     def producer(entry, tensors):
         if "post-norm" not in entry["flags"]:
             return call(entry, tensors)
+        if entry["op"] == "QFormer":
+            return _pre_norm_q_former(entry, tensors)
         spec = spec_from_manifest(entry["op"], entry["config"])
         x = tensors["input.x"]
         b, n, d = x.shape
@@ -95,6 +137,37 @@ def test_pre_norm_instead_of_post_norm(bundle, tmp_path):
         return {"out": ops.mlp_projection(h, wrong, depth=spec.depth, activation=spec.activation)}
     bad = failing(bundle, produce(bundle, tmp_path, producer=producer))
     assert bad == ids_with(bundle, "post-norm") and bad
+    assert {e["op"] for e in bundle.cases if e["id"] in bad} == {"TokenMerge", "QFormer"}
+
+
+def test_q_former_layer_norm_eps_1e5_instead_of_1e12(bundle, tmp_path):
+    """A Q-Former built with PyTorch's default LayerNorm eps (1e-5) instead of BERT's 1e-12."""
+    def producer(entry, tensors):
+        if entry["op"] == "QFormer":
+            entry = dict(entry, config=dict(entry["config"], layer_norm_eps=1e-5))
+        return call(entry, tensors)
+    bad = failing(bundle, produce(bundle, tmp_path, producer=producer))
+    q_former = {e["id"] for e in bundle.cases if e["op"] == "QFormer"}
+    assert len(q_former) >= 5 and bad == q_former and q_former <= ids_with(bundle, "bert-eps")
+
+
+def test_missing_media_mask(bundle, tmp_path, monkeypatch):
+    """A gated block / masked cross-attention that ignores media_locations (every text token attends to
+    every image, as if the mask were never built) fails exactly the cases that have media_locations."""
+    original = cross_attention_module.masked_cross_attention
+
+    def unmasked(x, media, params, *, media_locations=None, use_cached_media=False, **kw):
+        return original(x, media, params, **kw)
+    patch_everywhere(monkeypatch, original, unmasked)
+    out = produce(bundle, tmp_path)
+    monkeypatch.undo()
+    bad = failing(bundle, out)
+    with_locations = {e["id"] for e in bundle.cases if e["kind"] == "spec"
+                      and any(i["name"] == "media_locations" for i in e["inputs"])}
+    assert len(with_locations) >= 8 and bad == with_locations
+    assert with_locations <= ids_with(bundle, "media-locations")
+    assert {e["op"] for e in bundle.cases if e["id"] in bad} == {"CrossAttention", "GatedCrossAttentionBlock",
+                                                                 "GatedCrossAttentionStack"}
 
 
 def test_reversed_merge_order(bundle, tmp_path, monkeypatch):
@@ -165,9 +238,10 @@ def test_fast_path_that_averages_fully_masked_rows_is_caught(bundle):
 
     register_fast_path("attention", "numpy", kernel)
     try:
-        results, _ = runner.run(["numpy"], ["float64", "float32"], bundle=bundle,
-                                select=lambda e: e["op"] == "attention")
+        results, _ = runner.run(["numpy"], ["float64", "float32"], bundle=bundle)
     finally:
         unregister_fast_path("attention", "numpy")
     bad = {r.case for r in results if not r.ok}
     assert bad == ids_with(bundle, "fully-masked-row")
+    assert {e["op"] for e in bundle.cases if e["id"] in bad} >= {"attention", "CrossAttention",
+                                                                 "GatedCrossAttentionBlock"}

@@ -94,16 +94,98 @@ def test_with_pipeline_returns_a_new_preset():
     assert presets.get("qwen2-vl") is p
 
 
+def _copies(module) -> int:
+    """How many copies of the module the model holds: cross-attention layers repeat (``num_layers``);
+    for a Q-Former or a resampler ``num_layers`` is the module's own depth."""
+    return module["num_layers"] if module["family"] in ("gated_cross_attention", "mllama_cross_attention") else 1
+
+
 @pytest.mark.parametrize("name", CONTRACT_NAMES)
 def test_fusion_spec_builds(name):
     from fusion_spec import specs
 
     p = presets.get(name)
-    cls = presets.SPEC_CLASSES[p.family]
-    if not hasattr(specs, cls):
-        pytest.xfail(f"fusion_spec.specs.{cls} is not written yet (being added in parallel)")
-    try:
-        spec = p.fusion_spec()
-    except (TypeError, FusionSpecError) as e:
-        pytest.xfail(f"fusion_spec.specs.{cls} does not take this preset's fields yet: {e}")
-    assert spec.num_params() == presets._module_params(p.fusion)  # the spec and the cost math agree
+    built = p.fusion_specs()
+    assert p.fusion_spec() == built[p.fusion["module"]]
+    assert list(built) == [m["module"] for m in p.modules if m["module"] in built]  # data-flow order
+    missing = [m["module"] for m in p.modules if m["module"] not in built]
+    assert missing == (["modality_projection"] if name == "idefics2" else [])  # SwiGLU: no spec family yet
+    for m in p.modules:
+        if m["module"] in built:
+            spec = built[m["module"]]
+            assert isinstance(spec, getattr(specs, presets.SPEC_CLASSES[m["family"]]))
+            assert spec.num_params() * _copies(m) == presets._module_params(m)  # the spec and the cost math agree
+
+
+def test_fusion_specs_are_the_real_modules():
+    p = {n: presets.get(n).fusion_specs() for n in CONTRACT_NAMES}
+    q = p["blip2"]["qformer"]
+    assert (q.hidden_size, q.num_layers, q.num_queries, q.output_dim, q.layer_norm_eps, q.cross_attention_frequency,
+            q.language_projection, q.num_visual_tokens) == (768, 12, 32, 2560, 1e-12, 2, True, 257)
+    r = p["openflamingo"]["perceiver"]
+    assert (r.variant, r.output_dim, r.num_layers, r.num_heads, r.dim_head, r.num_queries, r.eps,
+            r.max_num_media, r.max_num_frames) == ("flamingo", 1024, 6, 8, 64, 64, 1e-5, None, None)
+    g = p["openflamingo"]["gated_cross_attn_layer"]
+    assert (g.variant, g.hidden_size, g.vision_dim, g.num_heads, g.dim_head, g.ff_width, g.fully_masked_rows) == (
+        "flamingo", 4096, 1024, 8, 64, 16384, "uniform")
+    i = p["idefics2"]["perceiver_resampler"]
+    assert (i.variant, i.output_dim, i.num_layers, i.num_heads, i.dim_head, i.kv_heads, i.eps) == (
+        "idefics2", 4096, 3, 16, 96, 4, 1e-6)
+    m, proj = p["llama-3.2-vision"]["cross_attention_layer"], p["llama-3.2-vision"]["multi_modal_projector"]
+    assert (m.variant, m.hidden_size, m.vision_dim, m.num_heads, m.kv_heads, m.dim_head, m.ff_width, m.norm_eps,
+            m.mask_dialect) == ("mllama", 4096, 4096, 32, 8, 128, 14336, 1e-5, "hf")
+    assert (proj.vision_dim, proj.llm_dim, proj.bias) == (7680, 4096, True)
+
+
+def test_build_spec_rejects_a_module_without_a_spec():
+    with pytest.raises(FusionSpecError, match="modality_projection"):
+        presets.build_spec(presets.get("idefics2").modules[0])
+
+
+def _meta_shapes(make, prefix: str = "") -> dict:
+    """Parameter names and shapes of a real module built on PyTorch's meta device (no memory, full size)."""
+    import torch
+
+    with torch.device("meta"):
+        module = make()
+    return {prefix + k: tuple(v.shape) for k, v in module.state_dict().items()}
+
+
+def test_preset_specs_match_hf_modules_at_full_size():
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from transformers import Blip2Config, Blip2QFormerModel, Idefics2Config, MllamaConfig
+    from transformers.models.idefics2.modeling_idefics2 import Idefics2PerceiverResampler
+    from transformers.models.mllama.modeling_mllama import MllamaCrossAttentionDecoderLayer
+
+    blip = Blip2Config()  # the defaults are blip2-opt-2.7b's Q-Former; the text model here is OPT-2.7b (2560)
+    want = _meta_shapes(lambda: Blip2QFormerModel(blip.qformer_config), "qformer.")
+    want |= {"query_tokens": (1, blip.num_query_tokens, 768), "language_projection.weight": (2560, 768),
+             "language_projection.bias": (2560,)}
+    assert presets.get("blip2").fusion_spec().param_shapes() == want
+
+    idefics = Idefics2Config()
+    idefics.perceiver_config.hidden_size = idefics.text_config.hidden_size  # as Idefics2Connector does
+    want = _meta_shapes(lambda: Idefics2PerceiverResampler(idefics.perceiver_config))
+    assert presets.get("idefics2").fusion_spec().param_shapes() == want
+
+    mllama = MllamaConfig()
+    layer = mllama.text_config.cross_attention_layers[0]
+    want = _meta_shapes(lambda: MllamaCrossAttentionDecoderLayer(mllama.text_config, layer_idx=layer))
+    specs = presets.get("llama-3.2-vision").fusion_specs()
+    assert specs["cross_attention_layer"].param_shapes() == want
+    assert specs["multi_modal_projector"].param_shapes() == {
+        "weight": (mllama.text_config.hidden_size, mllama.vision_config.vision_output_dim),
+        "bias": (mllama.text_config.hidden_size,)}
+
+
+def test_preset_specs_match_open_flamingo_modules_at_full_size():
+    from peers import open_flamingo_helpers
+
+    helpers = open_flamingo_helpers()
+    specs = presets.get("openflamingo").fusion_specs()
+    # open_flamingo's factory: PerceiverResampler(dim=vis_dim); GatedCrossAttentionBlock(dim=lang dim,
+    # dim_visual=vis_dim) with the defaults dim_head=64, heads=8, ff_mult=4.
+    assert specs["perceiver"].param_shapes() == _meta_shapes(lambda: helpers.PerceiverResampler(dim=1024))
+    assert specs["gated_cross_attn_layer"].param_shapes() == _meta_shapes(
+        lambda: helpers.GatedCrossAttentionBlock(dim=4096, dim_visual=1024))

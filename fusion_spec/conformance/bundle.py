@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -74,10 +75,21 @@ def call(entry: Mapping[str, Any], tensors: Mapping[str, Any], convert: Callable
     convert = convert or (lambda name, a: a)
     fn = fn or target(entry)
     params = {p["name"]: convert("param." + p["name"], tensors["param." + p["name"]]) for p in entry["params"]}
-    args, kwargs = [], {}
+    args: list[Any] = []
+    kwargs: dict[str, Any] = {}
+    lists: dict[str, list[Any]] = {}
     for i in entry["inputs"]:
         value = convert("input." + i["name"], tensors["input." + i["name"]])
-        if i["keyword"]:
+        group = i.get("list")
+        if group is not None:  # element of a list argument (``<list>.<index>``), in order
+            if group not in lists:
+                lists[group] = []
+                if i["keyword"]:
+                    kwargs[group] = lists[group]
+                else:
+                    args.append(lists[group])
+            lists[group].append(value)
+        elif i["keyword"]:
             kwargs[i["name"]] = value
         else:
             args.append(value)
@@ -85,12 +97,21 @@ def call(entry: Mapping[str, Any], tensors: Mapping[str, Any], convert: Callable
 
 
 def outputs_of(result: Any) -> dict[str, Any]:
-    """Name a result's arrays: one array is ``out``; a named tuple gives its field names."""
+    """Name a result's arrays: one array is ``out``; a named tuple gives its field names, another tuple
+    ``out0, out1, ...``; an element that is a list of arrays gives ``<name>.0, <name>.1, ...``."""
     if hasattr(result, "_fields"):
-        return dict(zip(result._fields, result))
-    if isinstance(result, tuple):
-        return {f"out{i}": r for i, r in enumerate(result)}
-    return {"out": result}
+        items = list(zip(result._fields, result))
+    elif isinstance(result, tuple):
+        items = [(f"out{i}", r) for i, r in enumerate(result)]
+    else:
+        items = [("out", result)]
+    out: dict[str, Any] = {}
+    for name, value in items:
+        if isinstance(value, list):
+            out |= {f"{name}.{j}": a for j, a in enumerate(value)}
+        else:
+            out[name] = value
+    return out
 
 
 # --- dtype rounding ---------------------------------------------------------------------------------
@@ -128,25 +149,27 @@ class Bundle:
         if not mpath.is_file():
             raise FusionSpecError("conformance", "bundle", f"a directory holding {MANIFEST}", str(self.path))
         try:
-            self.manifest = json.loads(mpath.read_text("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise FusionSpecError("conformance", str(mpath), "valid JSON", str(exc)) from exc
+            self.manifest = json.loads(mpath.read_bytes().decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            raise FusionSpecError("conformance", str(mpath), "valid UTF-8 JSON", f"{type(exc).__name__}: "
+                                  f"{str(exc)[:200]}") from exc
         version = self.manifest.get("format_version") if isinstance(self.manifest, dict) else None
-        if version != FORMAT_VERSION:
+        if type(version) is not int or version != FORMAT_VERSION:
             raise FusionSpecError("conformance", f"{mpath} format_version",
                                   f"{FORMAT_VERSION} (this fusion_spec reads format {FORMAT_VERSION})", repr(version))
-        self.cases: list[dict[str, Any]] = self.manifest["cases"]
+        self.cases: list[dict[str, Any]] = check_cases(self.manifest.get("cases"), str(mpath))
         self._by_id = {c["id"]: c for c in self.cases}
 
     def case(self, case_id: str) -> dict[str, Any]:
-        if case_id not in self._by_id:
+        if not isinstance(case_id, str) or case_id not in self._by_id:
             raise FusionSpecError("conformance", "case", "a case id of the bundle's manifest", repr(case_id))
         return self._by_id[case_id]
 
     def tensors(self, entry: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        """The case's tensors, after checking the file's sha256 and that every listed tensor is there."""
+        """The case's tensors, after checking the file's sha256 and that every listed tensor is there,
+        with the listed shape and dtype, and nothing else."""
         where = f"conformance case '{entry['id']}'"
-        path = self.path / entry["file"]
+        path = self.path / entry["file"]  # a plain file name (check_cases): it cannot leave the bundle
         if not path.is_file():
             raise FusionSpecError(where, "file", f"{entry['file']} in {self.path}", "missing")
         data = path.read_bytes()
@@ -155,13 +178,104 @@ class Bundle:
             raise FusionSpecError(where, "file", f"{entry['file']} with sha256 {entry['sha256']}",
                                   f"sha256 {digest} ({len(data)} bytes): the file was modified or truncated")
         tensors = safetensors_io.loads(data, where=f"{where} file {entry['file']}")
+        listed = set()
         for group, prefix in (("inputs", "input."), ("params", "param."), ("outputs", "output.")):
             for t in entry[group]:
                 name = prefix + t["name"]
-                if name not in tensors or list(tensors[name].shape) != list(t["shape"]):
-                    got = "missing" if name not in tensors else f"shape {list(tensors[name].shape)}"
-                    raise FusionSpecError(where, name, f"a tensor of shape {t['shape']}", got)
+                listed.add(name)
+                if name not in tensors or list(tensors[name].shape) != list(t["shape"]) \
+                        or _dtype_name(tensors[name]) != t["dtype"]:
+                    got = "missing" if name not in tensors else \
+                        f"shape {list(tensors[name].shape)} dtype {_dtype_name(tensors[name])}"
+                    raise FusionSpecError(where, name, f"a tensor of shape {t['shape']} dtype {t['dtype']} "
+                                          f"in {entry['file']}", got)
+        extra = sorted(set(tensors) - listed)
+        if extra:
+            raise FusionSpecError(where, "file", f"only the tensors the manifest lists in {entry['file']}",
+                                  f"unlisted tensors {extra[:5]}")
         return tensors
+
+
+def _dtype_name(arr: np.ndarray) -> str:
+    return np.asarray(arr).dtype.name
+
+
+# --- the manifest schema ----------------------------------------------------------------------------
+
+#: Case ids and file names: letters, digits, '.', '_', '-', not starting with '.' (so never a path).
+SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,199}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def check_cases(cases: Any, where: str = "manifest.json") -> list[dict[str, Any]]:
+    """Check the manifest's ``cases`` against the bundle format (docs/conformance/format.md) and return it.
+
+    Every problem raises :class:`FusionSpecError` naming the case and the field, before any file is read:
+    ids and file names are plain names (no path separators or '..'), unique; ``kind`` is 'spec' or
+    'function'; ``inputs``/``params``/``outputs`` list tensors with a ``name``, a ``shape`` of non-negative
+    integers and a ``dtype``; ``tolerance`` has finite non-negative ``rtol``/``atol`` for every dtype;
+    ``sha256`` is 64 lowercase hex digits.
+    """
+    from .tolerance import DTYPES
+
+    if not isinstance(cases, list):
+        raise FusionSpecError("conformance", f"{where} cases", "a list of case objects", type(cases).__name__)
+    ids: set[str] = set()
+    files: set[str] = set()
+    for i, c in enumerate(cases):
+        label = f"{where} case {i}"
+        if not isinstance(c, dict):
+            raise FusionSpecError("conformance", label, "a JSON object", type(c).__name__)
+        cid = c.get("id")
+        if not isinstance(cid, str) or not SAFE_NAME.fullmatch(cid) or cid in ids:
+            raise FusionSpecError("conformance", f"{label} id", "a unique plain name (letters, digits, '._-', "
+                                  "not starting with '.')", repr(cid)[:200])
+        ids.add(cid)
+
+        def fail(field: str, expected: str, got: Any) -> None:
+            raise FusionSpecError(f"conformance case '{cid}'", field, expected, repr(got)[:200])
+
+        f = c.get("file")
+        if not isinstance(f, str) or not SAFE_NAME.fullmatch(f) or not f.endswith(".safetensors") or f in files:
+            fail("file", "a unique plain file name ending in .safetensors (inside the bundle directory)", f)
+        files.add(f)
+        if c.get("kind") not in ("spec", "function"):
+            fail("kind", "'spec' or 'function'", c.get("kind"))
+        if not isinstance(c.get("op"), str):
+            fail("op", "the name of a spec class or fusion_spec.ops function", c.get("op"))
+        for field in ("config", "runtime"):
+            if not isinstance(c.get(field, {}), dict):
+                fail(field, "a JSON object", c.get(field))
+        for group in ("inputs", "params", "outputs"):
+            items = c.get(group)
+            if not isinstance(items, list) or (group == "outputs" and not items):
+                fail(group, "a list of tensor descriptions" + (" (at least one)" if group == "outputs" else ""),
+                     items)
+            names = set()
+            for t in items:
+                if not isinstance(t, dict) or not isinstance(t.get("name"), str) or not t["name"] \
+                        or t["name"] in names:
+                    fail(group, "objects with a unique non-empty string 'name'", t)
+                names.add(t["name"])
+                shape = t.get("shape")
+                if not isinstance(shape, list) or not all(type(s) is int and s >= 0 for s in shape):
+                    fail(f"{group} '{t['name']}' shape", "a list of non-negative integers", shape)
+                if not isinstance(t.get("dtype"), str):
+                    fail(f"{group} '{t['name']}' dtype", "a dtype name such as 'float64'", t.get("dtype"))
+                if group == "inputs" and (not isinstance(t.get("keyword"), bool)
+                                          or not isinstance(t.get("list", ""), str)):
+                    fail(f"inputs '{t['name']}'", "a bool 'keyword' (and a string 'list' if present)", t)
+        tol = c.get("tolerance")
+        if not isinstance(tol, dict):
+            fail("tolerance", "an object of {rtol, atol} per dtype", tol)
+        for dtype in DTYPES:
+            t = tol.get(dtype)
+            if not isinstance(t, dict) or not all(
+                    type(t.get(k)) in (int, float) and math.isfinite(t[k]) and t[k] >= 0 for k in ("rtol", "atol")):
+                fail(f"tolerance['{dtype}']", "finite non-negative rtol and atol", t)
+        if not isinstance(c.get("sha256"), str) or not _SHA256.fullmatch(c["sha256"]):
+            fail("sha256", "64 lowercase hexadecimal digits", c.get("sha256"))
+    return cases
 
 
 def describe(arr: np.ndarray) -> dict[str, Any]:

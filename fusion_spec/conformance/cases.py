@@ -43,6 +43,12 @@ def bernoulli(*shape: int, p: float = 0.7) -> Generator:
     return lambda rng: rng.random(shape) < p
 
 
+def locations(*rows: str) -> Generator:
+    """Flamingo ``media_locations`` written as text, one string per batch row: ``I`` = a media token
+    (``<image>``), any other character a text token. ``locations("..I..I", "I.....")``."""
+    return const([[ch == "I" for ch in row] for row in rows], dtype=bool)
+
+
 # --- cases ----------------------------------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
@@ -51,7 +57,8 @@ class Case:
 
     ``target``: a :class:`Spec` (run as ``spec.apply(params, *args, **kwargs, **runtime)``) or the name
     of a function in :mod:`fusion_spec.ops` (run as ``fn(*args, **kwargs, **runtime)``).
-    ``args`` / ``kwargs``: ``(name, generator)`` pairs for positional and keyword array inputs.
+    ``args`` / ``kwargs``: ``(name, generator)`` pairs for positional and keyword array inputs; a tuple
+    of generators instead of one makes a list argument (stored as inputs ``<name>.0``, ``<name>.1``, ...).
     ``runtime``: JSON-able non-array keywords. ``stages``: rounding stages besides the matrices and
     norms of the parameters (see :mod:`fusion_spec.conformance.tolerance`): 3 per attention
     (scores, softmax, weighted sum), 1 per elementwise function or norm without parameters.
@@ -59,8 +66,8 @@ class Case:
 
     id: str
     target: Spec | str
-    args: tuple[tuple[str, Generator], ...]
-    kwargs: tuple[tuple[str, Generator], ...] = ()
+    args: tuple[tuple[str, Generator | tuple[Generator, ...]], ...]
+    kwargs: tuple[tuple[str, Generator | tuple[Generator, ...]], ...] = ()
     runtime: dict[str, Any] = dataclasses.field(default_factory=dict)
     stages: int = 0
     flags: tuple[str, ...] = ()
@@ -249,9 +256,262 @@ def anyres_cases() -> list[Case]:
     ]
 
 
+def cross_attention_cases() -> list[Case]:
+    """Plain cross-attention (generic and open_flamingo's MaskedCrossAttention) and the two mask helpers."""
+    C = specs.CrossAttention
+    xv = lambda b, lq, n, d, dv: (("x", normal(b, lq, d)), ("visual", normal(b, n, dv)))  # noqa: E731
+    rows = np.ones((2, 5, 7), dtype=bool)
+    rows[0, 1] = False                 # a text row that sees no visual token
+    rows[1, [0, 3]] = False
+    rows[1, 2, 4:] = False
+    mh = ("multi-head",)
+    return [
+        _c("cross_attention.generic.b1", C(hidden_size=16, vision_dim=12, num_heads=4), *xv(1, 5, 7, 16, 12),
+           stages=3, flags=mh),
+        _c("cross_attention.generic.bias_head_dim", C(hidden_size=12, vision_dim=10, num_heads=3, head_dim=5,
+                                                      bias=True), *xv(2, 4, 6, 12, 10), stages=3, flags=mh,
+           notes="head_dim 5 * 3 heads = 15 != hidden_size 12; every projection with a bias"),
+        _c("cross_attention.generic.gqa", C(hidden_size=16, vision_dim=12, num_heads=4, num_kv_heads=2),
+           *xv(2, 3, 9, 16, 12), stages=3, flags=mh + ("grouped-query",)),
+        _c("cross_attention.generic.qk_norm_gqa", C(hidden_size=16, vision_dim=16, num_heads=4, num_kv_heads=1,
+                                                    qk_norm=True), *xv(2, 4, 6, 16, 16), stages=3,
+           flags=mh + ("grouped-query",), notes="per-head RMSNorm of q and k before the scores, as Mllama"),
+        _c("cross_attention.generic.fused_kv", C(hidden_size=8, vision_dim=6, num_heads=2, kv_layout="fused"),
+           *xv(1, 3, 5, 8, 6), stages=3, flags=mh, notes="one to_kv Linear, first half K"),
+        _c("cross_attention.generic.fully_masked_rows", C(hidden_size=16, vision_dim=12, num_heads=4),
+           *xv(2, 5, 7, 16, 12), kwargs=[("mask", const(rows))], stages=3,
+           flags=mh + ("mask", "fully-masked-row")),
+        _c("cross_attention.generic.fully_masked_rows_uniform", C(hidden_size=16, vision_dim=12, num_heads=4,
+                                                                  fully_masked_rows="uniform"),
+           *xv(2, 5, 7, 16, 12), kwargs=[("mask", const(rows))], stages=4, flags=mh + ("mask", "uniform-rows")),
+        _c("cross_attention.generic.random_mask_gqa", C(hidden_size=16, vision_dim=8, num_heads=4, num_kv_heads=2),
+           *xv(2, 6, 5, 16, 8), kwargs=[("mask", bernoulli(2, 6, 5, p=0.6))], stages=3,
+           flags=mh + ("mask", "grouped-query")),
+        _c("cross_attention.flamingo.immediate", C(hidden_size=16, vision_dim=12, num_heads=4, head_dim=3,
+                                                   variant="flamingo"),
+           ("x", normal(2, 8, 16)), ("visual", normal(2, 2, 3, 12)),
+           kwargs=[("media_locations", locations("..I..I..", "I...I..."))], stages=4,
+           flags=mh + ("media-locations", "text-before-image", "immediate-only", "mask"),
+           notes="open_flamingo MaskedCrossAttention: LayerNorm, to_q/to_kv/to_out; text before the first "
+                 "image gives zeros"),
+        _c("cross_attention.flamingo.all_previous", C(hidden_size=16, vision_dim=12, num_heads=4, variant="flamingo",
+                                                      only_attend_immediate_media=False),
+           ("x", normal(2, 8, 16)), ("visual", normal(2, 3, 2, 12)),
+           kwargs=[("media_locations", locations(".I.I..I.", "..I.....")),], stages=4,
+           flags=mh + ("media-locations", "text-before-image", "all-previous", "mask", "uniform-rows"),
+           notes="rows before the first image attend uniformly to all media (open_flamingo)"),
+        _c("media_attention_mask.immediate", "media_attention_mask", ("media_locations", locations("..I..I.I", "I...I...")),
+           runtime={"num_media": 3, "tokens_per_media": 2}, flags=("media-locations", "text-before-image",
+                                                                    "immediate-only", "integer-output"),
+           notes="outputs (mask [b, L, T*n], text_time [b, L]) are boolean / integer: exact"),
+        _c("media_attention_mask.all_previous_cached", "media_attention_mask",
+           ("media_locations", locations(".I..I.", "I.....")),
+           runtime={"num_media": 2, "tokens_per_media": 3, "only_attend_immediate_media": False,
+                    "use_cached_media": True, "text_len": 4},
+           flags=("media-locations", "all-previous", "cached-media", "integer-output")),
+        _c("mllama_cross_attention_mask.tiles", "mllama_cross_attention_mask",
+           ("cross_attention_mask", const([[[[1, 1, 0], [0, 0, 0]], [[1, 1, 0], [1, 0, 0]], [[0, 0, 0], [0, 0, 0]]]])),
+           runtime={"num_vision_tokens": 2}, flags=("mask", "integer-output"),
+           notes="HF's [b, L, images, tiles] 0/1 mask expanded per vision token (image, tile, token order)"),
+    ]
+
+
+def gated_cross_attention_cases() -> list[Case]:
+    """open_flamingo's GatedCrossAttentionBlock (media_locations patterns) and HF's Mllama cross-attention layer."""
+    G, S = specs.GatedCrossAttentionBlock, specs.GatedCrossAttentionStack
+    fl = G(hidden_size=16, vision_dim=12, num_heads=4, head_dim=3, ff_dim=24)
+    ml = G(hidden_size=16, vision_dim=12, num_heads=4, num_kv_heads=2, ff_dim=20, variant="mllama")
+    fx = ("multi-head", "erf-gelu", "media-locations", "mask")
+    x = lambda b, lq, d=16: ("x", normal(b, lq, d))  # noqa: E731
+    # Mllama: text rows before the image see nothing (row masked out), others see some of the 2x4 vision tokens.
+    cam = np.zeros((2, 6, 8), dtype=bool)
+    cam[0, 2:, :4] = True
+    cam[0, 4:, 4:] = True
+    cam[1, 1:] = True
+    cam[1, 3, 5:] = False
+    rows = cam.any(-1)
+    mm = ("multi-head", "grouped-query", "mask", "text-row-masked")
+    return [
+        _c("gated_xattn.flamingo.immediate.text_before_image", fl, x(2, 8), ("media", normal(2, 2, 3, 12)),
+           kwargs=[("media_locations", locations("..I..I..", ".I....I."))], stages=7,
+           flags=fx + ("text-before-image", "immediate-only"),
+           notes="text before the first image: zero attention, only the FFN branch"),
+        _c("gated_xattn.flamingo.all_previous.uniform", dataclasses.replace(fl, only_attend_immediate_media=False),
+           x(2, 8), ("media", normal(2, 3, 2, 12)), kwargs=[("media_locations", locations(".I..I.I.", "...I....")),],
+           stages=8, flags=fx + ("text-before-image", "all-previous", "uniform-rows"),
+           notes="open_flamingo: rows before the first image attend uniformly to all media (mean of V)"),
+        _c("gated_xattn.flamingo.all_previous.zeros", dataclasses.replace(fl, only_attend_immediate_media=False,
+                                                                          fully_masked_rows="zeros"),
+           x(2, 8), ("media", normal(2, 3, 2, 12)), kwargs=[("media_locations", locations(".I..I.I.", "...I....")),],
+           stages=7, flags=fx + ("text-before-image", "all-previous", "fully-masked-row"),
+           notes="fully_masked_rows='zeros': rows before the first image get no attention output"),
+        _c("gated_xattn.flamingo.several_images.b1", fl, x(1, 10), ("media", normal(1, 4, 2, 12)),
+           kwargs=[("media_locations", locations("I..I.II..I"))], stages=7, flags=fx + ("immediate-only",),
+           notes="4 images, two adjacent: each text token sees only the latest image"),
+        _c("gated_xattn.flamingo.cached_media", fl, x(2, 3), ("media", normal(2, 2, 3, 12)),
+           kwargs=[("media_locations", locations("I...I.", ".I...."))], runtime={"use_cached_media": True},
+           stages=7, flags=fx + ("immediate-only", "cached-media"),
+           notes="generation step with cached media: 3 new tokens, media_locations over the 6-token prompt; "
+                 "row 2 has one image, not two"),
+        _c("gated_xattn.flamingo.cached_media.all_previous", dataclasses.replace(fl, only_attend_immediate_media=False),
+           x(2, 2), ("media", normal(2, 3, 2, 12)), kwargs=[("media_locations", locations("I..I.I", ".I.I.."))],
+           runtime={"use_cached_media": True}, stages=7, flags=fx + ("all-previous", "cached-media")),
+        _c("gated_xattn.flamingo.single_media_rank3", G(hidden_size=8, vision_dim=6, num_heads=2), x(2, 5, 8),
+           ("media", normal(2, 4, 6)), kwargs=[("media_locations", locations("..I..", "I...."))], stages=7,
+           flags=fx + ("text-before-image", "immediate-only"), notes="media [b, n, d]: one image (T = 1)"),
+        _c("gated_xattn.mllama.hf", ml, x(2, 6), ("media", normal(2, 8, 12)),
+           kwargs=[("cross_attention_mask", const(cam))], stages=7, flags=mm,
+           notes="HF dialect: rows with no image attend to all vision tokens, only their MLP branch is zeroed"),
+        _c("gated_xattn.mllama.meta", dataclasses.replace(ml, mask_dialect="meta"), x(2, 6), ("media", normal(2, 8, 12)),
+           kwargs=[("cross_attention_mask", const(cam))], stages=7, flags=mm,
+           notes="Meta's reference: rows with no image get zero attention output too (zeroed after the "
+                 "attention, whatever the kernel gives for a fully masked row)"),
+        _c("gated_xattn.mllama.explicit_row_mask_4d", ml, x(2, 6), ("media", normal(2, 8, 12)),
+           kwargs=[("cross_attention_mask", const(cam[:, None])),
+                   ("full_text_row_masked_out_mask", const(rows & np.array([[1, 1, 1, 1, 0, 1], [1] * 6], bool)))],
+           stages=7, flags=mm, notes="mask [b, 1, L, N]; the row mask given explicitly (one row dropped on purpose)"),
+        _c("gated_xattn.mllama.no_mask_mqa", G(hidden_size=16, vision_dim=16, num_heads=4, num_kv_heads=1, ff_dim=24,
+                                               variant="mllama", norm_eps=1e-6), x(1, 4), ("media", normal(1, 5, 16)),
+           stages=7, flags=("multi-head", "grouped-query")),
+        _c("gated_xattn_stack.edifice", S(hidden_size=16, vision_dim=24, num_heads=4, num_layers=4, ff_dim=32,
+                                          num_visual_tokens=196), x(1, 3), ("media", normal(1, 196, 24)),
+           stages=4 * 7, flags=("edifice", "multi-head", "erf-gelu"),
+           notes="Edifice's build_cross_attention structure (4 layers, 4 heads, 196 visual tokens, [B, N, D] "
+                 "media) at small widths; its defaults (256 / 1024 wide) would take 38 MB of parameters"),
+        _c("gated_xattn_stack.flamingo.media_locations", S(hidden_size=8, vision_dim=6, num_heads=2, num_layers=2,
+                                                           only_attend_immediate_media=False),
+           x(2, 6, 8), ("media", normal(2, 2, 3, 6)), kwargs=[("media_locations", locations(".I..I.", "I.....")),],
+           stages=2 * 8, flags=fx + ("all-previous", "text-before-image", "uniform-rows")),
+        _c("gated_xattn_stack.mllama", S(hidden_size=16, vision_dim=12, num_heads=4, num_kv_heads=2, ff_dim=20,
+                                         variant="mllama", num_layers=2, num_visual_tokens=8),
+           x(2, 6), ("media", normal(2, 8, 12)), kwargs=[("cross_attention_mask", const(cam))], stages=2 * 7,
+           flags=mm),
+    ]
+
+
+def resampler_cases() -> list[Case]:
+    """Perceiver resamplers: open_flamingo's (media-time and frame embeddings) and Idefics2's (mask, GQA)."""
+    P = specs.PerceiverResampler
+    fl = dict(depth=2, dim_head=4, heads=3, num_latents=4, ff_mult=2)
+    fx = ("multi-head", "erf-gelu")
+    pad = np.array([[True] * 7, [True] * 4 + [False] * 3, [False, True, True, False, True, True, True]])
+    return [
+        _c("resampler.flamingo.rank3", P.flamingo(dim=12, **fl), ("x", normal(2, 5, 12)), stages=2 * 5, flags=fx,
+           notes="[b, v, D] -> [b, n, D]: one media of one frame"),
+        _c("resampler.flamingo.T2_F1", P.flamingo(dim=12, **fl), ("x", normal(2, 2, 1, 5, 12)), stages=2 * 5,
+           flags=fx, notes="no time/frame embeddings (OpenFlamingo's configuration)"),
+        _c("resampler.flamingo.T3_F2.embeddings", P.flamingo(dim=8, max_num_media=4, max_num_frames=3, **fl),
+           ("x", normal(1, 3, 2, 4, 8)), stages=2 * 5 + 2, flags=fx + ("media-time",),
+           notes="frame_embs added per frame, media_time_embs per media (fewer than the maximum)"),
+        _c("resampler.flamingo.T1_F3.frames_only", P.flamingo(dim=8, max_num_frames=3, **fl),
+           ("x", normal(2, 1, 3, 3, 8)), stages=2 * 5 + 1, flags=fx + ("media-time",)),
+        _c("resampler.flamingo.T2.media_time_only", P.flamingo(dim=8, max_num_media=2, **fl),
+           ("x", normal(2, 2, 1, 6, 8)), stages=2 * 5 + 1, flags=fx + ("media-time",)),
+        _c("resampler.edifice", P(vision_dim=24, output_dim=16, num_queries=8, num_layers=6, num_heads=4,
+                                  num_visual_tokens=196), ("x", normal(1, 196, 24)), stages=6 * 5 + 1,
+           flags=fx + ("edifice",),
+           notes="Edifice's build_perceiver_resampler structure (6 layers, 4 heads, 196 tokens, input "
+                 "projection vision_dim -> output_dim) at small widths; its defaults would take 38 MB"),
+        _c("resampler.idefics2.mask_gqa", P.idefics2(hidden_size=16, resampler_n_latents=4, resampler_depth=2,
+                                                     resampler_n_heads=4, resampler_head_dim=3,
+                                                     num_key_value_heads=2),
+           ("x", normal(3, 7, 16)), kwargs=[("attention_mask", const(pad))], stages=2 * 5,
+           flags=("multi-head", "grouped-query", "mask"),
+           notes="RMSNorm eps 1e-6, SwiGLU; padded context tokens masked, the latents always attend"),
+        _c("resampler.idefics2.no_mask_mha", P.idefics2(hidden_size=12, resampler_n_latents=3, resampler_depth=1,
+                                                        resampler_n_heads=2, resampler_head_dim=6,
+                                                        num_key_value_heads=2),
+           ("x", normal(2, 9, 12)), stages=5, flags=("multi-head",)),
+    ]
+
+
+def qformer_cases() -> list[Case]:
+    """BLIP-2's Q-Former: post-norm BERT layers with LayerNorm eps 1e-12, cross-attention every k-th layer."""
+    Q = specs.QFormer
+    base = dict(vision_dim=10, hidden_size=16, num_heads=4, intermediate_size=24, num_queries=4, output_dim=12,
+                num_visual_tokens=7)
+    fx = ("bert-eps", "post-norm", "erf-gelu", "multi-head")
+
+    def stages(layers: int, freq: int) -> int:
+        return sum(3 + 1 + (3 if i % freq == 0 else 0) for i in range(layers))
+    return [
+        _c("q_former.freq1", Q(num_layers=2, cross_attention_frequency=1, **base), ("image_embeds", normal(2, 7, 10)),
+           stages=stages(2, 1), flags=fx, notes="cross-attention in every layer"),
+        _c("q_former.freq2", Q(num_layers=3, cross_attention_frequency=2, **base), ("image_embeds", normal(1, 7, 10)),
+           stages=stages(3, 2), flags=fx, notes="cross-attention in layers 0 and 2 (BLIP-2's frequency)"),
+        _c("q_former.freq3", Q(num_layers=3, cross_attention_frequency=3, **base), ("image_embeds", normal(2, 7, 10)),
+           stages=stages(3, 3), flags=fx, notes="cross-attention in layer 0 only"),
+        _c("q_former.encoder_mask", Q(num_layers=2, **base), ("image_embeds", normal(2, 7, 10)),
+           kwargs=[("encoder_attention_mask", const([[True] * 7, [True] * 5 + [False] * 2]))],
+           stages=stages(2, 2), flags=fx + ("mask",)),
+        _c("q_former.no_projection", Q(num_layers=2, language_projection=False, **base),
+           ("image_embeds", normal(2, 7, 10)), stages=stages(2, 2), flags=fx,
+           notes="the Q-Former's hidden states, before language_projection"),
+        _c("q_former.bare_query_embeds", Q(num_layers=2, learned_queries=False, language_projection=False,
+                                           cross_attention_frequency=1, **base),
+           ("image_embeds", normal(2, 7, 10)), ("query_embeds", normal(2, 5, 16)), stages=stages(2, 1), flags=fx,
+           notes="HF Blip2QFormerModel(query_embeds, encoder_hidden_states): queries given, 5 of them"),
+    ]
+
+
+def late_early_cases() -> list[Case]:
+    """Late fusion (CLIP logits, contrastive loss) and early fusion (one token vocabulary; integer outputs)."""
+    V = specs.EarlyFusionVocab
+    ints = lambda *v: const(np.array(v, dtype=np.int64))  # noqa: E731
+    plain = V(text_vocab_size=50, image_vocab_size=16, tokens_per_image=3)
+    chameleon = V(text_vocab_size=40, image_vocab_size=8, image_offset=44, boi_id=5, eoi_id=6)
+    texts = (ints(3, 17, 49), ints(), ints(0, 8))
+    images = (ints(0, 15, 7), ints(2, 2, 9))
+    plain_ids = np.concatenate([[3, 17, 49], [66, 50, 65, 57, 67], [66, 52, 52, 59, 67], [0, 8]])
+    vocab = {k: v for k, v in plain._kw().items()}
+    return [
+        _c("clip_logits.spec", specs.CLIPLogits(embed_dim=8), ("image_embeds", normal(5, 8)),
+           ("text_embeds", normal(4, 8, std=3.0)), stages=3,
+           notes="outputs (logits_per_image [5, 4], logits_per_text [4, 5]); logit_scale ln(1/0.07)"),
+        _c("clip_logits.function", "clip_logits", ("image_embeds", normal(3, 6)), ("text_embeds", normal(3, 6)),
+           runtime={"logit_scale": 4.6052}, stages=3, notes="logit_scale ln(100), CLIP's clamp value"),
+        _c("contrastive_loss.square", "contrastive_loss", ("logits", normal(6, 6, std=3.0)), stages=4,
+           notes="0-d output: mean of the image->text and text->image cross-entropies"),
+        _c("contrastive_loss.large_logits", "contrastive_loss", ("logits", normal(4, 4, std=40.0)), stages=4,
+           notes="logits far beyond exp's float32 range: log-sum-exp must be max-shifted"),
+        _c("early_fusion.interleave", plain, ("text_segments", texts), ("image_codes", images),
+           flags=("integer-output", "list-input"),
+           notes="text, [boi img eoi], text (empty), [boi img eoi], text; list arguments of 1-D int64 arrays"),
+        _c("early_fusion.interleave.sentinels_in_text_vocab", chameleon,
+           ("text_segments", (ints(7, 39), ints(1))), ("image_codes", (ints(0, 7, 3, 3),)),
+           flags=("integer-output", "list-input"), notes="Chameleon-style: boi/eoi are ids inside the text vocabulary"),
+        _c("early_fusion.split", "split_tokens", ("ids", const(plain_ids)), runtime=vocab,
+           flags=("integer-output",), notes="the inverse of early_fusion.interleave: outputs out0.<i> (text "
+                                            "segments, one empty) and out1.<i> (image codes)"),
+    ]
+
+
 def preset_cases() -> list[Case]:
-    """The named presets' fusion modules with their structure and variants, at small widths."""
+    """The named presets' fusion modules with their structure and variants, at small widths.
+
+    The cross-attention, resampler and Q-Former presets are the preset's own spec (``fusion_specs()``)
+    with only the sizes replaced, so every other field (eps, variant, frequency, mask behaviour) is the
+    real model's.
+    """
+    from .. import presets
+
     M, T = specs.MLPProjection, specs.TokenMerge
+
+    def small(name: str, module: str, **sizes: Any) -> Spec:
+        return dataclasses.replace(presets.get(name).fusion_specs()[module], **sizes)
+    blip2 = small("blip2", "qformer", vision_dim=24, hidden_size=16, num_layers=2, num_heads=4, intermediate_size=32,
+                  num_queries=4, output_dim=20, num_visual_tokens=9)
+    perceiver = small("openflamingo", "perceiver", vision_dim=16, output_dim=16, num_layers=2, num_heads=4,
+                      head_dim=4, num_queries=4)
+    xattn = small("openflamingo", "gated_cross_attn_layer", hidden_size=24, vision_dim=16, num_heads=4, head_dim=4,
+                  ff_dim=96)
+    idefics2 = small("idefics2", "perceiver_resampler", vision_dim=16, output_dim=16, num_queries=4, num_layers=2,
+                     num_heads=4, head_dim=6, num_kv_heads=2)
+    projector = small("llama-3.2-vision", "multi_modal_projector", vision_dim=30, llm_dim=16)
+    mllama = small("llama-3.2-vision", "cross_attention_layer", hidden_size=16, vision_dim=16, num_heads=4,
+                   num_kv_heads=2, head_dim=4, ff_dim=40)
+    cam = np.zeros((1, 5, 2 * 4), dtype=bool)  # 2 tiles of 4 tokens; the second tile is padding
+    cam[0, 1:, :4] = True
     return [
         _c("preset.llava-1.5.small", M(vision_dim=16, llm_dim=24, num_visual_tokens=9), ("x", normal(1, 9, 16)),
            flags=("preset", "llava", "erf-gelu"), notes="llava-1.5: mlp2x_gelu, vision 1024 -> 4096, 576 tokens"),
@@ -261,6 +521,29 @@ def preset_cases() -> list[Case]:
            flags=("preset", "qwen2-vl", "erf-gelu")),
         _c("preset.internvl2.small", T.internvl(vision_dim=8, llm_dim=12), ("x", normal(1, 16, 8)),
            flags=("preset", "internvl", "post-norm", "erf-gelu")),
+        _c("preset.blip2.small", blip2, ("image_embeds", normal(2, 9, 24)), stages=2 * 4 + 3,
+           flags=("preset", "blip2", "bert-eps", "post-norm", "erf-gelu", "multi-head"),
+           notes="blip2: query_tokens + Q-Former (12 layers of 768, cross-attention every 2nd, eps 1e-12) "
+                 "+ language_projection 768 -> 2560"),
+        _c("preset.openflamingo.perceiver.small", perceiver, ("x", normal(1, 2, 1, 6, 16)), stages=2 * 5,
+           flags=("preset", "flamingo", "erf-gelu", "multi-head"),
+           notes="openflamingo's PerceiverResampler(dim=1024): 6 layers, 8 heads of 64, 64 latents"),
+        _c("preset.openflamingo.gated_xattn.small", xattn, ("x", normal(1, 7, 24)), ("media", normal(1, 2, 4, 16)),
+           kwargs=[("media_locations", locations(".I...I."))], stages=7,
+           flags=("preset", "flamingo", "erf-gelu", "multi-head", "media-locations", "text-before-image",
+                  "immediate-only", "mask"),
+           notes="openflamingo's gated_cross_attn_layer: dim 4096, dim_visual 1024, 8 heads of 64, ff_mult 4"),
+        _c("preset.idefics2.perceiver.small", idefics2, ("x", normal(2, 6, 16)),
+           kwargs=[("attention_mask", const([[True] * 6, [True] * 3 + [False] * 3]))], stages=2 * 5,
+           flags=("preset", "idefics2", "multi-head", "grouped-query", "mask"),
+           notes="idefics2's perceiver_resampler: 3 layers, 16 heads of 96, 4 KV heads, 64 latents, eps 1e-6"),
+        _c("preset.llama-3.2-vision.projector.small", projector, ("x", normal(1, 6, 30)),
+           flags=("preset", "mllama"), notes="multi_modal_projector: Linear(7680, 4096)"),
+        _c("preset.llama-3.2-vision.cross_attention.small", mllama, ("x", normal(1, 5, 16)),
+           ("media", normal(1, 8, 16)), kwargs=[("cross_attention_mask", const(cam))], stages=7,
+           flags=("preset", "mllama", "multi-head", "grouped-query", "mask", "text-row-masked"),
+           notes="Mllama cross-attention layer: hidden 4096, 32 heads, 8 KV heads, q/k RMSNorm, SwiGLU 14336, "
+                 "eps 1e-5; the first text token precedes the image"),
     ]
 
 
@@ -273,6 +556,11 @@ FAMILIES: dict[str, Callable[[], list[Case]]] = {
     "projection": projection_cases,
     "token_merge": token_merge_cases,
     "anyres": anyres_cases,
+    "cross_attention": cross_attention_cases,
+    "gated_cross_attention": gated_cross_attention_cases,
+    "resampler": resampler_cases,
+    "q_former": qformer_cases,
+    "late_early": late_early_cases,
     "presets": preset_cases,
 }
 

@@ -43,6 +43,15 @@ FLAGS = {
     "immediate-only": "only_attend_immediate_media=True",
     "all-previous": "only_attend_immediate_media=False (attend to every previous image)",
     "multi-head": "multi-head attention (Edifice's cross-attention is single-head)",
+    "uniform-rows": "text rows with no attendable media attend uniformly to all of them (open_flamingo's "
+                    "fully_masked_rows='uniform': the mean of V), not zeros",
+    "cached-media": "use_cached_media=True: every text token sees the media of the whole media_locations row",
+    "text-row-masked": "Mllama: text rows with no image (full_text_row_masked_out_mask False)",
+    "media-time": "Perceiver frame and/or media-time embeddings added before resampling",
+    "integer-output": "integer or boolean outputs: must match exactly",
+    "list-input": "an argument that is a list of arrays (inputs <name>.0, <name>.1, ...)",
+    "blip2": "BLIP-2's Q-Former", "flamingo": "OpenFlamingo's modules", "idefics2": "Idefics2's perceiver",
+    "mllama": "Llama-3.2-Vision's (Mllama) modules",
 }
 
 
@@ -50,8 +59,16 @@ def _entry(family: str, case: Case) -> tuple[dict[str, Any], bytes]:
     spec = case.target if isinstance(case.target, Spec) else None
     params = spec.init(case.seed) if spec is not None else {}
     rng = np.random.default_rng([case.seed, 1])
-    arrays = {name: np.asarray(gen(rng)) for name, gen in case.args + case.kwargs}
-    keyword = {name for name, _ in case.kwargs}
+    arrays, keyword, lists = {}, set(), {}
+    keyword_names = {name for name, _ in case.kwargs}
+    for name, gen in case.args + case.kwargs:
+        items = [(name, gen)] if callable(gen) else [(f"{name}.{i}", g) for i, g in enumerate(gen)]
+        for item, g in items:
+            arrays[item] = np.asarray(g(rng))
+            if name in keyword_names:
+                keyword.add(item)
+            if not callable(gen):
+                lists[item] = name
     entry: dict[str, Any] = {
         "id": case.id,
         "family": family,
@@ -60,7 +77,8 @@ def _entry(family: str, case: Case) -> tuple[dict[str, Any], bytes]:
         "function": spec.op if spec is not None else case.target,
         "config": spec.config() if spec is not None else {},
         "file": case.id + ".safetensors",
-        "inputs": [{"name": n, **describe(a), "keyword": n in keyword} for n, a in arrays.items()],
+        "inputs": [{"name": n, **describe(a), "keyword": n in keyword, **({"list": lists[n]} if n in lists else {})}
+                   for n, a in arrays.items()],
         "params": [{"name": n, **describe(a)} for n, a in params.items()],
         "runtime": case.runtime,
     }
