@@ -33,3 +33,18 @@ def test_site_builds_strict(tmp_path):
     out = subprocess.run([mkdocs, "build", "--strict", "--site-dir", str(tmp_path / "site")], cwd=ROOT,
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_figures_script_draws_every_figure(tmp_path):
+    """docs/figures.py runs on the current code and writes each PNG that docs/tokens.md embeds."""
+    pytest.importorskip("matplotlib")
+    out = subprocess.run([sys.executable, str(ROOT / "docs" / "figures.py"), str(tmp_path)], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    embedded = set(re.findall(r"\(img/([\w.-]+\.png)\)", (ROOT / "docs" / "tokens.md").read_text()))
+    assert embedded, "docs/tokens.md embeds no figure"
+    for name in embedded:
+        png = tmp_path / name
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+        assert png.stat().st_size < 200_000, (name, png.stat().st_size)
+        assert (ROOT / "docs" / "img" / name).exists(), f"docs/img/{name} not committed"
