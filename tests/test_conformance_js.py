@@ -65,3 +65,21 @@ def test_js_rejects_a_tampered_or_missing_file(tmp_path):
     (copy / "manifest.json").write_text(json.dumps(m))
     rc, _, err = node(copy, "primitives.gelu")
     assert rc == 2 and "format_version 99" in err
+
+
+@pytest.mark.parametrize("case", ["early_fusion.split", "early_fusion.interleave", "media_attention_mask.immediate",
+                                  "contrastive_loss.square"])
+def test_js_reads_list_integer_and_scalar_outputs(tmp_path, case):
+    """Outputs named <name>.<i> (lists), empty and 0-d tensors, integer and boolean outputs compared exactly."""
+    b = Bundle()
+    e = b.case(case)
+    good = {k: v for k, v in b.tensors(e).items() if k.startswith("output.")}
+    safetensors_io.save(tmp_path / "good.safetensors", good)
+    rc, result, err = node(PACKAGE_BUNDLE, case, tmp_path / "good.safetensors")
+    assert rc == 0 and result["pass"] and result["ratio"] == 0, err
+    name, value = next((k, v) for k, v in good.items() if v.size)
+    bad = dict(good, **{name: value + (1 if value.dtype.kind in "iu" else 1e-6) if value.dtype.kind != "b"
+                        else ~value})
+    safetensors_io.save(tmp_path / "bad.safetensors", bad)
+    rc, result, _ = node(PACKAGE_BUNDLE, case, tmp_path / "bad.safetensors")
+    assert rc == 1 and not result["pass"]

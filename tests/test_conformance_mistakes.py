@@ -170,6 +170,27 @@ def test_missing_media_mask(bundle, tmp_path, monkeypatch):
                                                                  "GatedCrossAttentionStack"}
 
 
+@pytest.mark.parametrize("field, swap, flag", [
+    ("fully_masked_rows", {"uniform": "zeros", "zeros": "uniform"}, None),
+    ("mask_dialect", {"hf": "meta", "meta": "hf"}, "text-row-masked"),
+])
+def test_wrong_masked_row_rule(bundle, tmp_path, field, swap, flag):
+    """Rows with no attendable media: open_flamingo's uniform attention instead of zeros (or the reverse),
+    and Mllama's HF mask dialect instead of Meta's (or the reverse), fail exactly the cases where such
+    rows reach the output."""
+    def producer(entry, tensors):
+        if field in entry["config"]:
+            entry = dict(entry, config=dict(entry["config"], **{field: swap[entry["config"][field]]}))
+        return call(entry, tensors)
+    bad = failing(bundle, produce(bundle, tmp_path, producer=producer))
+    if flag is None:  # zeros <-> uniform matters where some row has nothing to attend to and is not zeroed anyway
+        want = {e["id"] for e in bundle.cases if "uniform-rows" in e["flags"]
+                or ("fully-masked-row" in e["flags"] and e["op"] != "attention")}
+    else:
+        want = {e["id"] for e in bundle.cases if flag in e["flags"] and e["config"].get("variant") == "mllama"}
+    assert len(want) >= 4 and bad == want
+
+
 def test_reversed_merge_order(bundle, tmp_path, monkeypatch):
     original = merge_module.merge_tokens
 

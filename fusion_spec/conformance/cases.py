@@ -346,7 +346,7 @@ def gated_cross_attention_cases() -> list[Case]:
            stages=7, flags=fx + ("text-before-image", "all-previous", "fully-masked-row"),
            notes="fully_masked_rows='zeros': rows before the first image get no attention output"),
         _c("gated_xattn.flamingo.several_images.b1", fl, x(1, 10), ("media", normal(1, 4, 2, 12)),
-           kwargs=[("media_locations", locations("I..I.II..I"))], stages=7, flags=fx + ("immediate-only",),
+           kwargs=[("media_locations", locations("I..I.II..."))], stages=7, flags=fx + ("immediate-only",),
            notes="4 images, two adjacent: each text token sees only the latest image"),
         _c("gated_xattn.flamingo.cached_media", fl, x(2, 3), ("media", normal(2, 2, 3, 12)),
            kwargs=[("media_locations", locations("I...I.", ".I...."))], runtime={"use_cached_media": True},
