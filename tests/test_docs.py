@@ -48,3 +48,14 @@ def test_figures_script_draws_every_figure(tmp_path):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
         assert png.stat().st_size < 200_000, (name, png.stat().st_size)
         assert (ROOT / "docs" / "img" / name).exists(), f"docs/img/{name} not committed"
+
+
+def test_quick_start_matches_readme():
+    """The docs' quick-start commands are the README's, character for character."""
+    index = (ROOT / "docs" / "index.md").read_text()
+    quick = index.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    commands = re.findall(r"^```sh\n(.*?)^```", quick, re.S | re.M)
+    assert commands, "docs/index.md has no ```sh block under 'Quick start'"
+    readme = (ROOT / "README.md").read_text()
+    for command in commands:
+        assert command in readme, command
