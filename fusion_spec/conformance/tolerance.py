@@ -1,6 +1,6 @@
 """The tolerance model: how far a backend's result may be from the float64 reference, per dtype.
 
-Metric (elementwise, over every element of every floating output of a case)::
+Metric (elementwise, over every element of every floating output of a case):
 
     ratio = max |got - want| / (atol + rtol * |want|)        pass  <=>  ratio <= 1
 

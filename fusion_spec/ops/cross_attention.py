@@ -230,7 +230,7 @@ def gated_cross_attention_block(x: Array, media: Array, params: Mapping[str, Arr
     """A residual, tanh-gated cross-attention block followed by a gated feed-forward block.
 
     ``variant="flamingo"`` (open_flamingo ``GatedCrossAttentionBlock``): x ``[b, L, dim]``, media
-    ``[b, T, n, dim_visual]`` (flattened to ``[b, T·n, dim_visual]``; ``[b, n, dim_visual]`` means T = 1)::
+    ``[b, T, n, dim_visual]`` (flattened to ``[b, T·n, dim_visual]``; ``[b, n, dim_visual]`` means T = 1):
 
         a = to_out(attn(to_q(LN(x)), to_kv(media)))           # LN eps norm_eps, no biases, mask below
         x = x + tanh(attn_gate) * a
@@ -243,7 +243,7 @@ def gated_cross_attention_block(x: Array, media: Array, params: Mapping[str, Arr
     ``"zeros"`` applies the contract's rule instead.
 
     ``variant="mllama"`` (HF ``MllamaCrossAttentionDecoderLayer``): x ``[b, L, hidden]``, media
-    ``[b, kv_len, vision_dim]`` (the projected vision states)::
+    ``[b, kv_len, vision_dim]`` (the projected vision states):
 
         h = x + tanh(cross_attn_attn_gate) * cross_attn(RMSNorm(x))  # q/k/v/o no bias, GQA, q_norm/k_norm
         f = mlp.down_proj(silu(mlp.gate_proj(y)) * mlp.up_proj(y)),  y = RMSNorm_post(h)

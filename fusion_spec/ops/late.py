@@ -15,7 +15,7 @@ def clip_logits(image_embeds: Array, text_embeds: Array, logit_scale: Array | fl
     Shapes: image_embeds ``[N_img, D]``, text_embeds ``[N_txt, D]``, logit_scale a scalar (0-d or
     1-element array, or a Python number; it is the *log* of the temperature's inverse, HF's
     ``logit_scale`` parameter). Returns ``(logits_per_image [N_img, N_txt], logits_per_text [N_txt, N_img])``
-    in HF's order, the second the transpose of the first::
+    in HF's order, the second the transpose of the first:
 
         i = image_embeds / ||image_embeds||_2;  t = text_embeds / ||text_embeds||_2   (per row)
         logits_per_image = exp(logit_scale) * i @ t.T
@@ -53,7 +53,7 @@ def contrastive_loss(logits: Array) -> Array:
     the mean of the two cross-entropies.
 
     Shapes: logits ``[N, N]`` (either ``logits_per_image`` or ``logits_per_text``: the loss is the same),
-    pair ``i`` the positive of row ``i``. Returns a 0-d array::
+    pair ``i`` the positive of row ``i``. Returns a 0-d array:
 
         loss = ( mean_i[ logsumexp_j L[i, j] - L[i, i] ] + mean_j[ logsumexp_i L[i, j] - L[j, j] ] ) / 2
 

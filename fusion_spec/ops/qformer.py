@@ -52,7 +52,7 @@ def q_former(image_embeds: Array, params: Mapping[str, Array], *, num_layers: in
     (True = real image token). Returns ``[B, Q, text_dim]``, or ``[B, Q, H]`` without the projection.
 
     With ``LN`` = LayerNorm(eps ``layer_norm_eps``, BERT's 1e-12) and ``MHA`` = multi-head attention
-    (q, k, v Linear with bias, scale ``head_dim**-0.5``, ``head_dim = H / num_heads``)::
+    (q, k, v Linear with bias, scale ``head_dim**-0.5``, ``head_dim = H / num_heads``):
 
         h = LN(queries)                                               qformer.layernorm
         for i in range(num_layers):                                   qformer.encoder.layer.{i}

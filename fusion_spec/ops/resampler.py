@@ -82,7 +82,7 @@ def perceiver_resampler(x: Array, params: Mapping[str, Array], *, num_layers: in
     or x ``[b, v, vision_dim]`` -> ``[b, n, D]`` (one media of one frame). ``idefics2``: x ``[B, S, D]`` ->
     ``[B, n, D]``, ``attention_mask`` boolean ``[B, S]`` (True = real token). ``n, D = params['latents'].shape``.
 
-    Per layer, with ``c`` the visual tokens (the same every layer) and ``lat`` the latents::
+    Per layer, with ``c`` the visual tokens (the same every layer) and ``lat`` the latents:
 
         c' = norm_context(c); l' = norm_latents(lat)
         q = l' Wq;  k, v = [c'; l'] Wk, [c'; l'] Wv        (flamingo: [k | v] = [c'; l'] W_to_kv)
