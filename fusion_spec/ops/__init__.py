@@ -5,9 +5,11 @@ Every function takes and returns arrays of any supported backend (NumPy, PyTorch
 
 from .anyres import anyres_grid, pack_anyres_features
 from .attention import attention
+from .cross_attention import (cross_attention, cross_attention_layers, gated_cross_attention_block,
+                              gated_cross_attention_stack, masked_cross_attention, media_attention_mask,
+                              mllama_cross_attention_mask)
 from .early import interleave_tokens, split_tokens
 from .late import clip_logits, contrastive_loss
-from .cross_attention import cross_attention, cross_attention_layers, gated_cross_attention_block, gated_cross_attention_stack, masked_cross_attention, media_attention_mask, mllama_cross_attention_mask  # noqa: E501
 from .merge import merge_tokens, window_order
 from .primitives import gelu, gelu_tanh, layer_norm, linear, rms_norm, sigmoid, silu, softmax
 from .projection import linear_projection, mlp_projection
@@ -19,12 +21,14 @@ __all__ = [
     # primitives
     "attention", "gelu", "gelu_tanh", "layer_norm", "linear", "rms_norm", "sigmoid", "silu", "softmax",
     # projection and merging
-    "linear_projection", "mlp_projection", "merge_tokens", "window_order",
-    "anyres_grid", "pack_anyres_features",
-    # cross-attention
-    "cross_attention", "cross_attention_layers", "gated_cross_attention_block", "gated_cross_attention_stack", "masked_cross_attention", "media_attention_mask", "mllama_cross_attention_mask",  # noqa: E501
+    "linear_projection", "mlp_projection", "merge_tokens", "window_order", "anyres_grid", "pack_anyres_features",
     # sequence assembly
     "FusedSequence", "concat_tokens", "insert_tokens", "position_ids", "scatter_placeholders",
-    # resampling, Q-Former, late and early fusion
-    "perceiver_resampler", "q_former", "clip_logits", "contrastive_loss", "interleave_tokens", "split_tokens",
+    # cross-attention
+    "cross_attention", "masked_cross_attention", "gated_cross_attention_block", "gated_cross_attention_stack",
+    "media_attention_mask", "mllama_cross_attention_mask", "cross_attention_layers",
+    # resampling and the Q-Former
+    "perceiver_resampler", "q_former",
+    # late and early fusion
+    "clip_logits", "contrastive_loss", "interleave_tokens", "split_tokens",
 ]
