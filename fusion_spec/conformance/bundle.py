@@ -243,9 +243,10 @@ def check_cases(cases: Any, where: str = "manifest.json") -> list[dict[str, Any]
             fail("kind", "'spec' or 'function'", c.get("kind"))
         if not isinstance(c.get("op"), str):
             fail("op", "the name of a spec class or fusion_spec.ops function", c.get("op"))
-        for field in ("config", "runtime"):
-            if not isinstance(c.get(field, {}), dict):
-                fail(field, "a JSON object", c.get(field))
+        if not isinstance(c.get("config"), dict) or (c["kind"] == "function" and c["config"]):
+            fail("config", "a JSON object (empty for kind 'function': a function has no config)", c.get("config"))
+        if not isinstance(c.get("runtime", {}), dict):
+            fail("runtime", "a JSON object of keyword arguments", c.get("runtime"))
         for group in ("inputs", "params", "outputs"):
             items = c.get(group)
             if not isinstance(items, list) or (group == "outputs" and not items):

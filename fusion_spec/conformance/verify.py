@@ -41,16 +41,22 @@ def verify(bundle: Bundle, out_dir: str | Path) -> list[Result]:
 
 
 def _verify_case(bundle: Bundle, reference: Reference, entry: Mapping[str, Any], path: Path) -> Result:
+    """Never raises for a bad output file or case: every problem is this case's ``error`` or ``fail`` result."""
     cid = entry["id"]
     if not path.is_file():
         return Result(cid, "outputs", "-", "missing", math.inf, math.inf, f"{path.name} not found")
-    data = path.read_bytes()
     try:
+        data = path.read_bytes()
         head = safetensors_io.header(data, where=str(path))
-        got = {k[len("output."):]: v for k, v in safetensors_io.loads(data, where=str(path)).items()
-               if k.startswith("output.")}
-    except FusionSpecError as exc:
+        tensors = safetensors_io.loads(data, where=str(path))
+    except (OSError, FusionSpecError) as exc:
         return Result(cid, "outputs", "-", "error", math.inf, math.inf, str(exc))
+    expected = {f"output.{o['name']}" for o in entry["outputs"]}
+    extra = sorted(set(tensors) - expected)
+    if extra:
+        return Result(cid, "outputs", "-", "fail", math.inf, math.inf,
+                      f"unexpected tensors {extra[:5]} (the case's outputs are {sorted(expected)})")
+    got = {k[len("output."):]: v for k, v in tensors.items()}
     codes = {head[f"output.{o['name']}"]["dtype"] for o in entry["outputs"]
              if f"output.{o['name']}" in head and o["dtype"].startswith("float")}
     dtypes = {_CODE_DTYPES.get(c, c) for c in codes}
@@ -58,7 +64,11 @@ def _verify_case(bundle: Bundle, reference: Reference, entry: Mapping[str, Any],
         return Result(cid, "outputs", "/".join(sorted(dtypes)), "fail", math.inf, math.inf,
                       f"floating outputs must share one of F64, F32, F16, BF16; got {sorted(codes)}")
     dtype = dtypes.pop() if dtypes else "float64"
-    want = reference.outputs(entry, dtype)
+    try:
+        want = reference.outputs(entry, dtype)
+    except Exception as exc:  # noqa: BLE001 -- a case the reference cannot run is that case's error, not a crash
+        return Result(cid, "outputs", dtype, "error", math.inf, math.inf,
+                      f"reference failed on the bundle's case: {type(exc).__name__}: {str(exc)[:300]}")
     status, ratio, err, detail = compare(entry, got, want, dtype)
     return Result(cid, "outputs", dtype, status, ratio, err, detail, entry["tolerance"][dtype])
 

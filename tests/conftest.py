@@ -1,0 +1,62 @@
+"""Shared pytest setup: the reliability tests' counters, printed at the end of every run.
+
+The fuzz tests (tests/test_fuzz_bundle.py) and the validation audit (tests/test_validation_audit.py)
+record each bad input they try in :data:`COUNTS` through the session fixture ``reliability_counts``;
+:func:`pytest_terminal_summary` prints the totals, so a plain ``pytest -q`` shows how many malformed
+bundles, files and operator inputs were tried and how each was handled.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import signal
+
+import pytest
+
+#: ``COUNTS[kind][outcome]``: kind such as "malformed bundles"; outcome "tried", "rejected", "crash",
+#: "silent pass" or "hang".
+COUNTS: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+
+#: What a clean outcome is called, per kind (for the summary line).
+CLEAN = {
+    "malformed bundles": "rejected with FusionSpecError",
+    "malformed safetensors files": "rejected with FusionSpecError",
+    "malformed verify outputs": "reported as failed cases, non-zero exit",
+    "bad operator inputs": "rejected with FusionSpecError naming the operator",
+}
+
+
+@pytest.fixture(scope="session")
+def reliability_counts() -> dict[str, collections.Counter]:
+    return COUNTS
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float):
+    """Raise TimeoutError if the block runs longer than ``seconds`` (a hang is a failure, not a wait)."""
+    def _alarm(signum, frame):  # noqa: ARG001
+        raise TimeoutError(f"still running after {seconds} s")
+
+    if not hasattr(signal, "setitimer"):  # pragma: no cover - Windows: no timer, no hang guard
+        yield
+        return
+    previous = signal.signal(signal.SIGALRM, _alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):  # noqa: ARG001
+    if not COUNTS:
+        return
+    terminalreporter.section("reliability: bad inputs and fuzz cases")
+    for kind, c in COUNTS.items():
+        others = "".join(f", {n} {outcome}" for outcome, n in c.items()
+                         if outcome not in ("tried", "rejected", "crash", "silent pass", "hang"))
+        terminalreporter.write_line(
+            f"{c['tried']} {kind} tried: {c['rejected']} {CLEAN.get(kind, 'rejected cleanly')}{others}, "
+            f"{c['crash']} crashes, {c['silent pass']} silent passes, {c['hang']} hangs")
