@@ -4,9 +4,11 @@
 released checkpoints' (Hugging Face ``config.json`` / ``preprocessor_config.json`` and the
 transformers / open_flamingo source), for the checkpoint named in ``Preset.checkpoint``.
 
-``Preset.fusion`` is a plain dict: ``family`` (the operator family) plus the spec's config fields.
-``Preset.modules`` lists every fusion module of the model in data-flow order (for example the
-Perceiver resampler before Flamingo's gated cross-attention), ``fusion`` being the main one.
+``Preset.fusion`` is a plain dict: ``family`` (the operator family), ``module`` (the model's own module
+name) and the model's config numbers. ``Preset.modules`` lists every fusion module of the model in
+data-flow order (for example the Perceiver resampler before Flamingo's gated cross-attention),
+``fusion`` being the main one. ``Preset.fusion_spec()`` / ``fusion_specs()`` build them as
+``fusion_spec.specs`` dataclasses at the real sizes.
 """
 
 from __future__ import annotations
@@ -250,17 +252,15 @@ def _module_flops(m: Mapping[str, Any], p: Preset, b: TokenCount, text_tokens: i
 # ---------------------------------------------------------------------------------------------
 
 _LLAVA_PROJECTOR = {"family": "mlp_projection", "variant": "llava", "module": "multi_modal_projector",
-                    "vision_dim": 1024, "hidden_size": 4096,
-                    "llm_dim": 4096, "depth": 2, "activation": "gelu", "bias": True,
-                    "num_visual_tokens": 576}
+                    "vision_dim": 1024, "hidden_size": 4096, "llm_dim": 4096, "depth": 2, "activation": "gelu",
+                    "bias": True, "num_visual_tokens": 576}
 
 _FLAMINGO_RESAMPLER = {"family": "perceiver_resampler", "variant": "flamingo", "module": "perceiver",
-                       "vision_dim": 1024, "depth": 6,
-                       "head_dim": 64, "num_heads": 8, "num_queries": 64, "ff_mult": 4, "eps": 1e-5,
-                       "activation": "gelu"}
+                       "vision_dim": 1024, "depth": 6, "head_dim": 64, "num_heads": 8, "num_queries": 64,
+                       "ff_mult": 4, "eps": 1e-5, "activation": "gelu"}
 _FLAMINGO_XATTN = {"family": "gated_cross_attention", "variant": "flamingo", "module": "gated_cross_attn_layer",
-                   "llm_dim": 4096, "vision_dim": 1024,
-                   "head_dim": 64, "num_heads": 8, "ff_mult": 4, "eps": 1e-5, "activation": "gelu",
+                   "llm_dim": 4096, "vision_dim": 1024, "head_dim": 64, "num_heads": 8, "ff_mult": 4, "eps": 1e-5,
+                   "activation": "gelu",
                    "num_layers": 8, "num_layers_in_model": 32, "only_attend_immediate_media": True,
                    "layer_indices": tuple(range(3, 32, 4))}
 
@@ -268,15 +268,14 @@ _IDEFICS2_PROJECTION = {"family": "mlp_projection", "variant": "idefics2", "modu
                         "vision_dim": 1152, "hidden_size": 14336, "llm_dim": 4096, "activation": "silu",
                         "gated": True, "bias": False}
 _IDEFICS2_RESAMPLER = {"family": "perceiver_resampler", "variant": "idefics2", "module": "perceiver_resampler",
-                       "hidden_size": 4096,
-                       "num_queries": 64, "depth": 3, "num_heads": 16, "head_dim": 96, "num_kv_heads": 4,
-                       "eps": 1e-6, "activation": "silu"}
+                       "hidden_size": 4096, "num_queries": 64, "depth": 3, "num_heads": 16, "head_dim": 96,
+                       "num_kv_heads": 4, "eps": 1e-6, "activation": "silu"}
 
 _MLLAMA_PROJECTOR = {"family": "linear_projection", "variant": "mllama", "module": "multi_modal_projector",
                      "vision_dim": 7680, "llm_dim": 4096, "bias": True}
 _MLLAMA_XATTN = {"family": "mllama_cross_attention", "variant": "mllama", "module": "cross_attention_layer",
-                 "hidden_size": 4096, "num_heads": 32,
-                 "num_kv_heads": 8, "head_dim": 128, "intermediate_size": 14336, "eps": 1e-5, "activation": "silu",
+                 "hidden_size": 4096, "num_heads": 32, "num_kv_heads": 8, "head_dim": 128, "intermediate_size": 14336,
+                 "eps": 1e-5, "activation": "silu",
                  "num_layers": 8, "num_layers_in_model": 40, "layer_indices": (3, 8, 13, 18, 23, 28, 33, 38)}
 
 _PRESETS: dict[str, Preset] = {p.name: p for p in [
@@ -295,9 +294,8 @@ _PRESETS: dict[str, Preset] = {p.name: p for p in [
         name="qwen2-vl", checkpoint="Qwen/Qwen2-VL-7B-Instruct", hf_model_type="qwen2_vl",
         pipeline=SmartResize(patch_size=14, merge_size=2, min_pixels=56 * 56, max_pixels=28 * 28 * 16384),
         fusion={"family": "token_merge", "variant": "qwen2_vl", "module": "merger", "vision_dim": 1280,
-                "merge_size": 2,
-                "hidden_size": 5120, "llm_dim": 3584, "norm": "layer_norm", "norm_position": "pre_merge",
-                "eps": 1e-6, "activation": "gelu"},
+                "merge_size": 2, "hidden_size": 5120, "llm_dim": 3584, "norm": "layer_norm",
+                "norm_position": "pre_merge", "eps": 1e-6, "activation": "gelu"},
         marker_tokens=2,
         notes="max_pixels is the checkpoint's preprocessor_config (12845056); transformers' class default "
               "is 28*28*1280 = 1003520: presets.get('qwen2-vl').with_pipeline(max_pixels=1003520).",
@@ -307,9 +305,8 @@ _PRESETS: dict[str, Preset] = {p.name: p for p in [
         pipeline=DynamicTiles(tile_size=448, patch_size=14, min_tiles=1, max_tiles=12, use_thumbnail=True,
                               downsample_ratio=0.5),
         fusion={"family": "token_merge", "variant": "internvl", "module": "mlp1", "vision_dim": 1024,
-                "merge_size": 2,
-                "hidden_size": 4096, "llm_dim": 4096, "norm": "layer_norm", "norm_position": "post_merge",
-                "eps": 1e-5, "activation": "gelu"},
+                "merge_size": 2, "hidden_size": 4096, "llm_dim": 4096, "norm": "layer_norm",
+                "norm_position": "post_merge", "eps": 1e-5, "activation": "gelu"},
         marker_tokens=2,
         notes="InternViT-300M + InternLM2.5-7B; pixel shuffle 0.5 gives 256 tokens a 448-px tile; <img>...</img>.",
     ),

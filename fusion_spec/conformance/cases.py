@@ -297,10 +297,11 @@ def cross_attention_cases() -> list[Case]:
         _c("cross_attention.flamingo.all_previous", C(hidden_size=16, vision_dim=12, num_heads=4, variant="flamingo",
                                                       only_attend_immediate_media=False),
            ("x", normal(2, 8, 16)), ("visual", normal(2, 3, 2, 12)),
-           kwargs=[("media_locations", locations(".I.I..I.", "..I.....")),], stages=4,
+           kwargs=[("media_locations", locations(".I.I..I.", "..I....."))], stages=4,
            flags=mh + ("media-locations", "text-before-image", "all-previous", "mask", "uniform-rows"),
            notes="rows before the first image attend uniformly to all media (open_flamingo)"),
-        _c("media_attention_mask.immediate", "media_attention_mask", ("media_locations", locations("..I..I.I", "I...I...")),
+        _c("media_attention_mask.immediate", "media_attention_mask",
+           ("media_locations", locations("..I..I.I", "I...I...")),
            runtime={"num_media": 3, "tokens_per_media": 2}, flags=("media-locations", "text-before-image",
                                                                     "immediate-only", "integer-output"),
            notes="outputs (mask [b, L, T*n], text_time [b, L]) are boolean / integer: exact"),
@@ -337,12 +338,12 @@ def gated_cross_attention_cases() -> list[Case]:
            flags=fx + ("text-before-image", "immediate-only"),
            notes="text before the first image: zero attention, only the FFN branch"),
         _c("gated_xattn.flamingo.all_previous.uniform", dataclasses.replace(fl, only_attend_immediate_media=False),
-           x(2, 8), ("media", normal(2, 3, 2, 12)), kwargs=[("media_locations", locations(".I..I.I.", "...I....")),],
+           x(2, 8), ("media", normal(2, 3, 2, 12)), kwargs=[("media_locations", locations(".I..I.I.", "...I...."))],
            stages=8, flags=fx + ("text-before-image", "all-previous", "uniform-rows"),
            notes="open_flamingo: rows before the first image attend uniformly to all media (mean of V)"),
         _c("gated_xattn.flamingo.all_previous.zeros", dataclasses.replace(fl, only_attend_immediate_media=False,
                                                                           fully_masked_rows="zeros"),
-           x(2, 8), ("media", normal(2, 3, 2, 12)), kwargs=[("media_locations", locations(".I..I.I.", "...I....")),],
+           x(2, 8), ("media", normal(2, 3, 2, 12)), kwargs=[("media_locations", locations(".I..I.I.", "...I...."))],
            stages=7, flags=fx + ("text-before-image", "all-previous", "fully-masked-row"),
            notes="fully_masked_rows='zeros': rows before the first image get no attention output"),
         _c("gated_xattn.flamingo.several_images.b1", fl, x(1, 10), ("media", normal(1, 4, 2, 12)),
@@ -362,7 +363,8 @@ def gated_cross_attention_cases() -> list[Case]:
         _c("gated_xattn.mllama.hf", ml, x(2, 6), ("media", normal(2, 8, 12)),
            kwargs=[("cross_attention_mask", const(cam))], stages=7, flags=mm,
            notes="HF dialect: rows with no image attend to all vision tokens, only their MLP branch is zeroed"),
-        _c("gated_xattn.mllama.meta", dataclasses.replace(ml, mask_dialect="meta"), x(2, 6), ("media", normal(2, 8, 12)),
+        _c("gated_xattn.mllama.meta", dataclasses.replace(ml, mask_dialect="meta"), x(2, 6),
+           ("media", normal(2, 8, 12)),
            kwargs=[("cross_attention_mask", const(cam))], stages=7, flags=mm,
            notes="Meta's reference: rows with no image get zero attention output too (zeroed after the "
                  "attention, whatever the kernel gives for a fully masked row)"),
@@ -380,7 +382,7 @@ def gated_cross_attention_cases() -> list[Case]:
                  "media) at small widths; its defaults (256 / 1024 wide) would take 38 MB of parameters"),
         _c("gated_xattn_stack.flamingo.media_locations", S(hidden_size=8, vision_dim=6, num_heads=2, num_layers=2,
                                                            only_attend_immediate_media=False),
-           x(2, 6, 8), ("media", normal(2, 2, 3, 6)), kwargs=[("media_locations", locations(".I..I.", "I.....")),],
+           x(2, 6, 8), ("media", normal(2, 2, 3, 6)), kwargs=[("media_locations", locations(".I..I.", "I....."))],
            stages=2 * 8, flags=fx + ("all-previous", "text-before-image", "uniform-rows")),
         _c("gated_xattn_stack.mllama", S(hidden_size=16, vision_dim=12, num_heads=4, num_kv_heads=2, ff_dim=20,
                                          variant="mllama", num_layers=2, num_visual_tokens=8),
@@ -463,7 +465,7 @@ def late_early_cases() -> list[Case]:
     texts = (ints(3, 17, 49), ints(), ints(0, 8))
     images = (ints(0, 15, 7), ints(2, 2, 9))
     plain_ids = np.concatenate([[3, 17, 49], [66, 50, 65, 57, 67], [66, 52, 52, 59, 67], [0, 8]])
-    vocab = {k: v for k, v in plain._kw().items()}
+    vocab = plain._kw()
     return [
         _c("clip_logits.spec", specs.CLIPLogits(embed_dim=8), ("image_embeds", normal(5, 8)),
            ("text_embeds", normal(4, 8, std=3.0)), stages=3,
