@@ -207,14 +207,28 @@ def run_case(bundle: Bundle, entry: Mapping[str, Any], backend: str, dtype: str,
     except Exception as exc:  # noqa: BLE001 -- a case the reference cannot run is reported, not a crash
         return Result(entry["id"], backend, dtype, "error", math.inf, math.inf,
                       f"reference failed: {type(exc).__name__}: {str(exc)[:300]}", tol)
+    fn = _jit(target(entry)) if backend == "jax" else target(entry)
     try:
         with _x64(backend):
-            got = {k: to_numpy(v) for k, v in call(entry, rounded, converter(backend, dtype, device),
-                                                     target(entry)).items()}
+            got = {k: to_numpy(v) for k, v in call(entry, rounded, converter(backend, dtype, device), fn).items()}
     except Exception as exc:  # noqa: BLE001 -- a backend failure is a result, reported per case
         return Result(entry["id"], backend, dtype, "error", math.inf, math.inf, f"{type(exc).__name__}: {exc}", tol)
     status, ratio, err, detail = compare(entry, got, want, dtype)
     return Result(entry["id"], backend, dtype, status, ratio, err, detail, tol)
+
+
+def _jit(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` compiled whole with ``jax.jit`` (one compile per case instead of one per eager op, ~5x
+    faster), falling back to eager where an operator's Python code needs concrete values."""
+    import jax
+    jitted = jax.jit(fn)
+
+    def run(params: Any, args: Any, kwargs: Any) -> Any:
+        try:
+            return jitted(params, args, kwargs)
+        except Exception:  # noqa: BLE001 -- eager is the definition; it reports its own errors
+            return fn(params, args, kwargs)
+    return run
 
 
 def run(backends: Iterable[str] = ("numpy",), dtypes: Iterable[str] = ("float64", "float32"), device: str = "cpu",
