@@ -327,6 +327,20 @@ def test_verify_rejects_perturbed_and_missing_outputs(tmp_path, bundle, capsys):
     assert "MISSING" in text and "FAIL" in text and "4 failed or missing" in text
 
 
+def test_verify_checks_only_the_selected_cases(tmp_path, bundle, capsys):
+    out = produce(bundle, tmp_path / "out")
+    for path in out.iterdir():
+        if not path.name.startswith("q_former."):
+            path.unlink()  # an implementation of the Q-Former alone
+    args = ["goldens", "verify", str(PACKAGE_BUNDLE), "--outputs", str(out)]
+    assert main(args + ["--case", "q_former.*"]) == 0
+    text = capsys.readouterr().out
+    n = sum(e["id"].startswith("q_former.") for e in bundle.cases)
+    assert n >= 3 and f"{n} cases: {n} passed" in text and "mlp_projection" not in text
+    assert main(args) == 1  # without --case every other case is missing
+    assert main(args + ["--case", "no_such_case*"]) == 1
+
+
 def test_verify_requires_an_outputs_directory(tmp_path, bundle):
     with pytest.raises(FusionSpecError, match="--outputs"):
         verify(bundle, tmp_path / "nope")

@@ -7,7 +7,9 @@ import fnmatch
 import json
 import sys
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,7 +43,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     ver.add_argument("dir", type=Path, help="the bundle directory")
     ver.add_argument("--outputs", type=Path, required=True, metavar="OUT",
                      help="directory of <case id>.safetensors files holding output.<name> tensors")
+    ver.add_argument("--case", action="append", metavar="PATTERN",
+                     help="verify only cases whose id matches (glob; repeatable), e.g. 'q_former.*'")
     ver.set_defaults(func=_verify)
+
+
+def _selector(patterns: list[str] | None) -> Callable[[Mapping[str, Any]], bool] | None:
+    """Cases whose id matches any of the glob ``patterns`` (all cases when there are none)."""
+    if not patterns:
+        return None
+    return lambda entry: any(fnmatch.fnmatchcase(entry["id"], pat) for pat in patterns)
 
 
 def _conformance(args: argparse.Namespace) -> int:
@@ -53,9 +64,7 @@ def _conformance(args: argparse.Namespace) -> int:
     backends = list(runner.BACKENDS) if args.backend == "all" else [args.backend]
     dtypes = list(DTYPES) if args.dtype and "all" in args.dtype else list(dict.fromkeys(args.dtype or
                                                                                        ["float64", "float32"]))
-    select = None
-    if args.case:
-        select = lambda e: any(fnmatch.fnmatchcase(e["id"], pat) for pat in args.case)  # noqa: E731
+    select = _selector(args.case)
     start = time.monotonic()
     results, notes = runner.run(backends, dtypes, args.device, bundle, select, runner.Progress(sys.stderr))
     elapsed = time.monotonic() - start
@@ -97,7 +106,10 @@ def _verify(args: argparse.Namespace) -> int:
     from ..conformance.bundle import Bundle
     from ..conformance.verify import verify
 
-    results = verify(Bundle(args.dir), args.outputs)
+    results = verify(Bundle(args.dir), args.outputs, _selector(args.case))
+    if not results:
+        print("no case matches --case")
+        return 1
     rows = [[r.case, r.dtype, r.status.upper() if not r.ok else r.status, runner.fmt_ratio(r).split()[0]
              if r.status in ("pass", "fail") else "-", f"{r.max_abs:.3g}" if r.status in ("pass", "fail") else "-",
              r.detail] for r in results]
