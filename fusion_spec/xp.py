@@ -88,6 +88,11 @@ def upcast(xp: ModuleType, x: Array) -> Array:
     return x if dt == x.dtype else xp.astype(x, dt)
 
 
+def cast(xp: ModuleType, x: Array, dtype: Any) -> Array:
+    """``x`` as ``dtype``, without a copy when it already is (``xp.astype`` copies by default)."""
+    return x if x.dtype == dtype else xp.astype(x, dtype)
+
+
 def erf(x: Array) -> Array:
     """The error function, element-wise, on any backend (NumPy uses :func:`fusion_spec.ops.erf.erf_numpy`)."""
     name = backend_name(x)

@@ -6,7 +6,7 @@ import math
 
 from .. import validate as check
 from ..errors import FusionSpecError
-from ..xp import Array, compute_dtype, fast_path, namespace
+from ..xp import Array, cast, fast_path, namespace, upcast
 
 # Queries are processed in chunks so that one chunk's score matrix stays under this many elements
 # (128 MiB in float64); the result is identical, only the peak memory changes.
@@ -78,25 +78,25 @@ def attention(q: Array, k: Array, v: Array, *, mask: Array | None = None, scale:
 def _attend(xp, q: Array, k: Array, v: Array, mask: Array | None, scale: float, rep: int) -> Array:
     b, h, lq, d = q.shape
     hk, lk = k.shape[1], k.shape[2]
-    dt = compute_dtype(xp, q)
-    # Grouped-query heads without copying k and v: [b, kv_heads, rep, q_len, d] against [b, kv_heads, 1, kv_len, d].
-    qg = xp.reshape(xp.astype(q, dt), (b, hk, rep, lq, d))
-    kg = xp.reshape(xp.astype(k, dt), (b, hk, 1, lk, d))
-    vg = xp.reshape(xp.astype(v, dt), (b, hk, 1, lk, d))
-    s = xp.matmul(qg, xp.matrix_transpose(kg)) * scale
+    dtype = q.dtype
+    q, k, v = upcast(xp, q), upcast(xp, k), upcast(xp, v)
+    if rep > 1:  # grouped-query heads without copying k and v: [b, hk, rep, lq, d] against [b, hk, 1, lk, d]
+        q = xp.reshape(q, (b, hk, rep, lq, d))
+        k, v = xp.reshape(k, (b, hk, 1, lk, d)), xp.reshape(v, (b, hk, 1, lk, d))
+    s = xp.matmul(q, xp.matrix_transpose(k)) * scale
     if mask is None:
         s = s - xp.max(s, axis=-1, keepdims=True)
         e = xp.exp(s)
         p = e / xp.sum(e, axis=-1, keepdims=True)
     else:
-        mb, mh = mask.shape[0], mask.shape[1]
-        mg = xp.reshape(mask, (mb, hk, rep, mask.shape[2], mask.shape[3])) if mh > 1 \
-            else xp.reshape(mask, (mb, 1, 1, mask.shape[2], mask.shape[3]))
-        s = xp.where(mg, s, -math.inf)
+        if rep > 1:
+            groups = (hk, rep) if mask.shape[1] > 1 else (1, 1)
+            mask = xp.reshape(mask, (mask.shape[0], *groups, mask.shape[2], mask.shape[3]))
+        s = xp.where(mask, s, -math.inf)
         m = xp.max(s, axis=-1, keepdims=True)
         m = xp.where(xp.isfinite(m), m, 0.0)
         e = xp.exp(s - m)  # exactly 0 at masked keys, so a fully masked row sums to 0
         total = xp.sum(e, axis=-1, keepdims=True)
         p = e / xp.where(total > 0, total, 1.0)
-    out = xp.matmul(p, vg)
-    return xp.astype(xp.reshape(out, (b, h, lq, d)), q.dtype)
+    out = xp.reshape(xp.matmul(p, v), (b, h, lq, d))
+    return cast(xp, out, dtype)

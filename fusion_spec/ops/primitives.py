@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from .. import validate as check
 from ..errors import FusionSpecError
-from ..xp import Array, erf, fast_path, namespace, upcast
+from ..xp import Array, cast, erf, fast_path, namespace, upcast
 
 
 def _fast(name: str, x: Array, *args: Any, **kwargs: Any) -> Any:
@@ -50,7 +50,7 @@ def _elementwise(x: Array, op: str, fn: Callable[[Any, Array], Array]) -> Array:
     if (out := _fast(op, x)) is not NotImplemented:
         return out
     xp = namespace(x)
-    return xp.astype(fn(xp, upcast(xp, x)), x.dtype)
+    return cast(xp, fn(xp, upcast(xp, x)), x.dtype)
 
 
 def gelu(x: Array) -> Array:
@@ -120,7 +120,7 @@ def layer_norm(x: Array, weight: Array | None = None, bias: Array | None = None,
         y = y * upcast(xp, weight)
     if bias is not None:
         y = y + upcast(xp, bias)
-    return xp.astype(y, x.dtype)
+    return cast(xp, y, x.dtype)
 
 
 def rms_norm(x: Array, weight: Array | None = None, *, eps: float, op: str = "rms_norm") -> Array:
@@ -139,7 +139,7 @@ def rms_norm(x: Array, weight: Array | None = None, *, eps: float, op: str = "rm
         return out
     xp = namespace(x, weight)
     t = upcast(xp, x)
-    y = xp.astype(t / xp.sqrt(xp.mean(t * t, axis=-1, keepdims=True) + eps), x.dtype)
+    y = cast(xp, t / xp.sqrt(xp.mean(t * t, axis=-1, keepdims=True) + eps), x.dtype)
     return y if weight is None else y * weight
 
 
@@ -153,4 +153,4 @@ def softmax(x: Array, axis: int = -1) -> Array:
     xp = namespace(x)
     t = upcast(xp, x)
     e = xp.exp(t - xp.max(t, axis=axis, keepdims=True))
-    return xp.astype(e / xp.sum(e, axis=axis, keepdims=True), x.dtype)
+    return cast(xp, e / xp.sum(e, axis=axis, keepdims=True), x.dtype)
