@@ -102,6 +102,8 @@ def attention_block_flops(q_len: int, kv_len: int, q_dim: int, kv_dim: int, num_
 
 
 def _dims(op: str, dims: Sequence[int]) -> list[int]:
+    if isinstance(dims, (str, bytes)) or not hasattr(dims, "__iter__"):
+        raise FusionSpecError(op, "dims", "a sequence of layer widths (input, ..., output)", repr(dims))
     dims = list(dims)
     if len(dims) < 2:
         raise FusionSpecError(op, "dims", "at least two layer widths (input, output)", repr(dims))
@@ -279,6 +281,9 @@ def context_budget(tokens_per_image: int, images: int, context: int) -> ContextB
     validate.positive_int(op, "tokens_per_image", tokens_per_image, minimum=0)
     validate.positive_int(op, "images", images, minimum=0)
     validate.positive_int(op, "context", context)
+    for name, value in (("tokens_per_image", tokens_per_image), ("images", images), ("context", context)):
+        if value > 2 ** 53:  # beyond exact float arithmetic (and any real context)
+            raise FusionSpecError(op, name, "an integer <= 2**53", repr(value))
     used = tokens_per_image * images
     max_images = context // tokens_per_image if tokens_per_image else -1
     return ContextBudget(tokens_per_image, images, context, used, context - used, used / context,
@@ -309,6 +314,9 @@ def attention_cost_ratio(n_before: int, n_after: int) -> float:
     """
     validate.positive_int("cost.attention_cost_ratio", "n_before", n_before)
     validate.positive_int("cost.attention_cost_ratio", "n_after", n_after)
+    if max(n_before, n_after) > 2 ** 53:
+        raise FusionSpecError("cost.attention_cost_ratio", "n_before, n_after", "integers <= 2**53",
+                              f"{n_before}, {n_after}")
     return (n_before / n_after) ** 2
 
 

@@ -36,8 +36,21 @@ OP = "tokens"
 # Building blocks
 # ---------------------------------------------------------------------------------------------
 
+#: Largest image side (pixels) and tile count the token math accepts: far beyond any processor's
+#: real input, small enough that float arithmetic cannot overflow and grids stay small.
+MAX_SIDE = 2 ** 20
+MAX_TILES = 256
+
+
+def _bounded(op: str, name: str, value: object, top: int) -> int:
+    validate.positive_int(op, name, value)
+    if value > top:  # type: ignore[operator]
+        raise FusionSpecError(op, name, f"an integer >= 1 and <= {top}", repr(value))
+    return value  # type: ignore[return-value]
+
+
 def _size(op: str, height: object, width: object) -> tuple[int, int]:
-    return validate.positive_int(op, "height", height), validate.positive_int(op, "width", width)
+    return _bounded(op, "height", height, MAX_SIDE), _bounded(op, "width", width, MAX_SIDE)
 
 
 def patch_grid_tokens(height: int, width: int, patch_size: int, *, class_token: bool = False) -> int:
@@ -350,7 +363,11 @@ def smart_resize(height: int, width: int, factor: int = 28, min_pixels: int = 56
     """
     op = "tokens.smart_resize"
     height, width = _size(op, height, width)
-    validate.positive_int(op, "factor", factor)
+    _bounded(op, "factor", factor, MAX_SIDE)
+    _bounded(op, "min_pixels", min_pixels, MAX_SIDE * MAX_SIDE)
+    _bounded(op, "max_pixels", max_pixels, MAX_SIDE * MAX_SIDE)
+    if isinstance(max_aspect_ratio, bool) or not isinstance(max_aspect_ratio, (int, float)) or not max_aspect_ratio >= 1:
+        raise FusionSpecError(op, "max_aspect_ratio", "a number >= 1", repr(max_aspect_ratio))
     ratio = max(height, width) / min(height, width)
     if ratio > max_aspect_ratio:
         raise FusionSpecError(op, "height, width",
@@ -392,9 +409,9 @@ def internvl_grid(height: int, width: int, tile_size: int = 448, min_tiles: int 
     """
     op = "tokens.internvl_grid"
     height, width = _size(op, height, width)
-    validate.positive_int(op, "tile_size", tile_size)
-    validate.positive_int(op, "min_tiles", min_tiles)
-    validate.positive_int(op, "max_tiles", max_tiles)
+    _bounded(op, "tile_size", tile_size, MAX_SIDE)
+    _bounded(op, "min_tiles", min_tiles, MAX_TILES)
+    _bounded(op, "max_tiles", max_tiles, MAX_TILES)
     candidates = sorted(((c, r) for c in range(1, max_tiles + 1) for r in range(1, max_tiles + 1)
                          if min_tiles <= c * r <= max_tiles), key=lambda g: g[0] * g[1])
     aspect, area = width / height, width * height
@@ -439,8 +456,8 @@ def mllama_canvas(height: int, width: int, max_tiles: int = 4, tile_size: int = 
     """
     op = "tokens.mllama_canvas"
     height, width = _size(op, height, width)
-    validate.positive_int(op, "max_tiles", max_tiles)
-    validate.positive_int(op, "tile_size", tile_size)
+    _bounded(op, "max_tiles", max_tiles, MAX_TILES)
+    _bounded(op, "tile_size", tile_size, MAX_SIDE)
     canvases = [(a * tile_size, b * tile_size) for a in range(1, max_tiles + 1)
                 for b in range(1, max_tiles + 1) if a * b <= max_tiles]
     scales = [min(cw / width, ch / height) for ch, cw in canvases]

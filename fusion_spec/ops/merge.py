@@ -69,7 +69,7 @@ def window_order(x: Array, *, grid: tuple[int, int], factor: int = 2) -> Array:
 
 
 def _grid(op: str, grid: tuple[int, int] | None, n: int, k: int) -> tuple[int, int]:
-    if grid is None or len(tuple(grid)) != 2:
+    if isinstance(grid, (str, bytes)) or not hasattr(grid, "__len__") or len(grid) != 2:
         raise FusionSpecError(op, "grid", "(height, width) of the patch grid", repr(grid))
     h, w = (check.positive_int(op, "grid", g) for g in grid)
     if h * w != n:

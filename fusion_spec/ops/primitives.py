@@ -30,10 +30,10 @@ def linear(x: Array, weight: Array, bias: Array | None = None, *, op: str = "lin
     check.floating(op, "x", x)
     check.floating(op, "weight", weight, rank=2)
     check.dim(op, "x", x, -1, weight.shape[1], "in_features of weight")
-    check.same_dtype(op, ("x", x), ("weight", weight), ("bias", bias))
     if bias is not None:
-        check.array(op, "bias", bias, rank=1)
+        check.floating(op, "bias", bias, rank=1)
         check.dim(op, "bias", bias, 0, weight.shape[0], "out_features of weight")
+    check.same_dtype(op, ("x", x), ("weight", weight), ("bias", bias))
     if (out := _fast("linear", x, weight, bias)) is not NotImplemented:
         return out
     xp = namespace(x, weight, bias)
@@ -105,7 +105,7 @@ def layer_norm(x: Array, weight: Array | None = None, bias: Array | None = None,
     check.positive_float(op, "eps", eps)
     for name, p in (("weight", weight), ("bias", bias)):
         if p is not None:
-            check.array(op, name, p, rank=1)
+            check.floating(op, name, p, rank=1)
             check.dim(op, name, p, 0, x.shape[-1], "the last axis of x")
     check.same_dtype(op, ("x", x), ("weight", weight), ("bias", bias))
     if (out := _fast("layer_norm", x, weight, bias, eps=eps)) is not NotImplemented:
@@ -132,7 +132,7 @@ def rms_norm(x: Array, weight: Array | None = None, *, eps: float, op: str = "rm
     check.floating(op, "x", x)
     check.positive_float(op, "eps", eps)
     if weight is not None:
-        check.array(op, "weight", weight, rank=1)
+        check.floating(op, "weight", weight, rank=1)
         check.dim(op, "weight", weight, 0, x.shape[-1], "the last axis of x")
         check.same_dtype(op, ("x", x), ("weight", weight))
     if (out := _fast("rms_norm", x, weight, eps=eps)) is not NotImplemented:
@@ -146,7 +146,7 @@ def rms_norm(x: Array, weight: Array | None = None, *, eps: float, op: str = "rm
 def softmax(x: Array, axis: int = -1) -> Array:
     """Numerically stable softmax: ``exp(x - max) / sum(exp(x - max))`` along ``axis``."""
     check.floating("softmax", "x", x)
-    if not -x.ndim <= axis < max(x.ndim, 1):
+    if isinstance(axis, bool) or not isinstance(axis, int) or not -x.ndim <= axis < max(x.ndim, 1):
         raise FusionSpecError("softmax", "axis", f"an axis of a rank-{x.ndim} array", axis)
     if (out := _fast("softmax", x, axis)) is not NotImplemented:
         return out

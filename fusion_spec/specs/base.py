@@ -16,6 +16,12 @@ from ..xp import Array
 _NORM_WEIGHT = re.compile(r"(^|\.)(\w*norm\w*|LayerNorm|ln_\w+|ln)\.weight$", re.IGNORECASE)
 _DTYPES = ("float64", "float32", "float16")
 
+#: Largest width, count or vocabulary size a config accepts (16.7M; real models stay far below).
+MAX_SIZE = 2 ** 24
+#: Largest number of layers (real models: at most ~100).
+MAX_LAYERS = 1024
+_LAYER_FIELDS = ("num_layers", "depth")
+
 
 @dataclasses.dataclass(frozen=True)
 class Spec:
@@ -44,6 +50,8 @@ class Spec:
     def check_params(self, params: Mapping[str, Any], op: str | None = None) -> None:
         """``params`` must have exactly the keys of :meth:`param_shapes`, each with its shape."""
         op = op or type(self).__name__
+        if not isinstance(params, Mapping):
+            raise FusionSpecError(op, "params", "a mapping from dotted names to arrays", type(params).__name__)
         shapes = self.param_shapes()
         extra = sorted(set(params) - set(shapes))
         if extra:
@@ -52,6 +60,8 @@ class Spec:
         for name, shape in shapes.items():
             if name not in params:
                 raise FusionSpecError(op, f"params['{name}']", f"an array of shape {shape}", "no such key")
+            if not hasattr(params[name], "shape") or not hasattr(params[name], "dtype"):
+                raise FusionSpecError(op, f"params['{name}']", f"an array of shape {shape}", type(params[name]).__name__)
             if tuple(params[name].shape) != tuple(shape):
                 raise FusionSpecError(op, f"params['{name}']", f"shape {tuple(shape)}", f"shape {tuple(params[name].shape)}")
 
@@ -91,10 +101,15 @@ class Spec:
         raise FusionSpecError(type(self).__name__, arg, expected, repr(got))
 
     def _require_positive(self, *names: str) -> None:
+        """Each field is an int in ``[1, MAX_SIZE]`` (layer counts: ``[1, MAX_LAYERS]``). The upper bounds
+        keep a typo such as ``num_layers=10**30`` from exhausting memory in :meth:`param_shapes`."""
         for name in names:
             value = getattr(self, name)
+            top = MAX_LAYERS if name in _LAYER_FIELDS else MAX_SIZE
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 self._fail(name, "an integer >= 1", value)
+            if value > top:
+                self._fail(name, f"an integer >= 1 and <= {top}", value)
 
     def _require_choice(self, name: str, options: tuple[Any, ...]) -> None:
         if getattr(self, name) not in options:

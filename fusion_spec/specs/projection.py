@@ -14,6 +14,8 @@ from .base import Spec
 
 
 def _check_shape(op: str, name: str, shape: tuple[int, ...], rank: int, last: int | None = None) -> tuple[int, ...]:
+    if not isinstance(shape, (tuple, list)) or not all(type(s) is int and s >= 0 for s in shape):
+        raise FusionSpecError(op, name, f"a shape (a tuple of {rank} non-negative ints)", repr(shape))
     shape = tuple(shape)
     if len(shape) != rank or (last is not None and shape[-1] != last):
         want = f"rank {rank}" + (f" with last axis {last}" if last is not None else "")
@@ -59,7 +61,8 @@ class LinearProjection(Spec):
         return (b, n, self.llm_dim)
 
     def apply(self, params: Mapping[str, Array], x: Array) -> Array:
-        self.output_shape(tuple(x.shape))
+        self.output_shape(_shape("LinearProjection", "x", x))
+        self.check_params(params)
         return ops.linear_projection(x, params)
 
 
@@ -122,7 +125,8 @@ class MLPProjection(Spec):
 
     def apply(self, params: Mapping[str, Array], x: Array, text: Array | None = None, *,
               text_mask: Array | None = None) -> Array:
-        self.output_shape(tuple(x.shape), None if text is None else tuple(text.shape))
+        self.output_shape(_shape("MLPProjection", "x", x), None if text is None else _shape("MLPProjection", "text", text))
+        self.check_params(params)
         if self.compress_ratio > 1:
             x = ops.merge_tokens(x, mode="consecutive", ratio=self.compress_ratio)
         y = ops.mlp_projection(x, params, depth=self.depth, activation=self.activation, norm=self.norm,
@@ -219,7 +223,8 @@ class TokenMerge(Spec):
         return (b, n // group, self.llm_dim)
 
     def apply(self, params: Mapping[str, Array], x: Array, *, grid: tuple[int, int] | None = None) -> Array:
-        self.output_shape(tuple(x.shape))
+        self.output_shape(_shape("TokenMerge", "x", x))
+        self.check_params(params)
         canonical = {k: params[self._rename(k)] for k in self._canonical_shapes() if self._rename(k) in params}
         missing = [self._rename(k) for k in self._canonical_shapes() if self._rename(k) not in params]
         if missing:
@@ -234,6 +239,13 @@ class TokenMerge(Spec):
                                  token_order=self.token_order)
         return ops.mlp_projection(x, canonical, depth=self.depth, activation=self.activation,
                                   norm=self.norm == "post", norm_eps=self.norm_eps)
+
+
+def _shape(op: str, name: str, x: Array) -> tuple[int, ...]:
+    """``x``'s shape, after checking that ``x`` is an array at all."""
+    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+        raise FusionSpecError(op, name, "an array", type(x).__name__)
+    return tuple(x.shape)
 
 
 def _square(n: int) -> tuple[int, int]:
