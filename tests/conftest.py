@@ -24,7 +24,6 @@ CLEAN = {
     "malformed safetensors files": "rejected with FusionSpecError",
     "malformed verify outputs": "reported as failed cases, non-zero exit",
     "bad operator inputs": "rejected with FusionSpecError naming the operator",
-    "bad operator inputs, families in progress (gaps listed, xfail)": "rejected with FusionSpecError",
 }
 
 

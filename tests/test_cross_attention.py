@@ -475,8 +475,11 @@ def test_errors_specs_and_schedule():
     _err("argument 'num_layers'", GatedCrossAttentionStack, num_layers=0)
     _err("argument 'visual' expected batch 2", CrossAttention(hidden_size=8, vision_dim=6, num_heads=2).output_shape,
          (2, 3, 8), (1, 4, 6))
-    _err("argument 'mask' expected None for variant 'flamingo'", CrossAttention(variant="flamingo").apply, {},
-         np.zeros((1, 2, 256)), np.zeros((1, 1, 3, 1024)), mask=np.ones((1, 2, 3), bool))
+    flamingo = CrossAttention(hidden_size=16, vision_dim=8, num_heads=2, variant="flamingo")
+    _err("argument 'mask' expected None for variant 'flamingo'", flamingo.apply, flamingo.init(),
+         np.zeros((1, 2, 16)), np.zeros((1, 1, 3, 8)), mask=np.ones((1, 2, 3), bool))
+    _err("CrossAttention: argument 'params\\['norm.weight'\\]' expected an array of shape \\(16,\\), got no such key",
+         flamingo.apply, {}, np.zeros((1, 2, 16)), np.zeros((1, 1, 3, 8)))
     _err("exactly one of them", ops.cross_attention_layers, 8)
     _err("exactly one of them", ops.cross_attention_layers, 8, every_n_layers=2, layers=[1])
     _err("argument 'layers' expected layer indices in \\[0, 8\\)", ops.cross_attention_layers, 8, layers=[8])

@@ -64,7 +64,7 @@ def test_clip_spec():
     (lambda: ops.clip_logits(np.ones(3), np.ones((2, 3)), 1.0), "rank 2"),
     (lambda: ops.clip_logits(np.ones((2, 3)), np.ones((2, 4)), 1.0), "embedding width"),
     (lambda: ops.clip_logits(np.ones((2, 3)), np.ones((2, 3), np.float32), 1.0), "dtype"),
-    (lambda: ops.clip_logits(np.ones((2, 3)), np.ones((2, 3)), np.ones(2)), "single value"),
+    (lambda: ops.clip_logits(np.ones((2, 3)), np.ones((2, 3)), np.ones(1)), "'logit_scale' expected rank 0"),
     (lambda: ops.clip_logits(np.ones((2, 3)), np.ones((2, 3)), float("inf")), "finite"),
     (lambda: ops.contrastive_loss(np.ones((2, 3))), "square"),
     (lambda: ops.contrastive_loss(np.ones((0, 0))), "non-empty"),

@@ -83,7 +83,7 @@ class Runner:
         return getattr(self.torch, self.dtype)
 
     def to_torch(self, a):
-        t = self.torch.from_numpy(self.np.ascontiguousarray(a))
+        t = self.torch.from_numpy(self.np.require(a, requirements="C"))
         return t.to(self.device, self.torch_dtype() if t.is_floating_point() else t.dtype)
 
     def to_ours(self, a):

@@ -177,7 +177,7 @@ def load_module(name: str, checkpoint: str, prefix: str = "", config_path: str |
     build, _ = BUILDERS[name]
     module = build(weights, _read_config(config_path))
     module = module.to(getattr(torch, dtype)).eval()
-    state = {k: torch.from_numpy(np.ascontiguousarray(v)).to(getattr(torch, dtype)) for k, v in weights.items()}
+    state = {k: torch.from_numpy(np.require(v, requirements="C")).to(getattr(torch, dtype)) for k, v in weights.items()}
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as exc:

@@ -103,7 +103,7 @@ def converter(backend: str, dtype: str, device: str) -> Callable[[str, np.ndarra
     if backend == "torch":
         import torch
         tdt = getattr(torch, dtype)
-        return lambda name, a: torch.from_numpy(np.ascontiguousarray(a)).to(
+        return lambda name, a: torch.from_numpy(np.require(a, requirements="C")).to(
             device=device, dtype=tdt if a.dtype.kind == "f" else None)
     if backend == "jax":
         import jax

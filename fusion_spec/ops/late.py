@@ -12,8 +12,8 @@ from ..xp import Array, asarray_like, index_dtype, namespace, upcast
 def clip_logits(image_embeds: Array, text_embeds: Array, logit_scale: Array | float) -> tuple[Array, Array]:
     """CLIP's similarity logits (HF ``CLIPModel.forward`` after the projections).
 
-    Shapes: image_embeds ``[N_img, D]``, text_embeds ``[N_txt, D]``, logit_scale a scalar (0-d or
-    1-element array, or a Python number; it is the *log* of the temperature's inverse, HF's
+    Shapes: image_embeds ``[N_img, D]``, text_embeds ``[N_txt, D]``, logit_scale a scalar (a 0-d array
+    or a Python number; it is the *log* of the temperature's inverse, HF's
     ``logit_scale`` parameter). Returns ``(logits_per_image [N_img, N_txt], logits_per_text [N_txt, N_img])``
     in HF's order, the second the transpose of the first:
 
@@ -33,9 +33,7 @@ def clip_logits(image_embeds: Array, text_embeds: Array, logit_scale: Array | fl
             raise FusionSpecError(op, "logit_scale", "a finite number", repr(logit_scale))
         scale = math.exp(logit_scale)
     else:
-        check.floating(op, "logit_scale", logit_scale, rank=(0, 1))
-        if logit_scale.ndim == 1:
-            check.dim(op, "logit_scale", logit_scale, 0, 1, "a single value")
+        check.floating(op, "logit_scale", logit_scale, rank=0)
         check.same_dtype(op, ("image_embeds", image_embeds), ("logit_scale", logit_scale))
         scale = xp.exp(xp.reshape(upcast(xp, logit_scale), ()))
 

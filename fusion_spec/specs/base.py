@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 import math
 import re
 from collections.abc import Mapping
@@ -33,6 +35,14 @@ class Spec:
     """
 
     op: ClassVar[str] = "spec"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # Every spec's apply and output_shape get the same argument checks, written once here.
+        super().__init_subclass__(**kwargs)
+        if "apply" in cls.__dict__:
+            cls.apply = _checked_apply(cls.__dict__["apply"])
+        if "output_shape" in cls.__dict__:
+            cls.output_shape = _checked_output_shape(cls.__dict__["output_shape"])
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
         """Every parameter's dotted name (the real model's state_dict key where a variant names one)
@@ -120,6 +130,48 @@ class Spec:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 self._fail(name, "a positive number", value)
+
+
+def _positional(fn: Any, skip: int) -> list[tuple[str, bool]]:
+    """(name, required) of ``fn``'s positional parameters after the first ``skip``."""
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    params = [p for p in inspect.signature(fn).parameters.values() if p.kind in kinds][skip:]
+    return [(p.name, p.default is inspect.Parameter.empty) for p in params]
+
+
+def _checked_apply(apply: Any) -> Any:
+    """``apply`` that first checks its params (exact keys and shapes) and that its inputs are arrays
+    (or lists of arrays, for operators over segment lists)."""
+    names = _positional(apply, 2)  # after self, params
+
+    @functools.wraps(apply)
+    def checked(self: Spec, params: Mapping[str, Any], *inputs: Any, **runtime: Any) -> Any:
+        op = type(self).__name__
+        self.check_params(params, op)
+        for (name, required), x in zip(names, inputs):
+            if x is None and not required:
+                continue
+            if not all(hasattr(a, "shape") and hasattr(a, "dtype") for a in (x if isinstance(x, (list, tuple)) else [x])):
+                raise FusionSpecError(op, name, "an array", type(x).__name__)
+        return apply(self, params, *inputs, **runtime)
+    return checked
+
+
+def _checked_output_shape(output_shape: Any) -> Any:
+    """``output_shape`` that first checks every shape is a sequence of non-negative ints."""
+    names = _positional(output_shape, 1)
+
+    @functools.wraps(output_shape)
+    def checked(self: Spec, *shapes: Any, **kwargs: Any) -> tuple[int, ...]:
+        op = f"{type(self).__name__}.output_shape"
+        for (name, required), shape in zip(names, shapes):
+            if shape is None and not required:
+                continue
+            if not isinstance(shape, (tuple, list)) or not all(
+                    isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 0 for d in shape):
+                raise FusionSpecError(op, name, "a shape: a tuple of non-negative ints", repr(shape))
+        return output_shape(self, *(None if s is None else tuple(int(d) for d in s) for s in shapes), **kwargs)
+    return checked
 
 
 def _jsonable(value: Any) -> Any:

@@ -79,6 +79,10 @@ class EarlyFusionVocab(Spec):
 
     def __post_init__(self) -> None:
         self._require_positive("text_vocab_size", "image_vocab_size")
+        for name in ("image_offset", "boi_id", "eoi_id"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                self._fail(name, "None or a token id >= 0", value)
         if self.tokens_per_image is not None:
             self._require_positive("tokens_per_image")
         check_vocab("EarlyFusionVocab", self.text_vocab_size, self.image_vocab_size, self.offset, self.boi, self.eoi)

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from .. import ops
+from .. import validate as check
 from ..errors import FusionSpecError
 from ..ops import resampler
 from ..xp import Array
@@ -129,6 +130,8 @@ class PerceiverResampler(Spec):
         return lead + (self.num_queries, self.output_dim)
 
     def apply(self, params: Mapping[str, Array], x: Array, *, attention_mask: Array | None = None) -> Array:
+        if attention_mask is not None:
+            check.boolean(type(self).__name__, "attention_mask", attention_mask, rank=2)
         self.output_shape(tuple(x.shape), None if attention_mask is None else tuple(attention_mask.shape))
         return ops.perceiver_resampler(
             x, params, num_layers=self.num_layers, num_heads=self.num_heads, head_dim=self.dim_head,
