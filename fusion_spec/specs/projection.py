@@ -61,8 +61,7 @@ class LinearProjection(Spec):
         return (b, n, self.llm_dim)
 
     def apply(self, params: Mapping[str, Array], x: Array) -> Array:
-        self.output_shape(_shape("LinearProjection", "x", x))
-        self.check_params(params)
+        self.output_shape(tuple(x.shape))
         return ops.linear_projection(x, params)
 
 
@@ -125,8 +124,7 @@ class MLPProjection(Spec):
 
     def apply(self, params: Mapping[str, Array], x: Array, text: Array | None = None, *,
               text_mask: Array | None = None) -> Array:
-        self.output_shape(_shape("MLPProjection", "x", x), None if text is None else _shape("MLPProjection", "text", text))
-        self.check_params(params)
+        self.output_shape(tuple(x.shape), None if text is None else tuple(text.shape))
         if self.compress_ratio > 1:
             x = ops.merge_tokens(x, mode="consecutive", ratio=self.compress_ratio)
         y = ops.mlp_projection(x, params, depth=self.depth, activation=self.activation, norm=self.norm,
@@ -223,12 +221,8 @@ class TokenMerge(Spec):
         return (b, n // group, self.llm_dim)
 
     def apply(self, params: Mapping[str, Array], x: Array, *, grid: tuple[int, int] | None = None) -> Array:
-        self.output_shape(_shape("TokenMerge", "x", x))
-        self.check_params(params)
-        canonical = {k: params[self._rename(k)] for k in self._canonical_shapes() if self._rename(k) in params}
-        missing = [self._rename(k) for k in self._canonical_shapes() if self._rename(k) not in params]
-        if missing:
-            raise FusionSpecError("TokenMerge", f"params['{missing[0]}']", "an array", "no such key")
+        self.output_shape(tuple(x.shape))
+        canonical = {k: params[self._rename(k)] for k in self._canonical_shapes()}  # apply checked every key
         if self.norm == "pre":
             x = ops.layer_norm(x, canonical["token_norm.weight"], canonical["token_norm.bias"], eps=self.norm_eps,
                                op="TokenMerge")
@@ -239,13 +233,6 @@ class TokenMerge(Spec):
                                  token_order=self.token_order)
         return ops.mlp_projection(x, canonical, depth=self.depth, activation=self.activation,
                                   norm=self.norm == "post", norm_eps=self.norm_eps)
-
-
-def _shape(op: str, name: str, x: Array) -> tuple[int, ...]:
-    """``x``'s shape, after checking that ``x`` is an array at all."""
-    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
-        raise FusionSpecError(op, name, "an array", type(x).__name__)
-    return tuple(x.shape)
 
 
 def _square(n: int) -> tuple[int, int]:
