@@ -151,3 +151,27 @@ def test_init_is_deterministic_and_typed():
 def test_errors(call, match):
     with pytest.raises(FusionSpecError, match=match):
         call()
+
+
+def test_gated_mlp_formula_and_errors():
+    x = rng.standard_normal((2, 3, 5))
+    p = {"gate_proj.weight": rng.standard_normal((7, 5)), "up_proj.weight": rng.standard_normal((7, 5)),
+         "down_proj.weight": rng.standard_normal((4, 7))}
+    g, u = x @ p["gate_proj.weight"].T, x @ p["up_proj.weight"].T
+    want = (g / (1 + np.exp(-g)) * u) @ p["down_proj.weight"].T
+    np.testing.assert_allclose(ops.gated_mlp(x, p), want, rtol=1e-12, atol=1e-13)
+    with pytest.raises(FusionSpecError, match="gated_mlp: argument 'params\\['up_proj.weight'\\]' expected shape \\(7, 5\\)"):
+        ops.gated_mlp(x, p | {"up_proj.weight": np.ones((6, 5))})
+    with pytest.raises(FusionSpecError, match="'params\\['down_proj.bias'\\]' expected no bias"):
+        ops.gated_mlp(x, p | {"down_proj.bias": np.ones(4)})
+
+
+def test_gated_mlp_equals_idefics2_modality_projection():
+    torch = pytest.importorskip("torch")
+    modeling = pytest.importorskip("transformers.models.idefics2.modeling_idefics2")
+    module = modeling.Idefics2MLP(hidden_size=6, intermediate_size=10, output_size=8, hidden_act="silu").double()
+    params = {k: v.detach().numpy() for k, v in module.state_dict().items()}
+    x = rng.standard_normal((2, 5, 6))
+    with torch.no_grad():
+        want = module(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(ops.gated_mlp(x, params), want, rtol=0, atol=1e-12)

@@ -12,7 +12,7 @@ from .early import interleave_tokens, split_tokens
 from .late import clip_logits, contrastive_loss
 from .merge import merge_tokens, window_order
 from .primitives import gelu, gelu_tanh, layer_norm, linear, rms_norm, sigmoid, silu, softmax
-from .projection import linear_projection, mlp_projection
+from .projection import gated_mlp, linear_projection, mlp_projection
 from .qformer import q_former
 from .resampler import perceiver_resampler
 from .sequence import FusedSequence, concat_tokens, insert_tokens, position_ids, scatter_placeholders
@@ -21,7 +21,7 @@ __all__ = [
     # primitives
     "attention", "gelu", "gelu_tanh", "layer_norm", "linear", "rms_norm", "sigmoid", "silu", "softmax",
     # projection and merging
-    "linear_projection", "mlp_projection", "merge_tokens", "window_order", "anyres_grid", "pack_anyres_features",
+    "linear_projection", "mlp_projection", "gated_mlp", "merge_tokens", "window_order", "anyres_grid", "pack_anyres_features",
     # sequence assembly
     "FusedSequence", "concat_tokens", "insert_tokens", "position_ids", "scatter_placeholders",
     # cross-attention

@@ -16,7 +16,8 @@ from .. import validate as check
 from ..errors import FusionSpecError
 from ..xp import Array, asarray_like, dtype_name, namespace
 from .attention import attention
-from .primitives import gelu, layer_norm, linear, rms_norm, silu
+from .primitives import gelu, layer_norm, linear, rms_norm
+from .projection import gated_mlp
 
 # Parameter names of the attention projections, per layout: (query, key, value, output); "fused" has
 # one key/value Linear whose output is split in two, the first half K (open_flamingo's ``to_kv``).
@@ -327,10 +328,8 @@ def gated_cross_attention_block(x: Array, media: Array, params: Mapping[str, Arr
                         mask=mask, row_mask=row if mask_dialect == "meta" else None, op=op)
     x = x + _gate(xp, params, "cross_attn_attn_gate", x, op) * a
     y = rms_norm(x, check.param(op, params, "post_attention_layernorm.weight", (dim,), like=x), eps=norm_eps, op=op)
-    wg, _ = check.linear_params(op, params, "mlp.gate_proj.", dim, like=x, bias=False)
-    wu, _ = check.linear_params(op, params, "mlp.up_proj.", dim, like=x, out_features=wg.shape[0], bias=False)
-    wd, _ = check.linear_params(op, params, "mlp.down_proj.", wg.shape[0], like=x, out_features=dim, bias=False)
-    f = linear(silu(linear(y, wg, op=op)) * linear(y, wu, op=op), wd, op=op)
+    f = gated_mlp(y, check.subtree(params, "mlp"), op=op)
+    check.dim(op, "params['mlp.down_proj.weight']", f, -1, dim, "the hidden size")
     if row is not None:
         f = xp.where(xp.reshape(row, (b, lq, 1)), f, xp.zeros_like(f))
     return x + _gate(xp, params, "cross_attn_mlp_gate", x, op) * f

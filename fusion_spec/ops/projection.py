@@ -51,3 +51,19 @@ def mlp_projection(x: Array, params: Mapping[str, Array], *, depth: int = 2, act
             x = act(x)
         width = w.shape[0]
     return x
+
+
+def gated_mlp(x: Array, params: Mapping[str, Array], *, activation: str = "silu", op: str = "gated_mlp") -> Array:
+    """The Llama-family gated MLP (SwiGLU): ``down_proj(act(gate_proj(x)) * up_proj(x))``, no biases.
+
+    Mllama's decoder MLP, Idefics2's resampler FFN and its ``modality_projection`` connector.
+    Shapes: x ``[..., in]`` -> ``[..., out]``. Params: ``gate_proj.weight [hidden, in]``,
+    ``up_proj.weight [hidden, in]``, ``down_proj.weight [out, hidden]``.
+    """
+    check.floating(op, "x", x)
+    act = activation_fn(activation, op)
+    width = x.shape[-1]
+    w_gate, _ = check.linear_params(op, params, "gate_proj.", width, like=x, bias=False)
+    w_up, _ = check.linear_params(op, params, "up_proj.", width, like=x, out_features=w_gate.shape[0], bias=False)
+    w_down, _ = check.linear_params(op, params, "down_proj.", w_gate.shape[0], like=x, bias=False)
+    return linear(act(linear(x, w_gate, op=op)) * linear(x, w_up, op=op), w_down, op=op)

@@ -18,7 +18,8 @@ from .. import validate as check
 from ..errors import FusionSpecError
 from ..xp import Array, full_like_device, namespace
 from .attention import attention
-from .primitives import gelu, layer_norm, linear, rms_norm, silu
+from .primitives import gelu, layer_norm, linear, rms_norm
+from .projection import gated_mlp
 
 OP = "perceiver_resampler"
 VARIANTS = ("flamingo", "idefics2")
@@ -34,8 +35,8 @@ def layer_names(variant: str, i: int) -> dict[str, str]:
     p = f"layers.{i}."
     return {"norm_context": p + "input_context_norm", "norm_latents": p + "input_latents_norm",
             "q": p + "self_attn.q_proj", "k": p + "self_attn.k_proj", "v": p + "self_attn.v_proj",
-            "o": p + "self_attn.o_proj", "ff_norm": p + "post_attention_layernorm", "gate": p + "mlp.gate_proj",
-            "up": p + "mlp.up_proj", "ff_out": p + "mlp.down_proj"}
+            "o": p + "self_attn.o_proj", "ff_norm": p + "post_attention_layernorm", "mlp": p + "mlp",
+            "gate": p + "mlp.gate_proj", "up": p + "mlp.up_proj", "ff_out": p + "mlp.down_proj"}
 
 
 def param_shapes(variant: str, *, dim: int, num_latents: int, num_layers: int, num_heads: int, head_dim: int,
@@ -191,8 +192,8 @@ def perceiver_resampler(x: Array, params: Mapping[str, Array], *, num_layers: in
             w1, _ = check.linear_params(OP, params, names["ff_in"] + ".", dim, like=x, bias=False)
             h = proj(gelu(linear(h, w1, op=OP)), names["ff_out"], dim)
         else:
-            wg, _ = check.linear_params(OP, params, names["gate"] + ".", dim, like=x, bias=False)
-            h = proj(silu(linear(h, wg, op=OP)) * proj(h, names["up"], wg.shape[0]), names["ff_out"], dim)
+            h = gated_mlp(h, check.subtree(params, names["mlp"]), op=OP)
+            check.dim(OP, f"params['{names['mlp']}.down_proj.weight']", h, -1, dim, "the hidden size")
         lat = lat + h
     out = norm(lat, "norm")
     if flamingo and not single:
