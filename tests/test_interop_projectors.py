@@ -156,6 +156,18 @@ def test_qwen2_vl_patch_merger_equals_module(merge, patches):
     assert interop.check(module, x).max_abs <= ATOL
 
 
+@pytest.mark.parametrize("patches", [4, 20])
+def test_qwen2_5_vl_rms_norm_merger_equals_module(patches):
+    module = _randomize(Qwen2_5_VLPatchMerger(dim=7, context_dim=6))
+    spec, params = interop.from_module(module)
+    assert spec == TokenMerge.qwen2_5_vl(6, 7)
+    assert set(params) == {"ln_q.weight", "mlp.0.weight", "mlp.0.bias", "mlp.2.weight", "mlp.2.bias"}
+    x = rng.standard_normal((patches, 6))
+    # HF's Qwen2_5_VLRMSNorm computes in float32 even inside a float64 module: ~1e-7, not 1e-12
+    np.testing.assert_allclose(spec.apply(params, x[None])[0], _run(module, x), rtol=0, atol=2e-6)
+    _strict_roundtrip(module, "Qwen2_5_VLPatchMerger")
+
+
 def test_qwen2_vl_roundtrip_and_spatial_equivalence():
     module = _randomize(PatchMerger(dim=7, context_dim=6))
     _strict_roundtrip(module, "PatchMerger")
@@ -261,8 +273,8 @@ def test_internvl_roundtrip_strict():
 
 
 def test_unsupported_module_lists_the_supported_ones():
-    with pytest.raises(FusionSpecError, match="Qwen2_5_VLPatchMerger") as err:
-        interop.from_module(Qwen2_5_VLPatchMerger(7, 6))
+    with pytest.raises(FusionSpecError, match="MultiheadAttention") as err:
+        interop.from_module(torch.nn.MultiheadAttention(4, 2))
     for name in ("LlavaMultiModalProjector", "PatchMerger", "InternVLMultiModalProjector", "LlavaNextModel"):
         assert name in str(err.value)
     with pytest.raises(FusionSpecError, match="expected one of: .*LlavaMultiModalProjector"):

@@ -222,6 +222,8 @@ def token_merge_cases() -> list[Case]:
     return [
         _c("token_merge.qwen2_vl", T.qwen2_vl(vision_dim=6, llm_dim=10), ("x", normal(2, 8, 6)),
            flags=("qwen2-vl", "erf-gelu")),
+        _c("token_merge.qwen2_5_vl", T.qwen2_5_vl(vision_dim=6, llm_dim=10), ("x", normal(2, 8, 6)),
+           flags=("qwen2.5-vl", "rms-norm", "erf-gelu")),
         _c("token_merge.internvl", T.internvl(vision_dim=4, llm_dim=10), ("x", normal(2, 16, 4)),
            flags=("internvl", "post-norm", "erf-gelu")),
         _c("token_merge.internvl.grid_4x6", T.internvl(vision_dim=3, llm_dim=8), ("x", normal(1, 24, 3)),

@@ -38,6 +38,7 @@ FLAGS = {
     "anyres": "LLaVA-NeXT anyres packing (base view, unpadded tile grid, image_newline per row)",
     "preset": "a named real-model preset's fusion module at small widths",
     "llava": "LLaVA's projector", "qwen2-vl": "Qwen2-VL's patch merger", "internvl": "InternVL's mlp1",
+    "qwen2.5-vl": "Qwen2.5-VL's patch merger", "rms-norm": "the normalisation is an RMSNorm (no mean, no bias)",
     "media-locations": "Flamingo media_locations pattern",
     "text-before-image": "text tokens before the first image",
     "immediate-only": "only_attend_immediate_media=True",

@@ -1,12 +1,13 @@
-"""Qwen2-VL's ``PatchMerger`` -> :class:`TokenMerge` (``variant="qwen2-vl"``).
+"""Qwen2-VL's ``PatchMerger`` and Qwen2.5-VL's ``Qwen2_5_VLPatchMerger`` -> :class:`TokenMerge` (``variant="qwen2-vl"``).
 
 ``PatchMerger(dim, context_dim, spatial_merge_size)``: ``ln_q`` LayerNorm(context_dim, eps 1e-6) on
 each patch, then ``view(-1, context_dim * s*s)`` (s*s consecutive patches, which the image
 processor has already ordered as s×s windows), ``mlp.0`` Linear(4C, 4C) -> GELU (erf) -> ``mlp.2``
 Linear(4C, dim). Its input is the vision tower's flattened ``[patches, context_dim]`` (no batch axis).
 
-Qwen2.5-VL's ``Qwen2_5_VLPatchMerger`` is the same with an RMSNorm ``ln_q`` (no bias, computed in
-float32). ``TokenMerge`` has no RMSNorm option, so it is not supported here (see docs/interop.md).
+Qwen2.5-VL's ``Qwen2_5_VLPatchMerger`` is the same with an RMSNorm ``ln_q`` (no bias), i.e.
+``TokenMerge.qwen2_5_vl``. HF computes that RMSNorm in float32 even in a float64 module, so the two
+agree to ~1e-7 there, not 1e-12.
 """
 
 from __future__ import annotations
@@ -25,21 +26,22 @@ from .registry import Converter, register
 def merger_from_module(module: Any) -> tuple[TokenMerge, dict[str, np.ndarray]]:
     """``PatchMerger`` -> ``TokenMerge.qwen2_vl(context_dim, dim)`` (or the same with another merge size)."""
     ln, fc1, fc2 = module.ln_q, module.mlp[0], module.mlp[2]
-    if type(ln).__name__ != "LayerNorm" or ln.bias is None:
-        raise FusionSpecError("interop.from_module", "module.ln_q", "a LayerNorm with bias (Qwen2-VL)",
-                              type(ln).__name__)
-    vision_dim = ln.normalized_shape[0]
+    if type(ln).__name__ == "LayerNorm" and ln.bias is not None:
+        norm_kind, eps = "layer_norm", ln.eps
+    elif type(ln).__name__.endswith("RMSNorm"):
+        norm_kind, eps = "rms_norm", ln.variance_epsilon
+    else:
+        raise FusionSpecError("interop.from_module", "module.ln_q", "a LayerNorm with bias (Qwen2-VL) or an RMSNorm "
+                              "(Qwen2.5-VL)", type(ln).__name__)
+    vision_dim = ln.weight.shape[0]
     group, rem = divmod(fc1.in_features, vision_dim)
     side = int(round(group ** 0.5))
     if rem or side * side != group:
         raise FusionSpecError("interop.from_module", "module.mlp.0", f"in_features s*s*{vision_dim}",
                               fc1.in_features)
     act = activation_name(module.mlp[1], "module.mlp.1")
-    if side == 2 and ln.eps == 1e-6 and act == "gelu" and fc1.out_features == fc1.in_features:
-        spec = TokenMerge.qwen2_vl(vision_dim, fc2.out_features)
-    else:
-        spec = TokenMerge(vision_dim, fc2.out_features, mode="consecutive", factor=side, norm="pre", norm_eps=ln.eps,
-                          hidden_dim=fc1.out_features, activation=act, variant="qwen2-vl")
+    spec = TokenMerge(vision_dim, fc2.out_features, mode="consecutive", factor=side, norm="pre", norm_eps=eps,
+                      hidden_dim=fc1.out_features, activation=act, variant="qwen2-vl", norm_kind=norm_kind)
     return spec, module_params("interop.from_module", module, spec)
 
 
@@ -63,4 +65,5 @@ def _run_spec(spec: TokenMerge, params: Mapping[str, np.ndarray], x: np.ndarray)
     return np.asarray(spec.apply(params, x[None]))[0]
 
 
-register(Converter("PatchMerger", "transformers", TokenMerge, merger_from_module, _state_dict, _run_module, _run_spec))
+for _name in ("PatchMerger", "Qwen2_5_VLPatchMerger"):
+    register(Converter(_name, "transformers", TokenMerge, merger_from_module, _state_dict, _run_module, _run_spec))

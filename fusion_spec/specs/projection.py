@@ -141,6 +141,7 @@ _MERGE_NAMES = {
     "internvl": {},  # HF InternVLMultiModalProjector: layer_norm, linear_1, linear_2
 }
 _NORMS = ("none", "pre", "post")
+_NORM_KINDS = ("layer_norm", "rms_norm")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,6 +158,8 @@ class TokenMerge(Spec):
       ``ln_q.*, mlp.0.*, mlp.2.*``. ``variant="internvl"``: ``norm="post"`` eps 1e-5, hidden =
       ``llm_dim``; params ``layer_norm.*, linear_1.*, linear_2.*``. ``variant="generic"``: your
       choices, params ``token_norm.*`` (pre) or ``layer_norm.*`` (post) and ``linear_{i}.*``.
+    - ``norm_kind="rms_norm"`` makes either norm an RMSNorm (weight only): Qwen2.5-VL's merger is
+      ``TokenMerge.qwen2_5_vl()``.
     """
 
     vision_dim: int = 1024
@@ -170,6 +173,7 @@ class TokenMerge(Spec):
     activation: str = "gelu"
     token_order: str = "row_major"
     variant: str = "generic"
+    norm_kind: str = "layer_norm"
     op = "merge_tokens"
 
     def __post_init__(self) -> None:
@@ -181,6 +185,7 @@ class TokenMerge(Spec):
         self._require_choice("activation", tuple(ACTIVATIONS))
         self._require_choice("token_order", TOKEN_ORDERS)
         self._require_choice("variant", tuple(_MERGE_NAMES))
+        self._require_choice("norm_kind", _NORM_KINDS)
         self._require_eps("norm_eps")
 
     @classmethod
@@ -188,6 +193,11 @@ class TokenMerge(Spec):
         """Qwen2-VL's ``PatchMerger`` (``context_dim=vision_dim``, ``dim=llm_dim``, spatial_merge_size 2)."""
         return cls(vision_dim, llm_dim, mode="consecutive", factor=2, norm="pre", norm_eps=1e-6,
                    hidden_dim=4 * vision_dim, variant="qwen2-vl")
+
+    @classmethod
+    def qwen2_5_vl(cls, vision_dim: int = 1280, llm_dim: int = 3584) -> "TokenMerge":
+        """Qwen2.5-VL's ``Qwen2_5_VLPatchMerger``: Qwen2-VL's merger with an RMSNorm ``ln_q`` (no bias)."""
+        return dataclasses.replace(cls.qwen2_vl(vision_dim, llm_dim), norm_kind="rms_norm")
 
     @classmethod
     def internvl(cls, vision_dim: int = 1024, llm_dim: int = 4096) -> "TokenMerge":
@@ -201,10 +211,13 @@ class TokenMerge(Spec):
     def _canonical_shapes(self) -> dict[str, tuple[int, ...]]:
         hidden = self.hidden_dim or self.llm_dim
         dims = [self.merged_dim] + [hidden] * (self.depth - 1) + [self.llm_dim]
+        leaves = ("weight", "bias") if self.norm_kind == "layer_norm" else ("weight",)
         shapes = {}
         if self.norm == "pre":
-            shapes = {"token_norm.weight": (self.vision_dim,), "token_norm.bias": (self.vision_dim,)}
-        return shapes | _mlp_shapes(dims, True, self.merged_dim if self.norm == "post" else None)
+            shapes = {f"token_norm.{leaf}": (self.vision_dim,) for leaf in leaves}
+        elif self.norm == "post":
+            shapes = {f"layer_norm.{leaf}": (self.merged_dim,) for leaf in leaves}
+        return shapes | _mlp_shapes(dims, True)
 
     def _rename(self, canonical: str) -> str:
         prefix, _, leaf = canonical.rpartition(".")
@@ -224,15 +237,20 @@ class TokenMerge(Spec):
         self.output_shape(tuple(x.shape))
         canonical = {k: params[self._rename(k)] for k in self._canonical_shapes()}  # apply checked every key
         if self.norm == "pre":
-            x = ops.layer_norm(x, canonical["token_norm.weight"], canonical["token_norm.bias"], eps=self.norm_eps,
-                               op="TokenMerge")
+            x = self._normalize(x, canonical, "token_norm")
         if self.mode == "consecutive":
             x = ops.merge_tokens(x, mode="consecutive", ratio=self.factor ** 2)
         else:
             x = ops.merge_tokens(x, mode=self.mode, grid=grid or _square(x.shape[1]), factor=self.factor,
                                  token_order=self.token_order)
-        return ops.mlp_projection(x, canonical, depth=self.depth, activation=self.activation,
-                                  norm=self.norm == "post", norm_eps=self.norm_eps)
+        if self.norm == "post":
+            x = self._normalize(x, canonical, "layer_norm")
+        return ops.mlp_projection(x, canonical, depth=self.depth, activation=self.activation)
+
+    def _normalize(self, x: Array, params: Mapping[str, Array], prefix: str) -> Array:
+        if self.norm_kind == "rms_norm":
+            return ops.rms_norm(x, params[f"{prefix}.weight"], eps=self.norm_eps, op="TokenMerge")
+        return ops.layer_norm(x, params[f"{prefix}.weight"], params[f"{prefix}.bias"], eps=self.norm_eps, op="TokenMerge")
 
 
 def _square(n: int) -> tuple[int, int]:
