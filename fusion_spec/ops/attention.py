@@ -75,6 +75,21 @@ def attention(q: Array, k: Array, v: Array, *, mask: Array | None = None, scale:
     return parts[0] if len(parts) == 1 else xp.concat(parts, axis=2)
 
 
+def split_heads(x: Array, heads: int) -> Array:
+    """``[B, L, heads * d] -> [B, heads, L, d]``: head ``h`` owns features ``h*d .. h*d + d - 1`` (the
+    PyTorch/HF ``view(B, L, heads, d).transpose(1, 2)`` order). Callers check the width divides."""
+    xp = namespace(x)
+    b, length, width = x.shape
+    return xp.permute_dims(xp.reshape(x, (b, length, heads, width // heads)), (0, 2, 1, 3))
+
+
+def merge_heads(x: Array) -> Array:
+    """``[B, heads, L, d] -> [B, L, heads * d]``, the inverse of :func:`split_heads`."""
+    xp = namespace(x)
+    b, heads, length, d = x.shape
+    return xp.reshape(xp.permute_dims(x, (0, 2, 1, 3)), (b, length, heads * d))
+
+
 def _attend(xp, q: Array, k: Array, v: Array, mask: Array | None, scale: float, rep: int) -> Array:
     b, h, lq, d = q.shape
     hk, lk = k.shape[1], k.shape[2]

@@ -15,7 +15,7 @@ import numpy as np
 from .. import validate as check
 from ..errors import FusionSpecError
 from ..xp import Array, asarray_like, dtype_name, namespace
-from .attention import attention
+from .attention import attention, merge_heads, split_heads
 from .primitives import gelu, layer_norm, linear, rms_norm
 from .projection import gated_mlp
 
@@ -92,9 +92,7 @@ def cross_attention(x: Array, visual: Array, params: Mapping[str, Array], *, num
             raise FusionSpecError(op, "row_mask", f"shape ({b}, {lq}) (batch, q_len)", f"shape {tuple(row_mask.shape)}")
 
     xp = namespace(x, visual, mask, row_mask)
-    q = xp.permute_dims(xp.reshape(linear(x, wq, bq, op=op), (b, lq, num_heads, d)), (0, 2, 1, 3))
-    k = xp.permute_dims(xp.reshape(k, (b, lk, hk, d)), (0, 2, 1, 3))
-    v = xp.permute_dims(xp.reshape(v, (b, lk, hk, d)), (0, 2, 1, 3))
+    q, k, v = split_heads(linear(x, wq, bq, op=op), num_heads), split_heads(k, hk), split_heads(v, hk)
     if qk_norm:
         q = rms_norm(q, check.param(op, params, "q_norm.weight", (d,), like=x), eps=qk_norm_eps, op=op)
         k = rms_norm(k, check.param(op, params, "k_norm.weight", (d,), like=x), eps=qk_norm_eps, op=op)
@@ -109,8 +107,7 @@ def cross_attention(x: Array, visual: Array, params: Mapping[str, Array], *, num
         o = xp.where(empty, mean_v, o)
     if row_mask is not None:
         o = xp.where(xp.reshape(row_mask, (b, 1, lq, 1)), o, xp.zeros_like(o))
-    o = xp.reshape(xp.permute_dims(o, (0, 2, 1, 3)), (b, lq, num_heads * d))
-    return linear(o, wo, bo, op=op)
+    return linear(merge_heads(o), wo, bo, op=op)
 
 
 def media_attention_mask(media_locations: Array, num_media: int, tokens_per_media: int, *,

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from .. import validate as check
 from ..errors import FusionSpecError
 from ..xp import Array, namespace
-from .attention import attention
+from .attention import attention, merge_heads, split_heads
 from .primitives import gelu, layer_norm, linear
 
 OP = "q_former"
@@ -84,7 +84,6 @@ def q_former(image_embeds: Array, params: Mapping[str, Array], *, num_layers: in
     q, hdim = tokens.shape[1], tokens.shape[2]
     if hdim % num_heads:
         raise FusionSpecError(OP, "num_heads", f"a divisor of the hidden size {hdim}", num_heads)
-    head_dim = hdim // num_heads
     xp = namespace(x, tokens)
     mask = None
     if encoder_attention_mask is not None:
@@ -103,14 +102,10 @@ def q_former(image_embeds: Array, params: Mapping[str, Array], *, num_layers: in
         w = check.param(OP, params, f"qformer.{prefix}.weight", (hdim,), like=x)
         return layer_norm(h, w, check.param(OP, params, f"qformer.{prefix}.bias", (hdim,), like=x), eps=eps, op=OP)
 
-    def heads(h: Array) -> Array:  # [B, L, H] -> [B, heads, L, head_dim]
-        return xp.permute_dims(xp.reshape(h, (b, h.shape[1], num_heads, head_dim)), (0, 2, 1, 3))
-
     def block(h: Array, kv: Array, prefix: str, m: Array | None) -> Array:
-        a = attention(heads(lin(h, prefix + ".attention.query", hdim)), heads(lin(kv, prefix + ".attention.key", hdim)),
-                      heads(lin(kv, prefix + ".attention.value", hdim)), mask=m)
-        a = xp.reshape(xp.permute_dims(a, (0, 2, 1, 3)), (b, q, hdim))
-        return norm(lin(a, prefix + ".output.dense", hdim) + h, prefix + ".output.LayerNorm")
+        a = attention(*(split_heads(lin(t, f"{prefix}.attention.{role}", hdim), num_heads)
+                        for t, role in ((h, "query"), (kv, "key"), (kv, "value"))), mask=m)
+        return norm(lin(merge_heads(a), prefix + ".output.dense", hdim) + h, prefix + ".output.LayerNorm")
 
     h = norm(xp.broadcast_to(tokens, (b, q, hdim)), "layernorm")
     for i in range(num_layers):

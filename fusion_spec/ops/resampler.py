@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from .. import validate as check
 from ..errors import FusionSpecError
 from ..xp import Array, full_like_device, namespace
-from .attention import attention
+from .attention import attention, merge_heads, split_heads
 from .primitives import gelu, layer_norm, linear, rms_norm
 from .projection import gated_mlp
 
@@ -169,24 +169,20 @@ def perceiver_resampler(x: Array, params: Mapping[str, Array], *, num_layers: in
         w, _ = check.linear_params(OP, params, prefix + ".", h.shape[-1], like=x, out_features=out, bias=False)
         return linear(h, w, op=OP)
 
-    def heads(h: Array, count: int) -> Array:  # [B, L, count*hd] -> [B, count, L, hd]
-        return xp.permute_dims(xp.reshape(h, (h.shape[0], h.shape[1], count, head_dim)), (0, 2, 1, 3))
-
     inner, kv_inner = num_heads * head_dim, kv_heads * head_dim
     lat = xp.broadcast_to(xp.reshape(latents, (1, n, dim)), (batch, n, dim))
     for i in range(num_layers):
         names = layer_names(variant, i)
         c, lt = norm(context, names["norm_context"]), norm(lat, names["norm_latents"])
         kv_in = xp.concat([c, lt], axis=1)
-        q = heads(proj(lt, names["q"], inner), num_heads)
+        q = split_heads(proj(lt, names["q"], inner), num_heads)
         if flamingo:
             kv = proj(kv_in, names["kv"], 2 * inner)
-            k, v = heads(kv[..., :inner], kv_heads), heads(kv[..., inner:], kv_heads)
+            k, v = split_heads(kv[..., :inner], kv_heads), split_heads(kv[..., inner:], kv_heads)
         else:
-            k, v = heads(proj(kv_in, names["k"], kv_inner), kv_heads), heads(proj(kv_in, names["v"], kv_inner), kv_heads)
-        o = attention(q, k, v, mask=mask)
-        o = xp.reshape(xp.permute_dims(o, (0, 2, 1, 3)), (batch, n, inner))
-        lat = lat + proj(o, names["o"], dim)
+            k = split_heads(proj(kv_in, names["k"], kv_inner), kv_heads)
+            v = split_heads(proj(kv_in, names["v"], kv_inner), kv_heads)
+        lat = lat + proj(merge_heads(attention(q, k, v, mask=mask)), names["o"], dim)
         h = norm(lat, names["ff_norm"])
         if flamingo:
             w1, _ = check.linear_params(OP, params, names["ff_in"] + ".", dim, like=x, bias=False)
