@@ -45,6 +45,14 @@ def boolean(op: str, name: str, x: Any, rank: int | Sequence[int] | None = None)
     return x
 
 
+def mask(op: str, name: str, x: Any, shape: tuple[int, ...], axes: str) -> Array:
+    """``x`` must be a boolean array of exactly ``shape``; ``axes`` names the axes for the message."""
+    boolean(op, name, x, rank=len(shape))
+    if tuple(x.shape) != tuple(shape):
+        raise FusionSpecError(op, name, f"shape {tuple(shape)} ({axes})", f"shape {tuple(x.shape)}")
+    return x
+
+
 def dim(op: str, name: str, x: Array, axis: int, size: int, what: str = "") -> None:
     """``x.shape[axis]`` must equal ``size``."""
     if x.shape[axis] != size:

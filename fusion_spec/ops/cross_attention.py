@@ -87,9 +87,7 @@ def cross_attention(x: Array, visual: Array, params: Mapping[str, Array], *, num
             raise FusionSpecError(op, "mask", f"a shape broadcastable to {list(want)} "
                                   "([batch,] [heads,] q_len, kv_len)", f"shape {tuple(mask.shape)}")
     if row_mask is not None:
-        check.boolean(op, "row_mask", row_mask, rank=2)
-        if tuple(row_mask.shape) != (b, lq):
-            raise FusionSpecError(op, "row_mask", f"shape ({b}, {lq}) (batch, q_len)", f"shape {tuple(row_mask.shape)}")
+        check.mask(op, "row_mask", row_mask, (b, lq), "batch, q_len")
 
     xp = namespace(x, visual, mask, row_mask)
     q, k, v = split_heads(linear(x, wq, bq, op=op), num_heads), split_heads(k, hk), split_heads(v, hk)
@@ -307,11 +305,8 @@ def gated_cross_attention_block(x: Array, media: Array, params: Mapping[str, Arr
                                   f"shape {tuple(cross_attention_mask.shape)}")
         mask = m
     if full_text_row_masked_out_mask is not None:
-        check.boolean(op, "full_text_row_masked_out_mask", full_text_row_masked_out_mask, rank=2)
-        if tuple(full_text_row_masked_out_mask.shape) != (b, lq):
-            raise FusionSpecError(op, "full_text_row_masked_out_mask", f"shape ({b}, {lq}) (batch, text_len)",
-                                  f"shape {tuple(full_text_row_masked_out_mask.shape)}")
-        row = full_text_row_masked_out_mask
+        row = check.mask(op, "full_text_row_masked_out_mask", full_text_row_masked_out_mask, (b, lq),
+                         "batch, text_len")
     elif mask is not None:
         row = xp.any(mask, axis=-1)
     if mask is not None and mask_dialect == "hf":

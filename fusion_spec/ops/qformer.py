@@ -87,10 +87,7 @@ def q_former(image_embeds: Array, params: Mapping[str, Array], *, num_layers: in
     xp = namespace(x, tokens)
     mask = None
     if encoder_attention_mask is not None:
-        check.boolean(OP, "encoder_attention_mask", encoder_attention_mask, rank=2)
-        if tuple(encoder_attention_mask.shape) != (b, n):
-            raise FusionSpecError(OP, "encoder_attention_mask", f"shape ({b}, {n}) (batch, image tokens)",
-                                  f"shape {tuple(encoder_attention_mask.shape)}")
+        check.mask(OP, "encoder_attention_mask", encoder_attention_mask, (b, n), "batch, image tokens")
         mask = xp.reshape(encoder_attention_mask, (b, 1, 1, n))
 
     def lin(h: Array, prefix: str, out: int) -> Array:

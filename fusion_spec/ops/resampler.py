@@ -152,10 +152,7 @@ def perceiver_resampler(x: Array, params: Mapping[str, Array], *, num_layers: in
 
     mask = None
     if attention_mask is not None:
-        check.boolean(OP, "attention_mask", attention_mask, rank=2)
-        if tuple(attention_mask.shape) != (batch, s):
-            raise FusionSpecError(OP, "attention_mask", f"shape ({batch}, {s}) (batch, context tokens)",
-                                  f"shape {tuple(attention_mask.shape)}")
+        check.mask(OP, "attention_mask", attention_mask, (batch, s), "batch, context tokens")
         ones = full_like_device(xp, (batch, n), True, xp.bool, like=attention_mask)
         mask = xp.reshape(xp.concat([attention_mask, ones], axis=1), (batch, 1, 1, s + n))
 
