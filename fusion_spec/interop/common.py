@@ -75,6 +75,12 @@ def run_torch(module: Any, fn: Callable[..., Any], *inputs: Any) -> np.ndarray:
         return to_numpy(fn(*tensors))
 
 
+def run_forward(module: Any, *inputs: Any) -> np.ndarray:
+    """``module(*inputs)`` via :func:`run_torch`: the ``run_module`` of converters whose module takes
+    only arrays."""
+    return run_torch(module, module, *inputs)
+
+
 def cast_like(params: Mapping[str, np.ndarray], x: Any) -> np.ndarray:
     """``x`` as NumPy in the dtype of ``params`` (the spec runs where the module ran)."""
     dtype = next(iter(params.values())).dtype if params else np.float64

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import FusionSpecError
 from ..specs.cross_attention import CrossAttention, GatedCrossAttentionBlock
-from .common import module_params, cast_like, checked_state_dict, to_numpy
+from .common import cast_like, checked_state_dict, module_params, to_numpy
 from .registry import Converter, register
 
 _OP = "interop.from_module"

@@ -13,7 +13,7 @@ import numpy as np
 from ..errors import FusionSpecError
 from ..ops.resampler import DEFAULT_EPS
 from ..specs.resampler import PerceiverResampler
-from .common import module_params, cast_like, checked_state_dict, run_torch
+from .common import cast_like, checked_state_dict, module_params, run_forward
 from .registry import Converter, register
 
 _OP = "interop.from_module"
@@ -49,13 +49,9 @@ def to_state_dict(spec: PerceiverResampler, params: Mapping[str, Any]) -> dict[s
     return checked_state_dict("interop.to_state_dict", spec, params)
 
 
-def run_module(module: Any, x: np.ndarray) -> np.ndarray:
-    return run_torch(module, module, x)
-
-
 def run_spec(spec: PerceiverResampler, params: Mapping[str, np.ndarray], x: np.ndarray) -> np.ndarray:
     return np.asarray(spec.apply(params, cast_like(params, x)))
 
 
 register(Converter("PerceiverResampler", "open_flamingo", PerceiverResampler, from_module, to_state_dict,
-                   run_module, run_spec))
+                   run_forward, run_spec))

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import FusionSpecError
 from ..specs.resampler import PerceiverResampler
-from .common import module_params, cast_like, checked_state_dict, run_torch
+from .common import cast_like, checked_state_dict, module_params, run_torch
 from .registry import Converter, register
 
 _OP = "interop.from_module"

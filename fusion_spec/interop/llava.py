@@ -18,7 +18,8 @@ import numpy as np
 from ..errors import FusionSpecError
 from ..specs.anyres import AnyresPack
 from ..specs.projection import MLPProjection
-from .common import activation_name, cast_like, checked_state_dict, run_torch, to_numpy
+from .common import (activation_name, cast_like, checked_state_dict, module_params, run_forward, run_torch,
+                     to_numpy)
 from .registry import Converter, register
 
 #: HF classes that are exactly ``linear_1 -> act -> linear_2`` (``# Copied from`` LlavaMultiModalProjector).
@@ -41,8 +42,7 @@ def projector_from_module(module: Any) -> tuple[MLPProjection, dict[str, np.ndar
     hidden = None if l1.out_features == l2.out_features else l1.out_features  # HF: always the text width
     spec = MLPProjection(vision_dim=l1.in_features, llm_dim=l2.out_features, hidden_dim=hidden, depth=2,
                          activation=activation_name(module.act, "module.act"), bias=bias)
-    params = {k: to_numpy(v) for k, v in module.state_dict().items()}
-    return spec, {k: params[k] for k in spec.param_shapes()}
+    return spec, module_params("interop.from_module", module, spec)
 
 
 def _projector_state_dict(spec: MLPProjection, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -50,10 +50,6 @@ def _projector_state_dict(spec: MLPProjection, params: Mapping[str, Any]) -> dic
         raise FusionSpecError("interop.to_state_dict", "spec", "an MLPProjection with depth 2, no norm and "
                               "compress_ratio 1 (the LLaVA projector)", repr(spec))
     return checked_state_dict("interop.to_state_dict", spec, params)
-
-
-def _run_projector(module: Any, x: np.ndarray) -> np.ndarray:
-    return run_torch(module, module, x)
 
 
 def _run_projector_spec(spec: MLPProjection, params: Mapping[str, np.ndarray], x: np.ndarray) -> np.ndarray:
@@ -65,7 +61,7 @@ def _run_projector_spec(spec: MLPProjection, params: Mapping[str, np.ndarray], x
 
 for _name in PROJECTOR_CLASSES:
     register(Converter(_name, "transformers", MLPProjection, projector_from_module, _projector_state_dict,
-                       _run_projector, _run_projector_spec))
+                       run_forward, _run_projector_spec))
 
 
 # ------------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import FusionSpecError
 from ..specs.projection import TokenMerge
-from .common import activation_name, cast_like, checked_state_dict, module_params, run_torch
+from .common import activation_name, cast_like, checked_state_dict, module_params, run_forward
 from .registry import Converter, register
 
 
@@ -52,10 +52,6 @@ def _state_dict(spec: TokenMerge, params: Mapping[str, Any]) -> dict[str, np.nda
     return checked_state_dict("interop.to_state_dict", spec, params)
 
 
-def _run_module(module: Any, x: np.ndarray) -> np.ndarray:
-    return run_torch(module, module, x)
-
-
 def _run_spec(spec: TokenMerge, params: Mapping[str, np.ndarray], x: np.ndarray) -> np.ndarray:
     """``x [patches, context_dim]`` as HF passes it (a leading batch axis of 1 is added and removed)."""
     x = cast_like(params, x)
@@ -66,4 +62,4 @@ def _run_spec(spec: TokenMerge, params: Mapping[str, np.ndarray], x: np.ndarray)
 
 
 for _name in ("PatchMerger", "Qwen2_5_VLPatchMerger"):
-    register(Converter(_name, "transformers", TokenMerge, merger_from_module, _state_dict, _run_module, _run_spec))
+    register(Converter(_name, "transformers", TokenMerge, merger_from_module, _state_dict, run_forward, _run_spec))
