@@ -175,3 +175,15 @@ def test_gated_mlp_equals_idefics2_modality_projection():
     with torch.no_grad():
         want = module(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(ops.gated_mlp(x, params), want, rtol=0, atol=1e-12)
+
+
+def test_qwen2_5_vl_merger_is_rms_norm_then_the_qwen2_vl_mlp():
+    x = rng.standard_normal((2, 8, 4))
+    spec = TokenMerge.qwen2_5_vl(vision_dim=4, llm_dim=6)
+    p = spec.init(seed=4)
+    assert list(p) == ["ln_q.weight", "mlp.0.weight", "mlp.0.bias", "mlp.2.weight", "mlp.2.bias"]
+    h = (x / np.sqrt((x ** 2).mean(-1, keepdims=True) + 1e-6) * p["ln_q.weight"]).reshape(2, 2, 16)
+    want = gelu(h @ p["mlp.0.weight"].T + p["mlp.0.bias"]) @ p["mlp.2.weight"].T + p["mlp.2.bias"]
+    np.testing.assert_allclose(spec.apply(p, x), want, rtol=1e-11, atol=1e-12)
+    with pytest.raises(FusionSpecError, match="'norm_kind' expected one of"):
+        TokenMerge(norm_kind="batch_norm")
