@@ -54,6 +54,11 @@ FLAGS = {
     "blip2": "BLIP-2's Q-Former", "flamingo": "OpenFlamingo's modules", "idefics2": "Idefics2's perceiver",
     "mllama": "Llama-3.2-Vision's (Mllama) modules",
 }
+# --- issue 14 (i14b): Mistral 3, Qwen3-VL DeepStack, LLaVA-OneVision ---
+FLAGS |= {
+    "mistral3": "Mistral 3 / Pixtral's projector: per-image unfold merge, channel order (c, di, dj)",
+}
+# --- end issue 14 (i14b) ---
 
 
 def _entry(family: str, case: Case) -> tuple[dict[str, Any], bytes]:

@@ -17,6 +17,10 @@ from .qformer import q_former
 from .resampler import perceiver_resampler
 from .sequence import FusedSequence, concat_tokens, insert_tokens, position_ids, scatter_placeholders
 
+# --- issue 14 (i14b): Mistral 3, Qwen3-VL DeepStack, LLaVA-OneVision ---
+from .unfold_merge import unfold_merge
+# --- end issue 14 (i14b) ---
+
 __all__ = [
     # primitives
     "attention", "gelu", "gelu_tanh", "layer_norm", "linear", "rms_norm", "sigmoid", "silu", "softmax",
@@ -32,3 +36,6 @@ __all__ = [
     # late and early fusion
     "clip_logits", "contrastive_loss", "interleave_tokens", "split_tokens",
 ]
+# --- issue 14 (i14b) ---
+__all__ += ["unfold_merge"]
+# --- end issue 14 (i14b) ---

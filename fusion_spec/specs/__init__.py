@@ -11,3 +11,9 @@ from .resampler import PerceiverResampler
 __all__ = ["Spec", "AnyresPack", "LinearProjection", "MLPProjection", "TokenMerge",
            "CrossAttention", "GatedCrossAttentionBlock", "GatedCrossAttentionStack",
            "PerceiverResampler", "QFormer", "CLIPLogits", "EarlyFusionVocab"]
+
+# --- issue 14 (i14b): Mistral 3, Qwen3-VL DeepStack, LLaVA-OneVision ---
+from .mistral3 import Mistral3Projector  # noqa: E402
+
+__all__ += ["Mistral3Projector"]
+# --- end issue 14 (i14b) ---
