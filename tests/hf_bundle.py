@@ -32,13 +32,13 @@ def verify_through_module(case_id: str, target: str, make: Callable[[Any], Any],
     spec = spec_from_manifest(entry["op"], entry["config"])
     params = {p["name"]: tensors["param." + p["name"]] for p in entry["params"]}
     inputs = {i["name"]: round_to(tensors["input." + i["name"]], dtype) for i in entry["inputs"]}
-    module = make(spec)
+    module = make(spec).to(getattr(torch, dtype))
     state = {k: torch.from_numpy(v) for k, v in interop.to_state_dict(spec, params, target=target).items()}
     if load is None:
         module.load_state_dict(state, strict=True)
     else:
         load(module, state)
-    module = module.to(getattr(torch, dtype)).eval()
+    module = module.eval()
     torch_inputs = {k: torch.from_numpy(v).to(getattr(torch, dtype)) if v.dtype.kind == "f" else torch.from_numpy(v)
                     for k, v in inputs.items()}
     with torch.no_grad():

@@ -57,6 +57,8 @@ FLAGS = {
 # --- issue 14 (i14b): Mistral 3, Qwen3-VL DeepStack, LLaVA-OneVision ---
 FLAGS |= {
     "mistral3": "Mistral 3 / Pixtral's projector: per-image unfold merge, channel order (c, di, dj)",
+    "qwen3-vl": "Qwen3-VL's patch merger or DeepStack",
+    "deepstack": "visual features added to decoder hidden states at the visual positions (Qwen3-VL DeepStack)",
 }
 # --- end issue 14 (i14b) ---
 

@@ -18,6 +18,7 @@ from .resampler import perceiver_resampler
 from .sequence import FusedSequence, concat_tokens, insert_tokens, position_ids, scatter_placeholders
 
 # --- issue 14 (i14b): Mistral 3, Qwen3-VL DeepStack, LLaVA-OneVision ---
+from .deepstack import deepstack_inject
 from .unfold_merge import unfold_merge
 # --- end issue 14 (i14b) ---
 
@@ -37,5 +38,5 @@ __all__ = [
     "clip_logits", "contrastive_loss", "interleave_tokens", "split_tokens",
 ]
 # --- issue 14 (i14b) ---
-__all__ += ["unfold_merge"]
+__all__ += ["unfold_merge", "deepstack_inject"]
 # --- end issue 14 (i14b) ---

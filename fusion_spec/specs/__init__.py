@@ -13,7 +13,8 @@ __all__ = ["Spec", "AnyresPack", "LinearProjection", "MLPProjection", "TokenMerg
            "PerceiverResampler", "QFormer", "CLIPLogits", "EarlyFusionVocab"]
 
 # --- issue 14 (i14b): Mistral 3, Qwen3-VL DeepStack, LLaVA-OneVision ---
+from .deepstack import Qwen3VLDeepStack  # noqa: E402
 from .mistral3 import Mistral3Projector  # noqa: E402
 
-__all__ += ["Mistral3Projector"]
+__all__ += ["Mistral3Projector", "Qwen3VLDeepStack"]
 # --- end issue 14 (i14b) ---
