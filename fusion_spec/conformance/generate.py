@@ -59,6 +59,7 @@ FLAGS |= {
     "mistral3": "Mistral 3 / Pixtral's projector: per-image unfold merge, channel order (c, di, dj)",
     "qwen3-vl": "Qwen3-VL's patch merger or DeepStack",
     "deepstack": "visual features added to decoder hidden states at the visual positions (Qwen3-VL DeepStack)",
+    "llava-onevision": "LLaVA-OneVision: anyres_max token budget, bilinear downsample of an oversized map",
 }
 # --- end issue 14 (i14b) ---
 

@@ -10,4 +10,5 @@ from . import blip2  # noqa: F401
 # --- issue 14 (i14b): Mistral 3, Qwen3-VL DeepStack, LLaVA-OneVision ---
 from . import mistral3  # noqa: F401
 from . import qwen3_vl  # noqa: F401
+from . import llava_onevision  # noqa: F401
 # --- end issue 14 (i14b) ---

@@ -19,6 +19,7 @@ from .sequence import FusedSequence, concat_tokens, insert_tokens, position_ids,
 
 # --- issue 14 (i14b): Mistral 3, Qwen3-VL DeepStack, LLaVA-OneVision ---
 from .deepstack import deepstack_inject
+from .resize import resize_bilinear
 from .unfold_merge import unfold_merge
 # --- end issue 14 (i14b) ---
 
@@ -38,5 +39,5 @@ __all__ = [
     "clip_logits", "contrastive_loss", "interleave_tokens", "split_tokens",
 ]
 # --- issue 14 (i14b) ---
-__all__ += ["unfold_merge", "deepstack_inject"]
+__all__ += ["unfold_merge", "deepstack_inject", "resize_bilinear"]
 # --- end issue 14 (i14b) ---
