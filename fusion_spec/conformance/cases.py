@@ -608,10 +608,21 @@ def llava_onevision_cases() -> list[Case]:
     ]
 
 
+def glm4v_cases() -> list[Case]:
+    """GLM-4V's patch merger (after the vision model's downsample convolution)."""
+    G = specs.Glm4vPatchMerger
+    return [
+        _c("glm4v.patch_merger", G(dim=6, context_dim=10), ("x", normal(9, 6)), flags=("glm4v", "erf-gelu")),
+        _c("glm4v.patch_merger.gelu_batched", G(dim=4, context_dim=7, hidden_act="gelu"),
+           ("x", normal(2, 3, 4)), flags=("glm4v", "erf-gelu")),
+    ]
+
+
 I14B_FAMILIES: dict[str, Callable[[], list[Case]]] = {
     "mistral3": mistral3_cases,
     "qwen3_vl": qwen3_vl_cases,
     "llava_onevision": llava_onevision_cases,
+    "glm4v": glm4v_cases,
 }
 # --- end issue 14 (i14b) ---------------------------------------------------------------------------------
 

@@ -60,6 +60,7 @@ FLAGS |= {
     "qwen3-vl": "Qwen3-VL's patch merger or DeepStack",
     "deepstack": "visual features added to decoder hidden states at the visual positions (Qwen3-VL DeepStack)",
     "llava-onevision": "LLaVA-OneVision: anyres_max token budget, bilinear downsample of an oversized map",
+    "glm4v": "GLM-4V's patch merger: linear, LayerNorm, GELU, gated MLP, no biases",
 }
 # --- end issue 14 (i14b) ---
 

@@ -14,7 +14,8 @@ __all__ = ["Spec", "AnyresPack", "LinearProjection", "MLPProjection", "TokenMerg
 
 # --- issue 14 (i14b): Mistral 3, Qwen3-VL DeepStack, LLaVA-OneVision ---
 from .deepstack import Qwen3VLDeepStack  # noqa: E402
+from .glm4v import Glm4vPatchMerger  # noqa: E402
 from .mistral3 import Mistral3Projector  # noqa: E402
 
-__all__ += ["Mistral3Projector", "Qwen3VLDeepStack"]
+__all__ += ["Mistral3Projector", "Qwen3VLDeepStack", "Glm4vPatchMerger"]
 # --- end issue 14 (i14b) ---
