@@ -61,6 +61,8 @@ FLAGS |= {
     "deepstack": "visual features added to decoder hidden states at the visual positions (Qwen3-VL DeepStack)",
     "llava-onevision": "LLaVA-OneVision: anyres_max token budget, bilinear downsample of an oversized map",
     "glm4v": "GLM-4V's patch merger: linear, LayerNorm, GELU, gated MLP, no biases",
+    "deepseek-vl": "DeepSeek-VL's aligners (MLP; the hybrid concatenates two projected streams)",
+    "janus": "Janus's aligner MLPs (fc1, then act and hidden_layers)",
 }
 # --- end issue 14 (i14b) ---
 

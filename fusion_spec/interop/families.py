@@ -12,4 +12,5 @@ from . import mistral3  # noqa: F401
 from . import qwen3_vl  # noqa: F401
 from . import llava_onevision  # noqa: F401
 from . import glm4v  # noqa: F401
+from . import aligners  # noqa: F401
 # --- end issue 14 (i14b) ---

@@ -13,9 +13,11 @@ __all__ = ["Spec", "AnyresPack", "LinearProjection", "MLPProjection", "TokenMerg
            "PerceiverResampler", "QFormer", "CLIPLogits", "EarlyFusionVocab"]
 
 # --- issue 14 (i14b): Mistral 3, Qwen3-VL DeepStack, LLaVA-OneVision ---
+from .aligners import DeepseekVLAligner, DeepseekVLHybridAligner, JanusAligner  # noqa: E402
 from .deepstack import Qwen3VLDeepStack  # noqa: E402
 from .glm4v import Glm4vPatchMerger  # noqa: E402
 from .mistral3 import Mistral3Projector  # noqa: E402
 
-__all__ += ["Mistral3Projector", "Qwen3VLDeepStack", "Glm4vPatchMerger"]
+__all__ += ["Mistral3Projector", "Qwen3VLDeepStack", "Glm4vPatchMerger", "DeepseekVLAligner", "DeepseekVLHybridAligner",
+            "JanusAligner"]
 # --- end issue 14 (i14b) ---
