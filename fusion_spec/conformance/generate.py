@@ -58,6 +58,7 @@ FLAGS = {
 FLAGS |= {
     "mistral3": "Mistral 3 / Pixtral's projector: per-image unfold merge, channel order (c, di, dj)",
     "qwen3-vl": "Qwen3-VL's patch merger or DeepStack",
+    "post-shuffle-norm": "a LayerNorm over each merged k*k*C vector of consecutive patches (Qwen3-VL's DeepStack mergers)",
     "deepstack": "visual features added to decoder hidden states at the visual positions (Qwen3-VL DeepStack)",
     "llava-onevision": "LLaVA-OneVision: anyres_max token budget, bilinear downsample of an oversized map",
     "glm4v": "GLM-4V's patch merger: linear, LayerNorm, GELU, gated MLP, no biases",
