@@ -24,6 +24,8 @@ CLEAN = {
     "malformed safetensors files": "rejected with FusionSpecError",
     "malformed verify outputs": "reported as failed cases, non-zero exit",
     "bad operator inputs": "rejected with FusionSpecError naming the operator",
+    "hostile files (issue classes)": "refused (FusionSpecError or that case's error/fail) within the time and "
+                                     "memory bounds",
 }
 
 

@@ -113,7 +113,7 @@ def test_the_valid_bundle_loads_runs_and_verifies(tmp_path):
     path = write_bundle(tmp_path / "b")
     assert all(r.ok for r in load_and_run(path))
     out = produce(Bundle(path), tmp_path / "out")
-    assert all(r.status == "pass" for r in verify(Bundle(path), out))
+    assert all(r.status == "pass" for r in verify(Bundle(path), out, trust=True))
 
 
 # --- manifest mutations -----------------------------------------------------------------------------
@@ -476,8 +476,8 @@ def run_verify(bundle_dir: Path, outputs: dict[str, bytes]) -> tuple[int, list[r
             (d / name).write_bytes(data)
         stdout = io.StringIO()
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(io.StringIO()), time_limit(LIMIT_S):
-            code = cli_main(["goldens", "verify", str(bundle_dir), "--outputs", str(d)])
-            results = verify(Bundle(bundle_dir), d)
+            code = cli_main(["goldens", "verify", str(bundle_dir), "--outputs", str(d), "--trust-bundle"])
+            results = verify(Bundle(bundle_dir), d, trust=True)
     return code, results, stdout.getvalue()
 
 
