@@ -154,6 +154,10 @@ def merge_cases() -> list[Case]:
            runtime={"mode": "spatial", "grid": [4, 6], "factor": 2, "token_order": "column_major"}, stages=1),
         _c("merge_tokens.spatial.factor3", "merge_tokens", ("x", normal(1, 18, 2)),
            runtime={"mode": "spatial", "grid": [6, 3], "factor": 3}, stages=1),
+        # Square grids at the factors real pixel shuffles use (InternVL 2, Idefics3/SmolVLM 2-4): theirs take
+        # only square grids, so these are the cases such an implementation can run.
+        *(_c(f"merge_tokens.spatial.square_f{k}", "merge_tokens", ("x", normal(1, (2 * k) ** 2, 2)),
+             runtime={"mode": "spatial", "grid": [2 * k, 2 * k], "factor": k}, stages=1) for k in (2, 3, 4)),
         _c("merge_tokens.pool", "merge_tokens", ("x", normal(2, 24, 5)),
            runtime={"mode": "pool", "grid": [4, 6], "factor": 2}, stages=2),
         _c("merge_tokens.window_order", "window_order", ("x", normal(1, 24, 2)),
@@ -226,12 +230,19 @@ def token_merge_cases() -> list[Case]:
            flags=("qwen2.5-vl", "rms-norm", "erf-gelu")),
         _c("token_merge.internvl", T.internvl(vision_dim=4, llm_dim=10), ("x", normal(2, 16, 4)),
            flags=("internvl", "post-norm", "erf-gelu")),
-        _c("token_merge.internvl.grid_4x6", T.internvl(vision_dim=3, llm_dim=8), ("x", normal(1, 24, 3)),
-           runtime={"grid": [4, 6]}, flags=("internvl", "post-norm", "erf-gelu")),
-        _c("token_merge.internvl.column_major", dataclasses.replace(T.internvl(vision_dim=3, llm_dim=8),
-                                                                    token_order="column_major"),
-           ("x", normal(1, 24, 3)), runtime={"grid": [6, 4]}, flags=("internvl", "post-norm", "erf-gelu"),
-           notes="ps_version v1 lists merged tokens column-major"),
+        # downsample_ratio 1/4 (1/3 cannot run: pixel_shuffle checks side % ratio == 0 in floats)
+        _c("token_merge.internvl.factor4", dataclasses.replace(T.internvl(vision_dim=3, llm_dim=8), factor=4),
+           ("x", normal(1, 64, 3)), flags=("internvl", "post-norm", "erf-gelu"),
+           notes="downsample_ratio 0.25 on a square 8x8 grid, as InternVL's pixel_shuffle takes"),
+        # Non-square grids and the column-major order are not something InternVL's module can run (it
+        # takes square grids, row-major): generic specs with InternVL's structure.
+        _c("token_merge.post_norm.grid_4x6", dataclasses.replace(T.internvl(vision_dim=3, llm_dim=8),
+                                                                 variant="generic"),
+           ("x", normal(1, 24, 3)), runtime={"grid": [4, 6]}, flags=("post-norm", "erf-gelu")),
+        _c("token_merge.post_norm.column_major", dataclasses.replace(T.internvl(vision_dim=3, llm_dim=8),
+                                                                     token_order="column_major", variant="generic"),
+           ("x", normal(1, 24, 3)), runtime={"grid": [6, 4]}, flags=("post-norm", "erf-gelu"),
+           notes="InternVL's ps_version v1 listed merged tokens column-major"),
         _c("token_merge.pool_generic", T(vision_dim=5, llm_dim=6, mode="pool", norm="none", activation="silu"),
            ("x", normal(2, 16, 5)), stages=1),
         _c("token_merge.generic_pre_norm_factor3", T(vision_dim=3, llm_dim=5, mode="spatial", factor=3, norm="pre",
@@ -322,8 +333,10 @@ def cross_attention_cases() -> list[Case]:
 def gated_cross_attention_cases() -> list[Case]:
     """open_flamingo's GatedCrossAttentionBlock (media_locations patterns) and HF's Mllama cross-attention layer."""
     G, S = specs.GatedCrossAttentionBlock, specs.GatedCrossAttentionStack
-    fl = G(hidden_size=16, vision_dim=12, num_heads=4, head_dim=3, ff_dim=24)
-    ml = G(hidden_size=16, vision_dim=12, num_heads=4, num_kv_heads=2, ff_dim=20, variant="mllama")
+    # Widths the real modules can be built with: open_flamingo's FFN is an integer multiple of the width;
+    # Mllama's vision states reach the layer already projected to the text hidden size.
+    fl = G(hidden_size=16, vision_dim=12, num_heads=4, head_dim=3, ff_dim=32)
+    ml = G(hidden_size=16, vision_dim=16, num_heads=4, num_kv_heads=2, ff_dim=20, variant="mllama")
     fx = ("multi-head", "erf-gelu", "media-locations", "mask")
     x = lambda b, lq, d=16: ("x", normal(b, lq, d))  # noqa: E731
     # Mllama: text rows before the image see nothing (row masked out), others see some of the 2x4 vision tokens.
@@ -362,15 +375,15 @@ def gated_cross_attention_cases() -> list[Case]:
         _c("gated_xattn.flamingo.single_media_rank3", G(hidden_size=8, vision_dim=6, num_heads=2), x(2, 5, 8),
            ("media", normal(2, 4, 6)), kwargs=[("media_locations", locations("..I..", "I...."))], stages=7,
            flags=fx + ("text-before-image", "immediate-only"), notes="media [b, n, d]: one image (T = 1)"),
-        _c("gated_xattn.mllama.hf", ml, x(2, 6), ("media", normal(2, 8, 12)),
+        _c("gated_xattn.mllama.hf", ml, x(2, 6), ("media", normal(2, 8, 16)),
            kwargs=[("cross_attention_mask", const(cam))], stages=7, flags=mm,
            notes="HF dialect: rows with no image attend to all vision tokens, only their MLP branch is zeroed"),
         _c("gated_xattn.mllama.meta", dataclasses.replace(ml, mask_dialect="meta"), x(2, 6),
-           ("media", normal(2, 8, 12)),
+           ("media", normal(2, 8, 16)),
            kwargs=[("cross_attention_mask", const(cam))], stages=7, flags=mm,
            notes="Meta's reference: rows with no image get zero attention output too (zeroed after the "
                  "attention, whatever the kernel gives for a fully masked row)"),
-        _c("gated_xattn.mllama.explicit_row_mask_4d", ml, x(2, 6), ("media", normal(2, 8, 12)),
+        _c("gated_xattn.mllama.explicit_row_mask_4d", ml, x(2, 6), ("media", normal(2, 8, 16)),
            kwargs=[("cross_attention_mask", const(cam[:, None])),
                    ("full_text_row_masked_out_mask", const(rows & np.array([[1, 1, 1, 1, 0, 1], [1] * 6], bool)))],
            stages=7, flags=mm, notes="mask [b, 1, L, N]; the row mask given explicitly (one row dropped on purpose)"),
@@ -386,9 +399,9 @@ def gated_cross_attention_cases() -> list[Case]:
                                                            only_attend_immediate_media=False),
            x(2, 6, 8), ("media", normal(2, 2, 3, 6)), kwargs=[("media_locations", locations(".I..I.", "I....."))],
            stages=2 * 8, flags=fx + ("all-previous", "text-before-image", "uniform-rows")),
-        _c("gated_xattn_stack.mllama", S(hidden_size=16, vision_dim=12, num_heads=4, num_kv_heads=2, ff_dim=20,
+        _c("gated_xattn_stack.mllama", S(hidden_size=16, vision_dim=16, num_heads=4, num_kv_heads=2, ff_dim=20,
                                          variant="mllama", num_layers=2, num_visual_tokens=8),
-           x(2, 6), ("media", normal(2, 8, 12)), kwargs=[("cross_attention_mask", const(cam))], stages=2 * 7,
+           x(2, 6), ("media", normal(2, 8, 16)), kwargs=[("cross_attention_mask", const(cam))], stages=2 * 7,
            flags=mm),
     ]
 
