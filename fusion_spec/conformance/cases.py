@@ -551,6 +551,24 @@ def preset_cases() -> list[Case]:
     ]
 
 
+# --- issue 14 (i14a): today's connectors ---------------------------------------------------------
+
+def connector_cases() -> list[Case]:
+    """Gemma 3, Idefics3/SmolVLM, Llama 4, PaliGemma, Aya Vision/Cohere2 Vision, Idefics2's connector: shapes
+    the real HF modules can be built with (tests/test_interop_connectors.py runs each case through them)."""
+    return [
+        _c("connectors.gemma3.pool2", specs.Gemma3Projector(6, 10, patches_per_image=4, tokens_per_side=2),
+           ("x", normal(2, 16, 6)), stages=1, flags=("gemma3", "rms-norm"),
+           notes="2x2 average pool of a 4x4 patch grid, RMSNorm scaled by 1 + weight, x @ W [vision, text]"),
+        _c("connectors.gemma3.pool3", specs.Gemma3Projector(5, 7, patches_per_image=6, tokens_per_side=2),
+           ("x", normal(1, 36, 5, std=3.0)), stages=1, flags=("gemma3", "rms-norm"),
+           notes="3x3 windows (Gemma 3 itself pools 4x4: 64 patches a side to 16)"),
+    ]
+
+
+# --- end issue 14 (i14a) ----------------------------------------------------------------------------
+
+
 #: family name -> function returning its cases.
 FAMILIES: dict[str, Callable[[], list[Case]]] = {
     "primitives": primitive_cases,
@@ -566,6 +584,9 @@ FAMILIES: dict[str, Callable[[], list[Case]]] = {
     "q_former": qformer_cases,
     "late_early": late_early_cases,
     "presets": preset_cases,
+    # --- issue 14 (i14a) ---
+    "connectors": connector_cases,
+    # --- end issue 14 (i14a) ---
 }
 
 

@@ -54,6 +54,11 @@ FLAGS = {
     "blip2": "BLIP-2's Q-Former", "flamingo": "OpenFlamingo's modules", "idefics2": "Idefics2's perceiver",
     "mllama": "Llama-3.2-Vision's (Mllama) modules",
 }
+# --- issue 14 (i14a): today's connectors ---
+FLAGS |= {
+    "gemma3": "Gemma 3's projector (average pool, RMSNorm scaled by 1 + weight, x @ W)",
+}
+# --- end issue 14 (i14a) ---
 
 
 def _entry(family: str, case: Case) -> tuple[dict[str, Any], bytes]:

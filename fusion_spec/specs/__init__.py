@@ -11,3 +11,9 @@ from .resampler import PerceiverResampler
 __all__ = ["Spec", "AnyresPack", "LinearProjection", "MLPProjection", "TokenMerge",
            "CrossAttention", "GatedCrossAttentionBlock", "GatedCrossAttentionStack",
            "PerceiverResampler", "QFormer", "CLIPLogits", "EarlyFusionVocab"]
+
+# --- issue 14 (i14a): today's connectors ---
+from .connectors import Gemma3Projector  # noqa: E402
+
+__all__ += ["Gemma3Projector"]
+# --- end issue 14 (i14a) ---

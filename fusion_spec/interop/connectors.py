@@ -1,0 +1,48 @@
+"""Today's connectors (issue 14) <-> their specs in :mod:`fusion_spec.specs.connectors`.
+
+Every converter maps one HF module class; names are the module's state_dict keys, so ``from_module``
+reads ``module.state_dict()`` and ``to_state_dict`` writes the same keys back (``strict=True``).
+Inputs to :func:`fusion_spec.interop.check` are what the module's ``forward`` takes.
+
+- ``Gemma3MultiModalProjector`` -> :class:`Gemma3Projector`. HF's ``Gemma3RMSNorm`` computes in
+  float32 (``x.float()``) even inside a float64 module, so the two agree to ~1e-7 there, not 1e-12.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from ..errors import FusionSpecError
+from ..specs.connectors import Gemma3Projector
+from .common import cast_like, checked_state_dict, module_params, run_forward
+from .registry import Converter, register
+
+_OP = "interop.from_module"
+
+
+def _to_state_dict(spec: Any, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    return checked_state_dict("interop.to_state_dict", spec, params)
+
+
+def _run_spec(spec: Any, params: Mapping[str, np.ndarray], x: np.ndarray) -> np.ndarray:
+    return np.asarray(spec.apply(params, cast_like(params, x)))
+
+
+# ------------------------------------------------------------------------------------------------ Gemma 3
+
+
+def gemma3_from_module(module: Any) -> tuple[Gemma3Projector, dict[str, np.ndarray]]:
+    vision_dim, llm_dim = module.mm_input_projection_weight.shape
+    p, t = module.patches_per_image, module.tokens_per_side
+    if t < 1 or p % t or module.kernel_size != p // t:
+        raise FusionSpecError(_OP, "module.tokens_per_side", f"a divisor of patches_per_image={p}", t)
+    spec = Gemma3Projector(vision_dim, llm_dim, patches_per_image=p, tokens_per_side=t,
+                           eps=module.mm_soft_emb_norm.eps)
+    return spec, module_params(_OP, module, spec)
+
+
+register(Converter("Gemma3MultiModalProjector", "transformers", Gemma3Projector, gemma3_from_module,
+                   _to_state_dict, run_forward, _run_spec))

@@ -1,0 +1,85 @@
+"""Specs for today's connectors, one class per model, parameters under the model's own state_dict keys.
+
+Each is a composition of existing operators (``merge_tokens``, ``rms_norm``, ``linear``, ...); the
+operator page ``docs/ops/connectors.md`` states their math side by side.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+
+import numpy as np
+
+from .. import ops
+from ..errors import FusionSpecError
+from ..xp import Array, namespace
+from .base import Spec
+from .projection import _check_shape
+
+
+def _square_grid(op: str, n: int, factor: int) -> tuple[int, int]:
+    """The side of the square patch grid of ``n`` tokens; it must be divisible by ``factor``."""
+    side = math.isqrt(n)
+    if side * side != n or side % factor:
+        raise FusionSpecError(op, "x", f"a square patch grid (side*side tokens) whose side is divisible by {factor}",
+                              f"{n} tokens")
+    return side, side
+
+
+@dataclasses.dataclass(frozen=True)
+class Gemma3Projector(Spec):
+    """Gemma 3's ``Gemma3MultiModalProjector``: average pool, Gemma RMSNorm, projection without bias.
+
+    ``x [B, P*P, vision_dim]`` (a P×P patch grid, row-major, P = ``patches_per_image``) ->
+    mean of each k×k window (k = P / ``tokens_per_side``, row-major) ->
+    ``x / sqrt(mean(x^2) + eps) * (1 + mm_soft_emb_norm.weight)`` -> ``x @ mm_input_projection_weight``
+    -> ``[B, tokens_per_side**2, llm_dim]``.
+
+    Params: ``mm_soft_emb_norm.weight [vision_dim]`` (an offset: the scale is ``1 + weight``),
+    ``mm_input_projection_weight [vision_dim, llm_dim]`` (stored input-major, used as ``x @ W``).
+    Defaults: Gemma 3 4B (SigLIP 1152 wide, 896 px / 14 px patches = 64, 256 tokens, text 2560).
+    """
+
+    vision_dim: int = 1152
+    llm_dim: int = 2560
+    patches_per_image: int = 64
+    tokens_per_side: int = 16
+    eps: float = 1e-6
+    op = "gemma3_projector"
+
+    def __post_init__(self) -> None:
+        self._require_positive("vision_dim", "llm_dim", "patches_per_image", "tokens_per_side")
+        self._require_eps("eps")
+        if self.patches_per_image % self.tokens_per_side:
+            self._fail("tokens_per_side", f"a divisor of patches_per_image={self.patches_per_image}",
+                       self.tokens_per_side)
+
+    @property
+    def kernel_size(self) -> int:
+        return self.patches_per_image // self.tokens_per_side
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {"mm_input_projection_weight": (self.vision_dim, self.llm_dim),
+                "mm_soft_emb_norm.weight": (self.vision_dim,)}
+
+    def init_value(self, name: str, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+        if name == "mm_input_projection_weight":  # input-major: fan-in is the first axis
+            return rng.standard_normal(shape) / math.sqrt(shape[0])
+        return 0.1 * rng.standard_normal(shape)  # the norm's offset: scale 1 + weight
+
+    def output_shape(self, x_shape: tuple[int, ...]) -> tuple[int, ...]:
+        b, n, _ = _check_shape("Gemma3Projector", "x", x_shape, 3, self.vision_dim)
+        if n != self.patches_per_image ** 2:
+            raise FusionSpecError("Gemma3Projector", "x", f"patches_per_image**2 = {self.patches_per_image ** 2} "
+                                  "tokens", f"shape {x_shape}")
+        return (b, self.tokens_per_side ** 2, self.llm_dim)
+
+    def apply(self, params: Mapping[str, Array], x: Array) -> Array:
+        self.output_shape(tuple(x.shape))
+        p = self.patches_per_image
+        x = ops.merge_tokens(x, mode="pool", grid=(p, p), factor=self.kernel_size)
+        x = ops.gemma_rms_norm(x, params["mm_soft_emb_norm.weight"], eps=self.eps, op="Gemma3Projector")
+        w = params["mm_input_projection_weight"]
+        return ops.linear(x, namespace(w).matrix_transpose(w), op="Gemma3Projector")

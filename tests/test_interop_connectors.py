@@ -1,0 +1,143 @@
+"""Issue 14's connectors against the real HF modules: tiny random float64 modules (no downloads), spec vs
+module, strict round trips, the bundle's cases run through the module and checked by ``goldens verify``,
+and ``num_params`` against the module built on the meta device from the published checkpoints' configs."""
+
+import types
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from transformers.models.gemma3.modeling_gemma3 import Gemma3MultiModalProjector  # noqa: E402
+
+from fusion_spec import FusionSpecError, interop, specs  # noqa: E402
+from fusion_spec.conformance import safetensors_io  # noqa: E402
+from fusion_spec.conformance.bundle import Bundle, spec_from_manifest  # noqa: E402
+from fusion_spec.conformance.verify import verify  # noqa: E402
+from test_interop_projectors import _randomize, _strict_roundtrip  # noqa: E402
+
+ATOL = 1e-12
+FLOAT32_ISLAND = 1e-6  # modules that compute a norm in float32 inside a float64 module
+rng = np.random.default_rng(14)
+NS = types.SimpleNamespace
+FIGURES = {}  # class -> largest float64 difference seen (printed with -s)
+
+
+def _run(module, *xs):
+    with torch.no_grad():
+        return module(*(torch.from_numpy(x) for x in xs)).numpy()
+
+
+def _compare(module, x, atol=ATOL):
+    """spec(x) vs module(x) in float64; records and returns the largest difference."""
+    spec, params = interop.from_module(module)
+    got = np.asarray(spec.apply(params, x))
+    want = interop.converter_for(module).run_module(module, x)
+    assert got.shape == want.shape
+    diff = float(np.abs(got - want).max())
+    name = type(module).__name__
+    FIGURES[name] = max(FIGURES.get(name, 0.0), diff)
+    print(f"{name}: float64 max |spec - module| = {diff:.2e}")
+    assert diff <= atol, diff
+    assert interop.check(module, x).max_abs <= atol
+    return spec, params
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    return Bundle()
+
+
+def _bundle_cases_through_module(bundle, tmp_path, prefix, build, dtype=np.float64):
+    """Every bundle case whose id starts with ``prefix``: load its params into ``build(spec)`` (the real module),
+    run it on the case's inputs in ``dtype``, write ``output.out`` and check it with ``goldens verify`` (which
+    compares float32 outputs with the reference on float32-rounded inputs, at float32 tolerance)."""
+    entries = [e for e in bundle.cases if e["id"].startswith(prefix)]
+    assert entries, prefix
+    for e in entries:
+        t = bundle.tensors(e)
+        spec = spec_from_manifest(e["op"], e["config"])
+        params = {k[len("param."):]: v for k, v in t.items() if k.startswith("param.")}
+        module = build(spec).to(torch.float64 if dtype == np.float64 else torch.float32).eval()
+        state = interop.to_state_dict(spec, params, target=type(module).__name__)
+        module.load_state_dict({k: torch.from_numpy(v.astype(dtype)) for k, v in state.items()}, strict=True)
+        inputs = [t["input." + i["name"]].astype(dtype) for i in e["inputs"]]
+        out = interop.converter_for(module).run_module(module, *inputs)
+        assert out.dtype == dtype
+        safetensors_io.save(tmp_path / f"{e['id']}.safetensors", {"output.out": out})
+    ids = {e["id"] for e in entries}
+    results = verify(bundle, tmp_path, select=lambda e: e["id"] in ids)
+    assert len(results) == len(ids) and all(r.status == "pass" for r in results), results
+
+
+def _meta(build):
+    """The module built on the meta device (no storage) and its parameter count."""
+    with torch.device("meta"):
+        module = build()
+    return sum(p.numel() for p in module.parameters())
+
+
+# ------------------------------------------------------------------------------------------------ Gemma 3
+
+
+def _gemma3_config(vision=6, text=5, image=8, patch=2, tokens=4, eps=1e-6):
+    return NS(vision_config=NS(hidden_size=vision, image_size=image, patch_size=patch, layer_norm_eps=eps),
+              text_config=NS(hidden_size=text), mm_tokens_per_image=tokens)
+
+
+def _gemma3(**kw):
+    return _randomize(Gemma3MultiModalProjector(_gemma3_config(**kw)))
+
+
+@pytest.mark.parametrize("image, patch, tokens, batch", [(8, 2, 4, 2), (16, 2, 4, 1), (12, 2, 9, 3), (8, 2, 16, 1)])
+def test_gemma3_projector_equals_module(image, patch, tokens, batch):
+    module = _gemma3(image=image, patch=patch, tokens=tokens)
+    p = image // patch
+    spec, _ = _compare(module, rng.standard_normal((batch, p * p, 6)), atol=FLOAT32_ISLAND)
+    assert spec == specs.Gemma3Projector(6, 5, patches_per_image=p, tokens_per_side=int(tokens ** 0.5))
+    _strict_roundtrip(module, type(module).__name__)
+
+
+def test_gemma3_projector_math_is_pool_then_one_plus_weight_rms_norm_then_x_at_w():
+    spec = specs.Gemma3Projector(3, 4, patches_per_image=4, tokens_per_side=2, eps=1e-6)
+    params = spec.init(seed=1)
+    x = rng.standard_normal((1, 16, 3))
+    grid = x.reshape(1, 2, 2, 2, 2, 3)  # [b, i, di, j, dj, c]
+    pooled = grid.mean(axis=(2, 4)).reshape(1, 4, 3)
+    normed = pooled / np.sqrt((pooled ** 2).mean(-1, keepdims=True) + 1e-6) * (1 + params["mm_soft_emb_norm.weight"])
+    np.testing.assert_allclose(spec.apply(params, x), normed @ params["mm_input_projection_weight"], rtol=1e-13)
+
+
+def test_gemma3_projector_equals_module_with_a_float64_norm():
+    """The float32 island is the only difference: with HF's norm computed in float64, ~1e-16."""
+    module = _gemma3(image=8, patch=2, tokens=4)
+    norm = module.mm_soft_emb_norm
+    norm.forward = lambda x: x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + norm.eps) * (1.0 + norm.weight)
+    _compare(module, rng.standard_normal((2, 16, 6)))
+
+
+def test_gemma3_projector_rejects_bad_grids():
+    with pytest.raises(FusionSpecError, match="tokens_per_side"):
+        specs.Gemma3Projector(3, 4, patches_per_image=6, tokens_per_side=4)
+    spec = specs.Gemma3Projector(3, 4, patches_per_image=4, tokens_per_side=2)
+    with pytest.raises(FusionSpecError, match="patches_per_image\\*\\*2 = 16"):
+        spec.apply(spec.init(), np.zeros((1, 9, 3)))
+
+
+def test_gemma3_bundle_cases_through_the_module(bundle, tmp_path):
+    def build(spec):
+        return Gemma3MultiModalProjector(_gemma3_config(
+            spec.vision_dim, spec.llm_dim, image=2 * spec.patches_per_image, patch=2,
+            tokens=spec.tokens_per_side ** 2, eps=spec.eps))
+    # HF's Gemma3RMSNorm computes in float32 whatever the module's dtype: the module runs in float32
+    _bundle_cases_through_module(bundle, tmp_path, "connectors.gemma3", build, dtype=np.float32)
+
+
+@pytest.mark.parametrize("name, text", [("gemma-3-4b", 2560), ("gemma-3-12b", 3840), ("gemma-3-27b", 5376)])
+def test_gemma3_num_params_of_the_published_configs(name, text):
+    # All three: SigLIP so400m (hidden 1152, 896 px, patch 14), mm_tokens_per_image 256, eps 1e-6.
+    spec = specs.Gemma3Projector(1152, text, patches_per_image=64, tokens_per_side=16)
+    cfg = _gemma3_config(1152, text, image=896, patch=14, tokens=256)
+    assert spec.num_params() == _meta(lambda: Gemma3MultiModalProjector(cfg)) == 1152 * text + 1152
