@@ -11,6 +11,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from transformers.models.gemma3.modeling_gemma3 import Gemma3MultiModalProjector  # noqa: E402
+from transformers.models.idefics3.modeling_idefics3 import Idefics3Connector  # noqa: E402
+from transformers.models.smolvlm.modeling_smolvlm import SmolVLMConnector  # noqa: E402
 
 from fusion_spec import FusionSpecError, interop, specs  # noqa: E402
 from fusion_spec.conformance import safetensors_io  # noqa: E402
@@ -141,3 +143,63 @@ def test_gemma3_num_params_of_the_published_configs(name, text):
     spec = specs.Gemma3Projector(1152, text, patches_per_image=64, tokens_per_side=16)
     cfg = _gemma3_config(1152, text, image=896, patch=14, tokens=256)
     assert spec.num_params() == _meta(lambda: Gemma3MultiModalProjector(cfg)) == 1152 * text + 1152
+
+
+# ------------------------------------------------------------------------------------------------ Idefics3 / SmolVLM
+
+
+def _idefics3_config(vision=6, text=5, k=2):
+    return NS(scale_factor=k, vision_config=NS(hidden_size=vision), text_config=NS(hidden_size=text))
+
+
+@pytest.mark.parametrize("cls", [Idefics3Connector, SmolVLMConnector])
+@pytest.mark.parametrize("k, side, batch", [(2, 4, 2), (2, 6, 1), (3, 6, 2), (4, 8, 1), (1, 3, 1)])
+def test_idefics3_connector_equals_module(cls, k, side, batch):
+    module = _randomize(cls(_idefics3_config(k=k)))
+    spec, _ = _compare(module, rng.standard_normal((batch, side * side, 6)))
+    assert spec == specs.Idefics3Connector(6, 5, k)
+    _strict_roundtrip(module, cls.__name__)
+
+
+@pytest.mark.parametrize("k", [2, 3, 4])
+def test_idefics3_pixel_shuffle_channel_order_is_row_major_windows(k):
+    """Merged token (i, j), channel block di*k + dj = patch (k*i + di, k*j + dj): read off the module with an
+    identity projection."""
+    side, c = 2 * k, 2
+    module = Idefics3Connector(_idefics3_config(vision=c, text=k * k * c, k=k)).double()
+    with torch.no_grad():
+        module.modality_projection.proj.weight.copy_(torch.eye(k * k * c, dtype=torch.float64))
+    x = rng.standard_normal((1, side * side, c))
+    got = _run(module, x).reshape(side // k, side // k, k, k, c)
+    grid = x.reshape(side, side, c)
+    for i, j, di, dj in np.ndindex(side // k, side // k, k, k):
+        np.testing.assert_array_equal(got[i, j, di, dj], grid[k * i + di, k * j + dj])
+    spec = specs.Idefics3Connector(c, k * k * c, k)
+    np.testing.assert_array_equal(spec.apply({"modality_projection.proj.weight": np.eye(k * k * c)}, x)[0],
+                                  got.reshape(-1, k * k * c))
+
+
+def test_idefics3_connector_rejects_a_grid_the_factor_does_not_divide():
+    spec = specs.Idefics3Connector(3, 4, 3)
+    with pytest.raises(FusionSpecError, match="square patch grid .* divisible by 3"):
+        spec.apply(spec.init(), np.zeros((1, 16, 3)))
+    with pytest.raises(FusionSpecError, match="scale_factor"):
+        specs.Idefics3Connector(3, 4, 0)
+
+
+def test_idefics3_bundle_cases_through_the_module(bundle, tmp_path):
+    def build(spec):
+        cls = SmolVLMConnector if spec.scale_factor > 2 else Idefics3Connector
+        return cls(_idefics3_config(spec.vision_dim, spec.llm_dim, spec.scale_factor))
+    _bundle_cases_through_module(bundle, tmp_path, "connectors.idefics3", build)
+
+
+@pytest.mark.parametrize("name, spec, cls", [
+    ("SmolVLM-256M-Instruct", specs.Idefics3Connector.smolvlm(768, 576, 4), SmolVLMConnector),
+    ("SmolVLM-Instruct (2B)", specs.Idefics3Connector.smolvlm(1152, 2048, 3), SmolVLMConnector),
+    ("Idefics3-8B-Llama3", specs.Idefics3Connector(1152, 4096, 2), Idefics3Connector),
+])
+def test_idefics3_num_params_of_the_published_configs(name, spec, cls):
+    # vision_config.hidden_size, text_config.hidden_size, scale_factor of each checkpoint's config.json
+    cfg = _idefics3_config(spec.vision_dim, spec.llm_dim, spec.scale_factor)
+    assert spec.num_params() == _meta(lambda: cls(cfg)) == spec.llm_dim * spec.vision_dim * spec.scale_factor ** 2

@@ -563,6 +563,13 @@ def connector_cases() -> list[Case]:
         _c("connectors.gemma3.pool3", specs.Gemma3Projector(5, 7, patches_per_image=6, tokens_per_side=2),
            ("x", normal(1, 36, 5, std=3.0)), stages=1, flags=("gemma3", "rms-norm"),
            notes="3x3 windows (Gemma 3 itself pools 4x4: 64 patches a side to 16)"),
+        _c("connectors.idefics3.k2", specs.Idefics3Connector(4, 9, 2), ("x", normal(2, 16, 4)),
+           flags=("idefics3",), notes="Idefics3: pixel shuffle (row-major 2x2 windows, channels (di, dj, c)), "
+                                      "linear without bias"),
+        _c("connectors.idefics3.smolvlm_k3", specs.Idefics3Connector.smolvlm(3, 8, 3), ("x", normal(1, 36, 3)),
+           flags=("idefics3",), notes="SmolVLM-Instruct's scale factor 3"),
+        _c("connectors.idefics3.smolvlm_k4", specs.Idefics3Connector.smolvlm(2, 6, 4), ("x", normal(2, 64, 2)),
+           flags=("idefics3",), notes="SmolVLM-256M's scale factor 4"),
     ]
 
 

@@ -57,6 +57,7 @@ FLAGS = {
 # --- issue 14 (i14a): today's connectors ---
 FLAGS |= {
     "gemma3": "Gemma 3's projector (average pool, RMSNorm scaled by 1 + weight, x @ W)",
+    "idefics3": "Idefics3's / SmolVLM's connector (pixel shuffle, linear without bias)",
 }
 # --- end issue 14 (i14a) ---
 

@@ -6,6 +6,8 @@ Inputs to :func:`fusion_spec.interop.check` are what the module's ``forward`` ta
 
 - ``Gemma3MultiModalProjector`` -> :class:`Gemma3Projector`. HF's ``Gemma3RMSNorm`` computes in
   float32 (``x.float()``) even inside a float64 module, so the two agree to ~1e-7 there, not 1e-12.
+- ``Idefics3Connector``, ``SmolVLMConnector`` -> :class:`Idefics3Connector` (input ``[B, P*P, C]``, P
+  divisible by ``scale_factor``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import FusionSpecError
-from ..specs.connectors import Gemma3Projector
+from ..specs.connectors import Gemma3Projector, Idefics3Connector
 from .common import cast_like, checked_state_dict, module_params, run_forward
 from .registry import Converter, register
 
@@ -46,3 +48,22 @@ def gemma3_from_module(module: Any) -> tuple[Gemma3Projector, dict[str, np.ndarr
 
 register(Converter("Gemma3MultiModalProjector", "transformers", Gemma3Projector, gemma3_from_module,
                    _to_state_dict, run_forward, _run_spec))
+
+
+# ------------------------------------------------------------------------------------------------ Idefics3 / SmolVLM
+
+
+def idefics3_from_module(module: Any) -> tuple[Idefics3Connector, dict[str, np.ndarray]]:
+    k = module.scale_factor
+    proj = module.modality_projection.proj
+    vision_dim, rem = divmod(proj.in_features, k * k)
+    if rem:
+        raise FusionSpecError(_OP, "module.modality_projection.proj", f"in_features a multiple of scale_factor**2 = "
+                              f"{k * k}", proj.in_features)
+    spec = Idefics3Connector(vision_dim, proj.out_features, k)
+    return spec, module_params(_OP, module, spec)
+
+
+for _name in ("Idefics3Connector", "SmolVLMConnector"):
+    register(Converter(_name, "transformers", Idefics3Connector, idefics3_from_module, _to_state_dict, run_forward,
+                       _run_spec))

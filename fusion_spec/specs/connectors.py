@@ -83,3 +83,45 @@ class Gemma3Projector(Spec):
         x = ops.gemma_rms_norm(x, params["mm_soft_emb_norm.weight"], eps=self.eps, op="Gemma3Projector")
         w = params["mm_input_projection_weight"]
         return ops.linear(x, namespace(w).matrix_transpose(w), op="Gemma3Projector")
+
+
+@dataclasses.dataclass(frozen=True)
+class Idefics3Connector(Spec):
+    """Idefics3's and SmolVLM's connector (``Idefics3Connector``, ``SmolVLMConnector``): pixel shuffle, then
+    one linear without bias.
+
+    ``x [B, P*P, vision_dim]`` -> ``merge_tokens(mode="spatial", factor=scale_factor)`` (merged token
+    ``(i, j)`` = the k×k window's patches in row-major order, channels ``(di, dj, c)``) ->
+    ``x @ modality_projection.proj.weight.T`` -> ``[B, (P/k)**2, llm_dim]``.
+
+    Params: ``modality_projection.proj.weight [llm_dim, scale_factor**2 * vision_dim]``.
+    Defaults: Idefics3-8B (SigLIP 1152, Llama 3 4096, scale factor 2); :meth:`smolvlm` for SmolVLM.
+    """
+
+    vision_dim: int = 1152
+    llm_dim: int = 4096
+    scale_factor: int = 2
+    op = "idefics3_connector"
+
+    def __post_init__(self) -> None:
+        self._require_positive("vision_dim", "llm_dim", "scale_factor")
+
+    @classmethod
+    def smolvlm(cls, vision_dim: int = 768, llm_dim: int = 576, scale_factor: int = 4) -> "Idefics3Connector":
+        """SmolVLM's connector; defaults SmolVLM-256M (SigLIP base 768, SmolLM2 576, scale factor 4);
+        SmolVLM-Instruct (2B) is ``smolvlm(1152, 2048, 3)``."""
+        return cls(vision_dim, llm_dim, scale_factor)
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {"modality_projection.proj.weight": (self.llm_dim, self.vision_dim * self.scale_factor ** 2)}
+
+    def output_shape(self, x_shape: tuple[int, ...]) -> tuple[int, ...]:
+        b, n, _ = _check_shape("Idefics3Connector", "x", x_shape, 3, self.vision_dim)
+        side, _ = _square_grid("Idefics3Connector", n, self.scale_factor)
+        return (b, (side // self.scale_factor) ** 2, self.llm_dim)
+
+    def apply(self, params: Mapping[str, Array], x: Array) -> Array:
+        self.output_shape(tuple(x.shape))
+        x = ops.merge_tokens(x, mode="spatial", grid=_square_grid("Idefics3Connector", x.shape[1], self.scale_factor),
+                             factor=self.scale_factor)
+        return ops.linear(x, params["modality_projection.proj.weight"], op="Idefics3Connector")
