@@ -12,9 +12,11 @@ pytest.importorskip("transformers")
 
 from transformers.models.gemma3.modeling_gemma3 import Gemma3MultiModalProjector  # noqa: E402
 from transformers.models.idefics3.modeling_idefics3 import Idefics3Connector  # noqa: E402
+from transformers.models.llama4.modeling_llama4 import (Llama4MultiModalProjector,  # noqa: E402
+                                                        Llama4VisionPixelShuffleMLP)
 from transformers.models.smolvlm.modeling_smolvlm import SmolVLMConnector  # noqa: E402
 
-from fusion_spec import FusionSpecError, interop, specs  # noqa: E402
+from fusion_spec import FusionSpecError, interop, ops, specs  # noqa: E402
 from fusion_spec.conformance import safetensors_io  # noqa: E402
 from fusion_spec.conformance.bundle import Bundle, spec_from_manifest  # noqa: E402
 from fusion_spec.conformance.verify import verify  # noqa: E402
@@ -203,3 +205,68 @@ def test_idefics3_num_params_of_the_published_configs(name, spec, cls):
     # vision_config.hidden_size, text_config.hidden_size, scale_factor of each checkpoint's config.json
     cfg = _idefics3_config(spec.vision_dim, spec.llm_dim, spec.scale_factor)
     assert spec.num_params() == _meta(lambda: cls(cfg)) == spec.llm_dim * spec.vision_dim * spec.scale_factor ** 2
+
+
+# ------------------------------------------------------------------------------------------------ Llama 4
+
+
+def _llama4_vision_config(hidden=6, ratio=0.5, proj=7):
+    return NS(hidden_size=hidden, intermediate_size=int(hidden / ratio ** 2), pixel_shuffle_ratio=ratio,
+              projector_input_dim=proj, projector_output_dim=proj, projector_dropout=0.0)
+
+
+def _llama4_projector_config(vision_output=7, text=5):
+    return NS(vision_config=NS(vision_output_dim=vision_output), text_config=NS(hidden_size=text))
+
+
+@pytest.mark.parametrize("ratio, side, batch", [(0.5, 4, 2), (0.5, 6, 1), (0.25, 8, 1)])
+def test_llama4_pixel_shuffle_mlp_equals_module(ratio, side, batch):
+    module = _randomize(Llama4VisionPixelShuffleMLP(_llama4_vision_config(ratio=ratio)))
+    spec, _ = _compare(module, rng.standard_normal((batch, side * side, 6)))
+    assert spec == specs.Llama4PixelShuffleMLP(6, 7, 7, int(1 / ratio))
+    _strict_roundtrip(module, "Llama4VisionPixelShuffleMLP")
+
+
+def test_llama4_pixel_shuffle_is_the_idefics3_order_and_both_linears_are_followed_by_gelu():
+    spec = specs.Llama4PixelShuffleMLP(3, 5, 4, 2)
+    params = spec.init(seed=3)
+    x = rng.standard_normal((2, 16, 3))
+    merged = specs.Idefics3Connector(3, 12, 2).apply({"modality_projection.proj.weight": np.eye(12)}, x)
+    gelu = lambda t: np.asarray(ops.gelu(t))  # noqa: E731
+    want = gelu(gelu(merged @ params["mlp.fc1.weight"].T) @ params["mlp.fc2.weight"].T)
+    np.testing.assert_allclose(spec.apply(params, x), want, rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("shape", [(3, 7), (2, 4, 7)])
+def test_llama4_projector_equals_module(shape):
+    module = _randomize(Llama4MultiModalProjector(_llama4_projector_config()))
+    spec, _ = _compare(module, rng.standard_normal(shape))
+    assert spec == specs.Llama4Projector(7, 5)
+    _strict_roundtrip(module, "Llama4MultiModalProjector")
+
+
+def test_llama4_rejects_a_ratio_that_is_not_one_over_an_integer():
+    module = Llama4VisionPixelShuffleMLP(_llama4_vision_config(ratio=0.5))
+    module.pixel_shuffle_ratio = 0.4
+    with pytest.raises(FusionSpecError, match="pixel_shuffle_ratio"):
+        interop.from_module(module)
+    with pytest.raises(FusionSpecError, match="vision_output_dim=7"):
+        specs.Llama4Projector(7, 5).apply(specs.Llama4Projector(7, 5).init(), np.zeros((2, 6)))
+
+
+def test_llama4_bundle_cases_through_the_modules(bundle, tmp_path):
+    _bundle_cases_through_module(bundle, tmp_path, "connectors.llama4.adapter", lambda spec: Llama4VisionPixelShuffleMLP(
+        _llama4_vision_config(spec.vision_dim, 1 / spec.shuffle_factor, spec.projector_input_dim)))
+    _bundle_cases_through_module(bundle, tmp_path, "connectors.llama4.projector", lambda spec: Llama4MultiModalProjector(
+        _llama4_projector_config(spec.vision_output_dim, spec.llm_dim)))
+
+
+def test_llama4_scout_num_params():
+    # Llama-4-Scout-17B-16E: vision hidden_size 1408, intermediate_size 5632, pixel_shuffle_ratio 0.5,
+    # projector_input_dim = projector_output_dim = vision_output_dim = 4096; text hidden_size 5120.
+    adapter = specs.Llama4PixelShuffleMLP(1408, 4096, 4096, 2)
+    assert adapter.num_params() == _meta(lambda: Llama4VisionPixelShuffleMLP(_llama4_vision_config(1408, 0.5, 4096)))
+    assert adapter.num_params() == 5632 * 4096 + 4096 * 4096
+    projector = specs.Llama4Projector(4096, 5120)
+    assert projector.num_params() == _meta(lambda: Llama4MultiModalProjector(_llama4_projector_config(4096, 5120)))
+    assert projector.num_params() == 4096 * 5120

@@ -570,6 +570,12 @@ def connector_cases() -> list[Case]:
            flags=("idefics3",), notes="SmolVLM-Instruct's scale factor 3"),
         _c("connectors.idefics3.smolvlm_k4", specs.Idefics3Connector.smolvlm(2, 6, 4), ("x", normal(2, 64, 2)),
            flags=("idefics3",), notes="SmolVLM-256M's scale factor 4"),
+        _c("connectors.llama4.adapter", specs.Llama4PixelShuffleMLP(4, 6, 6, 2), ("x", normal(2, 16, 4)), stages=2,
+           flags=("llama4", "erf-gelu"), notes="pixel shuffle ratio 0.5, fc1 -> GELU -> fc2 -> GELU, no biases"),
+        _c("connectors.llama4.adapter_ratio_quarter", specs.Llama4PixelShuffleMLP(2, 5, 5, 4), ("x", normal(1, 64, 2)),
+           stages=2, flags=("llama4", "erf-gelu"), notes="pixel_shuffle_ratio 0.25"),
+        _c("connectors.llama4.projector", specs.Llama4Projector(6, 9), ("x", normal(7, 6)), flags=("llama4",),
+           notes="the flattened adapter tokens [tokens, vision_output_dim] -> linear_1 (no bias)"),
     ]
 
 

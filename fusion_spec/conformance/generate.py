@@ -58,6 +58,7 @@ FLAGS = {
 FLAGS |= {
     "gemma3": "Gemma 3's projector (average pool, RMSNorm scaled by 1 + weight, x @ W)",
     "idefics3": "Idefics3's / SmolVLM's connector (pixel shuffle, linear without bias)",
+    "llama4": "Llama 4's vision adapter (pixel shuffle MLP) or multimodal projector",
 }
 # --- end issue 14 (i14a) ---
 

@@ -8,6 +8,8 @@ Inputs to :func:`fusion_spec.interop.check` are what the module's ``forward`` ta
   float32 (``x.float()``) even inside a float64 module, so the two agree to ~1e-7 there, not 1e-12.
 - ``Idefics3Connector``, ``SmolVLMConnector`` -> :class:`Idefics3Connector` (input ``[B, P*P, C]``, P
   divisible by ``scale_factor``).
+- ``Llama4VisionPixelShuffleMLP`` -> :class:`Llama4PixelShuffleMLP` (``pixel_shuffle_ratio`` 1/k) and
+  ``Llama4MultiModalProjector`` -> :class:`Llama4Projector`.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import FusionSpecError
-from ..specs.connectors import Gemma3Projector, Idefics3Connector
-from .common import cast_like, checked_state_dict, module_params, run_forward
+from ..specs.connectors import Gemma3Projector, Idefics3Connector, Llama4PixelShuffleMLP, Llama4Projector
+from .common import activation_name, cast_like, checked_state_dict, module_params, run_forward
 from .registry import Converter, register
 
 _OP = "interop.from_module"
@@ -67,3 +69,32 @@ def idefics3_from_module(module: Any) -> tuple[Idefics3Connector, dict[str, np.n
 for _name in ("Idefics3Connector", "SmolVLMConnector"):
     register(Converter(_name, "transformers", Idefics3Connector, idefics3_from_module, _to_state_dict, run_forward,
                        _run_spec))
+
+
+# ------------------------------------------------------------------------------------------------ Llama 4
+
+
+def llama4_adapter_from_module(module: Any) -> tuple[Llama4PixelShuffleMLP, dict[str, np.ndarray]]:
+    ratio = module.pixel_shuffle_ratio
+    k = int(round(1 / ratio)) if ratio > 0 else 0
+    if k < 1 or abs(k * ratio - 1) > 1e-9:
+        raise FusionSpecError(_OP, "module.pixel_shuffle_ratio", "1/k for an integer k (0.5 in Llama 4)", ratio)
+    if activation_name(module.mlp.activation_fn, "module.mlp.activation_fn") != "gelu":
+        raise FusionSpecError(_OP, "module.mlp.activation_fn", "GELU (erf)", type(module.mlp.activation_fn).__name__)
+    fc1, fc2 = module.mlp.fc1, module.mlp.fc2
+    vision_dim, rem = divmod(fc1.in_features, k * k)
+    if rem:
+        raise FusionSpecError(_OP, "module.mlp.fc1", f"in_features a multiple of {k * k}", fc1.in_features)
+    spec = Llama4PixelShuffleMLP(vision_dim, fc1.out_features, fc2.out_features, k)
+    return spec, module_params(_OP, module, spec)
+
+
+def llama4_projector_from_module(module: Any) -> tuple[Llama4Projector, dict[str, np.ndarray]]:
+    spec = Llama4Projector(module.linear_1.in_features, module.linear_1.out_features)
+    return spec, module_params(_OP, module, spec)
+
+
+register(Converter("Llama4VisionPixelShuffleMLP", "transformers", Llama4PixelShuffleMLP, llama4_adapter_from_module,
+                   _to_state_dict, run_forward, _run_spec))
+register(Converter("Llama4MultiModalProjector", "transformers", Llama4Projector, llama4_projector_from_module,
+                   _to_state_dict, run_forward, _run_spec))

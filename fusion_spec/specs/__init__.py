@@ -13,7 +13,7 @@ __all__ = ["Spec", "AnyresPack", "LinearProjection", "MLPProjection", "TokenMerg
            "PerceiverResampler", "QFormer", "CLIPLogits", "EarlyFusionVocab"]
 
 # --- issue 14 (i14a): today's connectors ---
-from .connectors import Gemma3Projector, Idefics3Connector  # noqa: E402
+from .connectors import Gemma3Projector, Idefics3Connector, Llama4PixelShuffleMLP, Llama4Projector  # noqa: E402
 
-__all__ += ["Gemma3Projector", "Idefics3Connector"]
+__all__ += ["Gemma3Projector", "Idefics3Connector", "Llama4PixelShuffleMLP", "Llama4Projector"]
 # --- end issue 14 (i14a) ---

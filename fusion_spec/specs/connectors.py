@@ -28,6 +28,18 @@ def _square_grid(op: str, n: int, factor: int) -> tuple[int, int]:
     return side, side
 
 
+def _shuffled_shape(op: str, x_shape: tuple[int, ...], vision_dim: int, k: int, out_dim: int) -> tuple[int, ...]:
+    """``[B, P*P, vision_dim] -> [B, (P/k)**2, out_dim]``: the output shape of a pixel-shuffle connector."""
+    b, n, _ = _check_shape(op, "x", x_shape, 3, vision_dim)
+    side, _ = _square_grid(op, n, k)
+    return (b, (side // k) ** 2, out_dim)
+
+
+def _pixel_shuffle(op: str, x: Array, k: int) -> Array:
+    """The square-grid pixel shuffle of Idefics3, SmolVLM, Llama 4 and Aya Vision: channels ``(di, dj, c)``."""
+    return ops.merge_tokens(x, mode="spatial", grid=_square_grid(op, x.shape[1], k), factor=k)
+
+
 @dataclasses.dataclass(frozen=True)
 class Gemma3Projector(Spec):
     """Gemma 3's ``Gemma3MultiModalProjector``: average pool, Gemma RMSNorm, projection without bias.
@@ -116,12 +128,80 @@ class Idefics3Connector(Spec):
         return {"modality_projection.proj.weight": (self.llm_dim, self.vision_dim * self.scale_factor ** 2)}
 
     def output_shape(self, x_shape: tuple[int, ...]) -> tuple[int, ...]:
-        b, n, _ = _check_shape("Idefics3Connector", "x", x_shape, 3, self.vision_dim)
-        side, _ = _square_grid("Idefics3Connector", n, self.scale_factor)
-        return (b, (side // self.scale_factor) ** 2, self.llm_dim)
+        return _shuffled_shape("Idefics3Connector", x_shape, self.vision_dim, self.scale_factor, self.llm_dim)
 
     def apply(self, params: Mapping[str, Array], x: Array) -> Array:
         self.output_shape(tuple(x.shape))
-        x = ops.merge_tokens(x, mode="spatial", grid=_square_grid("Idefics3Connector", x.shape[1], self.scale_factor),
-                             factor=self.scale_factor)
+        x = _pixel_shuffle("Idefics3Connector", x, self.scale_factor)
         return ops.linear(x, params["modality_projection.proj.weight"], op="Idefics3Connector")
+
+
+@dataclasses.dataclass(frozen=True)
+class Llama4PixelShuffleMLP(Spec):
+    """Llama 4's vision adapter ``Llama4VisionPixelShuffleMLP``: pixel shuffle, then two bias-free linears
+    each followed by GELU (erf), the last one included.
+
+    ``x [B, P*P, vision_dim]`` (the patches after ``layernorm_post``, class token dropped) ->
+    ``merge_tokens(mode="spatial", factor=shuffle_factor)`` (``shuffle_factor = 1 / pixel_shuffle_ratio``,
+    channels ``(di, dj, c)``) -> ``gelu(x @ mlp.fc1.weight.T)`` -> ``gelu(· @ mlp.fc2.weight.T)`` ->
+    ``[B, (P/k)**2, projector_output_dim]``.
+
+    Params: ``mlp.fc1.weight [projector_input_dim, k*k*vision_dim]``,
+    ``mlp.fc2.weight [projector_output_dim, projector_input_dim]``. (HF builds ``fc1`` from
+    ``intermediate_size``, which must equal ``k*k*hidden_size``, and ``fc2`` as ``projector_output_dim``
+    square, so its checkpoints have ``projector_input_dim == projector_output_dim``.)
+    Defaults: Llama 4 Scout / Maverick (hidden 1408, ratio 0.5, projector 4096).
+    """
+
+    vision_dim: int = 1408
+    projector_input_dim: int = 4096
+    projector_output_dim: int = 4096
+    shuffle_factor: int = 2
+    op = "llama4_pixel_shuffle_mlp"
+
+    def __post_init__(self) -> None:
+        self._require_positive("vision_dim", "projector_input_dim", "projector_output_dim", "shuffle_factor")
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {"mlp.fc1.weight": (self.projector_input_dim, self.vision_dim * self.shuffle_factor ** 2),
+                "mlp.fc2.weight": (self.projector_output_dim, self.projector_input_dim)}
+
+    def output_shape(self, x_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return _shuffled_shape("Llama4PixelShuffleMLP", x_shape, self.vision_dim, self.shuffle_factor,
+                               self.projector_output_dim)
+
+    def apply(self, params: Mapping[str, Array], x: Array) -> Array:
+        self.output_shape(tuple(x.shape))
+        x = _pixel_shuffle("Llama4PixelShuffleMLP", x, self.shuffle_factor)
+        x = ops.gelu(ops.linear(x, params["mlp.fc1.weight"], op="Llama4PixelShuffleMLP"))
+        return ops.gelu(ops.linear(x, params["mlp.fc2.weight"], op="Llama4PixelShuffleMLP"))
+
+
+@dataclasses.dataclass(frozen=True)
+class Llama4Projector(Spec):
+    """Llama 4's ``Llama4MultiModalProjector``: one bias-free linear from the adapter's output to the text width.
+
+    ``x [..., vision_output_dim] -> x @ linear_1.weight.T -> [..., llm_dim]`` (HF feeds it the adapter's
+    tokens of every tile flattened to ``[tokens, vision_output_dim]``). Params:
+    ``linear_1.weight [llm_dim, vision_output_dim]``. Defaults: Llama 4 Scout (4096 -> 5120).
+    """
+
+    vision_output_dim: int = 4096
+    llm_dim: int = 5120
+    op = "llama4_projector"
+
+    def __post_init__(self) -> None:
+        self._require_positive("vision_output_dim", "llm_dim")
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {"linear_1.weight": (self.llm_dim, self.vision_output_dim)}
+
+    def output_shape(self, x_shape: tuple[int, ...]) -> tuple[int, ...]:
+        if len(x_shape) < 1 or x_shape[-1] != self.vision_output_dim:
+            raise FusionSpecError("Llama4Projector", "x", f"a last axis of vision_output_dim={self.vision_output_dim}",
+                                  f"shape {x_shape}")
+        return x_shape[:-1] + (self.llm_dim,)
+
+    def apply(self, params: Mapping[str, Array], x: Array) -> Array:
+        self.output_shape(tuple(x.shape))
+        return ops.linear(x, params["linear_1.weight"], op="Llama4Projector")
