@@ -2,6 +2,7 @@
 module, strict round trips, the bundle's cases run through the module and checked by ``goldens verify``,
 and ``num_params`` against the module built on the meta device from the published checkpoints' configs."""
 
+import dataclasses
 import types
 
 import numpy as np
@@ -14,6 +15,7 @@ from transformers.models.gemma3.modeling_gemma3 import Gemma3MultiModalProjector
 from transformers.models.idefics3.modeling_idefics3 import Idefics3Connector  # noqa: E402
 from transformers.models.llama4.modeling_llama4 import (Llama4MultiModalProjector,  # noqa: E402
                                                         Llama4VisionPixelShuffleMLP)
+from transformers.models.paligemma.modeling_paligemma import PaliGemmaMultiModalProjector  # noqa: E402
 from transformers.models.smolvlm.modeling_smolvlm import SmolVLMConnector  # noqa: E402
 
 from fusion_spec import FusionSpecError, interop, ops, specs  # noqa: E402
@@ -270,3 +272,55 @@ def test_llama4_scout_num_params():
     projector = specs.Llama4Projector(4096, 5120)
     assert projector.num_params() == _meta(lambda: Llama4MultiModalProjector(_llama4_projector_config(4096, 5120)))
     assert projector.num_params() == 4096 * 5120
+
+
+# ------------------------------------------------------------------------------------------------ PaliGemma
+
+
+def _paligemma_config(vision=6, projection=8):
+    return NS(vision_config=NS(hidden_size=vision, projection_dim=projection))
+
+
+@pytest.mark.parametrize("shape", [(2, 9, 6), (1, 4, 6), (5, 6)])
+def test_paligemma_projector_equals_module(shape):
+    module = _randomize(PaliGemmaMultiModalProjector(_paligemma_config()))
+    spec, _ = _compare(module, rng.standard_normal(shape))
+    assert spec == specs.PaliGemmaProjector(6, 8)
+    _strict_roundtrip(module, "PaliGemmaMultiModalProjector")
+
+
+def test_paligemma_image_features_reach_the_decoder_unscaled_in_both_conventions():
+    """transformers 5: text embeddings * sqrt(d), images as projected. transformers 4: images / sqrt(d), then every
+    embedding * sqrt(d). The decoder sees the same image features either way."""
+    spec = specs.PaliGemmaProjector(6, 16)
+    legacy = dataclasses.replace(spec, legacy_scale=True)
+    params = spec.init(seed=2)
+    x = rng.standard_normal((2, 3, 6))
+    now = np.asarray(spec.apply(params, x))
+    np.testing.assert_allclose(np.asarray(legacy.apply(params, x)), now / 4.0, rtol=1e-15)
+    np.testing.assert_allclose(np.asarray(legacy.apply(params, x)) * legacy.text_embed_scale, now, rtol=1e-15)
+    with pytest.raises(FusionSpecError, match="legacy_scale=False"):
+        interop.to_state_dict(legacy, params, target="PaliGemmaMultiModalProjector")
+    with pytest.raises(FusionSpecError, match="legacy_scale"):
+        specs.PaliGemmaProjector(6, 16, legacy_scale=1)
+
+
+def test_paligemma_transformers_5_model_does_not_scale_image_features():
+    """Guard on the claim above: the installed PaliGemmaModel inserts the projector's output as it is."""
+    import inspect
+    from transformers.models.paligemma import modeling_paligemma
+    source = inspect.getsource(modeling_paligemma.PaliGemmaModel)
+    assert "hidden_size**0.5" not in source and "normalizer" not in source
+
+
+def test_paligemma_bundle_cases_through_the_module(bundle, tmp_path):
+    _bundle_cases_through_module(bundle, tmp_path, "connectors.paligemma", lambda spec: PaliGemmaMultiModalProjector(
+        _paligemma_config(spec.vision_dim, spec.projection_dim)))
+
+
+@pytest.mark.parametrize("name, vision, projection", [("paligemma2-3b", 1152, 2304), ("paligemma-3b", 1152, 2048)])
+def test_paligemma_num_params_of_the_published_configs(name, vision, projection):
+    # vision_config.hidden_size (SigLIP so400m) and vision_config.projection_dim (= the Gemma width)
+    spec = specs.PaliGemmaProjector(vision, projection)
+    assert spec.num_params() == _meta(lambda: PaliGemmaMultiModalProjector(_paligemma_config(vision, projection)))
+    assert spec.num_params() == vision * projection + projection

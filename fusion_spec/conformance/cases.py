@@ -576,6 +576,8 @@ def connector_cases() -> list[Case]:
            stages=2, flags=("llama4", "erf-gelu"), notes="pixel_shuffle_ratio 0.25"),
         _c("connectors.llama4.projector", specs.Llama4Projector(6, 9), ("x", normal(7, 6)), flags=("llama4",),
            notes="the flattened adapter tokens [tokens, vision_output_dim] -> linear_1 (no bias)"),
+        _c("connectors.paligemma", specs.PaliGemmaProjector(6, 8), ("x", normal(2, 9, 6)), flags=("paligemma",),
+           notes="linear with bias; the output enters the decoder unscaled (text embeddings carry sqrt(8))"),
     ]
 
 

@@ -59,6 +59,7 @@ FLAGS |= {
     "gemma3": "Gemma 3's projector (average pool, RMSNorm scaled by 1 + weight, x @ W)",
     "idefics3": "Idefics3's / SmolVLM's connector (pixel shuffle, linear without bias)",
     "llama4": "Llama 4's vision adapter (pixel shuffle MLP) or multimodal projector",
+    "paligemma": "PaliGemma's projector",
 }
 # --- end issue 14 (i14a) ---
 

@@ -10,6 +10,8 @@ Inputs to :func:`fusion_spec.interop.check` are what the module's ``forward`` ta
   divisible by ``scale_factor``).
 - ``Llama4VisionPixelShuffleMLP`` -> :class:`Llama4PixelShuffleMLP` (``pixel_shuffle_ratio`` 1/k) and
   ``Llama4MultiModalProjector`` -> :class:`Llama4Projector`.
+- ``PaliGemmaMultiModalProjector`` -> :class:`PaliGemmaProjector` (``legacy_scale=False``: transformers 5
+  returns the projector's output unscaled; the text embeddings carry the ``sqrt(width)`` factor).
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import FusionSpecError
-from ..specs.connectors import Gemma3Projector, Idefics3Connector, Llama4PixelShuffleMLP, Llama4Projector
+from ..specs.connectors import (Gemma3Projector, Idefics3Connector, Llama4PixelShuffleMLP, Llama4Projector,
+                                PaliGemmaProjector)
 from .common import activation_name, cast_like, checked_state_dict, module_params, run_forward
 from .registry import Converter, register
 
@@ -98,3 +101,22 @@ register(Converter("Llama4VisionPixelShuffleMLP", "transformers", Llama4PixelShu
                    _to_state_dict, run_forward, _run_spec))
 register(Converter("Llama4MultiModalProjector", "transformers", Llama4Projector, llama4_projector_from_module,
                    _to_state_dict, run_forward, _run_spec))
+
+
+# ------------------------------------------------------------------------------------------------ PaliGemma
+
+
+def paligemma_from_module(module: Any) -> tuple[PaliGemmaProjector, dict[str, np.ndarray]]:
+    spec = PaliGemmaProjector(module.linear.in_features, module.linear.out_features)
+    return spec, module_params(_OP, module, spec)
+
+
+def paligemma_state_dict(spec: PaliGemmaProjector, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    if spec.legacy_scale:
+        raise FusionSpecError("interop.to_state_dict", "spec", "legacy_scale=False (the module does not scale its "
+                              "output; transformers 4 divided by sqrt(projection_dim) outside it)", repr(spec))
+    return _to_state_dict(spec, params)
+
+
+register(Converter("PaliGemmaMultiModalProjector", "transformers", PaliGemmaProjector, paligemma_from_module,
+                   paligemma_state_dict, run_forward, _run_spec))

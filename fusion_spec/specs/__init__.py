@@ -13,7 +13,9 @@ __all__ = ["Spec", "AnyresPack", "LinearProjection", "MLPProjection", "TokenMerg
            "PerceiverResampler", "QFormer", "CLIPLogits", "EarlyFusionVocab"]
 
 # --- issue 14 (i14a): today's connectors ---
-from .connectors import Gemma3Projector, Idefics3Connector, Llama4PixelShuffleMLP, Llama4Projector  # noqa: E402
+from .connectors import (Gemma3Projector, Idefics3Connector, Llama4PixelShuffleMLP,  # noqa: E402
+                         Llama4Projector, PaliGemmaProjector)
 
-__all__ += ["Gemma3Projector", "Idefics3Connector", "Llama4PixelShuffleMLP", "Llama4Projector"]
+__all__ += ["Gemma3Projector", "Idefics3Connector", "Llama4PixelShuffleMLP", "Llama4Projector",
+            "PaliGemmaProjector"]
 # --- end issue 14 (i14a) ---

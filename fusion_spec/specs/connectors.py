@@ -205,3 +205,49 @@ class Llama4Projector(Spec):
     def apply(self, params: Mapping[str, Array], x: Array) -> Array:
         self.output_shape(tuple(x.shape))
         return ops.linear(x, params["linear_1.weight"], op="Llama4Projector")
+
+
+@dataclasses.dataclass(frozen=True)
+class PaliGemmaProjector(Spec):
+    """PaliGemma's ``PaliGemmaMultiModalProjector`` and the image-feature scaling around it.
+
+    ``x [..., vision_dim] -> x @ linear.weight.T + linear.bias -> [..., projection_dim]`` (projection_dim =
+    the Gemma width). Params: ``linear.weight [projection_dim, vision_dim]``, ``linear.bias [projection_dim]``.
+
+    Scaling: Gemma multiplies its *text* token embeddings by ``sqrt(projection_dim)``; the image
+    features enter the decoder unscaled. transformers 5 does this in the embedding layer and returns the
+    projector's output as the image features (``legacy_scale=False``, the default). transformers 4
+    divided the image features by ``sqrt(projection_dim)`` in ``get_image_features`` and let the decoder
+    multiply every embedding, image ones included, by ``sqrt(projection_dim)``: ``legacy_scale=True``
+    returns that intermediate, ``linear(x) / sqrt(projection_dim)``. Both put the same features into the
+    decoder. Defaults: PaliGemma 2 3B (SigLIP 1152 -> Gemma 2 2304).
+    """
+
+    vision_dim: int = 1152
+    projection_dim: int = 2304
+    legacy_scale: bool = False
+    op = "paligemma_projector"
+
+    def __post_init__(self) -> None:
+        self._require_positive("vision_dim", "projection_dim")
+        if not isinstance(self.legacy_scale, bool):
+            self._fail("legacy_scale", "a bool", self.legacy_scale)
+
+    @property
+    def text_embed_scale(self) -> float:
+        """``sqrt(projection_dim)``: what Gemma multiplies its text token embeddings by (not the images)."""
+        return math.sqrt(self.projection_dim)
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {"linear.weight": (self.projection_dim, self.vision_dim), "linear.bias": (self.projection_dim,)}
+
+    def output_shape(self, x_shape: tuple[int, ...]) -> tuple[int, ...]:
+        if len(x_shape) < 1 or x_shape[-1] != self.vision_dim:
+            raise FusionSpecError("PaliGemmaProjector", "x", f"a last axis of vision_dim={self.vision_dim}",
+                                  f"shape {x_shape}")
+        return x_shape[:-1] + (self.projection_dim,)
+
+    def apply(self, params: Mapping[str, Array], x: Array) -> Array:
+        self.output_shape(tuple(x.shape))
+        y = ops.linear(x, params["linear.weight"], params["linear.bias"], op="PaliGemmaProjector")
+        return y / self.text_embed_scale if self.legacy_scale else y
