@@ -11,6 +11,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+from transformers.models.aya_vision.modeling_aya_vision import AyaVisionMultiModalProjector  # noqa: E402
+from transformers.models.cohere2_vision.modeling_cohere2_vision import Cohere2VisionMultiModalProjector  # noqa: E402
 from transformers.models.gemma3.modeling_gemma3 import Gemma3MultiModalProjector  # noqa: E402
 from transformers.models.idefics3.modeling_idefics3 import Idefics3Connector  # noqa: E402
 from transformers.models.llama4.modeling_llama4 import (Llama4MultiModalProjector,  # noqa: E402
@@ -324,3 +326,57 @@ def test_paligemma_num_params_of_the_published_configs(name, vision, projection)
     spec = specs.PaliGemmaProjector(vision, projection)
     assert spec.num_params() == _meta(lambda: PaliGemmaMultiModalProjector(_paligemma_config(vision, projection)))
     assert spec.num_params() == vision * projection + projection
+
+
+# ------------------------------------------------------------------------------------------------ Aya Vision / Cohere2 Vision
+
+
+def _aya_config(vision=6, text=5, k=2, inner=10, eps=1e-6):
+    return NS(downsample_factor=k, alignment_intermediate_size=inner, adapter_layer_norm_eps=eps,
+              vision_config=NS(hidden_size=vision), text_config=NS(hidden_size=text))
+
+
+@pytest.mark.parametrize("cls, norm", [(AyaVisionMultiModalProjector, True), (Cohere2VisionMultiModalProjector, False)])
+@pytest.mark.parametrize("k, side, batch", [(2, 4, 2), (2, 6, 1), (3, 6, 1)])
+def test_aya_vision_projector_equals_module(cls, norm, k, side, batch):
+    module = _randomize(cls(_aya_config(k=k)))
+    spec, _ = _compare(module, rng.standard_normal((batch, side * side, 6)))
+    assert spec == specs.AyaVisionProjector(6, 5, k, 10, layernorm=norm)
+    _strict_roundtrip(module, cls.__name__)
+
+
+def test_aya_vision_swiglu_takes_the_first_half_as_value_and_the_second_as_gate():
+    h = rng.standard_normal((2, 3, 8))
+    value, gate = h[..., :4], h[..., 4:]
+    np.testing.assert_allclose(ops.chunk_swiglu(h), value * gate / (1 + np.exp(-gate)), rtol=1e-14)
+    with pytest.raises(FusionSpecError, match="even last axis"):
+        ops.chunk_swiglu(np.zeros((2, 5)))
+    with pytest.raises(FusionSpecError, match="alignment_intermediate_size"):
+        specs.AyaVisionProjector(6, 5, 2, 9)
+
+
+def test_aya_vision_to_state_dict_refuses_the_other_norm_choice():
+    spec = specs.AyaVisionProjector(6, 5, 2, 10)
+    with pytest.raises(FusionSpecError, match="layernorm=False for Cohere2Vision"):
+        interop.to_state_dict(spec, spec.init(), target="Cohere2VisionMultiModalProjector")
+
+
+def test_aya_vision_bundle_cases_through_the_modules(bundle, tmp_path):
+    def build(spec):
+        cls = AyaVisionMultiModalProjector if spec.layernorm else Cohere2VisionMultiModalProjector
+        return cls(_aya_config(spec.vision_dim, spec.llm_dim, spec.downsample_factor,
+                               spec.alignment_intermediate_size, spec.eps))
+    _bundle_cases_through_module(bundle, tmp_path, "connectors.aya_vision", build)
+
+
+@pytest.mark.parametrize("name, spec, cls", [
+    # aya-vision-8b: SigLIP2 hidden 1152, downsample_factor 2, alignment_intermediate_size 28672, Command R7B 4096
+    ("aya-vision-8b", specs.AyaVisionProjector(1152, 4096, 2, 28672), AyaVisionMultiModalProjector),
+    # command-a-vision: SigLIP2 hidden 1152, downsample_factor 2, alignment_intermediate_size 36864, Command A 12288
+    ("command-a-vision", specs.AyaVisionProjector.cohere2_vision(1152, 12288, 2, 36864), Cohere2VisionMultiModalProjector),
+])
+def test_aya_vision_num_params_of_the_published_configs(name, spec, cls):
+    cfg = _aya_config(spec.vision_dim, spec.llm_dim, spec.downsample_factor, spec.alignment_intermediate_size)
+    merged, inner = 4 * 1152, spec.alignment_intermediate_size
+    want = (2 * merged if spec.layernorm else 0) + merged * inner + inner + inner // 2 * spec.llm_dim + spec.llm_dim
+    assert spec.num_params() == _meta(lambda: cls(cfg)) == want

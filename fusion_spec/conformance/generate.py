@@ -60,6 +60,7 @@ FLAGS |= {
     "idefics3": "Idefics3's / SmolVLM's connector (pixel shuffle, linear without bias)",
     "llama4": "Llama 4's vision adapter (pixel shuffle MLP) or multimodal projector",
     "paligemma": "PaliGemma's projector",
+    "aya-vision": "Aya Vision's / Cohere2 Vision's projector (pixel shuffle, [LayerNorm], SwiGLU over halves)",
 }
 # --- end issue 14 (i14a) ---
 

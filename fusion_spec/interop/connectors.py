@@ -12,6 +12,9 @@ Inputs to :func:`fusion_spec.interop.check` are what the module's ``forward`` ta
   ``Llama4MultiModalProjector`` -> :class:`Llama4Projector`.
 - ``PaliGemmaMultiModalProjector`` -> :class:`PaliGemmaProjector` (``legacy_scale=False``: transformers 5
   returns the projector's output unscaled; the text embeddings carry the ``sqrt(width)`` factor).
+- ``AyaVisionMultiModalProjector``, ``Cohere2VisionMultiModalProjector`` -> :class:`AyaVisionProjector`
+  (``layernorm`` True / False). The modules return ``[B, P/k, P/k, text]`` (their pixel shuffle keeps
+  the grid); ``run_module`` flattens that to the spec's ``[B, (P/k)**2, text]``, row-major.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import FusionSpecError
-from ..specs.connectors import (Gemma3Projector, Idefics3Connector, Llama4PixelShuffleMLP, Llama4Projector,
+from ..specs.connectors import (AyaVisionProjector, Gemma3Projector, Idefics3Connector, Llama4PixelShuffleMLP, Llama4Projector,
                                 PaliGemmaProjector)
 from .common import activation_name, cast_like, checked_state_dict, module_params, run_forward
 from .registry import Converter, register
@@ -120,3 +123,40 @@ def paligemma_state_dict(spec: PaliGemmaProjector, params: Mapping[str, Any]) ->
 
 register(Converter("PaliGemmaMultiModalProjector", "transformers", PaliGemmaProjector, paligemma_from_module,
                    paligemma_state_dict, run_forward, _run_spec))
+
+
+# ------------------------------------------------------------------------------------------------ Aya Vision / Cohere2 Vision
+
+
+def aya_vision_from_module(module: Any) -> tuple[AyaVisionProjector, dict[str, np.ndarray]]:
+    k = module.downsample_factor
+    fc1, fc2 = module.linear_1, module.linear_2
+    vision_dim, rem = divmod(fc1.in_features, k * k)
+    if rem or fc1.out_features % 2 or fc2.in_features != fc1.out_features // 2:
+        raise FusionSpecError(_OP, "module.linear_1", f"in_features a multiple of {k * k}, out_features even and "
+                              "twice linear_2's in_features", (fc1.in_features, fc1.out_features, fc2.in_features))
+    if activation_name(module.act, "module.act") != "silu":
+        raise FusionSpecError(_OP, "module.act", "SiLU", type(module.act).__name__)
+    norm = getattr(module, "layernorm", None)
+    spec = AyaVisionProjector(vision_dim, fc2.out_features, k, fc1.out_features, layernorm=norm is not None,
+                              eps=norm.eps if norm is not None else 1e-6)
+    return spec, module_params(_OP, module, spec)
+
+
+def aya_vision_run_module(module: Any, x: np.ndarray) -> np.ndarray:
+    out = run_forward(module, x)
+    return out.reshape(out.shape[0], -1, out.shape[-1])
+
+
+def _aya_vision_state_dict(target: str, layernorm: bool) -> Any:
+    def state_dict(spec: AyaVisionProjector, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        if spec.layernorm != layernorm:
+            raise FusionSpecError("interop.to_state_dict", "spec", f"an AyaVisionProjector with layernorm={layernorm} "
+                                  f"for {target}", repr(spec))
+        return _to_state_dict(spec, params)
+    return state_dict
+
+
+for _name, _norm in (("AyaVisionMultiModalProjector", True), ("Cohere2VisionMultiModalProjector", False)):
+    register(Converter(_name, "transformers", AyaVisionProjector, aya_vision_from_module,
+                       _aya_vision_state_dict(_name, _norm), aya_vision_run_module, _run_spec))

@@ -13,9 +13,9 @@ __all__ = ["Spec", "AnyresPack", "LinearProjection", "MLPProjection", "TokenMerg
            "PerceiverResampler", "QFormer", "CLIPLogits", "EarlyFusionVocab"]
 
 # --- issue 14 (i14a): today's connectors ---
-from .connectors import (Gemma3Projector, Idefics3Connector, Llama4PixelShuffleMLP,  # noqa: E402
-                         Llama4Projector, PaliGemmaProjector)
+from .connectors import (AyaVisionProjector, Gemma3Projector, Idefics3Connector,  # noqa: E402
+                         Llama4PixelShuffleMLP, Llama4Projector, PaliGemmaProjector)
 
 __all__ += ["Gemma3Projector", "Idefics3Connector", "Llama4PixelShuffleMLP", "Llama4Projector",
-            "PaliGemmaProjector"]
+            "PaliGemmaProjector", "AyaVisionProjector"]
 # --- end issue 14 (i14a) ---

@@ -35,6 +35,13 @@ def _shuffled_shape(op: str, x_shape: tuple[int, ...], vision_dim: int, k: int, 
     return (b, (side // k) ** 2, out_dim)
 
 
+def _feature_shape(op: str, x_shape: tuple[int, ...], in_dim: int, out_dim: int, name: str) -> tuple[int, ...]:
+    """``[..., in_dim] -> [..., out_dim]``: the output shape of a per-token map."""
+    if len(x_shape) < 1 or x_shape[-1] != in_dim:
+        raise FusionSpecError(op, "x", f"a last axis of {name}={in_dim}", f"shape {x_shape}")
+    return x_shape[:-1] + (out_dim,)
+
+
 def _pixel_shuffle(op: str, x: Array, k: int) -> Array:
     """The square-grid pixel shuffle of Idefics3, SmolVLM, Llama 4 and Aya Vision: channels ``(di, dj, c)``."""
     return ops.merge_tokens(x, mode="spatial", grid=_square_grid(op, x.shape[1], k), factor=k)
@@ -197,10 +204,7 @@ class Llama4Projector(Spec):
         return {"linear_1.weight": (self.llm_dim, self.vision_output_dim)}
 
     def output_shape(self, x_shape: tuple[int, ...]) -> tuple[int, ...]:
-        if len(x_shape) < 1 or x_shape[-1] != self.vision_output_dim:
-            raise FusionSpecError("Llama4Projector", "x", f"a last axis of vision_output_dim={self.vision_output_dim}",
-                                  f"shape {x_shape}")
-        return x_shape[:-1] + (self.llm_dim,)
+        return _feature_shape("Llama4Projector", x_shape, self.vision_output_dim, self.llm_dim, "vision_output_dim")
 
     def apply(self, params: Mapping[str, Array], x: Array) -> Array:
         self.output_shape(tuple(x.shape))
@@ -242,12 +246,73 @@ class PaliGemmaProjector(Spec):
         return {"linear.weight": (self.projection_dim, self.vision_dim), "linear.bias": (self.projection_dim,)}
 
     def output_shape(self, x_shape: tuple[int, ...]) -> tuple[int, ...]:
-        if len(x_shape) < 1 or x_shape[-1] != self.vision_dim:
-            raise FusionSpecError("PaliGemmaProjector", "x", f"a last axis of vision_dim={self.vision_dim}",
-                                  f"shape {x_shape}")
-        return x_shape[:-1] + (self.projection_dim,)
+        return _feature_shape("PaliGemmaProjector", x_shape, self.vision_dim, self.projection_dim, "vision_dim")
 
     def apply(self, params: Mapping[str, Array], x: Array) -> Array:
         self.output_shape(tuple(x.shape))
         y = ops.linear(x, params["linear.weight"], params["linear.bias"], op="PaliGemmaProjector")
         return y / self.text_embed_scale if self.legacy_scale else y
+
+
+@dataclasses.dataclass(frozen=True)
+class AyaVisionProjector(Spec):
+    """Aya Vision's ``AyaVisionMultiModalProjector`` and Cohere2 Vision's ``Cohere2VisionMultiModalProjector``:
+    pixel shuffle, [LayerNorm], a SwiGLU over the halves of ``linear_1``, ``linear_2``.
+
+    ``x [B, P*P, vision_dim]`` -> ``merge_tokens(mode="spatial", factor=downsample_factor)`` (channels
+    ``(di, dj, c)``) -> ``LayerNorm(eps)`` (Aya Vision only: ``layernorm=True``) ->
+    ``h = linear_1(x)`` -> ``silu(h[..., I/2:]) * h[..., :I/2]`` (``ops.chunk_swiglu``: the first half is the
+    value, the second the gate) -> ``linear_2`` -> ``[B, (P/k)**2, llm_dim]``.
+
+    Params: ``layernorm.weight/bias [k*k*vision_dim]`` (if ``layernorm``),
+    ``linear_1.weight [I, k*k*vision_dim]``, ``linear_1.bias [I]``, ``linear_2.weight [llm_dim, I/2]``,
+    ``linear_2.bias [llm_dim]`` with ``I = alignment_intermediate_size`` (even).
+    Defaults: Aya Vision 8B (SigLIP2 1152, downsample 2, I = 28672, Command R7B 4096, eps 1e-6).
+    """
+
+    vision_dim: int = 1152
+    llm_dim: int = 4096
+    downsample_factor: int = 2
+    alignment_intermediate_size: int = 28672
+    layernorm: bool = True
+    eps: float = 1e-6
+    op = "aya_vision_projector"
+
+    def __post_init__(self) -> None:
+        self._require_positive("vision_dim", "llm_dim", "downsample_factor", "alignment_intermediate_size")
+        self._require_eps("eps")
+        if self.alignment_intermediate_size % 2:
+            self._fail("alignment_intermediate_size", "an even number (SwiGLU value and gate halves)",
+                       self.alignment_intermediate_size)
+        if not isinstance(self.layernorm, bool):
+            self._fail("layernorm", "a bool", self.layernorm)
+
+    @classmethod
+    def cohere2_vision(cls, vision_dim: int = 1152, llm_dim: int = 12288, downsample_factor: int = 2,
+                       alignment_intermediate_size: int = 36864) -> "AyaVisionProjector":
+        """Cohere2 Vision's projector: Aya Vision's without the LayerNorm (defaults: Command A Vision)."""
+        return cls(vision_dim, llm_dim, downsample_factor, alignment_intermediate_size, layernorm=False)
+
+    @property
+    def merged_dim(self) -> int:
+        return self.vision_dim * self.downsample_factor ** 2
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        shapes = {}
+        if self.layernorm:
+            shapes = {"layernorm.weight": (self.merged_dim,), "layernorm.bias": (self.merged_dim,)}
+        inner = self.alignment_intermediate_size
+        return shapes | {"linear_1.weight": (inner, self.merged_dim), "linear_1.bias": (inner,),
+                         "linear_2.weight": (self.llm_dim, inner // 2), "linear_2.bias": (self.llm_dim,)}
+
+    def output_shape(self, x_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return _shuffled_shape("AyaVisionProjector", x_shape, self.vision_dim, self.downsample_factor, self.llm_dim)
+
+    def apply(self, params: Mapping[str, Array], x: Array) -> Array:
+        self.output_shape(tuple(x.shape))
+        op = "AyaVisionProjector"
+        x = _pixel_shuffle(op, x, self.downsample_factor)
+        if self.layernorm:
+            x = ops.layer_norm(x, params["layernorm.weight"], params["layernorm.bias"], eps=self.eps, op=op)
+        h = ops.chunk_swiglu(ops.linear(x, params["linear_1.weight"], params["linear_1.bias"], op=op), op=op)
+        return ops.linear(h, params["linear_2.weight"], params["linear_2.bias"], op=op)
