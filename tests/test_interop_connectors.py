@@ -14,6 +14,8 @@ pytest.importorskip("transformers")
 from transformers.models.aya_vision.modeling_aya_vision import AyaVisionMultiModalProjector  # noqa: E402
 from transformers.models.cohere2_vision.modeling_cohere2_vision import Cohere2VisionMultiModalProjector  # noqa: E402
 from transformers.models.gemma3.modeling_gemma3 import Gemma3MultiModalProjector  # noqa: E402
+from transformers.models.idefics2.configuration_idefics2 import Idefics2PerceiverConfig  # noqa: E402
+from transformers.models.idefics2.modeling_idefics2 import Idefics2Connector  # noqa: E402
 from transformers.models.idefics3.modeling_idefics3 import Idefics3Connector  # noqa: E402
 from transformers.models.llama4.modeling_llama4 import (Llama4MultiModalProjector,  # noqa: E402
                                                         Llama4VisionPixelShuffleMLP)
@@ -38,18 +40,18 @@ def _run(module, *xs):
         return module(*(torch.from_numpy(x) for x in xs)).numpy()
 
 
-def _compare(module, x, atol=ATOL):
+def _compare(module, x, atol=ATOL, **runtime):
     """spec(x) vs module(x) in float64; records and returns the largest difference."""
     spec, params = interop.from_module(module)
-    got = np.asarray(spec.apply(params, x))
-    want = interop.converter_for(module).run_module(module, x)
+    conv = interop.converter_for(module)
+    got, want = conv.run_spec(spec, params, x, **runtime), conv.run_module(module, x, **runtime)
     assert got.shape == want.shape
     diff = float(np.abs(got - want).max())
     name = type(module).__name__
     FIGURES[name] = max(FIGURES.get(name, 0.0), diff)
     print(f"{name}: float64 max |spec - module| = {diff:.2e}")
     assert diff <= atol, diff
-    assert interop.check(module, x).max_abs <= atol
+    assert interop.check(module, x, **runtime).max_abs <= atol
     return spec, params
 
 
@@ -71,8 +73,12 @@ def _bundle_cases_through_module(bundle, tmp_path, prefix, build, dtype=np.float
         module = build(spec).to(torch.float64 if dtype == np.float64 else torch.float32).eval()
         state = interop.to_state_dict(spec, params, target=type(module).__name__)
         module.load_state_dict({k: torch.from_numpy(v.astype(dtype)) for k, v in state.items()}, strict=True)
-        inputs = [t["input." + i["name"]].astype(dtype) for i in e["inputs"]]
-        out = interop.converter_for(module).run_module(module, *inputs)
+        def given(i):
+            a = t["input." + i["name"]]
+            return a.astype(dtype) if a.dtype.kind == "f" else a
+        args = [given(i) for i in e["inputs"] if not i["keyword"]]
+        kwargs = {i["name"]: given(i) for i in e["inputs"] if i["keyword"]}
+        out = interop.converter_for(module).run_module(module, *args, **kwargs)
         assert out.dtype == dtype
         safetensors_io.save(tmp_path / f"{e['id']}.safetensors", {"output.out": out})
     ids = {e["id"] for e in entries}
@@ -380,3 +386,70 @@ def test_aya_vision_num_params_of_the_published_configs(name, spec, cls):
     merged, inner = 4 * 1152, spec.alignment_intermediate_size
     want = (2 * merged if spec.layernorm else 0) + merged * inner + inner + inner // 2 * spec.llm_dim + spec.llm_dim
     assert spec.num_params() == _meta(lambda: cls(cfg)) == want
+
+
+# ------------------------------------------------------------------------------------------------ Idefics2
+
+
+def _idefics2_config(vision=6, text=8, inner=10, act="silu", latents=3, depth=2, heads=2, head_dim=4, kv=1, eps=1e-6):
+    perceiver = Idefics2PerceiverConfig(hidden_size=text, resampler_n_latents=latents, resampler_depth=depth,
+                                        resampler_n_heads=heads, resampler_head_dim=head_dim,
+                                        num_key_value_heads=kv, rms_norm_eps=eps)
+    return NS(vision_config=NS(hidden_size=vision), text_config=NS(hidden_size=text, intermediate_size=inner,
+                                                                   hidden_act=act), perceiver_config=perceiver)
+
+
+@pytest.mark.parametrize("act, pad", [("silu", 0), ("silu", 2), ("gelu", 0)])
+def test_idefics2_connector_equals_module(act, pad):
+    module = _randomize(Idefics2Connector(_idefics2_config(act=act)))
+    x = rng.standard_normal((2, 5, 6))
+    mask = np.ones((2, 5), dtype=np.int64)
+    mask[1, 5 - pad:] = 0
+    spec, _ = _compare(module, x, atol=FLOAT32_ISLAND, attention_mask=mask)
+    assert spec == specs.Idefics2Connector(6, 8, 10, act, resampler_n_latents=3, resampler_depth=2,
+                                           resampler_n_heads=2, resampler_head_dim=4, num_key_value_heads=1)
+    _strict_roundtrip(module, "Idefics2Connector")
+
+
+def test_idefics2_connector_equals_module_with_float64_norms():
+    """The float32 RMSNorms are the only difference: computed in float64, ~1e-15."""
+    module = _randomize(Idefics2Connector(_idefics2_config()))
+    for norm in module.modules():
+        if type(norm).__name__ == "Idefics2RMSNorm":
+            norm.forward = (lambda n: lambda h: n.weight * h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True)
+                                                                          + n.variance_epsilon))(norm)
+    mask = np.ones((2, 5), dtype=np.int64)
+    mask[0, 3:] = 0
+    _compare(module, rng.standard_normal((2, 5, 6)), attention_mask=mask)
+
+
+def test_idefics2_connector_is_gated_mlp_then_the_perceiver_spec():
+    spec = specs.Idefics2Connector(4, 6, 7, resampler_n_latents=2, resampler_depth=1, resampler_n_heads=2,
+                                   resampler_head_dim=3, num_key_value_heads=2)
+    params = spec.init(seed=5)
+    x = rng.standard_normal((2, 3, 4))
+    mp = {k.split(".", 1)[1]: v for k, v in params.items() if k.startswith("modality_projection.")}
+    pr = {k.split(".", 1)[1]: v for k, v in params.items() if k.startswith("perceiver_resampler.")}
+    want = spec.resampler.apply(pr, ops.gated_mlp(x, mp))
+    np.testing.assert_array_equal(np.asarray(spec.apply(params, x)), np.asarray(want))
+    with pytest.raises(FusionSpecError, match="attention_mask"):
+        spec.apply(params, x, attention_mask=np.ones((2, 4), dtype=bool))
+
+
+def test_idefics2_bundle_cases_through_the_module(bundle, tmp_path):
+    def build(spec):
+        return Idefics2Connector(_idefics2_config(
+            spec.vision_dim, spec.llm_dim, spec.intermediate_size, spec.activation, spec.resampler_n_latents,
+            spec.resampler_depth, spec.resampler_n_heads, spec.resampler_head_dim, spec.num_key_value_heads,
+            spec.rms_norm_eps))
+    # HF's Idefics2RMSNorm computes in float32 whatever the module's dtype: the module runs in float32
+    _bundle_cases_through_module(bundle, tmp_path, "connectors.idefics2", build, dtype=np.float32)
+
+
+def test_idefics2_8b_num_params():
+    # idefics2-8b: SigLIP hidden 1152; Mistral-7B hidden 4096, intermediate 14336, silu; perceiver: 64 latents,
+    # depth 3, 16 heads of 96, 4 KV heads.
+    spec = specs.Idefics2Connector()
+    cfg = _idefics2_config(1152, 4096, 14336, "silu", 64, 3, 16, 96, 4)
+    assert spec.num_params() == _meta(lambda: Idefics2Connector(cfg))
+    assert spec.num_params() == (2 * 1152 + 4096) * 14336 + specs.PerceiverResampler.idefics2(4096).num_params()

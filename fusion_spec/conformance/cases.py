@@ -583,6 +583,13 @@ def connector_cases() -> list[Case]:
                                                    "(value = first half), linear_2"),
         _c("connectors.aya_vision.cohere2", specs.AyaVisionProjector.cohere2_vision(3, 5, 3, 8), ("x", normal(1, 36, 3)),
            stages=1, flags=("aya-vision",), notes="Cohere2 Vision: no LayerNorm; downsample factor 3"),
+        _c("connectors.idefics2", specs.Idefics2Connector(6, 8, 12, resampler_n_latents=3, resampler_depth=2,
+                                                          resampler_n_heads=4, resampler_head_dim=3,
+                                                          num_key_value_heads=2),
+           ("x", normal(2, 5, 6)), kwargs=[("attention_mask", const([[True] * 5, [True] * 3 + [False] * 2]))],
+           stages=1 + 2 * 5, flags=("idefics2", "mask", "grouped-query", "multi-head", "rms-norm"),
+           notes="modality_projection (SwiGLU 6 -> 12 -> 8) then the idefics2 perceiver (2 layers, 4 heads of 3, "
+                 "2 KV heads, 3 latents); the second row's last two tokens are padding"),
     ]
 
 

@@ -15,6 +15,9 @@ Inputs to :func:`fusion_spec.interop.check` are what the module's ``forward`` ta
 - ``AyaVisionMultiModalProjector``, ``Cohere2VisionMultiModalProjector`` -> :class:`AyaVisionProjector`
   (``layernorm`` True / False). The modules return ``[B, P/k, P/k, text]`` (their pixel shuffle keeps
   the grid); ``run_module`` flattens that to the spec's ``[B, (P/k)**2, text]``, row-major.
+- ``Idefics2Connector`` -> :class:`Idefics2Connector` (``modality_projection`` then the perceiver; runtime
+  ``attention_mask`` as the resampler's: 0/1 ``[B, S]``, all ones when omitted). HF's RMSNorms compute in
+  float32: ~1e-7 in a float64 module.
 """
 
 from __future__ import annotations
@@ -25,9 +28,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import FusionSpecError
-from ..specs.connectors import (AyaVisionProjector, Gemma3Projector, Idefics3Connector, Llama4PixelShuffleMLP, Llama4Projector,
+from ..specs.connectors import (AyaVisionProjector, Gemma3Projector, Idefics2Connector, Idefics3Connector, Llama4PixelShuffleMLP, Llama4Projector,
                                 PaliGemmaProjector)
-from .common import activation_name, cast_like, checked_state_dict, module_params, run_forward
+from .common import activation_name, cast_like, checked_state_dict, module_params, run_forward, run_torch
+from .idefics2 import _mask
 from .registry import Converter, register
 
 _OP = "interop.from_module"
@@ -160,3 +164,34 @@ def _aya_vision_state_dict(target: str, layernorm: bool) -> Any:
 for _name, _norm in (("AyaVisionMultiModalProjector", True), ("Cohere2VisionMultiModalProjector", False)):
     register(Converter(_name, "transformers", AyaVisionProjector, aya_vision_from_module,
                        _aya_vision_state_dict(_name, _norm), aya_vision_run_module, _run_spec))
+
+
+# ------------------------------------------------------------------------------------------------ Idefics2
+
+
+def idefics2_from_module(module: Any) -> tuple[Idefics2Connector, dict[str, np.ndarray]]:
+    mp, c = module.modality_projection, module.perceiver_resampler.config
+    if c.hidden_act not in ("silu", "swish"):
+        raise FusionSpecError(_OP, "module.perceiver_resampler.config.hidden_act", "'silu' (the resampler's gated "
+                              "FFN)", repr(c.hidden_act))
+    spec = Idefics2Connector(mp.gate_proj.in_features, mp.down_proj.out_features, mp.gate_proj.out_features,
+                             activation_name(mp.act_fn, "module.modality_projection.act_fn"),
+                             resampler_n_latents=c.resampler_n_latents, resampler_depth=c.resampler_depth,
+                             resampler_n_heads=c.resampler_n_heads, resampler_head_dim=c.resampler_head_dim,
+                             num_key_value_heads=c.num_key_value_heads, rms_norm_eps=c.rms_norm_eps)
+    return spec, module_params(_OP, module, spec)
+
+
+def idefics2_run_module(module: Any, x: np.ndarray, attention_mask: Any = None) -> np.ndarray:
+    import torch
+    mask = torch.as_tensor(_mask(x, attention_mask).astype(np.int64))
+    return run_torch(module, lambda t: module(t, attention_mask=mask), x)
+
+
+def idefics2_run_spec(spec: Idefics2Connector, params: Mapping[str, np.ndarray], x: np.ndarray,
+                      attention_mask: Any = None) -> np.ndarray:
+    return np.asarray(spec.apply(params, cast_like(params, x), attention_mask=_mask(x, attention_mask)))
+
+
+register(Converter("Idefics2Connector", "transformers", Idefics2Connector, idefics2_from_module, _to_state_dict,
+                   idefics2_run_module, idefics2_run_spec))

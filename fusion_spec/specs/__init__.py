@@ -13,9 +13,9 @@ __all__ = ["Spec", "AnyresPack", "LinearProjection", "MLPProjection", "TokenMerg
            "PerceiverResampler", "QFormer", "CLIPLogits", "EarlyFusionVocab"]
 
 # --- issue 14 (i14a): today's connectors ---
-from .connectors import (AyaVisionProjector, Gemma3Projector, Idefics3Connector,  # noqa: E402
+from .connectors import (AyaVisionProjector, Gemma3Projector, Idefics2Connector, Idefics3Connector,  # noqa: E402
                          Llama4PixelShuffleMLP, Llama4Projector, PaliGemmaProjector)
 
 __all__ += ["Gemma3Projector", "Idefics3Connector", "Llama4PixelShuffleMLP", "Llama4Projector",
-            "PaliGemmaProjector", "AyaVisionProjector"]
+            "PaliGemmaProjector", "AyaVisionProjector", "Idefics2Connector"]
 # --- end issue 14 (i14a) ---

@@ -13,10 +13,13 @@ from collections.abc import Mapping
 import numpy as np
 
 from .. import ops
+from .. import validate as check
 from ..errors import FusionSpecError
+from ..ops.primitives import ACTIVATIONS
 from ..xp import Array, namespace
 from .base import Spec
 from .projection import _check_shape
+from .resampler import PerceiverResampler
 
 
 def _square_grid(op: str, n: int, factor: int) -> tuple[int, int]:
@@ -316,3 +319,70 @@ class AyaVisionProjector(Spec):
             x = ops.layer_norm(x, params["layernorm.weight"], params["layernorm.bias"], eps=self.eps, op=op)
         h = ops.chunk_swiglu(ops.linear(x, params["linear_1.weight"], params["linear_1.bias"], op=op), op=op)
         return ops.linear(h, params["linear_2.weight"], params["linear_2.bias"], op=op)
+
+
+_RESAMPLER = "perceiver_resampler."
+
+
+@dataclasses.dataclass(frozen=True)
+class Idefics2Connector(Spec):
+    """Idefics2's ``Idefics2Connector``: the SwiGLU ``modality_projection`` to the text width, then the
+    perceiver resampler (:class:`PerceiverResampler`, ``variant="idefics2"``).
+
+    ``x [B, S, vision_dim]`` -> ``h = down_proj(act(gate_proj(x)) * up_proj(x))`` (``ops.gated_mlp``, no
+    biases, ``[B, S, llm_dim]``) -> ``perceiver_resampler(h, attention_mask)`` ->
+    ``[B, resampler_n_latents, llm_dim]``.
+
+    Params: ``modality_projection.{gate_proj,up_proj}.weight [intermediate_size, vision_dim]``,
+    ``modality_projection.down_proj.weight [llm_dim, intermediate_size]`` and the resampler's under
+    ``perceiver_resampler.`` (HF's keys). ``intermediate_size`` and ``activation`` are the *text*
+    config's (``text_config.intermediate_size``, ``hidden_act``); the resampler fields are
+    ``Idefics2PerceiverConfig``'s. Defaults: Idefics2-8B (SigLIP 1152, Mistral 4096 / 14336).
+    """
+
+    vision_dim: int = 1152
+    llm_dim: int = 4096
+    intermediate_size: int = 14336
+    activation: str = "silu"
+    resampler_n_latents: int = 64
+    resampler_depth: int = 3
+    resampler_n_heads: int = 16
+    resampler_head_dim: int = 96
+    num_key_value_heads: int = 4
+    rms_norm_eps: float = 1e-6
+    op = "idefics2_connector"
+
+    def __post_init__(self) -> None:
+        self._require_positive("vision_dim", "llm_dim", "intermediate_size")
+        self._require_choice("activation", tuple(ACTIVATIONS))
+        self.resampler  # validates the resampler's fields
+
+    @property
+    def resampler(self) -> PerceiverResampler:
+        return PerceiverResampler.idefics2(
+            self.llm_dim, resampler_n_latents=self.resampler_n_latents, resampler_depth=self.resampler_depth,
+            resampler_n_heads=self.resampler_n_heads, resampler_head_dim=self.resampler_head_dim,
+            num_key_value_heads=self.num_key_value_heads, rms_norm_eps=self.rms_norm_eps)
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        i, v = self.intermediate_size, self.vision_dim
+        shapes = {"modality_projection.gate_proj.weight": (i, v), "modality_projection.up_proj.weight": (i, v),
+                  "modality_projection.down_proj.weight": (self.llm_dim, i)}
+        return shapes | {_RESAMPLER + k: s for k, s in self.resampler.param_shapes().items()}
+
+    def init_value(self, name: str, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+        if name.startswith(_RESAMPLER):
+            return self.resampler.init_value(name[len(_RESAMPLER):], shape, rng)
+        return super().init_value(name, shape, rng)
+
+    def output_shape(self, x_shape: tuple[int, ...], attention_mask_shape: tuple[int, ...] | None = None
+                     ) -> tuple[int, ...]:
+        b, s, _ = _check_shape("Idefics2Connector", "x", x_shape, 3, self.vision_dim)
+        return self.resampler.output_shape((b, s, self.llm_dim), attention_mask_shape)
+
+    def apply(self, params: Mapping[str, Array], x: Array, *, attention_mask: Array | None = None) -> Array:
+        self.output_shape(tuple(x.shape), None if attention_mask is None else tuple(attention_mask.shape))
+        h = ops.gated_mlp(x, check.subtree(params, "modality_projection"), activation=self.activation,
+                          op="Idefics2Connector")
+        return self.resampler.apply(check.subtree(params, _RESAMPLER[:-1]), h, attention_mask=attention_mask)
+
