@@ -453,3 +453,26 @@ def test_idefics2_8b_num_params():
     cfg = _idefics2_config(1152, 4096, 14336, "silu", 64, 3, 16, 96, 4)
     assert spec.num_params() == _meta(lambda: Idefics2Connector(cfg))
     assert spec.num_params() == (2 * 1152 + 4096) * 14336 + specs.PerceiverResampler.idefics2(4096).num_params()
+
+
+# ------------------------------------------------------------------------------------------------ all of them
+
+
+def test_supported_lists_every_connector_class():
+    names = interop.supported()
+    for name in ("Gemma3MultiModalProjector", "Idefics3Connector", "SmolVLMConnector", "Llama4VisionPixelShuffleMLP",
+                 "Llama4MultiModalProjector", "PaliGemmaMultiModalProjector", "AyaVisionMultiModalProjector",
+                 "Cohere2VisionMultiModalProjector", "Idefics2Connector"):
+        assert name in names
+
+
+def test_gemma_rms_norm_validates_its_arguments():
+    x = rng.standard_normal((2, 3, 4))
+    np.testing.assert_allclose(ops.gemma_rms_norm(x, np.zeros(4), eps=1e-6), ops.rms_norm(x, np.ones(4), eps=1e-6),
+                               rtol=1e-15)
+    with pytest.raises(FusionSpecError, match="gemma_rms_norm.*weight"):
+        ops.gemma_rms_norm(x, np.zeros(5), eps=1e-6)
+    with pytest.raises(FusionSpecError, match="gemma_rms_norm.*eps"):
+        ops.gemma_rms_norm(x, np.zeros(4), eps=0.0)
+    with pytest.raises(FusionSpecError, match="gemma_rms_norm.*dtype"):
+        ops.gemma_rms_norm(x, np.zeros(4, dtype=np.float32), eps=1e-6)

@@ -579,7 +579,7 @@ def connector_cases() -> list[Case]:
         _c("connectors.paligemma", specs.PaliGemmaProjector(6, 8), ("x", normal(2, 9, 6)), flags=("paligemma",),
            notes="linear with bias; the output enters the decoder unscaled (text embeddings carry sqrt(8))"),
         _c("connectors.aya_vision", specs.AyaVisionProjector(4, 7, 2, 12), ("x", normal(2, 16, 4)), stages=1,
-           flags=("aya-vision", "post-norm"), notes="pixel shuffle, LayerNorm eps 1e-6, linear_1, silu(gate) * value "
+           flags=("aya-vision",), notes="pixel shuffle, LayerNorm eps 1e-6 (after the merge), linear_1, silu(gate) * value "
                                                    "(value = first half), linear_2"),
         _c("connectors.aya_vision.cohere2", specs.AyaVisionProjector.cohere2_vision(3, 5, 3, 8), ("x", normal(1, 36, 3)),
            stages=1, flags=("aya-vision",), notes="Cohere2 Vision: no LayerNorm; downsample factor 3"),

@@ -381,6 +381,8 @@ class Idefics2Connector(Spec):
         return self.resampler.output_shape((b, s, self.llm_dim), attention_mask_shape)
 
     def apply(self, params: Mapping[str, Array], x: Array, *, attention_mask: Array | None = None) -> Array:
+        if attention_mask is not None:
+            check.boolean("Idefics2Connector", "attention_mask", attention_mask, rank=2)
         self.output_shape(tuple(x.shape), None if attention_mask is None else tuple(attention_mask.shape))
         h = ops.gated_mlp(x, check.subtree(params, "modality_projection"), activation=self.activation,
                           op="Idefics2Connector")
