@@ -54,6 +54,15 @@ FLAGS = {
     "blip2": "BLIP-2's Q-Former", "flamingo": "OpenFlamingo's modules", "idefics2": "Idefics2's perceiver",
     "mllama": "Llama-3.2-Vision's (Mllama) modules",
 }
+# --- issue 14 (i14a): today's connectors ---
+FLAGS |= {
+    "gemma3": "Gemma 3's projector (average pool, RMSNorm scaled by 1 + weight, x @ W)",
+    "idefics3": "Idefics3's / SmolVLM's connector (pixel shuffle, linear without bias)",
+    "llama4": "Llama 4's vision adapter (pixel shuffle MLP) or multimodal projector",
+    "paligemma": "PaliGemma's projector",
+    "aya-vision": "Aya Vision's / Cohere2 Vision's projector (pixel shuffle, [LayerNorm], SwiGLU over halves)",
+}
+# --- end issue 14 (i14a) ---
 
 
 def _entry(family: str, case: Case) -> tuple[dict[str, Any], bytes]:

@@ -7,3 +7,6 @@ from . import mllama  # noqa: F401
 from . import flamingo_perceiver  # noqa: F401
 from . import idefics2  # noqa: F401
 from . import blip2  # noqa: F401
+# --- issue 14 (i14a): today's connectors ---
+from . import connectors  # noqa: F401
+# --- end issue 14 (i14a) ---

@@ -16,6 +16,9 @@ from .projection import gated_mlp, linear_projection, mlp_projection
 from .qformer import q_former
 from .resampler import perceiver_resampler
 from .sequence import FusedSequence, concat_tokens, insert_tokens, position_ids, scatter_placeholders
+# --- issue 14 (i14a): today's connectors ---
+from .connectors import chunk_swiglu, gemma_rms_norm
+# --- end issue 14 (i14a) ---
 
 __all__ = [
     # primitives
@@ -32,3 +35,6 @@ __all__ = [
     # late and early fusion
     "clip_logits", "contrastive_loss", "interleave_tokens", "split_tokens",
 ]
+# --- issue 14 (i14a): today's connectors ---
+__all__ += ["chunk_swiglu", "gemma_rms_norm"]
+# --- end issue 14 (i14a) ---
