@@ -4,15 +4,28 @@ The fuzz tests (tests/test_fuzz_bundle.py) and the validation audit (tests/test_
 record each bad input they try in :data:`COUNTS` through the session fixture ``reliability_counts``;
 :func:`pytest_terminal_summary` prints the totals, so a plain ``pytest -q`` shows how many malformed
 bundles, files and operator inputs were tried and how each was handled.
+
+Every hypothesis test runs under the ``deterministic`` settings profile, loaded here by default: the
+examples are derived from each test's name (``derandomize``), so every run tries the same inputs and a
+failure reproduces on any machine; no example database is read or written (a failure found in one
+folder is never replayed by a later run); no per-example deadline (a slow shared machine is not a
+failure). ``HYPOTHESIS_PROFILE=explore`` searches with fresh random inputs instead (still without a
+database); whatever it finds belongs in the test as a pinned ``@example``.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import os
 import signal
 
 import pytest
+from hypothesis import settings
+
+settings.register_profile("deterministic", derandomize=True, database=None, deadline=None)
+settings.register_profile("explore", derandomize=False, database=None, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
 
 #: ``COUNTS[kind][outcome]``: kind such as "malformed bundles"; outcome "tried", "rejected", "crash",
 #: "silent pass" or "hang".
@@ -24,6 +37,8 @@ CLEAN = {
     "malformed safetensors files": "rejected with FusionSpecError",
     "malformed verify outputs": "reported as failed cases, non-zero exit",
     "bad operator inputs": "rejected with FusionSpecError naming the operator",
+    "hostile files (issue classes)": "refused (FusionSpecError or that case's error/fail) within the time and "
+                                     "memory bounds",
 }
 
 

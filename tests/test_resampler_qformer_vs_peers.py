@@ -127,17 +127,22 @@ def test_blip2_qformer_bare(freq, masked):
     np.testing.assert_allclose(spec.apply(p, image, queries), want, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("cls_name", ["Blip2Model", "Blip2ForConditionalGeneration"])
-def test_blip2_full_model_with_query_tokens_and_projection(cls_name):
+def blip2_config():
+    """A tiny BLIP-2 (vision tower width 20, 6 query tokens, OPT of width 16), for the whole-model classes."""
     tf = pytest.importorskip("transformers")
-    config = tf.Blip2Config(
+    return tf.Blip2Config(
         vision_config=dict(hidden_size=20, intermediate_size=24, num_hidden_layers=1, num_attention_heads=2,
                            image_size=8, patch_size=4),
         qformer_config=qformer_config().to_dict(),
         text_config=dict(model_type="opt", hidden_size=16, ffn_dim=24, num_hidden_layers=1, num_attention_heads=2,
                          vocab_size=50, word_embed_proj_dim=16, max_position_embeddings=32),
         num_query_tokens=6)
-    module = randomise(getattr(tf, cls_name)(config).double().eval())
+
+
+@pytest.mark.parametrize("cls_name", ["Blip2Model", "Blip2ForConditionalGeneration"])
+def test_blip2_full_model_with_query_tokens_and_projection(cls_name):
+    tf = pytest.importorskip("transformers")
+    module = randomise(getattr(tf, cls_name)(blip2_config()).double().eval())
     spec, params = interop.from_module(module)
     assert spec.learned_queries and spec.language_projection and spec.num_queries == 6 and spec.output_dim == 16
     assert set(params) <= set(module.state_dict())  # the checkpoint's own keys

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -21,7 +20,7 @@ import numpy as np
 from .. import ops, specs
 from ..errors import FusionSpecError
 from ..specs.base import Spec
-from . import safetensors_io
+from . import safetensors_io, strict_json
 
 FORMAT_VERSION = 1
 PACKAGE_BUNDLE = Path(__file__).resolve().parent / "bundle"
@@ -148,17 +147,22 @@ class Bundle:
         mpath = self.path / MANIFEST
         if not mpath.is_file():
             raise FusionSpecError("conformance", "bundle", f"a directory holding {MANIFEST}", str(self.path))
-        try:
-            self.manifest = json.loads(mpath.read_bytes().decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-            raise FusionSpecError("conformance", str(mpath), "valid UTF-8 JSON", f"{type(exc).__name__}: "
-                                  f"{str(exc)[:200]}") from exc
+        data = _read_inside(self.path, MANIFEST, MAX_MANIFEST_BYTES, "conformance", f"{mpath}")
+        #: sha256 of ``manifest.json``: equal to :func:`trusted_manifest_sha256` for the packaged bundle.
+        self.manifest_sha256 = sha256(data)
+        self.manifest = strict_json.loads(data, op="conformance", where=str(mpath))
         version = self.manifest.get("format_version") if isinstance(self.manifest, dict) else None
         if type(version) is not int or version != FORMAT_VERSION:
             raise FusionSpecError("conformance", f"{mpath} format_version",
                                   f"{FORMAT_VERSION} (this fusion_spec reads format {FORMAT_VERSION})", repr(version))
         self.cases: list[dict[str, Any]] = check_cases(self.manifest.get("cases"), str(mpath))
         self._by_id = {c["id"]: c for c in self.cases}
+
+    @property
+    def trusted(self) -> bool:
+        """Whether the manifest is byte-for-byte the one shipped with this fusion_spec (its hash is
+        recorded in the package: see :func:`trusted_manifest_sha256`)."""
+        return self.manifest_sha256 == trusted_manifest_sha256()
 
     def case(self, case_id: str) -> dict[str, Any]:
         if not isinstance(case_id, str) or case_id not in self._by_id:
@@ -169,10 +173,8 @@ class Bundle:
         """The case's tensors, after checking the file's sha256 and that every listed tensor is there,
         with the listed shape and dtype, and nothing else."""
         where = f"conformance case '{entry['id']}'"
-        path = self.path / entry["file"]  # a plain file name (check_cases): it cannot leave the bundle
-        if not path.is_file():
-            raise FusionSpecError(where, "file", f"{entry['file']} in {self.path}", "missing")
-        data = path.read_bytes()
+        limit = 8 + safetensors_io.MAX_HEADER_BYTES + declared_bytes(entry)
+        data = _read_inside(self.path, entry["file"], limit, where, "file")
         digest = sha256(data)
         if digest != entry["sha256"]:
             raise FusionSpecError(where, "file", f"{entry['file']} with sha256 {entry['sha256']}",
@@ -193,7 +195,58 @@ class Bundle:
         if extra:
             raise FusionSpecError(where, "file", f"only the tensors the manifest lists in {entry['file']}",
                                   f"unlisted tensors {extra[:5]}")
+        for name, arr in tensors.items():
+            if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+                raise FusionSpecError(where, name, "finite values (goldens, inputs and parameters are never NaN "
+                                      "or infinite)", f"{int(np.count_nonzero(~np.isfinite(arr)))} non-finite values")
         return tensors
+
+
+#: Largest manifest read (the packaged one is ~0.3 MB).
+MAX_MANIFEST_BYTES = 64 << 20
+#: Most elements one tensor of a case may declare (the packaged bundle's largest has ~10^5).
+MAX_ELEMENTS = 1 << 28
+#: Where the packaged manifest's sha256 is recorded (written by the generator with the manifest).
+TRUSTED_HASH = "manifest.sha256"
+
+
+def trusted_manifest_sha256() -> str:
+    """The sha256 of the manifest this fusion_spec ships, as recorded in the package."""
+    return (PACKAGE_BUNDLE / TRUSTED_HASH).read_text(encoding="ascii").strip()
+
+
+def _read_inside(directory: Path, name: str, limit: int, op: str, what: str) -> bytes:
+    """The bytes of ``directory/name``, refused when the path leads outside ``directory`` (a link out of
+    the bundle) or the file is larger than ``limit`` (checked with ``stat`` before reading)."""
+    path = directory / name
+    try:
+        real, home = path.resolve(strict=True), directory.resolve(strict=True)
+        if real.parent != home:
+            raise FusionSpecError(op, what, f"{name}, a file inside {directory}", f"a link to {real} (outside "
+                                  "the bundle: refused)")
+        if not real.is_file():
+            raise FusionSpecError(op, what, f"{name}, a regular file in {directory}", "not a regular file")
+        size = real.stat().st_size
+        if size > limit:
+            raise FusionSpecError(op, what, f"{name} of at most {limit} bytes (what the manifest declares)",
+                                  f"{size} bytes")
+        return real.read_bytes()
+    except OSError as exc:
+        raise FusionSpecError(op, what, f"{name} in {directory}", f"{type(exc).__name__}: "
+                              f"{exc.strerror or exc}") from None
+
+
+def declared_bytes(entry: Mapping[str, Any]) -> int:
+    """Bytes of tensor data the manifest declares for a case (a bound on its file's size)."""
+    total = 0
+    for group in ("inputs", "params", "outputs"):
+        for t in entry[group]:
+            total += math.prod(t["shape"]) * np.dtype(_ITEMSIZE.get(t["dtype"], "f8")).itemsize
+    return total
+
+
+_ITEMSIZE = {"float64": "f8", "float32": "f4", "float16": "f2", "int64": "i8", "int32": "i4", "int16": "i2",
+             "int8": "i1", "uint8": "u1", "bool": "?"}
 
 
 def _dtype_name(arr: np.ndarray) -> str:
@@ -259,8 +312,10 @@ def check_cases(cases: Any, where: str = "manifest.json") -> list[dict[str, Any]
                     fail(group, "objects with a unique non-empty string 'name'", t)
                 names.add(t["name"])
                 shape = t.get("shape")
-                if not isinstance(shape, list) or not all(type(s) is int and s >= 0 for s in shape):
-                    fail(f"{group} '{t['name']}' shape", "a list of non-negative integers", shape)
+                count = safetensors_io.element_count(shape, MAX_ELEMENTS)
+                if count is None or count > MAX_ELEMENTS:
+                    fail(f"{group} '{t['name']}' shape", f"a list of at most {safetensors_io.MAX_DIMS} "
+                         f"non-negative integers with at most {MAX_ELEMENTS} elements", shape)
                 if not isinstance(t.get("dtype"), str):
                     fail(f"{group} '{t['name']}' dtype", "a dtype name such as 'float64'", t.get("dtype"))
                 if group == "inputs" and (not isinstance(t.get("keyword"), bool)

@@ -154,6 +154,10 @@ def merge_cases() -> list[Case]:
            runtime={"mode": "spatial", "grid": [4, 6], "factor": 2, "token_order": "column_major"}, stages=1),
         _c("merge_tokens.spatial.factor3", "merge_tokens", ("x", normal(1, 18, 2)),
            runtime={"mode": "spatial", "grid": [6, 3], "factor": 3}, stages=1),
+        # Square grids at the factors real pixel shuffles use (InternVL 2, Idefics3/SmolVLM 2-4): theirs take
+        # only square grids, so these are the cases such an implementation can run.
+        *(_c(f"merge_tokens.spatial.square_f{k}", "merge_tokens", ("x", normal(1, (2 * k) ** 2, 2)),
+             runtime={"mode": "spatial", "grid": [2 * k, 2 * k], "factor": k}, stages=1) for k in (2, 3, 4)),
         _c("merge_tokens.pool", "merge_tokens", ("x", normal(2, 24, 5)),
            runtime={"mode": "pool", "grid": [4, 6], "factor": 2}, stages=2),
         _c("merge_tokens.window_order", "window_order", ("x", normal(1, 24, 2)),
@@ -226,12 +230,19 @@ def token_merge_cases() -> list[Case]:
            flags=("qwen2.5-vl", "rms-norm", "erf-gelu")),
         _c("token_merge.internvl", T.internvl(vision_dim=4, llm_dim=10), ("x", normal(2, 16, 4)),
            flags=("internvl", "post-norm", "erf-gelu")),
-        _c("token_merge.internvl.grid_4x6", T.internvl(vision_dim=3, llm_dim=8), ("x", normal(1, 24, 3)),
-           runtime={"grid": [4, 6]}, flags=("internvl", "post-norm", "erf-gelu")),
-        _c("token_merge.internvl.column_major", dataclasses.replace(T.internvl(vision_dim=3, llm_dim=8),
-                                                                    token_order="column_major"),
-           ("x", normal(1, 24, 3)), runtime={"grid": [6, 4]}, flags=("internvl", "post-norm", "erf-gelu"),
-           notes="ps_version v1 lists merged tokens column-major"),
+        # downsample_ratio 1/4 (1/3 cannot run: pixel_shuffle checks side % ratio == 0 in floats)
+        _c("token_merge.internvl.factor4", dataclasses.replace(T.internvl(vision_dim=3, llm_dim=8), factor=4),
+           ("x", normal(1, 64, 3)), flags=("internvl", "post-norm", "erf-gelu"),
+           notes="downsample_ratio 0.25 on a square 8x8 grid, as InternVL's pixel_shuffle takes"),
+        # Non-square grids and the column-major order are not something InternVL's module can run (it
+        # takes square grids, row-major): generic specs with InternVL's structure.
+        _c("token_merge.post_norm.grid_4x6", dataclasses.replace(T.internvl(vision_dim=3, llm_dim=8),
+                                                                 variant="generic"),
+           ("x", normal(1, 24, 3)), runtime={"grid": [4, 6]}, flags=("post-norm", "erf-gelu")),
+        _c("token_merge.post_norm.column_major", dataclasses.replace(T.internvl(vision_dim=3, llm_dim=8),
+                                                                     token_order="column_major", variant="generic"),
+           ("x", normal(1, 24, 3)), runtime={"grid": [6, 4]}, flags=("post-norm", "erf-gelu"),
+           notes="InternVL's ps_version v1 listed merged tokens column-major"),
         _c("token_merge.pool_generic", T(vision_dim=5, llm_dim=6, mode="pool", norm="none", activation="silu"),
            ("x", normal(2, 16, 5)), stages=1),
         _c("token_merge.generic_pre_norm_factor3", T(vision_dim=3, llm_dim=5, mode="spatial", factor=3, norm="pre",
@@ -322,8 +333,10 @@ def cross_attention_cases() -> list[Case]:
 def gated_cross_attention_cases() -> list[Case]:
     """open_flamingo's GatedCrossAttentionBlock (media_locations patterns) and HF's Mllama cross-attention layer."""
     G, S = specs.GatedCrossAttentionBlock, specs.GatedCrossAttentionStack
-    fl = G(hidden_size=16, vision_dim=12, num_heads=4, head_dim=3, ff_dim=24)
-    ml = G(hidden_size=16, vision_dim=12, num_heads=4, num_kv_heads=2, ff_dim=20, variant="mllama")
+    # Widths the real modules can be built with: open_flamingo's FFN is an integer multiple of the width;
+    # Mllama's vision states reach the layer already projected to the text hidden size.
+    fl = G(hidden_size=16, vision_dim=12, num_heads=4, head_dim=3, ff_dim=32)
+    ml = G(hidden_size=16, vision_dim=16, num_heads=4, num_kv_heads=2, ff_dim=20, variant="mllama")
     fx = ("multi-head", "erf-gelu", "media-locations", "mask")
     x = lambda b, lq, d=16: ("x", normal(b, lq, d))  # noqa: E731
     # Mllama: text rows before the image see nothing (row masked out), others see some of the 2x4 vision tokens.
@@ -362,15 +375,15 @@ def gated_cross_attention_cases() -> list[Case]:
         _c("gated_xattn.flamingo.single_media_rank3", G(hidden_size=8, vision_dim=6, num_heads=2), x(2, 5, 8),
            ("media", normal(2, 4, 6)), kwargs=[("media_locations", locations("..I..", "I...."))], stages=7,
            flags=fx + ("text-before-image", "immediate-only"), notes="media [b, n, d]: one image (T = 1)"),
-        _c("gated_xattn.mllama.hf", ml, x(2, 6), ("media", normal(2, 8, 12)),
+        _c("gated_xattn.mllama.hf", ml, x(2, 6), ("media", normal(2, 8, 16)),
            kwargs=[("cross_attention_mask", const(cam))], stages=7, flags=mm,
            notes="HF dialect: rows with no image attend to all vision tokens, only their MLP branch is zeroed"),
         _c("gated_xattn.mllama.meta", dataclasses.replace(ml, mask_dialect="meta"), x(2, 6),
-           ("media", normal(2, 8, 12)),
+           ("media", normal(2, 8, 16)),
            kwargs=[("cross_attention_mask", const(cam))], stages=7, flags=mm,
            notes="Meta's reference: rows with no image get zero attention output too (zeroed after the "
                  "attention, whatever the kernel gives for a fully masked row)"),
-        _c("gated_xattn.mllama.explicit_row_mask_4d", ml, x(2, 6), ("media", normal(2, 8, 12)),
+        _c("gated_xattn.mllama.explicit_row_mask_4d", ml, x(2, 6), ("media", normal(2, 8, 16)),
            kwargs=[("cross_attention_mask", const(cam[:, None])),
                    ("full_text_row_masked_out_mask", const(rows & np.array([[1, 1, 1, 1, 0, 1], [1] * 6], bool)))],
            stages=7, flags=mm, notes="mask [b, 1, L, N]; the row mask given explicitly (one row dropped on purpose)"),
@@ -386,9 +399,9 @@ def gated_cross_attention_cases() -> list[Case]:
                                                            only_attend_immediate_media=False),
            x(2, 6, 8), ("media", normal(2, 2, 3, 6)), kwargs=[("media_locations", locations(".I..I.", "I....."))],
            stages=2 * 8, flags=fx + ("all-previous", "text-before-image", "uniform-rows")),
-        _c("gated_xattn_stack.mllama", S(hidden_size=16, vision_dim=12, num_heads=4, num_kv_heads=2, ff_dim=20,
+        _c("gated_xattn_stack.mllama", S(hidden_size=16, vision_dim=16, num_heads=4, num_kv_heads=2, ff_dim=20,
                                          variant="mllama", num_layers=2, num_visual_tokens=8),
-           x(2, 6), ("media", normal(2, 8, 12)), kwargs=[("cross_attention_mask", const(cam))], stages=2 * 7,
+           x(2, 6), ("media", normal(2, 8, 16)), kwargs=[("cross_attention_mask", const(cam))], stages=2 * 7,
            flags=mm),
     ]
 
@@ -551,6 +564,49 @@ def preset_cases() -> list[Case]:
     ]
 
 
+# --- issue 14 (i14a): today's connectors ---------------------------------------------------------
+
+def connector_cases() -> list[Case]:
+    """Gemma 3, Idefics3/SmolVLM, Llama 4, PaliGemma, Aya Vision/Cohere2 Vision, Idefics2's connector: shapes
+    the real HF modules can be built with (tests/test_interop_connectors.py runs each case through them)."""
+    return [
+        _c("connectors.gemma3.pool2", specs.Gemma3Projector(6, 10, patches_per_image=4, tokens_per_side=2),
+           ("x", normal(2, 16, 6)), stages=1, flags=("gemma3", "rms-norm"),
+           notes="2x2 average pool of a 4x4 patch grid, RMSNorm scaled by 1 + weight, x @ W [vision, text]"),
+        _c("connectors.gemma3.pool3", specs.Gemma3Projector(5, 7, patches_per_image=6, tokens_per_side=2),
+           ("x", normal(1, 36, 5, std=3.0)), stages=1, flags=("gemma3", "rms-norm"),
+           notes="3x3 windows (Gemma 3 itself pools 4x4: 64 patches a side to 16)"),
+        _c("connectors.idefics3.k2", specs.Idefics3Connector(4, 9, 2), ("x", normal(2, 16, 4)),
+           flags=("idefics3",), notes="Idefics3: pixel shuffle (row-major 2x2 windows, channels (di, dj, c)), "
+                                      "linear without bias"),
+        _c("connectors.idefics3.smolvlm_k3", specs.Idefics3Connector.smolvlm(3, 8, 3), ("x", normal(1, 36, 3)),
+           flags=("idefics3",), notes="SmolVLM-Instruct's scale factor 3"),
+        _c("connectors.idefics3.smolvlm_k4", specs.Idefics3Connector.smolvlm(2, 6, 4), ("x", normal(2, 64, 2)),
+           flags=("idefics3",), notes="SmolVLM-256M's scale factor 4"),
+        _c("connectors.llama4.adapter", specs.Llama4PixelShuffleMLP(4, 6, 6, 2), ("x", normal(2, 16, 4)), stages=2,
+           flags=("llama4", "erf-gelu"), notes="pixel shuffle ratio 0.5, fc1 -> GELU -> fc2 -> GELU, no biases"),
+        _c("connectors.llama4.adapter_ratio_quarter", specs.Llama4PixelShuffleMLP(2, 5, 5, 4), ("x", normal(1, 64, 2)),
+           stages=2, flags=("llama4", "erf-gelu"), notes="pixel_shuffle_ratio 0.25"),
+        _c("connectors.llama4.projector", specs.Llama4Projector(6, 9), ("x", normal(7, 6)), flags=("llama4",),
+           notes="the flattened adapter tokens [tokens, vision_output_dim] -> linear_1 (no bias)"),
+        _c("connectors.paligemma", specs.PaliGemmaProjector(6, 8), ("x", normal(2, 9, 6)), flags=("paligemma",),
+           notes="linear with bias; the output enters the decoder unscaled (text embeddings carry sqrt(8))"),
+        _c("connectors.aya_vision", specs.AyaVisionProjector(4, 7, 2, 12), ("x", normal(2, 16, 4)), stages=1,
+           flags=("aya-vision",), notes="pixel shuffle, LayerNorm eps 1e-6 (after the merge), linear_1, silu(gate) * value "
+                                                   "(value = first half), linear_2"),
+        _c("connectors.aya_vision.cohere2", specs.AyaVisionProjector.cohere2_vision(3, 5, 3, 8), ("x", normal(1, 36, 3)),
+           stages=1, flags=("aya-vision",), notes="Cohere2 Vision: no LayerNorm; downsample factor 3"),
+        _c("connectors.idefics2", specs.Idefics2Connector(6, 8, 12, resampler_n_latents=3, resampler_depth=2,
+                                                          resampler_n_heads=4, resampler_head_dim=3,
+                                                          num_key_value_heads=2),
+           ("x", normal(2, 5, 6)), kwargs=[("attention_mask", const([[True] * 5, [True] * 3 + [False] * 2]))],
+           stages=1 + 2 * 5, flags=("idefics2", "mask", "grouped-query", "multi-head", "rms-norm"),
+           notes="modality_projection (SwiGLU 6 -> 12 -> 8) then the idefics2 perceiver (2 layers, 4 heads of 3, "
+                 "2 KV heads, 3 latents); the second row's last two tokens are padding"),
+    ]
+
+
+# --- end issue 14 (i14a) ----------------------------------------------------------------------------
 # --- issue 14 (i14b): Mistral 3, Qwen3-VL DeepStack, LLaVA-OneVision ---------------------------------
 # Shapes the real HF modules can be built with; tests/test_i14b_*.py run each case through them.
 
@@ -656,6 +712,9 @@ FAMILIES: dict[str, Callable[[], list[Case]]] = {
     "q_former": qformer_cases,
     "late_early": late_early_cases,
     "presets": preset_cases,
+    # --- issue 14 (i14a) ---
+    "connectors": connector_cases,
+    # --- end issue 14 (i14a) ---
 }
 FAMILIES |= I14B_FAMILIES  # issue 14 (i14b)
 

@@ -20,7 +20,7 @@ import numpy as np
 from .. import __version__
 from ..specs.base import _NORM_WEIGHT, Spec
 from . import safetensors_io, tolerance
-from .bundle import FORMAT_VERSION, MANIFEST, PACKAGE_BUNDLE, call, describe, rms, sha256
+from .bundle import FORMAT_VERSION, MANIFEST, PACKAGE_BUNDLE, TRUSTED_HASH, call, describe, rms, sha256
 from .cases import FAMILIES, Case
 
 #: Meaning of each flag a case may carry (Wycheproof-style).
@@ -54,6 +54,15 @@ FLAGS = {
     "blip2": "BLIP-2's Q-Former", "flamingo": "OpenFlamingo's modules", "idefics2": "Idefics2's perceiver",
     "mllama": "Llama-3.2-Vision's (Mllama) modules",
 }
+# --- issue 14 (i14a): today's connectors ---
+FLAGS |= {
+    "gemma3": "Gemma 3's projector (average pool, RMSNorm scaled by 1 + weight, x @ W)",
+    "idefics3": "Idefics3's / SmolVLM's connector (pixel shuffle, linear without bias)",
+    "llama4": "Llama 4's vision adapter (pixel shuffle MLP) or multimodal projector",
+    "paligemma": "PaliGemma's projector",
+    "aya-vision": "Aya Vision's / Cohere2 Vision's projector (pixel shuffle, [LayerNorm], SwiGLU over halves)",
+}
+# --- end issue 14 (i14a) ---
 # --- issue 14 (i14b): Mistral 3, Qwen3-VL DeepStack, LLaVA-OneVision ---
 FLAGS |= {
     "mistral3": "Mistral 3 / Pixtral's projector: per-image unfold merge, channel order (c, di, dj)",
@@ -97,6 +106,9 @@ def _entry(family: str, case: Case) -> tuple[dict[str, Any], bytes]:
     }
     tensors = {"input." + n: a for n, a in arrays.items()} | {"param." + n: a for n, a in params.items()}
     outs = {n: _store(np.asarray(a)) for n, a in call(entry, tensors).items()}
+    for n, a in {**tensors, **outs}.items():
+        if a.dtype.kind == "f" and not np.isfinite(a).all():
+            raise ValueError(f"case {case.id!r}: {n} is not finite (goldens must be finite numbers)")
     tensors |= {"output." + n: a for n, a in outs.items()}
     matrices = sum(1 for a in params.values() if a.ndim >= 2)
     norms = sum(1 for n in params if _NORM_WEIGHT.search(n))
@@ -167,7 +179,9 @@ def write(directory: str | Path = PACKAGE_BUNDLE) -> dict[str, Any]:
             old.unlink()
     for name, data in files.items():
         (directory / name).write_bytes(data)
-    (directory / MANIFEST).write_bytes(manifest_bytes(manifest))
+    text = manifest_bytes(manifest)
+    (directory / MANIFEST).write_bytes(text)
+    (directory / TRUSTED_HASH).write_text(sha256(text) + "\n", encoding="ascii")
     return manifest
 
 

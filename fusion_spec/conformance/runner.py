@@ -80,7 +80,7 @@ def supports(backend: str, dtype: str, device: str) -> str | None:
         return "MLX's float64 is computed at float32 precision (exp, mean, matmul); not a float64 backend"
     if backend == "mlx" and device == "cuda":
         import mlx.core as mx
-        if not mx.metal.is_available() and not getattr(mx, "cuda", None):
+        if not mx.is_available(mx.gpu):
             return "MLX here has no GPU"
     if backend == "torch" and device == "cuda":
         import torch
@@ -121,11 +121,24 @@ def converter(backend: str, dtype: str, device: str) -> Callable[[str, np.ndarra
     if backend == "mlx":
         import mlx.core as mx
         mdt = getattr(mx, dtype)
-        if device == "cpu":
-            mx.set_default_device(mx.cpu)
+        mx.set_default_device(mx.gpu if device == "cuda" else mx.cpu)
         return lambda name, a: (mx.array(a.astype(np.float32)).astype(mdt) if dtype == "bfloat16" else
                                 mx.array(a, dtype=mdt)) if a.dtype.kind == "f" else mx.array(a)
     raise FusionSpecError("conformance", "backend", "one of " + ", ".join(BACKENDS), repr(backend))
+
+
+def device_of(backend: str, array: Any) -> str:
+    """Where a backend's array lives: ``"cpu"`` or ``"cuda"`` (any accelerator)."""
+    if backend == "torch":
+        kind = array.device.type
+    elif backend == "jax":
+        kind = next(iter(array.devices())).platform
+    elif backend == "mlx":
+        import mlx.core as mx
+        kind = "cpu" if mx.default_device() == mx.cpu else "gpu"
+    else:
+        kind = "cpu"
+    return "cpu" if kind == "cpu" else "cuda"
 
 
 @contextlib.contextmanager
@@ -163,11 +176,13 @@ def compare(entry: Mapping[str, Any], got: Mapping[str, np.ndarray], want: Mappi
             if bad:
                 return "fail", math.inf, math.inf, f"output '{name}': {bad} of {w.size} exact values differ"
             continue
+        if g.dtype.kind not in "fiub":
+            return "fail", math.inf, math.inf, f"output '{name}' has dtype {g.dtype}, expected a floating array"
         ratio, err = tolerance.error_ratio(g, w, tol["rtol"], tol["atol"])
-        if ratio > worst:
-            worst, details = ratio, [f"worst in '{name}'"]
+        if not ratio <= worst:  # NaN-safe: a NaN ratio is never better than the worst so far
+            worst, details = ratio if ratio == ratio else math.inf, [f"worst in '{name}'"]
         worst_abs = max(worst_abs, err)
-    return ("pass" if worst <= 1.0 else "fail"), worst, worst_abs, "; ".join(details)
+    return ("pass" if tolerance.passes(worst) else "fail"), worst, worst_abs, "; ".join(details)
 
 
 class Reference:
@@ -210,9 +225,14 @@ def run_case(bundle: Bundle, entry: Mapping[str, Any], backend: str, dtype: str,
     fn = _jit(target(entry)) if backend == "jax" else target(entry)
     try:
         with _x64(backend):
-            got = {k: to_numpy(v) for k, v in call(entry, rounded, converter(backend, dtype, device), fn).items()}
+            out = call(entry, rounded, converter(backend, dtype, device), fn)
+            where = {device_of(backend, v) for v in out.values()}
+            got = {k: to_numpy(v) for k, v in out.items()}
     except Exception as exc:  # noqa: BLE001 -- a backend failure is a result, reported per case
         return Result(entry["id"], backend, dtype, "error", math.inf, math.inf, f"{type(exc).__name__}: {exc}", tol)
+    if where != {device}:  # a result computed elsewhere than asked proves nothing about that device
+        return Result(entry["id"], backend, dtype, "error", math.inf, math.inf,
+                      f"outputs are on {sorted(where)}, not on {device}", tol)
     status, ratio, err, detail = compare(entry, got, want, dtype)
     return Result(entry["id"], backend, dtype, status, ratio, err, detail, tol)
 
@@ -239,6 +259,9 @@ def run(backends: Iterable[str] = ("numpy",), dtypes: Iterable[str] = ("float64"
     reference = Reference(bundle)
     entries = [e for e in bundle.cases if select is None or select(e)]
     results, notes, plan = [], [], []
+    if not bundle.trusted:
+        notes.append(f"{bundle.path}: the manifest is not the one this fusion_spec ships (sha256 "
+                     f"{bundle.manifest_sha256[:12]}...): its cases and tolerances are not vouched for")
     for backend in backends:
         if backend not in BACKENDS:
             raise FusionSpecError("conformance", "backend", "one of " + ", ".join(BACKENDS) + ", all", repr(backend))

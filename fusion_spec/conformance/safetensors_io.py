@@ -12,12 +12,14 @@ written with sorted keys and no spaces, padded with spaces to a multiple of 8 by
 from __future__ import annotations
 
 import json
-import math
-from collections.abc import Mapping
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import numpy as np
 
 from ..errors import FusionSpecError
+from . import strict_json
 
 #: safetensors dtype code -> NumPy dtype (little-endian). BF16 is read as its raw uint16 bits.
 DTYPES: dict[str, np.dtype] = {
@@ -55,46 +57,69 @@ def dumps(tensors: Mapping[str, np.ndarray], *, bfloat16: bool = False) -> bytes
     return len(text).to_bytes(8, "little") + text + b"".join(chunks)
 
 
-#: Largest header accepted (the reference ``safetensors`` library's limit is 100 MB too).
-MAX_HEADER_BYTES = 100_000_000
+#: Largest header accepted. The reference ``safetensors`` library allows 100 MB, but a header that
+#: size parses into gigabytes of Python objects; the bundle's headers are a few kilobytes.
+MAX_HEADER_BYTES = 1 << 20
+#: Most dimensions a tensor may have (a longer shape is hostile, not a tensor).
+MAX_DIMS = 64
+#: Largest dimension accepted (2**63 - 1: what a signed 64-bit integer holds).
+MAX_DIM = 2 ** 63 - 1
 
 
-def header(data: bytes, *, where: str = "safetensors") -> dict:
-    """The JSON header of a safetensors file's bytes (tensor name -> dtype, shape, data_offsets).
-
-    Only the framing is checked here (length prefix, UTF-8 JSON object); :func:`loads` checks each entry.
-    """
+def _header_length(prefix: bytes, size: int, where: str, limit: int = MAX_HEADER_BYTES) -> int:
+    """The header length ``n`` from the file's first 8 bytes, checked against the file ``size``."""
     op = "safetensors.header"
-    if len(data) < 8:
-        raise FusionSpecError(op, where, "a safetensors file (8-byte header length first)", f"{len(data)} bytes")
-    n = int.from_bytes(data[:8], "little")
-    if n > len(data) - 8 or n > MAX_HEADER_BYTES:
-        raise FusionSpecError(op, where, f"a header of {n} bytes and the data after it (file truncated?)",
-                              f"{len(data)} bytes in all")
-    if n == 0 or data[8:9] != b"{":
-        raise FusionSpecError(op, where, "a JSON object header starting with '{'", repr(bytes(data[8:16])))
-    try:
-        head = json.loads(bytes(data[8:8 + n]).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise FusionSpecError(op, where, "a UTF-8 JSON header", f"unparseable header ({type(exc).__name__}: "
-                              f"{str(exc)[:200]})") from exc
+    if size < 8:
+        raise FusionSpecError(op, where, "a safetensors file (8-byte header length first)", f"{size} bytes")
+    n = int.from_bytes(prefix[:8], "little")
+    if n > size - 8 or n > limit:
+        raise FusionSpecError(op, where, f"a header of at most {limit} bytes followed by the data "
+                              "(file truncated?)", f"a header length of {n} in a file of {size} bytes")
+    return n
+
+
+def _parse_header(text: bytes, where: str) -> dict:
+    op = "safetensors.header"
+    if not text or text[:1] != b"{":
+        raise FusionSpecError(op, where, "a JSON object header starting with '{'", repr(bytes(text[:8])))
+    head = strict_json.loads(text, op=op, where=where)
     if not isinstance(head, dict):
         raise FusionSpecError(op, where, "a JSON object header", type(head).__name__)
     return head
 
 
-def _count(shape: object) -> int | None:
-    """The element count of a header ``shape`` (a list of non-negative ints), or ``None`` if malformed."""
-    if not isinstance(shape, list) or not all(type(s) is int and s >= 0 for s in shape):
+def header(data: bytes, *, where: str = "safetensors") -> dict:
+    """The JSON header of a safetensors file's bytes (tensor name -> dtype, shape, data_offsets).
+
+    Only the framing is checked here (length prefix, UTF-8 JSON object of finite numbers);
+    :func:`entries` checks each entry.
+    """
+    n = _header_length(data[:8], len(data), where)
+    return _parse_header(data[8:8 + n], where)
+
+
+def element_count(shape: object, limit: int) -> int | None:
+    """The element count of a ``shape`` (a list of at most :data:`MAX_DIMS` integers in
+    ``[0, MAX_DIM]``); ``None`` if malformed. Counting stops past ``limit``: any count above it is
+    returned as ``limit + 1``, so a hostile shape costs at most 64 multiplications of small numbers."""
+    if not isinstance(shape, list) or len(shape) > MAX_DIMS \
+            or not all(type(s) is int and 0 <= s <= MAX_DIM for s in shape):
         return None
-    return math.prod(shape)  # exact Python integers: a huge claimed shape cannot overflow into a small one
+    if 0 in shape:
+        return 0
+    count = 1
+    for s in shape:
+        count *= s
+        if count > limit:
+            return limit + 1
+    return count
 
 
 def entries(head: Mapping[str, object], data_size: int, *, where: str = "safetensors") -> dict[str, tuple]:
     """Each tensor's ``(dtype code, shape, begin, end)`` after checking the header against a data section of
-    ``data_size`` bytes, as the reference library does: known dtype, shape of non-negative ints, offsets
-    matching the byte size, tensors tiling the data section exactly (no gap, overlap or trailing bytes).
-    Nothing is allocated, so a header claiming a huge tensor is rejected without reading it."""
+    ``data_size`` bytes, as the reference library does: known dtype, shape of at most 64 non-negative ints,
+    offsets matching the byte size, tensors tiling the data section exactly (no gap, overlap or trailing
+    bytes). Nothing is allocated, so a header claiming a huge tensor is rejected without reading it."""
     op = "safetensors.loads"
     out: dict[str, tuple] = {}
     for name, info in head.items():
@@ -102,19 +127,23 @@ def entries(head: Mapping[str, object], data_size: int, *, where: str = "safeten
             if not isinstance(info, dict) or not all(isinstance(v, str) for v in info.values()):
                 raise FusionSpecError(op, f"{where}: __metadata__", "a JSON object of strings", repr(info)[:200])
             continue
-        what = f"{where}: tensor '{name}'"
+        what = f"{where}: tensor '{name[:100]}'"
         if not isinstance(info, dict) or not {"dtype", "shape", "data_offsets"} <= set(info):
             raise FusionSpecError(op, what, "an object with dtype, shape and data_offsets", repr(info)[:200])
         code, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
         if not isinstance(code, str) or code not in DTYPES:
             raise FusionSpecError(op, what, "a dtype among " + ", ".join(DTYPES), repr(code)[:100])
-        count = _count(shape)
+        count = element_count(shape, data_size)
         if count is None:
-            raise FusionSpecError(op, what, "a shape: a list of non-negative integers", repr(shape)[:200])
+            raise FusionSpecError(op, what, f"a shape: a list of at most {MAX_DIMS} integers in [0, 2**63)",
+                                  repr(shape)[:200])
         if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int for o in offsets)):
             raise FusionSpecError(op, what, "data_offsets [begin, end] (integers)", repr(offsets)[:200])
         begin, end = offsets
         size = count * DTYPES[code].itemsize
+        if size > data_size:
+            raise FusionSpecError(op, what, f"a shape whose data fits the {data_size}-byte data section",
+                                  f"shape {repr(shape)[:100]} {code}")
         if not 0 <= begin <= end <= data_size or end - begin != size:
             raise FusionSpecError(op, what, f"{size} bytes inside the {data_size}-byte data section",
                                   f"data_offsets [{begin}, {end}] for shape {shape} {code} (file truncated or corrupt?)")
@@ -122,12 +151,23 @@ def entries(head: Mapping[str, object], data_size: int, *, where: str = "safeten
     position = 0
     for name, (_, _, begin, end) in sorted(out.items(), key=lambda item: (item[1][2], item[1][3])):
         if begin != position:
-            raise FusionSpecError(op, f"{where}: tensor '{name}'", f"data starting at byte {position} (tensors "
-                                  "tile the data section with no gap or overlap)", f"data_offsets [{begin}, {end}]")
+            raise FusionSpecError(op, f"{where}: tensor '{name[:100]}'", f"data starting at byte {position} "
+                                  "(tensors tile the data section with no gap or overlap)",
+                                  f"data_offsets [{begin}, {end}]")
         position = end
     if position != data_size:
         raise FusionSpecError(op, where, f"a data section of {position} bytes (the tensors' total)",
                               f"{data_size} bytes ({data_size - position} trailing bytes)")
+    return out
+
+
+def _arrays(body: memoryview | bytes, table: Mapping[str, tuple]) -> dict[str, np.ndarray]:
+    out = {}
+    for name, (code, shape, begin, end) in table.items():
+        arr = np.frombuffer(body[begin:end], dtype=DTYPES[code]).reshape(shape)
+        if code == "BF16":
+            arr = (arr.astype(np.uint32) << 16).view(np.float32)
+        out[name] = arr.astype(arr.dtype.newbyteorder("="), copy=True)
     return out
 
 
@@ -136,15 +176,42 @@ def loads(data: bytes, *, where: str = "safetensors") -> dict[str, np.ndarray]:
 
     Raises :class:`FusionSpecError` (naming ``where``) for a truncated or malformed file (see :func:`entries`).
     """
-    head = header(data, where=where)
-    body = memoryview(data)[8 + int.from_bytes(data[:8], "little"):]
-    out = {}
-    for name, (code, shape, begin, end) in entries(head, len(body), where=where).items():
-        arr = np.frombuffer(body[begin:end], dtype=DTYPES[code]).reshape(shape)
-        if code == "BF16":
-            arr = (arr.astype(np.uint32) << 16).view(np.float32)
-        out[name] = arr.astype(arr.dtype.newbyteorder("="), copy=True)
-    return out
+    n = _header_length(data[:8], len(data), where)
+    body = memoryview(data)[8 + n:]
+    return _arrays(body, entries(_parse_header(data[8:8 + n], where), len(body), where=where))
+
+
+Check = Callable[[dict[str, tuple]], None]
+
+
+def read(path: str | Path, *, where: str | None = None, max_bytes: int | None = None,
+         check: Check | None = None, max_header: int = MAX_HEADER_BYTES) -> dict[str, np.ndarray]:
+    """The tensors of the safetensors file at ``path``, reading no more than the header declares.
+
+    In order, before the next step reads anything: the file's size (``stat``) against ``max_bytes``; the
+    8-byte header length against the size and :data:`MAX_HEADER_BYTES`; the header (:func:`entries`:
+    the tensors must tile exactly the rest of the file); then ``check(entries)``, a caller's test of the
+    names, dtypes and shapes (raising :class:`FusionSpecError`). Only then is the data section read.
+    """
+    where = where or str(path)
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if max_bytes is not None and size > max_bytes:
+                raise FusionSpecError("safetensors.read", where, f"a file of at most {max_bytes} bytes",
+                                      f"{size} bytes")
+            n = _header_length(f.read(8), size, where, max_header)
+            table = entries(_parse_header(f.read(n), where), size - 8 - n, where=where)
+            if check is not None:
+                check(table)
+            body = f.read(size - 8 - n)
+    except OSError as exc:
+        raise FusionSpecError("safetensors.read", where, "a readable file", f"{type(exc).__name__}: "
+                              f"{exc.strerror or exc}") from None
+    if len(body) != size - 8 - n:
+        raise FusionSpecError("safetensors.read", where, f"{size - 8 - n} bytes of data", f"{len(body)} "
+                              "(the file changed while it was read)")
+    return _arrays(body, table)
 
 
 def save(path, tensors: Mapping[str, np.ndarray]) -> None:
@@ -152,9 +219,13 @@ def save(path, tensors: Mapping[str, np.ndarray]) -> None:
         f.write(dumps(tensors))
 
 
+#: The reference library's header limit, for checkpoints a user names (a whole model's header is large).
+CHECKPOINT_HEADER_BYTES = 100_000_000
+
+
 def load(path) -> dict[str, np.ndarray]:
-    with open(path, "rb") as f:
-        return loads(f.read(), where=str(path))
+    """The tensors of a checkpoint file (:func:`read` with the reference library's header limit)."""
+    return read(path, max_header=CHECKPOINT_HEADER_BYTES)
 
 
 def bfloat16_bits(x: np.ndarray) -> np.ndarray:

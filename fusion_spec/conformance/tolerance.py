@@ -67,13 +67,26 @@ def tolerances(stages: int, reduction: int, scale: float) -> dict[str, dict[str,
 def error_ratio(got: np.ndarray, want: np.ndarray, rtol: float, atol: float) -> tuple[float, float]:
     """``(worst ratio, max abs error)`` of ``got`` against ``want`` (see the module docstring).
 
-    NaN or infinity where ``want`` is finite counts as an infinite ratio; shapes must already agree.
+    Never NaN: an element equal to its reference has ratio 0 (also with ``atol = rtol = 0``), any other
+    element with a zero allowance has ratio infinity, and a NaN or infinity in ``got`` counts as an
+    infinite error unless ``want`` holds the very same value there (an overflow the reference has too).
+    Shapes must already agree.
     """
     got = np.asarray(got, dtype=np.float64)
     want = np.asarray(want, dtype=np.float64)
     if got.size == 0:
         return 0.0, 0.0
-    err = np.abs(got - want)
-    err = np.where(np.isfinite(err), err, np.inf)
-    ratio = err / (atol + rtol * np.abs(want))
+    same = (got == want) | (np.isnan(got) & np.isnan(want))
+    with np.errstate(invalid="ignore", over="ignore"):
+        err = np.where(same, 0.0, np.abs(got - want))
+    err = np.where(np.isnan(err), np.inf, err)
+    allowed = atol + rtol * np.where(np.isfinite(want), np.abs(want), 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(err == 0.0, 0.0, np.where(allowed > 0.0, err / np.where(allowed > 0.0, allowed, 1.0),
+                                                    np.inf))
     return float(ratio.max()), float(err.max())
+
+
+def passes(ratio: float) -> bool:
+    """The pass rule, written so that a NaN ratio fails: ``0 <= ratio <= 1``."""
+    return bool(ratio <= 1.0)

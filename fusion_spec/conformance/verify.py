@@ -11,68 +11,128 @@ from __future__ import annotations
 
 import math
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .. import __version__
 from ..errors import FusionSpecError
 from ..xp import to_numpy
 from . import safetensors_io
-from .bundle import PACKAGE_BUNDLE, Bundle, call, round_to, target
+from .bundle import PACKAGE_BUNDLE, Bundle, call, round_to, target, trusted_manifest_sha256
 from .runner import Reference, Result, compare, converter
 
 _CODE_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16"}
 
 
-def verify(bundle: Bundle, out_dir: str | Path, select: Callable[[Mapping[str, Any]], bool] | None = None
-           ) -> list[Result]:
+class UntrustedBundle(FusionSpecError):
+    """The bundle's manifest is not the one this fusion_spec ships (see :func:`verify`)."""
+
+
+def verify(bundle: Bundle, out_dir: str | Path, select: Callable[[Mapping[str, Any]], bool] | None = None,
+           outputs: Collection[str] | None = None, trust: bool = False) -> list[Result]:
     """One :class:`Result` per bundle case (``backend`` = ``"outputs"``); status ``missing`` when
     ``OUT/<id>.safetensors`` does not exist. ``select(entry)`` restricts the check to some cases (an
-    implementation of a few operators verifies just those)."""
+    implementation of a few operators verifies just those); ``outputs`` to some output names (an
+    implementation that returns only ``embeddings`` of ``scatter_placeholders``); a case with none of
+    them is skipped.
+
+    The tolerances and cases are the manifest's, so the manifest must be the one this fusion_spec
+    ships (its sha256 is recorded in the package): otherwise :class:`UntrustedBundle` is raised, unless
+    ``trust=True`` (then every result's detail says that the manifest is not vouched for). Problems
+    with one output file never raise: they are that case's ``error`` or ``fail``.
+    """
     out_dir = Path(out_dir)
     if not out_dir.is_dir():
         raise FusionSpecError("goldens verify", "--outputs", "a directory of <case id>.safetensors files",
                               str(out_dir))
+    trusted = bundle.trusted
+    if not trusted and not trust:
+        raise UntrustedBundle("goldens verify", "bundle", f"the manifest shipped with fusion_spec {__version__} "
+                              f"(sha256 {trusted_manifest_sha256()})", f"{bundle.path / 'manifest.json'} with "
+                              f"sha256 {bundle.manifest_sha256}: its cases and tolerances are not vouched for "
+                              "(export the packaged bundle again, or pass --trust-bundle to check against it)")
     reference = Reference(bundle)
     results = []
     for entry in (e for e in bundle.cases if select is None or select(e)):
-        results.append(_verify_case(bundle, reference, entry, out_dir / f"{entry['id']}.safetensors"))
+        names = [o["name"] for o in entry["outputs"] if outputs is None or o["name"] in outputs]
+        if not names:
+            continue
+        result = _verify_case(reference, entry, out_dir, names)
+        if not trusted:
+            result.detail = "; ".join(filter(None, ["UNTRUSTED manifest", result.detail]))
+        results.append(result)
     return results
 
 
-def _verify_case(bundle: Bundle, reference: Reference, entry: Mapping[str, Any], path: Path) -> Result:
-    """Never raises for a bad output file or case: every problem is this case's ``error`` or ``fail`` result."""
+def _verify_case(reference: Reference, entry: Mapping[str, Any], out_dir: Path, names: list[str]) -> Result:
+    """Never raises for a bad output file or case: every problem is this case's ``error`` or ``fail``."""
     cid = entry["id"]
-    if not path.is_file():
+    path = out_dir / f"{cid}.safetensors"
+    if not path.exists() and not path.is_symlink():
         return Result(cid, "outputs", "-", "missing", math.inf, math.inf, f"{path.name} not found")
+    described = {o["name"]: o for o in entry["outputs"]}
+    wanted = {f"output.{n}": described[n] for n in names}
+    found: dict[str, str] = {}
+
+    def check(table: dict[str, tuple]) -> None:
+        """Names, dtypes and shapes, before any data is read."""
+        extra = sorted(set(table) - {f"output.{o}" for o in described})
+        if extra:
+            raise _Mismatch(f"unexpected tensors {extra[:5]} (the case's outputs are {sorted(described)})")
+        for key, o in wanted.items():
+            if key not in table:
+                continue
+            code, shape = table[key][0], list(table[key][1])
+            if shape != list(o["shape"]):
+                raise _Mismatch(f"{key} has shape {shape}, expected {o['shape']}")
+            floating = o["dtype"].startswith("float")
+            if (code in _CODE_DTYPES) != floating:
+                raise _Mismatch(f"{key} is {code}, expected {'a floating' if floating else 'an integer or boolean'}"
+                                " dtype")
+            found[key] = code
+
     try:
-        data = path.read_bytes()
-        head = safetensors_io.header(data, where=str(path))
-        tensors = safetensors_io.loads(data, where=str(path))
-    except (OSError, FusionSpecError) as exc:
+        _inside(out_dir, path)
+        tensors = safetensors_io.read(path, where=str(path), check=check,
+                                      max_bytes=8 + safetensors_io.MAX_HEADER_BYTES + _max_output_bytes(entry))
+    except _Mismatch as exc:
+        return Result(cid, "outputs", "-", "fail", math.inf, math.inf, str(exc))
+    except FusionSpecError as exc:
         return Result(cid, "outputs", "-", "error", math.inf, math.inf, str(exc))
-    expected = {f"output.{o['name']}" for o in entry["outputs"]}
-    extra = sorted(set(tensors) - expected)
-    if extra:
+    codes = {found[k] for k in wanted if k in found and k in tensors and wanted[k]["dtype"].startswith("float")}
+    if len(codes) > 1:
         return Result(cid, "outputs", "-", "fail", math.inf, math.inf,
-                      f"unexpected tensors {extra[:5]} (the case's outputs are {sorted(expected)})")
-    got = {k[len("output."):]: v for k, v in tensors.items()}
-    codes = {head[f"output.{o['name']}"]["dtype"] for o in entry["outputs"]
-             if f"output.{o['name']}" in head and o["dtype"].startswith("float")}
-    dtypes = {_CODE_DTYPES.get(c, c) for c in codes}
-    if len(dtypes) > 1 or not dtypes <= set(_CODE_DTYPES.values()):
-        return Result(cid, "outputs", "/".join(sorted(dtypes)), "fail", math.inf, math.inf,
                       f"floating outputs must share one of F64, F32, F16, BF16; got {sorted(codes)}")
-    dtype = dtypes.pop() if dtypes else "float64"
+    dtype = _CODE_DTYPES[codes.pop()] if codes else "float64"
     try:
         want = reference.outputs(entry, dtype)
     except Exception as exc:  # noqa: BLE001 -- a case the reference cannot run is that case's error, not a crash
         return Result(cid, "outputs", dtype, "error", math.inf, math.inf,
                       f"reference failed on the bundle's case: {type(exc).__name__}: {str(exc)[:300]}")
-    status, ratio, err, detail = compare(entry, got, want, dtype)
+    got = {k[len("output."):]: v for k, v in tensors.items()}
+    only = {**entry, "outputs": [described[n] for n in names]}
+    status, ratio, err, detail = compare(only, got, want, dtype)
     return Result(cid, "outputs", dtype, status, ratio, err, detail, entry["tolerance"][dtype])
+
+
+class _Mismatch(Exception):
+    """An output file that reads fine but is not what the case returns (a ``fail``, not an ``error``)."""
+
+
+def _inside(out_dir: Path, path: Path) -> None:
+    """Refuse an output file that is a link leading out of ``out_dir``."""
+    real = path.resolve()
+    if real.parent != out_dir.resolve():
+        raise FusionSpecError("goldens verify", str(path), f"a file inside {out_dir}",
+                              f"a link to {real} (outside the outputs directory: refused)")
+
+
+def _max_output_bytes(entry: Mapping[str, Any]) -> int:
+    """The most bytes the case's outputs may take (every output as 8-byte elements)."""
+    return sum(8 * math.prod(o["shape"]) for o in entry["outputs"])
 
 
 Producer = Callable[[Mapping[str, Any], dict[str, np.ndarray]], Mapping[str, Any]]

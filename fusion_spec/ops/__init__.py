@@ -16,6 +16,9 @@ from .projection import gated_mlp, linear_projection, mlp_projection
 from .qformer import q_former
 from .resampler import perceiver_resampler
 from .sequence import FusedSequence, concat_tokens, insert_tokens, position_ids, scatter_placeholders
+# --- issue 14 (i14a): today's connectors ---
+from .connectors import chunk_swiglu, gemma_rms_norm
+# --- end issue 14 (i14a) ---
 
 # --- issue 14 (i14b): Mistral 3, Qwen3-VL DeepStack, LLaVA-OneVision ---
 from .deepstack import deepstack_inject
@@ -38,6 +41,9 @@ __all__ = [
     # late and early fusion
     "clip_logits", "contrastive_loss", "interleave_tokens", "split_tokens",
 ]
+# --- issue 14 (i14a): today's connectors ---
+__all__ += ["chunk_swiglu", "gemma_rms_norm"]
+# --- end issue 14 (i14a) ---
 # --- issue 14 (i14b) ---
 __all__ += ["unfold_merge", "deepstack_inject", "resize_bilinear"]
 # --- end issue 14 (i14b) ---

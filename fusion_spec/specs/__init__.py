@@ -12,6 +12,13 @@ __all__ = ["Spec", "AnyresPack", "LinearProjection", "MLPProjection", "TokenMerg
            "CrossAttention", "GatedCrossAttentionBlock", "GatedCrossAttentionStack",
            "PerceiverResampler", "QFormer", "CLIPLogits", "EarlyFusionVocab"]
 
+# --- issue 14 (i14a): today's connectors ---
+from .connectors import (AyaVisionProjector, Gemma3Projector, Idefics2Connector, Idefics3Connector,  # noqa: E402
+                         Llama4PixelShuffleMLP, Llama4Projector, PaliGemmaProjector)
+
+__all__ += ["Gemma3Projector", "Idefics3Connector", "Llama4PixelShuffleMLP", "Llama4Projector",
+            "PaliGemmaProjector", "AyaVisionProjector", "Idefics2Connector"]
+# --- end issue 14 (i14a) ---
 # --- issue 14 (i14b): Mistral 3, Qwen3-VL DeepStack, LLaVA-OneVision ---
 from .aligners import DeepseekVLAligner, DeepseekVLHybridAligner, JanusAligner  # noqa: E402
 from .deepstack import Qwen3VLDeepStack  # noqa: E402
