@@ -112,7 +112,8 @@ def test_errors():
     with pytest.raises(FusionSpecError, match="rank 3"):
         ops.pack_anyres_features(f[0], nl, grid=(1, 2), image_size=(5, 9))
     with pytest.raises(FusionSpecError, match="patch_size"):
-        AnyresPack(tile_size=336, patch_size=15)
+        AnyresPack(tile_size=336, patch_size=337)
+    assert AnyresPack.llava_onevision().patches_per_side == 27  # SigLIP 384 px, patch 14: floored, as HF
     with pytest.raises(FusionSpecError, match="grid_pinpoints"):
         AnyresPack(tile_size=336, grid_pinpoints=((100, 672),))
     spec = AnyresPack(embed_dim=5, tile_size=12, patch_size=4, grid_pinpoints=PINS)

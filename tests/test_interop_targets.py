@@ -128,6 +128,70 @@ TARGETS = {
 }
 
 
+# --- issue 14 (i14b): Mistral 3, Qwen3-VL, LLaVA-OneVision, GLM-4V, DeepSeek-VL, Janus ---
+def _i14b(name: str):
+    def build():
+        from test_i14b_aligners import _deepseek, _hybrid, _janus
+        from test_i14b_llava_onevision import _model as onevision
+        from test_i14b_mistral3 import _config as mistral3
+        from test_i14b_qwen3_vl import _model as qwen3_vl
+        from test_i14b_qwen3_vl import _vision
+        from transformers.models.glm4v.modeling_glm4v import Glm4vVisionPatchMerger
+        from transformers.models.mistral3.modeling_mistral3 import Mistral3MultiModalProjector
+        from transformers.models.qwen3_vl.modeling_qwen3_vl import Qwen3VLVisionPatchMerger
+        builders = {
+            "Mistral3MultiModalProjector": lambda: Mistral3MultiModalProjector(mistral3()),
+            "Qwen3VLVisionPatchMerger": lambda: Qwen3VLVisionPatchMerger(
+                transformers.Qwen3VLVisionConfig(**_vision(6, 10)), use_postshuffle_norm=False),
+            "Qwen3VLModel": qwen3_vl,
+            "Qwen3VLForConditionalGeneration": lambda: transformers.Qwen3VLForConditionalGeneration(qwen3_vl().config),
+            "LlavaOnevisionModel": onevision,
+            "LlavaOnevisionForConditionalGeneration": lambda: transformers.LlavaOnevisionForConditionalGeneration(
+                onevision().config),
+            "Glm4vVisionPatchMerger": lambda: Glm4vVisionPatchMerger(dim=6, context_dim=10, hidden_act="silu"),
+            "DeepseekVLAligner": _deepseek,
+            "DeepseekVLHybridAligner": _hybrid,
+            "JanusVisionAlignerMLP": _janus,
+            "JanusVQVAEAlignerMLP": lambda: _janus(vq=True),
+        }
+        return builders[name]()
+    return build
+
+
+TARGETS |= {name: (_i14b(name), whole) for name, whole in [
+    ("Mistral3MultiModalProjector", False), ("Qwen3VLVisionPatchMerger", False), ("Qwen3VLModel", True),
+    ("Qwen3VLForConditionalGeneration", True), ("LlavaOnevisionModel", True),
+    ("LlavaOnevisionForConditionalGeneration", True), ("Glm4vVisionPatchMerger", False), ("DeepseekVLAligner", False),
+    ("DeepseekVLHybridAligner", False), ("JanusVisionAlignerMLP", False), ("JanusVQVAEAlignerMLP", False)]}
+# --- end issue 14 (i14b) ---
+
+
+# --- issue 14 (i14a)'s connectors, added from i14b so that every registered target is covered ---
+def _i14a(name: str):
+    def build():
+        import test_interop_connectors as c
+        builders = {
+            "AyaVisionMultiModalProjector": lambda: c.AyaVisionMultiModalProjector(c._aya_config()),
+            "Cohere2VisionMultiModalProjector": lambda: c.Cohere2VisionMultiModalProjector(c._aya_config()),
+            "Gemma3MultiModalProjector": lambda: c.Gemma3MultiModalProjector(c._gemma3_config()),
+            "Idefics2Connector": lambda: c.Idefics2Connector(c._idefics2_config()),
+            "Idefics3Connector": lambda: c.Idefics3Connector(c._idefics3_config()),
+            "SmolVLMConnector": lambda: c.SmolVLMConnector(c._idefics3_config()),
+            "Llama4MultiModalProjector": lambda: c.Llama4MultiModalProjector(c._llama4_projector_config()),
+            "Llama4VisionPixelShuffleMLP": lambda: c.Llama4VisionPixelShuffleMLP(c._llama4_vision_config()),
+            "PaliGemmaMultiModalProjector": lambda: c.PaliGemmaMultiModalProjector(c._paligemma_config()),
+        }
+        return builders[name]()
+    return build
+
+
+TARGETS |= {name: (_i14a(name), False) for name in [
+    "AyaVisionMultiModalProjector", "Cohere2VisionMultiModalProjector", "Gemma3MultiModalProjector", "Idefics2Connector",
+    "Idefics3Connector", "SmolVLMConnector", "Llama4MultiModalProjector", "Llama4VisionPixelShuffleMLP",
+    "PaliGemmaMultiModalProjector"]}
+# --- end issue 14 (i14a) ---
+
+
 def test_every_registered_target_is_covered_here():
     assert sorted(TARGETS) == registry.supported()
 

@@ -607,6 +607,94 @@ def connector_cases() -> list[Case]:
 
 
 # --- end issue 14 (i14a) ----------------------------------------------------------------------------
+# --- issue 14 (i14b): Mistral 3, Qwen3-VL DeepStack, LLaVA-OneVision ---------------------------------
+# Shapes the real HF modules can be built with; tests/test_i14b_*.py run each case through them.
+
+def mistral3_cases() -> list[Case]:
+    """Mistral 3 / Pixtral's projector on images of different sizes in one flat batch (2-px patches)."""
+    M = specs.Mistral3Projector
+    spec = M(vision_dim=6, llm_dim=8, spatial_merge_size=2, patch_size=2, norm_eps=1e-5)
+    sizes = [[8, 12], [6, 4], [10, 6]]  # pixels: 4x6, 3x2 (a row dropped by unfold) and 5x3 patches
+    return [
+        _c("mistral3.projector.three_sizes", spec, ("x", normal(24 + 6 + 15, 6)), runtime={"image_sizes": sizes},
+           flags=("mistral3", "rms-norm", "erf-gelu"),
+           notes="per-image unfold merge in channel order (c, di, dj); odd grids lose their last row/column"),
+        _c("mistral3.projector.bias_factor3", M(vision_dim=4, llm_dim=6, spatial_merge_size=3, patch_size=1,
+                                                norm_eps=1e-6, activation="silu", bias=True),
+           ("x", normal(36 + 18, 4)), runtime={"image_sizes": [[6, 6], [3, 6]]}, flags=("mistral3", "rms-norm")),
+    ]
+
+
+def qwen3_vl_cases() -> list[Case]:
+    """Qwen3-VL's patch mergers (main: norm before; DeepStack: norm after the merge) and DeepStack's injection."""
+    T, S = specs.TokenMerge, specs.Qwen3VLDeepStack
+    deepstack = S(vision_dim=8, llm_dim=16, spatial_merge_size=2, deepstack_visual_indexes=(0, 2))
+    mask = ["..II.I", "II...."]  # 5 visual positions over two rows, counted row-major
+    return [
+        _c("token_merge.qwen3_vl", T.qwen3_vl(vision_dim=6, llm_dim=10), ("x", normal(2, 8, 6)),
+           flags=("qwen3-vl", "erf-gelu")),
+        _c("token_merge.qwen3_vl.postshuffle", T.qwen3_vl(vision_dim=6, llm_dim=10, postshuffle=True),
+           ("x", normal(2, 8, 6)), flags=("qwen3-vl", "post-shuffle-norm", "erf-gelu")),
+        _c("deepstack.qwen3_vl.level1", deepstack, ("hidden_states", normal(2, 6, 16)),
+           ("vision_hidden", normal(20, 8)), kwargs=(("visual_pos_masks", locations(*mask)),), runtime={"level": 1},
+           flags=("qwen3-vl", "deepstack", "post-shuffle-norm", "erf-gelu", "mask"),
+           notes="merger 1 on 20 patches -> 5 tokens, added to the hidden states at the 5 visual positions"),
+        _c("deepstack.inject", "deepstack_inject", ("hidden_states", normal(2, 5, 3)), ("visual_embeds", normal(4, 3)),
+           kwargs=(("visual_pos_masks", locations("I..I.", ".II..")),), flags=("deepstack", "mask")),
+    ]
+
+
+def llava_onevision_cases() -> list[Case]:
+    """LLaVA-OneVision packing at 8-px tiles of 2-px patches (4x4 a tile), pinpoints up to 3x3 tiles and
+    budget anyres_max_2 (32 tokens): maps above 1.21 * 32 tokens are shrunk bilinearly."""
+    A = specs.AnyresPack
+    spec = A(embed_dim=3, tile_size=8, patch_size=2, grid_pinpoints=tuple((8 * a, 8 * b) for a in (1, 2, 3)
+                                                                         for b in (1, 2, 3)), anyres_max=2)
+
+    def case(id: str, size: tuple[int, int], **kw) -> Case:
+        gh, gw = spec.grid(size)
+        return _c(id, spec, ("features", normal(1 + gh * gw, 16, 3)), runtime={"image_size": list(size)},
+                  flags=("anyres", "llava-onevision"), **kw)
+    return [
+        case("anyres.onevision.shrunk_square", (16, 16), notes="2x2 tiles: 8x8 map, ratio sqrt(2) -> 5x5"),
+        case("anyres.onevision.shrunk_wide", (13, 29), notes="2x3 tiles, unpadded to 6x12, ratio 1.5 -> 4x8"),
+        case("anyres.onevision.within_budget", (8, 8), notes="one tile: 4x4 map, no interpolation"),
+        _c("resize.bilinear", "resize_bilinear", ("x", normal(7, 9, 3)), runtime={"size": [4, 5]},
+           flags=("llava-onevision",), notes="torch interpolate(mode='bilinear', align_corners=False)"),
+    ]
+
+
+def glm4v_cases() -> list[Case]:
+    """GLM-4V's patch merger (after the vision model's downsample convolution)."""
+    G = specs.Glm4vPatchMerger
+    return [
+        _c("glm4v.patch_merger", G(dim=6, context_dim=10), ("x", normal(9, 6)), flags=("glm4v", "erf-gelu")),
+        _c("glm4v.patch_merger.gelu_batched", G(dim=4, context_dim=7, hidden_act="gelu"),
+           ("x", normal(2, 3, 4)), flags=("glm4v", "erf-gelu")),
+    ]
+
+
+def aligner_cases() -> list[Case]:
+    """DeepSeek-VL's and Janus's aligners (MLPs under the models' names) and DeepSeek-VL-Hybrid's two streams."""
+    return [
+        _c("aligner.deepseek_vl", specs.DeepseekVLAligner(vision_dim=6, llm_dim=8), ("x", normal(2, 3, 6)),
+           flags=("deepseek-vl", "erf-gelu")),
+        _c("aligner.deepseek_vl_hybrid", specs.DeepseekVLHybridAligner(vision_dim=6, high_res_dim=8, llm_dim=10),
+           ("x", normal(2, 3, 6)), ("high_res", normal(2, 3, 8)), flags=("deepseek-vl", "erf-gelu"),
+           notes="the high-resolution stream's half comes first in the concatenation"),
+        _c("aligner.janus.depth3", specs.JanusAligner(in_dim=5, projection_dim=7, depth=3), ("x", normal(2, 3, 5)),
+           flags=("janus", "erf-gelu")),
+    ]
+
+
+I14B_FAMILIES: dict[str, Callable[[], list[Case]]] = {
+    "mistral3": mistral3_cases,
+    "qwen3_vl": qwen3_vl_cases,
+    "llava_onevision": llava_onevision_cases,
+    "glm4v": glm4v_cases,
+    "aligners": aligner_cases,
+}
+# --- end issue 14 (i14b) ---------------------------------------------------------------------------------
 
 
 #: family name -> function returning its cases.
@@ -628,6 +716,7 @@ FAMILIES: dict[str, Callable[[], list[Case]]] = {
     "connectors": connector_cases,
     # --- end issue 14 (i14a) ---
 }
+FAMILIES |= I14B_FAMILIES  # issue 14 (i14b)
 
 
 def all_cases() -> list[Case]:

@@ -63,6 +63,18 @@ FLAGS |= {
     "aya-vision": "Aya Vision's / Cohere2 Vision's projector (pixel shuffle, [LayerNorm], SwiGLU over halves)",
 }
 # --- end issue 14 (i14a) ---
+# --- issue 14 (i14b): Mistral 3, Qwen3-VL DeepStack, LLaVA-OneVision ---
+FLAGS |= {
+    "mistral3": "Mistral 3 / Pixtral's projector: per-image unfold merge, channel order (c, di, dj)",
+    "qwen3-vl": "Qwen3-VL's patch merger or DeepStack",
+    "post-shuffle-norm": "a LayerNorm over each merged k*k*C vector of consecutive patches (Qwen3-VL's DeepStack mergers)",
+    "deepstack": "visual features added to decoder hidden states at the visual positions (Qwen3-VL DeepStack)",
+    "llava-onevision": "LLaVA-OneVision: anyres_max token budget, bilinear downsample of an oversized map",
+    "glm4v": "GLM-4V's patch merger: linear, LayerNorm, GELU, gated MLP, no biases",
+    "deepseek-vl": "DeepSeek-VL's aligners (MLP; the hybrid concatenates two projected streams)",
+    "janus": "Janus's aligner MLPs (fc1, then act and hidden_layers)",
+}
+# --- end issue 14 (i14b) ---
 
 
 def _entry(family: str, case: Case) -> tuple[dict[str, Any], bytes]:

@@ -10,3 +10,10 @@ from . import blip2  # noqa: F401
 # --- issue 14 (i14a): today's connectors ---
 from . import connectors  # noqa: F401
 # --- end issue 14 (i14a) ---
+# --- issue 14 (i14b): Mistral 3, Qwen3-VL DeepStack, LLaVA-OneVision ---
+from . import mistral3  # noqa: F401
+from . import qwen3_vl  # noqa: F401
+from . import llava_onevision  # noqa: F401
+from . import glm4v  # noqa: F401
+from . import aligners  # noqa: F401
+# --- end issue 14 (i14b) ---

@@ -20,6 +20,12 @@ from .sequence import FusedSequence, concat_tokens, insert_tokens, position_ids,
 from .connectors import chunk_swiglu, gemma_rms_norm
 # --- end issue 14 (i14a) ---
 
+# --- issue 14 (i14b): Mistral 3, Qwen3-VL DeepStack, LLaVA-OneVision ---
+from .deepstack import deepstack_inject
+from .resize import resize_bilinear
+from .unfold_merge import unfold_merge
+# --- end issue 14 (i14b) ---
+
 __all__ = [
     # primitives
     "attention", "gelu", "gelu_tanh", "layer_norm", "linear", "rms_norm", "sigmoid", "silu", "softmax",
@@ -38,3 +44,6 @@ __all__ = [
 # --- issue 14 (i14a): today's connectors ---
 __all__ += ["chunk_swiglu", "gemma_rms_norm"]
 # --- end issue 14 (i14a) ---
+# --- issue 14 (i14b) ---
+__all__ += ["unfold_merge", "deepstack_inject", "resize_bilinear"]
+# --- end issue 14 (i14b) ---

@@ -6,16 +6,20 @@ After projection, HF's ``LlavaNextModel.pack_image_features`` stitches the tiles
 map, removes the rows (or columns) that are only aspect-ratio padding, appends the learned
 ``image_newline`` vector as an extra column at the end of every row, flattens row-major and puts
 the base view's tokens first. :func:`pack_anyres_features` is that, for any array backend.
+LLaVA-OneVision's packing is the same plus a token budget (``anyres_max``): an unpadded map larger
+than the budget is shrunk by bilinear interpolation before the newlines go in.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 from .. import validate as check
 from ..errors import FusionSpecError
 from ..tokens import llava_next_unpadded, select_best_resolution
 from ..xp import Array, namespace
+from .resize import resize_bilinear
 
 #: transformers' default ``image_grid_pinpoints`` for LLaVA-NeXT (``(height, width)`` in pixels).
 DEFAULT_PINPOINTS = ((336, 672), (672, 336), (672, 672), (1008, 336), (336, 1008))
@@ -39,7 +43,7 @@ def anyres_grid(image_size: Sequence[int], grid_pinpoints: Sequence[Sequence[int
 
 
 def pack_anyres_features(features: Array, params: Mapping[str, Array], *, grid: Sequence[int],
-                         image_size: Sequence[int], newline: bool = True) -> Array:
+                         image_size: Sequence[int], newline: bool = True, anyres_max: int | None = None) -> Array:
     """Pack one image's projected crop features into its token sequence (HF ``pack_image_features``).
 
     Shapes: features ``[1 + grid_h * grid_w, p * p, D]`` (the base view first, then the tiles in
@@ -53,11 +57,18 @@ def pack_anyres_features(features: Array, params: Mapping[str, Array], *, grid: 
     ``width / height > cols_all / rows_all``, ``new = int(round(height * cols_all / width, 7))`` rows
     are kept, ``(rows_all - new) // 2`` removed from the top and as many from the bottom; otherwise
     the same for columns. Each kept row is followed by ``image_newline``; rows are listed top to bottom.
+
+    ``anyres_max = m`` (LLaVA-OneVision's ``vision_aspect_ratio="anyres_max_m"``): if the unpadded
+    ``rows x cols`` map holds too many tokens, ``ratio = sqrt(rows * cols / (m * p * p)) > 1.1``, it is
+    shrunk to ``(int(rows // ratio), int(cols // ratio))`` by :func:`fusion_spec.ops.resize_bilinear`
+    (PyTorch's bilinear ``interpolate``) before the newlines are appended (:func:`anyres_max_size`).
     """
     op = "pack_anyres_features"
     check.floating(op, "features", features, rank=3)
     if not isinstance(newline, bool):
         raise FusionSpecError(op, "newline", "True or False", repr(newline))
+    if anyres_max is not None:
+        check.positive_int(op, "anyres_max", anyres_max)
     crops, tokens, d = features.shape
     height, width = _image_size(op, image_size)
     if grid is None or len(tuple(grid)) != 2:
@@ -83,12 +94,24 @@ def pack_anyres_features(features: Array, params: Mapping[str, Array], *, grid: 
     rows, cols = llava_next_unpadded(height, width, grid_h * p, grid_w * p)
     top, left = (grid_h * p - rows) // 2, (grid_w * p - cols) // 2
     kept = full[top:top + rows, left:left + cols, :]
+    if anyres_max is not None and anyres_max_size(rows, cols, p, anyres_max) != (rows, cols):
+        rows, cols = anyres_max_size(rows, cols, p, anyres_max)
+        kept = resize_bilinear(kept, size=(rows, cols))
     if nl is not None:
         column = xp.broadcast_to(xp.reshape(nl, (1, 1, d)), (rows, 1, d))
         kept = xp.concat([kept, column], axis=1)
         cols += 1
     parts.append(xp.reshape(kept, (rows * cols, d)))
     return xp.concat(parts, axis=0)
+
+
+def anyres_max_size(rows: int, cols: int, patches_per_side: int, anyres_max: int) -> tuple[int, int]:
+    """LLaVA-OneVision's budget: the unpadded map ``rows x cols`` unchanged, or shrunk to
+    ``(int(rows // ratio), int(cols // ratio))`` when ``ratio = sqrt(rows * cols / (anyres_max * p**2)) > 1.1``."""
+    ratio = math.sqrt(rows * cols / (anyres_max * patches_per_side ** 2))
+    if ratio > 1.1:
+        return int(rows // ratio), int(cols // ratio)
+    return rows, cols
 
 
 def _image_size(op: str, image_size: Sequence[int]) -> tuple[int, int]:

@@ -19,3 +19,12 @@ from .connectors import (AyaVisionProjector, Gemma3Projector, Idefics2Connector,
 __all__ += ["Gemma3Projector", "Idefics3Connector", "Llama4PixelShuffleMLP", "Llama4Projector",
             "PaliGemmaProjector", "AyaVisionProjector", "Idefics2Connector"]
 # --- end issue 14 (i14a) ---
+# --- issue 14 (i14b): Mistral 3, Qwen3-VL DeepStack, LLaVA-OneVision ---
+from .aligners import DeepseekVLAligner, DeepseekVLHybridAligner, JanusAligner  # noqa: E402
+from .deepstack import Qwen3VLDeepStack  # noqa: E402
+from .glm4v import Glm4vPatchMerger  # noqa: E402
+from .mistral3 import Mistral3Projector  # noqa: E402
+
+__all__ += ["Mistral3Projector", "Qwen3VLDeepStack", "Glm4vPatchMerger", "DeepseekVLAligner", "DeepseekVLHybridAligner",
+            "JanusAligner"]
+# --- end issue 14 (i14b) ---

@@ -139,6 +139,8 @@ _MERGE_NAMES = {
     "generic": {},
     "qwen2-vl": {"token_norm": "ln_q", "linear_1": "mlp.0", "linear_2": "mlp.2"},  # Qwen2-VL PatchMerger
     "internvl": {},  # HF InternVLMultiModalProjector: layer_norm, linear_1, linear_2
+    # issue 14 (i14b): Qwen3VLVisionPatchMerger, one norm named "norm" before or after the merge
+    "qwen3-vl": {"token_norm": "norm", "layer_norm": "norm", "linear_1": "linear_fc1", "linear_2": "linear_fc2"},
 }
 _NORMS = ("none", "pre", "post")
 _NORM_KINDS = ("layer_norm", "rms_norm")
@@ -160,6 +162,8 @@ class TokenMerge(Spec):
       choices, params ``token_norm.*`` (pre) or ``layer_norm.*`` (post) and ``linear_{i}.*``.
     - ``norm_kind="rms_norm"`` makes either norm an RMSNorm (weight only): Qwen2.5-VL's merger is
       ``TokenMerge.qwen2_5_vl()``.
+    - ``variant="qwen3-vl"``: params ``norm.*, linear_fc1.*, linear_fc2.*`` (Qwen3-VL's merger,
+      ``TokenMerge.qwen3_vl()``; ``postshuffle=True``: the DeepStack mergers' norm after the merge).
     """
 
     vision_dim: int = 1024
@@ -198,6 +202,16 @@ class TokenMerge(Spec):
     def qwen2_5_vl(cls, vision_dim: int = 1280, llm_dim: int = 3584) -> "TokenMerge":
         """Qwen2.5-VL's ``Qwen2_5_VLPatchMerger``: Qwen2-VL's merger with an RMSNorm ``ln_q`` (no bias)."""
         return dataclasses.replace(cls.qwen2_vl(vision_dim, llm_dim), norm_kind="rms_norm")
+
+    @classmethod
+    def qwen3_vl(cls, vision_dim: int = 1152, llm_dim: int = 4096, postshuffle: bool = False,
+                 spatial_merge_size: int = 2) -> "TokenMerge":
+        """Qwen3-VL's ``Qwen3VLVisionPatchMerger``: Qwen2-VL's merger (LayerNorm eps 1e-6, hidden ``k*k*vision_dim``)
+        with keys ``norm``, ``linear_fc1``, ``linear_fc2``; ``postshuffle=True`` (the DeepStack mergers) moves
+        the LayerNorm after the merge, over ``k*k*vision_dim``."""
+        k = spatial_merge_size
+        return cls(vision_dim, llm_dim, mode="consecutive", factor=k, norm="post" if postshuffle else "pre",
+                   norm_eps=1e-6, hidden_dim=k * k * vision_dim, variant="qwen3-vl")
 
     @classmethod
     def internvl(cls, vision_dim: int = 1024, llm_dim: int = 4096) -> "TokenMerge":

@@ -1,0 +1,70 @@
+"""GLM-4V: Glm4vPatchMerger against HF's Glm4vVisionPatchMerger (float64, tiny, no downloads), bundle cases
+through the module, num_params at GLM-4.1V's vision config on the meta device."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from transformers.models.glm4v.configuration_glm4v import Glm4vVisionConfig  # noqa: E402
+from transformers.models.glm4v.modeling_glm4v import Glm4vVisionModel, Glm4vVisionPatchMerger  # noqa: E402
+
+from fusion_spec import FusionSpecError, interop  # noqa: E402
+from fusion_spec.specs import Glm4vPatchMerger  # noqa: E402
+from hf_bundle import verify_through_module  # noqa: E402
+
+
+def _module(dim=6, context=10, act="silu", bias=False):
+    module = Glm4vVisionPatchMerger(dim=dim, context_dim=context, hidden_act=act, bias=bias)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn_like(p) * (p.shape[-1] ** -0.5 if p.ndim == 2 else 0.5) + (p.ndim == 1))
+    return module.double().eval()
+
+
+@pytest.mark.parametrize("act, shape", [("silu", (9, 6)), ("gelu", (2, 3, 6))])
+def test_patch_merger_equals_module_in_float64(act, shape):
+    module = _module(act=act)
+    spec, params = interop.from_module(module)
+    assert spec == Glm4vPatchMerger(6, 10, act, 1e-5)
+    report = interop.check(module, np.random.default_rng(1).standard_normal(shape))
+    assert report.shape == shape and report.max_abs < 1e-12, report
+    print(f"\n{report}")
+    state = interop.to_state_dict(spec, spec.init(seed=2), "Glm4vVisionPatchMerger")
+    module.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()}, strict=True)
+    assert all(np.array_equal(v, interop.from_module(module)[1][k]) for k, v in state.items())
+
+
+def test_patch_merger_errors():
+    with pytest.raises(FusionSpecError, match="bias=False"):
+        interop.from_module(_module(bias=True))
+    with pytest.raises(FusionSpecError, match="Glm4vPatchMerger.*'x'"):
+        Glm4vPatchMerger(6, 10).apply(Glm4vPatchMerger(6, 10).init(), np.zeros((3, 5)))
+    with pytest.raises(FusionSpecError, match="Glm4vPatchMerger.*'hidden_act'"):
+        Glm4vPatchMerger(hidden_act="relu")
+
+
+@pytest.mark.parametrize("case_id", ["glm4v.patch_merger", "glm4v.patch_merger.gelu_batched"])
+def test_bundle_case_through_the_hf_module(case_id, tmp_path):
+    def make(spec):
+        return Glm4vVisionPatchMerger(dim=spec.dim, context_dim=spec.context_dim, hidden_act=spec.hidden_act)
+
+    def run(module, inputs, runtime):
+        return module(inputs["x"])
+
+    result = verify_through_module(case_id, "Glm4vVisionPatchMerger", make, run, tmp_path)
+    assert result.status == "pass", result
+
+
+def test_num_params_glm_4_1v():
+    # zai-org/GLM-4.1V-9B-Thinking vision_config (transformers' Glm4vVisionConfig defaults): hidden_size 1536,
+    # out_hidden_size 4096, intermediate_size 13696, hidden_act silu, spatial_merge_size 2
+    cfg = Glm4vVisionConfig(hidden_size=1536, out_hidden_size=4096, intermediate_size=13696, hidden_act="silu")
+    with torch.device("meta"):
+        model = Glm4vVisionModel(cfg)
+    spec = Glm4vPatchMerger(4096, 13696, "silu")
+    assert spec.param_shapes() == {k: tuple(v.shape) for k, v in model.merger.state_dict().items()}
+    assert spec.num_params() == sum(p.numel() for p in model.merger.parameters()) == \
+        4096 * 4096 + 2 * 4096 + 3 * 4096 * 13696
