@@ -218,8 +218,9 @@ from fusion_spec.conformance.bundle import Bundle
 from fusion_spec.conformance.verify import produce
 bundle_dir, family, out = sys.argv[1:4]
 bundle = Bundle(bundle_dir)
+entries = [e for e in bundle.cases if e["family"] == family]
 for dtype, backend in (("float64", "numpy"), ("float32", "numpy"), ("bfloat16", "torch")):
-    for entry in [e for e in bundle.cases if e["family"] == family]:
+    for entry in entries:
         bundle.cases = [entry]
         try:
             produce(bundle, Path(out) / dtype, dtype, backend)

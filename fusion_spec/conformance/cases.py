@@ -582,6 +582,24 @@ def anyres_slip_cases() -> list[Case]:
     ]
 
 
+def projection_slip_cases() -> list[Case]:
+    return [
+        _c("linear_projection.bias_dominates", specs.LinearProjection(vision_dim=6, llm_dim=8),
+           ("x", normal(1, 3, 6, std=0.01)), notes="inputs 100x smaller than the bias: a dropped bias shows in bfloat16"),
+    ]
+
+
+def cross_attention_slip_cases() -> list[Case]:
+    C = specs.CrossAttention
+    return [
+        _c("cross_attention.generic.qk_norm_large_inputs", C(hidden_size=16, vision_dim=16, num_heads=4,
+                                                             num_kv_heads=1, qk_norm=True),
+           ("x", normal(2, 4, 16, std=10.0)), ("visual", normal(2, 6, 16, std=10.0)), stages=3,
+           flags=("multi-head", "grouped-query"),
+           notes="inputs of scale 10: without the q/k RMSNorm the scores are ~100x larger and the softmax saturates"),
+    ]
+
+
 def resampler_slip_cases() -> list[Case]:
     P = specs.PerceiverResampler
     return [
@@ -603,10 +621,10 @@ FAMILIES: dict[str, Callable[[], list[Case]]] = {
     "attention": attention_cases,
     "merge_tokens": merge_cases,
     "sequence": sequence_cases,
-    "projection": projection_cases,
+    "projection": _joined(projection_cases, projection_slip_cases),
     "token_merge": token_merge_cases,
     "anyres": _joined(anyres_cases, anyres_slip_cases),
-    "cross_attention": cross_attention_cases,
+    "cross_attention": _joined(cross_attention_cases, cross_attention_slip_cases),
     "gated_cross_attention": gated_cross_attention_cases,
     "resampler": _joined(resampler_cases, resampler_slip_cases),
     "q_former": qformer_cases,
