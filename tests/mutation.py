@@ -7,12 +7,13 @@ working tree is never edited) and asks two questions:
 
 1. **Kill matrix** (operator mutants, those with a ``family``): the mutated package is treated as
    *another implementation*. In a subprocess it writes its outputs for every case of its bundle
-   family, as ``goldens produce`` would: NumPy float64 and float32, and PyTorch bfloat16 (NumPy has
-   none). This process, running the unmutated package, checks them with ``goldens verify``. A mutant
-   is killed in a dtype when at least one case of its family fails (or cannot be produced).
+   family with ``fusion_spec.conformance.verify.produce``: NumPy float64 and float32, and PyTorch
+   bfloat16 (NumPy has none; no fast paths are loaded, so the mutated code runs). This process,
+   running the unmutated package, checks them with ``goldens verify``. A mutant is killed in a dtype
+   when at least one case of its family fails (or cannot be produced).
 2. **Test kill**: ``pytest -x`` on the mutant's test files, one after the other, run in the mutated
-   copy; the first failing test is what killed it. The bundle byte-identity test is deselected: regenerating the
-   bundle after a wrong change would silence it, so it protects nothing.
+   copy; the first failing test is what killed it. The bundle byte-identity test is deselected:
+   regenerating the bundle after a wrong change would silence it, so it protects nothing.
 
 The exit status is 1 when any operator mutant survives in float32 or any mutant survives its tests.
 ``--write-docs`` rewrites the generated tables in ``docs/mutation.md``.
