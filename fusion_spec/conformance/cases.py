@@ -563,6 +563,70 @@ def preset_cases() -> list[Case]:
                  "eps 1e-5; the first text token precedes the image"),
     ]
 
+# --- cases that make the classic slips visible in float32 ----------------------------------------
+# Each one kills a mutant of tests/mutation.py that the family's other cases let through within
+# float32 tolerance (the kill matrix is in docs/mutation.md).
+
+def primitive_slip_cases() -> list[Case]:
+    return [
+        _c("primitives.rms_norm.small_variance", "rms_norm", ("x", normal(3, 4, std=1e-4)),
+           ("weight", normal(4, std=0.1, mean=1.0)), runtime={"eps": 1e-6}, stages=3,
+           notes="mean(x^2) ~ 1e-8, 100x below eps 1e-6: the output is ~x / sqrt(eps), so eps x10 or /10 "
+                 "changes it by 68% or 200%, visible even in bfloat16 (4 features: the smallest tolerance)"),
+        _c("primitives.layer_norm.variance_below_eps", "layer_norm", ("x", normal(3, 4, std=1e-4)),
+           runtime={"eps": 1e-6}, stages=3,
+           notes="variance ~ 1e-8, 100x below eps 1e-6: eps x10 or /10 changes the output by 68% or 200%"),
+    ]
+
+
+def anyres_slip_cases() -> list[Case]:
+    """LLaVA-NeXT's real geometry (336-px tiles of 14-px patches, transformers' pinpoints) at width 2."""
+    A = specs.AnyresPack(embed_dim=2)
+
+    def case(id: str, size: tuple[int, int], **kw) -> Case:
+        gh, gw = A.grid(size)
+        return _c(id, A, ("features", normal(1 + gh * gw, A.patches_per_side ** 2, A.embed_dim)),
+                  runtime={"image_size": list(size)}, flags=("anyres",), **kw)
+    return [
+        case("anyres.llava_next.unpad_rows_near_integer", (55, 176),
+             notes="24x48 grid; 55 * 48 / 176 = 14.999999999999998 in floats: rounding keeps 16 rows, int() 14"),
+        case("anyres.llava_next.unpad_columns_near_integer", (176, 55),
+             notes="48x24 grid; the same near-integer on the columns: 16 columns kept"),
+    ]
+
+
+def projection_slip_cases() -> list[Case]:
+    return [
+        _c("linear_projection.bias_dominates", specs.LinearProjection(vision_dim=6, llm_dim=8),
+           ("x", normal(1, 3, 6, std=0.01)), notes="inputs 100x smaller than the bias: a dropped bias shows in bfloat16"),
+    ]
+
+
+def cross_attention_slip_cases() -> list[Case]:
+    C = specs.CrossAttention
+    return [
+        _c("cross_attention.generic.qk_norm_large_inputs", C(hidden_size=16, vision_dim=16, num_heads=4,
+                                                             num_kv_heads=1, qk_norm=True),
+           ("x", normal(2, 4, 16, std=10.0)), ("visual", normal(2, 6, 16, std=10.0)), stages=3,
+           flags=("multi-head", "grouped-query"),
+           notes="inputs of scale 10: without the q/k RMSNorm the scores are ~100x larger and the softmax saturates"),
+    ]
+
+
+def resampler_slip_cases() -> list[Case]:
+    P = specs.PerceiverResampler
+    return [
+        _c("resampler.idefics2.small_variance_context", P.idefics2(hidden_size=12, resampler_n_latents=3,
+                                                                   resampler_depth=1, resampler_n_heads=2,
+                                                                   resampler_head_dim=6, num_key_value_heads=1),
+           ("x", normal(2, 6, 12, std=1e-3)), stages=5, flags=("multi-head", "grouped-query"),
+           notes="context rows with mean(x^2) ~ 1e-6 = the RMSNorm eps: an eps of 1e-5 or 1e-7 shows"),
+    ]
+
+
+def _joined(*families: Callable[[], list[Case]]) -> Callable[[], list[Case]]:
+    return lambda: [c for fn in families for c in fn()]
+
 
 # --- issue 14 (i14a): today's connectors ---------------------------------------------------------
 
@@ -699,16 +763,16 @@ I14B_FAMILIES: dict[str, Callable[[], list[Case]]] = {
 
 #: family name -> function returning its cases.
 FAMILIES: dict[str, Callable[[], list[Case]]] = {
-    "primitives": primitive_cases,
+    "primitives": _joined(primitive_cases, primitive_slip_cases),
     "attention": attention_cases,
     "merge_tokens": merge_cases,
     "sequence": sequence_cases,
-    "projection": projection_cases,
+    "projection": _joined(projection_cases, projection_slip_cases),
     "token_merge": token_merge_cases,
-    "anyres": anyres_cases,
-    "cross_attention": cross_attention_cases,
+    "anyres": _joined(anyres_cases, anyres_slip_cases),
+    "cross_attention": _joined(cross_attention_cases, cross_attention_slip_cases),
     "gated_cross_attention": gated_cross_attention_cases,
-    "resampler": resampler_cases,
+    "resampler": _joined(resampler_cases, resampler_slip_cases),
     "q_former": qformer_cases,
     "late_early": late_early_cases,
     "presets": preset_cases,

@@ -1,0 +1,461 @@
+"""Mutation testing over a curated list of plausible slips: ``python -m tests.mutation``.
+
+Each :class:`Mutant` is one slip a real implementation makes (an eps off by 10x, a tanh GELU, a mask
+that is never applied...), written as an exact text replacement in the one source file it belongs
+to. The command applies each mutant, one at a time, to a temporary copy of the repository (the
+working tree is never edited) and asks two questions:
+
+1. **Kill matrix** (operator mutants, those with a ``family``): the mutated package is treated as
+   *another implementation*. In a subprocess it writes its outputs for every case of its bundle
+   family with ``fusion_spec.conformance.verify.produce``: NumPy float64 and float32, and PyTorch
+   bfloat16 (NumPy has none; no fast paths are loaded, so the mutated code runs). This process,
+   running the unmutated package, checks them with ``goldens verify``. A mutant is killed in a dtype
+   when at least one case of its family fails (or cannot be produced).
+2. **Test kill**: ``pytest -x`` on the mutant's test files, one after the other, run in the mutated
+   copy; the first failing test is what killed it. The bundle byte-identity test is deselected:
+   regenerating the bundle after a wrong change would silence it, so it protects nothing.
+
+The exit status is 1 when any operator mutant survives in float32 or any mutant survives its tests.
+``--write-docs`` rewrites the generated tables in ``docs/mutation.md``.
+
+Adding a family: add its mutants to :data:`MUTANTS` (one line each) and, if its tests live in new
+files, one line to :data:`TESTS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "mutation.md"
+COPIED = ("fusion_spec", "tests", "pyproject.toml", "README.md", "docs", "mkdocs.yml")
+BF16_U = 2.0 ** -8
+
+
+@dataclasses.dataclass(frozen=True)
+class Mutant:
+    """One slip: ``old`` (exact text, occurring once in ``file``) becomes ``new``.
+
+    ``family``: the bundle family whose cases must catch it ("" for code that is not an operator:
+    token math, cost model, interop, the verifier; those are judged by the tests only).
+    ``group``: the key of :data:`TESTS` naming its test selection (default: ``family``).
+    """
+
+    id: str
+    family: str
+    file: str
+    old: str
+    new: str
+    why: str
+    group: str = ""
+
+    @property
+    def tests(self) -> list[str]:
+        return TESTS[self.group or self.family].split()
+
+
+P, A, XA, RS, QF = ("fusion_spec/ops/primitives.py", "fusion_spec/ops/attention.py",
+                    "fusion_spec/ops/cross_attention.py", "fusion_spec/ops/resampler.py", "fusion_spec/ops/qformer.py")
+M = Mutant
+MUTANTS: list[Mutant] = [
+    # --- primitives
+    M("layer_norm.eps_x10", "primitives", P, "xp.sqrt(var + eps)", "xp.sqrt(var + eps * 10)", "LayerNorm eps x10"),
+    M("layer_norm.eps_div10", "primitives", P, "xp.sqrt(var + eps)", "xp.sqrt(var + eps / 10)", "LayerNorm eps /10"),
+    M("rms_norm.eps_x10", "primitives", P, "keepdims=True) + eps)", "keepdims=True) + eps * 10)", "RMSNorm eps x10"),
+    M("rms_norm.eps_div10", "primitives", P, "keepdims=True) + eps)", "keepdims=True) + eps / 10)",
+      "RMSNorm eps /10"),
+    M("gelu.tanh_for_erf", "primitives", P, "(1.0 + erf(t * (1.0 / math.sqrt(2.0))))",
+      "(1.0 + xp.tanh(math.sqrt(2.0 / math.pi) * (t + 0.044715 * t * t * t)))",
+      "GELU: the tanh approximation instead of the erf form", "primitives.gelu"),
+    M("softmax.wrong_axis", "primitives", P, "e / xp.sum(e, axis=axis, keepdims=True)",
+      "e / xp.sum(e, axis=-1, keepdims=True)", "softmax normalised over the last axis, not the one asked for"),
+    M("linear.bias_dropped", "primitives", P, "        y = y + bias\n", "        y = y\n", "linear drops its bias"),
+    # --- attention
+    M("attention.scale_1_over_d", "attention", A, "scale = d ** -0.5", "scale = 1.0 / d",
+      "scores scaled by 1/d instead of 1/sqrt(d)"),
+    M("attention.softmax_over_queries", "attention", A,
+      "s = s - xp.max(s, axis=-1, keepdims=True)\n        e = xp.exp(s)\n        p = e / xp.sum(e, axis=-1, ",
+      "s = s - xp.max(s, axis=-2, keepdims=True)\n        e = xp.exp(s)\n        p = e / xp.sum(e, axis=-2, ",
+      "softmax over the query axis instead of the keys"),
+    M("attention.mask_inverted", "attention", A, "s = xp.where(mask, s, -math.inf)",
+      "s = xp.where(xp.logical_not(mask), s, -math.inf)", "True read as 'masked out'"),
+    M("attention.gqa_h_mod_kv", "attention", A,
+      "        q = xp.reshape(q, (b, hk, rep, lq, d))\n"
+      "        k, v = xp.reshape(k, (b, hk, 1, lk, d)), xp.reshape(v, (b, hk, 1, lk, d))\n",
+      "        k, v = xp.concat([k] * rep, axis=1), xp.concat([v] * rep, axis=1)\n        rep = 1\n",
+      "GQA: query head h reads kv head h % kv_heads (torch .repeat) instead of h // rep (repeat_interleave)"),
+    M("attention.split_heads_d_h", "cross_attention", A,
+      "xp.reshape(x, (b, length, heads, width // heads)), (0, 2, 1, 3))",
+      "xp.reshape(x, (b, length, width // heads, heads)), (0, 3, 1, 2))",
+      "head split [d, h] instead of [h, d] (features of one head interleaved)", "attention"),
+    # --- token merging and projectors
+    M("merge.channel_order", "merge_tokens", "fusion_spec/ops/merge.py", "order = (0, 1, 3, 2, 4, 5) if",
+      "order = (0, 1, 3, 4, 2, 5) if", "k x k window concatenated column-major (TL, BL, TR, BR)"),
+    M("merge.pixel_shuffle_transpose", "merge_tokens", "fusion_spec/ops/merge.py", "order = (0, 1, 3, 2, 4, 5) if",
+      "order = (0, 3, 1, 4, 2, 5) if", "pixel shuffle of the transposed grid (h and w swapped)"),
+    M("projection.gelu_tanh", "projection", "fusion_spec/ops/projection.py",
+      "act = activation_fn(activation, op)\n    width = x.shape[-1]\n    if norm:",
+      'act = activation_fn("gelu_tanh" if activation == "gelu" else activation, op)\n'
+      '    width = x.shape[-1]\n    if norm:',
+      "projector GELU in its tanh form (found in a real MLX port)"),
+    M("projection.bias_dropped", "projection", "fusion_spec/ops/projection.py", "return linear(x, w, b, op=op)",
+      "return linear(x, w, None, op=op)", "LLaVA-1.0 linear projector without its bias"),
+    # --- LLaVA-NeXT anyres
+    M("anyres.unpad_int", "anyres", "fusion_spec/tokens.py", "new_h = int(round(height * (grid_w / width), 7))",
+      "new_h = int(height * (grid_w / width))", "unpadding with int() instead of rounding (transformers < 4.47)"),
+    M("anyres.newline_first", "anyres", "fusion_spec/ops/anyres.py", "xp.concat([kept, column], axis=1)",
+      "xp.concat([column, kept], axis=1)", "image_newline at the start of each row instead of the end"),
+    M("anyres.no_unpad", "anyres", "fusion_spec/ops/anyres.py", "kept = full[top:top + rows, left:left + cols, :]",
+      "kept, rows, cols = full, grid_h * p, grid_w * p", "packing without unpadding (found in a real MLX port)"),
+    # --- sequence assembly
+    M("sequence.position_ids_from_1", "sequence", "fusion_spec/ops/sequence.py",
+      "pos = xp.cumulative_sum(as_int, axis=1) - 1", "pos = xp.cumulative_sum(as_int, axis=1)",
+      "position ids start at 1"),
+    M("sequence.insert_after_position", "sequence", "fusion_spec/ops/sequence.py",
+      "from_text = xp.where(j < p, j, j - nv)\n    is_visual = (j >= p) & (j < p + nv)",
+      "from_text = xp.where(j <= p, j, j - nv)\n    is_visual = (j > p) & (j <= p + nv)",
+      "visual tokens inserted one position late"),
+    # --- cross-attention
+    M("cross_attention.mask_ignored", "cross_attention", XA, "o = attention(q, k, v, mask=m4, scale=scale)",
+      "o = attention(q, k, v, mask=None, scale=scale)", "mask accepted but never applied"),
+    M("cross_attention.qk_norm_missing", "cross_attention", XA, "    if qk_norm:\n", "    if False:\n",
+      "Mllama q/k RMSNorm skipped"),
+    M("cross_attention.v_bias_dropped", "cross_attention", XA, "linear(visual, wv, bv, op=op)",
+      "linear(visual, wv, None, op=op)", "value projection without its bias"),
+    M("media_mask.off_by_one_image", "cross_attention", XA, "np.repeat(np.arange(1, num_media + 1)",
+      "np.repeat(np.arange(0, num_media)", "text attends to the image after its own (media time off by one)"),
+    M("gated_xattn.gate_tanh_missing", "gated_cross_attention", XA,
+      "return xp.tanh(check.param(op, params, key, (1,), like=like))",
+      "return check.param(op, params, key, (1,), like=like)", "gate used raw, without tanh"),
+    M("gated_xattn.text_before_image_not_zeroed", "gated_cross_attention", XA, "row = text_time != 0",
+      "row = None", "flamingo: text before the first image attends (uniformly) instead of being zeroed"),
+    # --- Perceiver resampler
+    M("resampler.rms_eps_x10", "resampler", RS, "return rms_norm(h, w, eps=eps, op=OP)",
+      "return rms_norm(h, w, eps=eps * 10, op=OP)", "Idefics2 RMSNorm eps 1e-5 for 1e-6 (passed in float32 in a "
+                                                    "real MLX port)"),
+    M("resampler.rms_eps_div10", "resampler", RS, "return rms_norm(h, w, eps=eps, op=OP)",
+      "return rms_norm(h, w, eps=eps / 10, op=OP)", "Idefics2 RMSNorm eps 1e-7 for 1e-6"),
+    M("resampler.layer_norm_eps_x10", "resampler", RS, "eps=eps, op=OP)\n        return rms_norm",
+      "eps=eps * 10, op=OP)\n        return rms_norm", "flamingo perceiver LayerNorm eps 1e-4 for 1e-5"),
+    M("resampler.mask_ignored", "resampler", RS, "attention(q, k, v, mask=mask)", "attention(q, k, v, mask=None)",
+      "context mask accepted but never applied (found in a real MLX port)"),
+    M("resampler.keys_without_latents", "resampler", RS, "kv_in = xp.concat([c, lt], axis=1)",
+      "kv_in = xp.concat([c, c[:, :0]], axis=1)", "keys/values from the context only, latents left out"),
+    # --- Q-Former
+    M("q_former.pre_for_post_norm", "q_former", QF,
+      'f = gelu(lin(h, p + ".intermediate_query.dense", w.shape[0]))\n'
+      '        h = norm(lin(f, p + ".output_query.dense", hdim) + h, p + ".output_query.LayerNorm")',
+      'f = gelu(lin(norm(h, p + ".output_query.LayerNorm"), p + ".intermediate_query.dense", w.shape[0]))\n'
+      '        h = lin(f, p + ".output_query.dense", hdim) + h', "FFN pre-norm instead of BERT's post-norm"),
+    M("q_former.cross_frequency_shift", "q_former", QF,
+      "if i % cross_attention_frequency == 0:\n            h = block(",
+      "if (i + 1) % cross_attention_frequency == 0:\n            h = block(",
+      "cross-attention in layers 1, 3, ... instead of 0, 2, ..."),
+    # --- late and early fusion
+    M("clip_logits.scale_not_exponentiated", "late_early", "fusion_spec/ops/late.py", "scale = math.exp(logit_scale)",
+      "scale = logit_scale", "CLIP logit_scale used as is, not exp(logit_scale)"),
+    M("contrastive_loss.one_direction", "late_early", "fusion_spec/ops/late.py",
+      "loss = (xp.mean(lse(1) - diag) + xp.mean(lse(0) - diag)) / 2.0", "loss = xp.mean(lse(1) - diag)",
+      "only the image->text cross-entropy"),
+    # --- not operators: token math, cost model, interop, the verifier (judged by tests only)
+    M("tokens.llava_next_newline_per_column", "", "fusion_spec/tokens.py", "return rows * cols + rows + base",
+      "return rows * cols + cols + base", "one newline per column instead of per row", "tokens"),
+    M("cost.qformer_cross_blocks", "", "fusion_spec/cost.py",
+      "h, intermediate_size, h])\n    n_cross = len(range(0, num_layers, cross_attention_frequency))",
+      "h, intermediate_size, h])\n    n_cross = num_layers // cross_attention_frequency",
+      "qformer_flops counts num_layers // frequency cross-attention blocks (3 layers, frequency 2: 1, not 2)",
+      "cost"),
+    M("interop.internvl_prefix_lost", "", "fusion_spec/interop/internvl.py",
+      '"InternVLForConditionalGeneration": "model.multi_modal_projector."',
+      '"InternVLForConditionalGeneration": "multi_modal_projector."',
+      "to_state_dict for InternVLForConditionalGeneration loses the 'model.' prefix", "interop"),
+    M("verify.rtol_x10", "", "fusion_spec/conformance/runner.py",
+      'tolerance.error_ratio(g, w, tol["rtol"], tol["atol"])',
+      'tolerance.error_ratio(g, w, 10 * tol["rtol"], tol["atol"])',
+      "the verifier compares with rtol x10", "verify"),
+]
+del M
+
+#: Test files per family, run with ``-x`` one after the other until one fails: cheap, independent checks first.
+TESTS = {
+    "primitives": "tests/test_primitives.py tests/test_robustness.py",
+    "primitives.gelu": "tests/test_primitives.py tests/test_interop_projectors.py",
+    "attention": "tests/test_attention.py tests/test_cross_attention.py",
+    "merge_tokens": "tests/test_projection_merge.py tests/test_interop_projectors.py",
+    "projection": "tests/test_projection_merge.py tests/test_interop_projectors.py",
+    "token_merge": "tests/test_projection_merge.py tests/test_interop_projectors.py",
+    "anyres": "tests/test_mutation_survivors.py tests/test_anyres.py tests/test_tokens_vs_hf.py",
+    "sequence": "tests/test_sequence.py",
+    "cross_attention": "tests/test_cross_attention.py tests/test_cross_attention_vs_peers.py",
+    "gated_cross_attention": "tests/test_cross_attention.py tests/test_cross_attention_vs_peers.py",
+    "resampler": "tests/test_resampler.py tests/test_resampler_qformer_vs_peers.py",
+    "q_former": "tests/test_qformer.py tests/test_resampler_qformer_vs_peers.py",
+    "late_early": "tests/test_late_early.py",
+    "tokens": "tests/test_tokens.py tests/test_tokens_vs_hf.py",
+    "cost": "tests/test_mutation_survivors.py tests/test_cost.py",
+    "interop": "tests/test_mutation_survivors.py tests/test_interop_projectors.py",
+    "verify": "tests/test_mutation_survivors.py tests/test_conformance.py",
+}
+#: Deselected everywhere: a regenerated bundle makes it pass whatever the code does.
+DESELECT = "tests/test_conformance.py::test_regenerated_bundle_is_byte_identical"
+
+# Run in the mutated copy: write its outputs for one family's cases, per dtype (``goldens produce``).
+PRODUCE = r"""
+import sys
+from pathlib import Path
+from fusion_spec.conformance.bundle import Bundle
+from fusion_spec.conformance.verify import produce
+bundle_dir, family, out = sys.argv[1:4]
+bundle = Bundle(bundle_dir)
+entries = [e for e in bundle.cases if e["family"] == family]
+for dtype, backend in (("float64", "numpy"), ("float32", "numpy"), ("bfloat16", "torch")):
+    for entry in entries:
+        bundle.cases = [entry]
+        try:
+            produce(bundle, Path(out) / dtype, dtype, backend)
+        except Exception:  # no output file: verify reports the case 'missing', the mutant is killed
+            pass
+"""
+
+
+def apply(source: str, mutant: Mutant) -> str:
+    """``source`` with the mutant applied; ValueError unless ``old`` occurs exactly once (a stale mutant)."""
+    count = source.count(mutant.old)
+    if count != 1:
+        raise ValueError(f"mutant {mutant.id}: its text occurs {count} times in {mutant.file} (expected once); "
+                         "update the mutant to the current code")
+    return source.replace(mutant.old, mutant.new)
+
+
+def copy_repo(dest: Path) -> Path:
+    for name in COPIED:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__", ".hypothesis"))
+        elif src.exists():
+            shutil.copy2(src, dest / name)
+    return dest
+
+
+def _env(copy: Path) -> dict[str, str]:
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTHONPATH=str(copy))
+    env.pop("PYTEST_ADDOPTS", None)
+    return env
+
+
+def kill_matrix(mutant: Mutant, copy: Path, work: Path) -> dict:
+    """Per dtype: killed?, worst ratio and failing cases; plus the float64 size of the change."""
+    from fusion_spec.conformance.bundle import PACKAGE_BUNDLE, Bundle
+    from fusion_spec.conformance.runner import Reference
+    from fusion_spec.conformance.verify import verify
+
+    out = work / mutant.id
+    proc = subprocess.run([sys.executable, "-c", PRODUCE, str(PACKAGE_BUNDLE), mutant.family, str(out)], cwd=copy,
+                          env=_env(copy), capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        raise RuntimeError(f"mutant {mutant.id}: producing outputs crashed:\n{proc.stderr[-2000:]}")
+    bundle = Bundle()
+    reference = Reference(bundle)
+    rms = {e["id"]: e["error_model"]["output_rms"] for e in bundle.cases}
+    row = {}
+    for dtype in ("float64", "float32", "bfloat16"):
+        (out / dtype).mkdir(parents=True, exist_ok=True)
+        results = verify(bundle, out / dtype, select=lambda e: e["family"] == mutant.family)
+        bad = [r for r in results if not r.ok]
+        row[dtype] = {"killed": bool(bad), "cases": len(results), "failing": [r.case for r in bad],
+                      "ratio": max((r.ratio for r in results), default=0.0)}
+        if dtype == "float64":  # the exact change: per output RMS, and measured with the bf16 tolerance
+            row["change"] = max((r.max_abs / max(rms[r.case], 1e-300) for r in results), default=0.0)
+            row["bf16_visible"] = max((_ratio(bundle, reference, r.case, out / dtype, "bfloat16")
+                                       for r in results), default=0.0)
+            row["bf16_rtol"] = min(bundle.case(r.case)["tolerance"]["bfloat16"]["rtol"] for r in results)
+    shutil.rmtree(out, ignore_errors=True)
+    return row
+
+
+def _ratio(bundle, reference, case: str, out: Path, dtype: str) -> float:
+    """The float64 mutant's worst error ratio for ``case`` under ``dtype``'s tolerance (0 if not produced)."""
+    from fusion_spec.conformance import safetensors_io
+    from fusion_spec.conformance.runner import compare
+
+    entry, path = bundle.case(case), out / f"{case}.safetensors"
+    if not path.is_file():
+        return math.inf
+    got = {k[len("output."):]: v for k, v in safetensors_io.loads(path.read_bytes()).items()}
+    return compare(entry, got, reference.outputs(entry, "float64"), dtype)[1]
+
+
+def kill_by_tests(mutant: Mutant, copy: Path) -> dict:
+    """``pytest -x`` on each file of the mutant's selection in turn, in the mutated copy, until one
+    fails (later files are not even collected): the first failing test, or survived."""
+    start = time.perf_counter()
+    for path in mutant.tests:
+        cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "--deselect", DESELECT, path]
+        proc = subprocess.run(cmd, cwd=copy, env=_env(copy), capture_output=True, text=True, timeout=900)
+        if proc.returncode == 0:
+            continue
+        killer = re.search(r"^(?:FAILED|ERROR) (\S+)", proc.stdout, re.M)
+        if proc.returncode not in (1, 2) or killer is None:
+            raise RuntimeError(f"mutant {mutant.id}: pytest {path} exited {proc.returncode}:\n{proc.stdout[-2000:]}")
+        return {"killed": True, "by": killer.group(1), "seconds": time.perf_counter() - start}
+    return {"killed": False, "by": "", "seconds": time.perf_counter() - start}
+
+
+def run(mutants: list[Mutant], matrix: bool = True, tests: bool = True,
+        log: Callable[[str], None] = lambda line: print(line, flush=True)) -> dict[str, dict]:
+    """Every mutant applied in turn to one temporary copy of the repository (restored after each)."""
+    results: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="fusion_spec_mutation_") as tmp:
+        copy, work = copy_repo(Path(tmp) / "repo"), Path(tmp) / "out"
+        for mutant in mutants:
+            path = copy / mutant.file
+            original = path.read_text()
+            path.write_text(apply(original, mutant))
+            start = time.perf_counter()
+            try:
+                row = {"family": mutant.family, "why": mutant.why}
+                if matrix and mutant.family:
+                    row["matrix"] = kill_matrix(mutant, copy, work)
+                if tests:
+                    row["tests"] = kill_by_tests(mutant, copy)
+            finally:
+                path.write_text(original)
+            results[mutant.id] = row
+            log(f"{mutant.id:42s} {_summary(row)}  ({time.perf_counter() - start:.0f} s)")
+    return results
+
+
+def _summary(row: dict) -> str:
+    parts = []
+    if "matrix" in row:
+        parts.append(" ".join(f"{dt}:{'killed' if row['matrix'][dt]['killed'] else 'SURVIVED'}"
+                              for dt in ("float32", "bfloat16")))
+    if "tests" in row:
+        parts.append(f"tests: {row['tests']['by'] or 'SURVIVED'}")
+    return "  ".join(parts)
+
+
+def failures(results: dict[str, dict]) -> list[str]:
+    """What makes the run fail: float32 survivors of the kill matrix and survivors of the tests."""
+    bad = []
+    for mid, row in results.items():
+        if "matrix" in row and not row["matrix"]["float32"]["killed"]:
+            bad.append(f"{mid} survives the bundle in float32")
+        if "tests" in row and not row["tests"]["killed"]:
+            bad.append(f"{mid} survives its tests ({' '.join(_by_id(mid).tests)})")
+    return bad
+
+
+def _by_id(mid: str) -> Mutant:
+    return next(m for m in MUTANTS if m.id == mid)
+
+
+# --- the tables in docs/mutation.md --------------------------------------------------------------
+
+MATRIX_BEGIN, MATRIX_END = "<!-- kill-matrix:begin -->", "<!-- kill-matrix:end -->"
+REPORT_BEGIN, REPORT_END = "<!-- mutation-report:begin -->", "<!-- mutation-report:end -->"
+
+
+def _cell(m: dict) -> str:
+    if not m["killed"]:
+        return "survives"
+    return f"killed ({len(m['failing'])}/{m['cases']}, ratio {m['ratio']:.1e})".replace("inf", "∞")
+
+
+def matrix_table(results: dict[str, dict]) -> str:
+    rows = ["| mutant | family | float32 | bfloat16 | change / output RMS |", "|---|---|---|---|---|"]
+    for mid, row in results.items():
+        if "matrix" not in row:
+            continue
+        m = row["matrix"]
+        bf16 = _cell(m["bfloat16"])
+        if not m["bfloat16"]["killed"]:
+            bf16 += (f": the exact change is {m['bf16_visible']:.2g}x the bf16 tolerance (rtol >= {m['bf16_rtol']:.2g}"
+                     f" = {m['bf16_rtol'] / BF16_U:.0f} u)")
+        rows.append(f"| `{mid}` | {row['family']} | {_cell(m['float32'])} | {bf16} | {m['change']:.1e} |")
+    n = sum("matrix" in r for r in results.values())
+    k32 = sum(r["matrix"]["float32"]["killed"] for r in results.values() if "matrix" in r)
+    k16 = sum(r["matrix"]["bfloat16"]["killed"] for r in results.values() if "matrix" in r)
+    rows.append(f"\nKilled: float32 {k32}/{n}, bfloat16 {k16}/{n}.")
+    return "\n".join(rows)
+
+
+def report_table(results: dict[str, dict]) -> str:
+    rows = ["| mutant | slip | killed by |", "|---|---|---|"]
+    for mid, row in results.items():
+        if "tests" in row:
+            by = f"`{row['tests']['by']}`" if row["tests"]["killed"] else "SURVIVES"
+            rows.append(f"| `{mid}` | {row['why']} | {by} |")
+    n = sum("tests" in r for r in results.values())
+    k = sum(r["tests"]["killed"] for r in results.values() if "tests" in r)
+    rows.append(f"\nKilled by the tests: {k}/{n}.")
+    return "\n".join(rows)
+
+
+def _between(text: str, begin: str, end: str) -> str:
+    return text.split(begin, 1)[1].split(end, 1)[0].strip()
+
+
+def documented(text: str | None = None) -> tuple[str, str]:
+    """The (kill matrix, mutation report) tables as written in docs/mutation.md."""
+    text = DOC.read_text() if text is None else text
+    return _between(text, MATRIX_BEGIN, MATRIX_END), _between(text, REPORT_BEGIN, REPORT_END)
+
+
+def statuses(table: str) -> list[tuple[str, ...]]:
+    """A table's rows reduced to what must not change between machines: ids, kill status, killing test."""
+    out = []
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if line.startswith("| `"):
+            out.append(tuple(c.split(" ")[0].rstrip(":") if c.startswith(("killed", "survives")) else
+                             c if c.startswith(("`", "SURVIVES")) else "" for c in cells))
+    return out
+
+
+def write_docs(results: dict[str, dict]) -> None:
+    text = DOC.read_text()
+    for (begin, end), table in (((MATRIX_BEGIN, MATRIX_END), matrix_table(results)),
+                                ((REPORT_BEGIN, REPORT_END), report_table(results))):
+        head, rest = text.split(begin, 1)
+        text = head + begin + "\n" + table + "\n" + end + rest.split(end, 1)[1]
+    DOC.write_text(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.mutation", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", nargs="+", metavar="ID", help="run these mutants only")
+    parser.add_argument("--no-matrix", action="store_true", help="skip the bundle kill matrix")
+    parser.add_argument("--no-tests", action="store_true", help="skip the test kill")
+    parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    parser.add_argument("--write-docs", action="store_true", help="rewrite the tables in docs/mutation.md")
+    args = parser.parse_args(argv)
+    mutants = [m for m in MUTANTS if not args.only or m.id in args.only]
+    start = time.perf_counter()
+    results = run(mutants, matrix=not args.no_matrix, tests=not args.no_tests)
+    print(f"\n{matrix_table(results)}\n\n{report_table(results)}\n\n{len(mutants)} mutants in "
+          f"{time.perf_counter() - start:.0f} s")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1, default=lambda x: None if math.isnan(x) else x))
+    if args.write_docs:
+        write_docs(results)
+    bad = failures(results)
+    for line in bad:
+        print("FAIL:", line)
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
