@@ -53,6 +53,8 @@ FLAGS = {
     "list-input": "an argument that is a list of arrays (inputs <name>.0, <name>.1, ...)",
     "blip2": "BLIP-2's Q-Former", "flamingo": "OpenFlamingo's modules", "idefics2": "Idefics2's perceiver",
     "mllama": "Llama-3.2-Vision's (Mllama) modules",
+    # the sequence side (issue 15)
+    "m-rope": "Qwen2-VL-style three-axis (temporal, height, width) rope position ids",
 }
 
 
