@@ -55,6 +55,7 @@ FLAGS = {
     "mllama": "Llama-3.2-Vision's (Mllama) modules",
     # the sequence side (issue 15)
     "m-rope": "Qwen2-VL-style three-axis (temporal, height, width) rope position ids",
+    "image-mask": "a self-attention mask with bidirectional image (Gemma 3) or prefix (PaliGemma) blocks",
 }
 
 
