@@ -188,7 +188,9 @@ def test_every_preset_counts_every_size(name):
             try:
                 b = tokens.breakdown(name, h, w)
             except FusionSpecError as e:
-                assert name == "qwen2-vl" and max(h, w) / min(h, w) > 200, (name, h, w, e)
+                # the processors' own limits: Qwen's aspect ratio 200; Pixtral / Mistral 3 shrink a side to 0 px
+                qwen = isinstance(presets.get(name).pipeline, tokens.SmartResize) and max(h, w) / min(h, w) > 200
+                assert qwen or "after the resize" in str(e), (name, h, w, e)
                 continue
             assert b.visual_tokens > 0
             assert b.visual_tokens == b.sequence_tokens + b.cross_attention_tokens
