@@ -207,6 +207,17 @@ def test_cli_tokens_standalone(capsys):
     assert "1752" in out and "42.8%" in out
 
 
+def test_cli_tokens_layout(capsys):
+    from fusion_spec.cli import tokens as cli
+
+    assert cli.main(["--preset", "internvl3", "--preset", "pixtral", "--preset", "llama-3.2-vision",
+                     "--size", "448x448", "--layout"]) == 0
+    out = capsys.readouterr().out
+    assert "internvl3: <img> <IMG_CONTEXT>x256 </img>" in out
+    assert "pixtral: " + " [IMG_BREAK] ".join(["[IMG]x28"] * 28) + " [IMG_END]" in out
+    assert "llama-3.2-vision: (no layout" in out
+
+
 def test_cli_tokens_all_presets_and_context(capsys):
     from fusion_spec.cli import tokens as cli
 
