@@ -32,7 +32,7 @@ import numpy as np
 
 from .. import validate as check
 from ..errors import FusionSpecError
-from ..xp import Array, concrete, full_like_device, is_floating, namespace
+from ..xp import Array, asarray_like, concrete, full_like_device, is_floating, namespace
 
 TEXT, IMAGE, VIDEO = 0, 1, 2
 
@@ -82,8 +82,14 @@ def mrope_position_ids(token_types: Array, image_grid_thw: Array | None = None, 
     _check_runs(op, token_types, attention_mask, grids, m, split_video_frames)
     i64 = xp.int64
 
-    # Drop the padding: a stable sort moves each row's real tokens to its front, in order.
-    order = xp.argsort(xp.astype(~attention_mask, xp.int32), axis=1, stable=True)
+    # Drop the padding: each row's real tokens move to its front, in order (then the padding). ``dest``
+    # holds distinct values, so any sort gives this order; no stable sort needed.
+    real = xp.astype(attention_mask, i64)
+    before = xp.cumulative_sum(real, axis=1) - real  # real tokens before each token
+    count_real = xp.sum(real, axis=1, keepdims=True)
+    position = xp.reshape(asarray_like(xp, list(range(length)), token_types, dtype=i64), (1, length))
+    dest = xp.where(attention_mask, before, count_real + (position - before))
+    order = xp.argsort(dest, axis=1)
     valid = xp.take_along_axis(attention_mask, order, axis=1)
     types = xp.where(valid, xp.astype(xp.take_along_axis(token_types, order, axis=1), i64), 0)
 
@@ -141,11 +147,10 @@ def mrope_position_ids(token_types: Array, image_grid_thw: Array | None = None, 
                     start + xp.where(is_text, 0, (k % hw) // xp.where(is_text, 1, w)),
                     start + xp.where(is_text, 0, k % xp.where(is_text, 1, w))])
     pos = xp.where(valid, pos, 0)
-    count = xp.sum(xp.astype(valid, i64), axis=1)
-    deltas = xp.reshape(xp.max(xp.max(pos, axis=0), axis=1) + 1 - count, (b, 1))
+    deltas = xp.max(xp.max(pos, axis=0), axis=1, keepdims=True) + 1 - count_real
 
-    # Back to the original order: real token j is compacted token (real tokens before j).
-    rank = xp.clip(xp.cumulative_sum(xp.astype(attention_mask, i64), axis=1) - 1, 0, max(length - 1, 0))
+    # Back to the original order: real token j is compacted token ``before[j]``.
+    rank = xp.clip(before, 0, max(length - 1, 0))
     back = xp.stack([xp.take_along_axis(pos[i, ...], rank, axis=1) for i in range(3)])
     return MRopePositions(xp.where(attention_mask, back, 0), deltas)
 
