@@ -126,3 +126,20 @@ def test_rejects_runs_that_do_not_match_the_grids(kwargs, arg):
     types_ = np.array([[0, 1, 0, 1, 0]])
     with pytest.raises(FusionSpecError, match=arg):
         mrope_position_ids(types_, spatial_merge_size=2, **kwargs)
+
+
+def test_whole_operator_traces_under_jax_jit():
+    """No host-side part: the operator runs inside jax.jit (the value checks are skipped there)."""
+    jax = pytest.importorskip("jax")
+    rng = np.random.default_rng(11)
+    types_, mask, images, videos, _ = random_batch(rng, 2, False, False)
+    while images is None or videos is None:
+        types_, mask, images, videos, _ = random_batch(rng, 2, False, False)
+    want = mrope_position_ids(types_, images, videos, attention_mask=mask)
+    from fusion_spec.conformance.runner import _x64
+
+    with _x64("jax"):  # int64 positions
+        jitted = jax.jit(lambda t, i, v, m: mrope_position_ids(t, i, v, attention_mask=m))
+        got = jitted(*(jax.numpy.asarray(a) for a in (types_, images, videos, mask)))
+        np.testing.assert_array_equal(np.asarray(got.position_ids), want.position_ids)
+        np.testing.assert_array_equal(np.asarray(got.rope_deltas), want.rope_deltas)
