@@ -332,9 +332,8 @@ _PRESETS: dict[str, Preset] = {p.name: p for p in [
     Preset(
         name="idefics2", checkpoint="HuggingFaceM4/idefics2-8b", hf_model_type="idefics2",
         pipeline=Resampler(num_queries=64, encoder_image_size=980, patch_size=14, class_token=False,
-                           image_splitting=False),
+                           image_splitting=False, boundary_token="<fake_token_around_image>"),
         fusion=_IDEFICS2_RESAMPLER, modules=(_IDEFICS2_PROJECTION, _IDEFICS2_RESAMPLER),
-        marker_tokens=1, marker_tokens_per_crop=1,
         notes="SigLIP-so400m (1152) -> SwiGLU modality projection -> Perceiver (64 latents). image_splitting "
               "(4 quarters + image: 320 tokens) is off by transformers' default: with_pipeline(image_splitting=True).",
     ),

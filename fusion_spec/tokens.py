@@ -284,9 +284,12 @@ class Resampler:
     patch_size: int = 14
     class_token: bool = True
     image_splitting: bool = False
+    boundary_token: str | None = None
 
     def __post_init__(self) -> None:
         op = "tokens.Resampler"
+        if self.boundary_token is not None and not isinstance(self.boundary_token, str):
+            raise FusionSpecError(op, "boundary_token", "a token string or None", repr(self.boundary_token))
         validate.positive_int(op, "num_queries", self.num_queries)
         validate.positive_int(op, "encoder_image_size", self.encoder_image_size)
         validate.positive_int(op, "patch_size", self.patch_size)
@@ -311,6 +314,21 @@ class Resampler:
                                   "both >= 2 when image_splitting (the image is cut into quarters)",
                                   f"{height}x{width}")
         return self.crops * self.num_queries
+
+    @property
+    def writes_layout(self) -> bool:
+        """Only the in-sequence resampler with a boundary token (Idefics2) has a layout written down."""
+        return self.boundary_token is not None
+
+    def layout(self, height: int, width: int) -> list[Run]:
+        """Idefics2: ``boundary`` then, per crop, ``<image>`` once per query and ``boundary`` (neighbouring
+        crops share it). The processor also puts a space after the last boundary when text follows it
+        directly (anything but whitespace or ``<``)."""
+        self.tokens(height, width)
+        if self.boundary_token is None:
+            raise FusionSpecError("tokens.Resampler.layout", "boundary_token", "a boundary token (Idefics2)", None)
+        crop = [_image("<image>", self.num_queries), _marker(self.boundary_token)]
+        return [_marker(self.boundary_token)] + crop * self.crops
 
 
 
@@ -932,13 +950,17 @@ def breakdown(preset: Preset | str, height: int, width: int) -> TokenCount:
     height, width = _size("tokens.count", height, width)
     visual = p.pipeline.tokens(height, width)
     crops, detail = _crops_and_detail(p.pipeline, height, width)
-    if hasattr(p.pipeline, "layout") and not p.cross_attention:
+    if _writes_layout(p):
         markers = sum(r.count for r in p.pipeline.layout(height, width) if r.kind == "marker")
     else:
         markers = p.marker_tokens + (p.marker_tokens_per_crop * crops)
     if p.cross_attention:
         return TokenCount(p.name, height, width, visual, 0, visual, markers, crops, detail)
     return TokenCount(p.name, height, width, visual, visual, 0, markers, crops, detail)
+
+
+def _writes_layout(p: Preset) -> bool:
+    return hasattr(p.pipeline, "layout") and getattr(p.pipeline, "writes_layout", True) and not p.cross_attention
 
 
 def layout(preset: Preset | str, height: int, width: int) -> list[Run]:
@@ -948,7 +970,7 @@ def layout(preset: Preset | str, height: int, width: int) -> list[Run]:
     is :func:`count`; the markers are ``breakdown(...).marker_tokens``."""
     p = _resolve(preset)
     height, width = _size("tokens.layout", height, width)
-    if not hasattr(p.pipeline, "layout") or p.cross_attention:
+    if not _writes_layout(p):
         raise FusionSpecError("tokens.layout", "preset", "a preset whose image tokens go into the sequence and "
                               "whose layout is written down", p.name)
     return merge_runs(p.pipeline.layout(height, width))

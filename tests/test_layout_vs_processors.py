@@ -26,6 +26,7 @@ pytest.importorskip("PIL")
 tokenizers = pytest.importorskip("tokenizers")
 
 from fusion_spec import presets, tokens  # noqa: E402
+from fusion_spec.errors import FusionSpecError  # noqa: E402
 
 from test_tokens_vs_hf import MODELS  # noqa: E402
 
@@ -195,6 +196,23 @@ def test_paligemma():
                                                                                           ("b", 1), ("\n", 1)]
 
 
+@pytest.mark.parametrize("splitting", [False, True])
+def test_idefics2(splitting):
+    from transformers import Idefics2Processor
+    from transformers.models.idefics2.image_processing_pil_idefics2 import Idefics2ImageProcessorPil
+
+    tok = tiny_tokenizer()
+    proc = Idefics2Processor(image_processor=Idefics2ImageProcessorPil(do_image_splitting=splitting), tokenizer=tok,
+                             image_seq_len=64)
+    preset = presets.get("idefics2").with_pipeline(image_splitting=splitting)
+    from PIL import Image
+
+    out = proc(text="a<image>b", images=[[Image.fromarray(np.zeros((300, 500, 3), np.uint8))]])
+    got = runs(tok.convert_ids_to_tokens(list(out["input_ids"][0])))
+    # the processor puts a space between the closing boundary and text that follows it directly
+    assert_contains(got, expected(tokens.layout(preset, 300, 500), after=" b"), f"idefics2 splitting={splitting}")
+
+
 def _pixtral_replace_image_token():
     tree = ast.parse((MODELS / "pixtral/processing_pixtral.py").read_text())
     cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "PixtralProcessor")
@@ -231,12 +249,16 @@ def test_llama4():
 
 
 def test_layout_sums_are_the_counts():
+    without = set()
     for name in presets.names():
-        p = presets.get(name)
-        if p.cross_attention or not hasattr(p.pipeline, "layout"):
+        try:
+            tokens.layout(name, 300, 500)
+        except FusionSpecError:
+            without.add(name)
             continue
         for h, w in [(300, 500), (1080, 1920), (40, 3000)]:
             runs_ = tokens.layout(name, h, w)
             b = tokens.breakdown(name, h, w)
             assert sum(r.count for r in runs_ if r.kind == "image") == b.visual_tokens
             assert sum(r.count for r in runs_ if r.kind == "marker") == b.marker_tokens
+    assert without == {"blip2", "openflamingo", "llama-3.2-vision"}  # cross-attention, or not written down
