@@ -11,8 +11,11 @@ Vocabulary used throughout (per image):
   (decoder-only fusion: equal to ``visual_tokens``; cross-attention fusion: 0).
 * ``cross_attention_tokens``: keys/values the LLM cross-attends to (cross-attention fusion only).
 * ``marker_tokens``: text tokens the image adds that carry no image feature (``<img>``/``</img>``,
-  ``<|vision_start|>``, Flamingo's ``<image>``, Llama-3.2-Vision's ``<|image|>``).
+  ``<|vision_start|>``, ``[IMG_BREAK]``, ``<fake_token_around_image>``, Flamingo's ``<image>``,
+  Llama-3.2-Vision's ``<|image|>``); read off :func:`layout` where the pipeline writes one.
 * ``context_tokens`` = ``sequence_tokens + marker_tokens``: what the image costs in the context window.
+
+:func:`layout` lists the tokens the processor writes for one image, in order (:class:`Run`).
 
 Sizes are always given as ``height, width`` (rows, columns), the processors' own order.
 """
