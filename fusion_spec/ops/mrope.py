@@ -97,9 +97,10 @@ def mrope_position_ids(token_types: Array, image_grid_thw: Array | None = None, 
     first = (types != xp.concat([edge, types[:, :-1]], axis=1)) & (types != TEXT)
     last = (types != xp.concat([types[:, 1:], edge], axis=1)) & (types != TEXT)
 
-    # Per token: its run's merged grid (t, h, w), its index k within the run, its temporal interval.
+    # Per token: its run's merged grid (h, w), its index k within its image / video (row-major over
+    # t, h, w), and for video tokens the temporal offset.
     zero = xp.zeros_like(types)
-    t, h, w, k = zero, zero, zero, zero
+    h, w, k = zero, zero, zero
     tick = None  # temporal offset floor(k_t * interval) for video tokens
     for kind in (IMAGE, VIDEO):
         grid = grids[kind]
@@ -119,10 +120,8 @@ def mrope_position_ids(token_types: Array, image_grid_thw: Array | None = None, 
         seen = xp.reshape(xp.cumulative_sum(xp.reshape(xp.astype(is_kind, i64), (-1,))), (b, length)) - 1
         offsets = xp.cumulative_sum(sizes) - sizes
         kk = seen - xp.reshape(xp.take(offsets, xp.reshape(item, (-1,)), axis=0), (b, length))
-        gt, gh, gw = (xp.reshape(g[:, i], (b, length)) for i in range(3))
-        if kind == VIDEO and split_video_frames:
-            gt = xp.ones_like(gt)
-        t, h, w, k = (xp.where(is_kind, new, old) for new, old in ((gt, t), (gh // m, h), (gw // m, w), (kk, k)))
+        gh, gw = (xp.reshape(g[:, i], (b, length)) for i in (1, 2))
+        h, w, k = (xp.where(is_kind, new, old) for new, old in ((gh // m, h), (gw // m, w), (kk, k)))
         if kind == VIDEO:
             kt = k // xp.where(is_kind, h * w, 1)
             if split_video_frames:  # every frame starts its own run: no temporal offset
