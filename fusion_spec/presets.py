@@ -21,7 +21,8 @@ from typing import Any
 
 from . import cost
 from .errors import FusionSpecError
-from .tokens import AnyRes, CanvasTiles, DynamicTiles, FixedGrid, Pipeline, Resampler, SmartResize, TokenCount
+from .tokens import (AnyRes, AnyResMax, CanvasTiles, DynamicTiles, FixedGrid, Llama4Tiles, PanAndScan, PatchRows, Pipeline,
+                     Resampler, SmartResize, SplitTiles, TokenCount)
 
 #: family -> spec class name in :mod:`fusion_spec.specs` (CONTRACT §3).
 SPEC_CLASSES = {
@@ -40,8 +41,10 @@ class Preset:
 
     ``cross_attention``: the LLM cross-attends to the visual tokens (Flamingo, Llama-3.2-Vision); the
     text then holds ``marker_tokens`` placeholders per image and no image features.
-    ``marker_tokens`` (+ ``marker_tokens_per_crop`` per crop): tokens the image adds to the text that
-    carry no features (``<img>``, ``</img>``, Idefics2's ``<fake_token_around_image>``, ...).
+    Marker tokens (tokens the image adds to the text that carry no features: ``<img>``, ``</img>``,
+    ``[IMG_BREAK]``, ...) are read off the pipeline's layout (:func:`fusion_spec.tokens.layout`) where it
+    has one; otherwise they are ``marker_tokens`` (+ ``marker_tokens_per_crop`` per crop), e.g.
+    Idefics2's ``<fake_token_around_image>`` or Flamingo's ``<image>``.
     ``extra_params``: parameters of the fusion outside the listed modules (LLaVA-NeXT's ``image_newline``).
     """
 
@@ -151,7 +154,7 @@ def _spec_kwargs(m: Mapping[str, Any]) -> dict[str, Any] | None:
                 "mode": "consecutive" if variant == "qwen2_vl" else "spatial", "factor": m["merge_size"],
                 "norm": "pre" if m["norm_position"] == "pre_merge" else "post", "norm_eps": m["eps"],
                 "hidden_dim": m["hidden_size"], "activation": m["activation"],
-                "variant": "qwen2-vl" if variant == "qwen2_vl" else "internvl"}
+                "variant": "qwen2-vl" if variant == "qwen2_vl" else "internvl", "norm_kind": m["norm"]}
     if fam == "q_former":
         return {"vision_dim": m["vision_dim"], "hidden_size": m["hidden_size"], "num_layers": m["num_layers"],
                 "num_heads": m["num_heads"], "intermediate_size": m["intermediate_size"],
@@ -190,7 +193,8 @@ def _module_params(m: Mapping[str, Any]) -> int:
     if fam == "token_merge":
         k = m["merge_size"]
         norm = m["vision_dim"] if m["norm_position"] == "pre_merge" else k * k * m["vision_dim"]
-        return cost.token_merge_params(m["vision_dim"], k, m["hidden_size"], m["llm_dim"], norm)
+        rms_bias = norm if m["norm"] == "rms_norm" else 0  # an RMSNorm has no bias
+        return cost.token_merge_params(m["vision_dim"], k, m["hidden_size"], m["llm_dim"], norm) - rms_bias
     if fam == "q_former":
         return cost.qformer_params(m["num_queries"], m["hidden_size"], m["num_layers"], m["intermediate_size"],
                                    m["vision_dim"], m["cross_attention_frequency"], m["llm_dim"])
@@ -296,7 +300,6 @@ _PRESETS: dict[str, Preset] = {p.name: p for p in [
         fusion={"family": "token_merge", "variant": "qwen2_vl", "module": "merger", "vision_dim": 1280,
                 "merge_size": 2, "hidden_size": 5120, "llm_dim": 3584, "norm": "layer_norm",
                 "norm_position": "pre_merge", "eps": 1e-6, "activation": "gelu"},
-        marker_tokens=2,
         notes="max_pixels is the checkpoint's preprocessor_config (12845056); transformers' class default "
               "is 28*28*1280 = 1003520: presets.get('qwen2-vl').with_pipeline(max_pixels=1003520).",
     ),
@@ -307,7 +310,6 @@ _PRESETS: dict[str, Preset] = {p.name: p for p in [
         fusion={"family": "token_merge", "variant": "internvl", "module": "mlp1", "vision_dim": 1024,
                 "merge_size": 2, "hidden_size": 4096, "llm_dim": 4096, "norm": "layer_norm",
                 "norm_position": "post_merge", "eps": 1e-5, "activation": "gelu"},
-        marker_tokens=2,
         notes="InternViT-300M + InternLM2.5-7B; pixel shuffle 0.5 gives 256 tokens a 448-px tile; <img>...</img>.",
     ),
     Preset(
@@ -330,9 +332,8 @@ _PRESETS: dict[str, Preset] = {p.name: p for p in [
     Preset(
         name="idefics2", checkpoint="HuggingFaceM4/idefics2-8b", hf_model_type="idefics2",
         pipeline=Resampler(num_queries=64, encoder_image_size=980, patch_size=14, class_token=False,
-                           image_splitting=False),
+                           image_splitting=False, boundary_token="<fake_token_around_image>"),
         fusion=_IDEFICS2_RESAMPLER, modules=(_IDEFICS2_PROJECTION, _IDEFICS2_RESAMPLER),
-        marker_tokens=1, marker_tokens_per_crop=1,
         notes="SigLIP-so400m (1152) -> SwiGLU modality projection -> Perceiver (64 latents). image_splitting "
               "(4 quarters + image: 320 tokens) is off by transformers' default: with_pipeline(image_splitting=True).",
     ),
@@ -343,6 +344,110 @@ _PRESETS: dict[str, Preset] = {p.name: p for p in [
         marker_tokens=1,
         notes="1601 vision tokens a 560-px tile (up to 4 tiles; padding tiles allocated but masked), "
               "cross-attended by 8 of 40 decoder layers; one <|image|> token in the text.",
+    ),
+    # --- the sequence side of today's models: token math and layouts read off the processors ----
+    Preset(
+        name="gemma-3", checkpoint="google/gemma-3-4b-it", hf_model_type="gemma3",
+        pipeline=PanAndScan(image_size=896, tokens_per_image=256, pan_and_scan=False),
+        fusion={"family": "linear_projection", "variant": "gemma3", "module": "multi_modal_projector",
+                "vision_dim": 1152, "llm_dim": 2560, "bias": False},
+        extra_params={"mm_soft_emb_norm.weight": (1152,)},
+        notes="SigLIP 896 px (64x64 patches) average-pooled 4x4 to 256, RMSNorm, matmul into the LLM. "
+              "Pan-and-scan is off by default: with_pipeline(pan_and_scan=True).",
+    ),
+    Preset(
+        name="paligemma", checkpoint="google/paligemma-3b-pt-224", hf_model_type="paligemma",
+        pipeline=FixedGrid(image_size=224, patch_size=14, class_token=False),
+        fusion={"family": "linear_projection", "variant": "paligemma", "module": "multi_modal_projector",
+                "vision_dim": 1152, "llm_dim": 2048, "bias": True},
+        notes="SigLIP 224 px, 256 tokens (448 px: 1024, 896 px: 4096 via with_pipeline(image_size=...)); "
+              "the image and the prompt form a bidirectional prefix.",
+    ),
+    Preset(
+        name="smolvlm", checkpoint="HuggingFaceTB/SmolVLM2-2.2B-Instruct", hf_model_type="smolvlm",
+        pipeline=SplitTiles(longest_edge=4 * 384, tile_size=384, tokens_per_tile=81),
+        fusion={"family": "linear_projection", "variant": "idefics3", "module": "connector",
+                "vision_dim": 1152 * 9, "llm_dim": 2048, "bias": False},
+        notes="SigLIP 384 px (27x27 patches), pixel shuffle 3 -> 81 tokens a tile; tiles + global image.",
+    ),
+    Preset(
+        name="idefics3", checkpoint="HuggingFaceM4/Idefics3-8B-Llama3", hf_model_type="idefics3",
+        pipeline=SplitTiles(longest_edge=4 * 364, tile_size=364, tokens_per_tile=169),
+        fusion={"family": "linear_projection", "variant": "idefics3", "module": "connector",
+                "vision_dim": 1152 * 4, "llm_dim": 4096, "bias": False},
+        notes="SigLIP 364 px (26x26 patches), pixel shuffle 2 -> 169 tokens a tile; tiles + global image.",
+    ),
+    Preset(
+        name="pixtral", checkpoint="mistral-community/pixtral-12b", hf_model_type="llava",
+        pipeline=PatchRows(longest_edge=1024, patch_size=16, merge_size=1),
+        fusion={"family": "mlp_projection", "variant": "llava", "module": "multi_modal_projector",
+                "vision_dim": 1024, "hidden_size": 5120, "llm_dim": 5120, "depth": 2, "activation": "gelu",
+                "bias": True, "num_visual_tokens": 64 * 64},
+        notes="Pixtral-ViT 16 px patches at native resolution up to 1024 px; [IMG_BREAK] per row, [IMG_END].",
+    ),
+    Preset(
+        name="mistral-3", checkpoint="mistralai/Mistral-Small-3.1-24B-Instruct-2503", hf_model_type="mistral3",
+        pipeline=PatchRows(longest_edge=1540, patch_size=14, merge_size=2),
+        fusion={"family": "mlp_projection", "variant": "llava", "module": "multi_modal_projector",
+                "vision_dim": 1024, "hidden_size": 5120, "llm_dim": 5120, "depth": 2, "activation": "gelu",
+                "bias": False, "num_visual_tokens": 55 * 55},
+        extra_params={"norm.weight": (1024,), "patch_merger.merging_layer.weight": (1024, 4 * 1024)},
+        notes="Pixtral-ViT 14 px patches up to 1540 px, RMSNorm + 2x2 patch merger, then the MLP.",
+    ),
+    Preset(
+        name="llama-4", checkpoint="meta-llama/Llama-4-Scout-17B-16E-Instruct", hf_model_type="llama4",
+        pipeline=Llama4Tiles(tile_size=336, patch_size=14, max_tiles=16, pixel_shuffle_ratio=0.5),
+        fusion={"family": "linear_projection", "variant": "llama4", "module": "multi_modal_projector",
+                "vision_dim": 4096, "llm_dim": 5120, "bias": False},
+        notes="336 px tiles (up to 16) + a global image when tiled, 144 tokens each after pixel shuffle 0.5.",
+    ),
+    Preset(
+        name="qwen2.5-vl", checkpoint="Qwen/Qwen2.5-VL-7B-Instruct", hf_model_type="qwen2_5_vl",
+        pipeline=SmartResize(patch_size=14, merge_size=2, min_pixels=56 * 56, max_pixels=28 * 28 * 16384),
+        fusion={"family": "token_merge", "variant": "qwen2_vl", "module": "merger", "vision_dim": 1280,
+                "merge_size": 2, "hidden_size": 5120, "llm_dim": 3584, "norm": "rms_norm",
+                "norm_position": "pre_merge", "eps": 1e-6, "activation": "gelu"},
+        notes="Qwen2-VL's smart_resize; the merger's norm is an RMSNorm; window attention in the encoder.",
+    ),
+    Preset(
+        name="qwen3-vl", checkpoint="Qwen/Qwen3-VL-8B-Instruct", hf_model_type="qwen3_vl",
+        pipeline=SmartResize(patch_size=16, merge_size=2, min_pixels=65536, max_pixels=16777216),
+        fusion={"family": "token_merge", "variant": "qwen2_vl", "module": "merger", "vision_dim": 1152,
+                "merge_size": 2, "hidden_size": 4608, "llm_dim": 4096, "norm": "layer_norm",
+                "norm_position": "pre_merge", "eps": 1e-6, "activation": "gelu"},
+        extra_params={f"deepstack_merger_list.{i}.{n}": shape for i in range(3) for n, shape in (
+            ("norm.weight", (4608,)), ("norm.bias", (4608,)), ("linear_fc1.weight", (4608, 4608)),
+            ("linear_fc1.bias", (4608,)), ("linear_fc2.weight", (4096, 4608)), ("linear_fc2.bias", (4096,)))},
+        notes="16 px patches, smart_resize at factor 32 within [65536, 16777216] px; three DeepStack "
+              "mergers (extra_params) feed encoder layers 8, 16, 24 into the first LLM layers.",
+    ),
+    Preset(
+        name="llava-onevision", checkpoint="llava-hf/llava-onevision-qwen2-7b-ov-hf", hf_model_type="llava_onevision",
+        pipeline=AnyResMax(image_size=384, patch_size=14, max_tiles=9),
+        fusion={"family": "mlp_projection", "variant": "llava", "module": "multi_modal_projector",
+                "vision_dim": 1152, "hidden_size": 3584, "llm_dim": 3584, "depth": 2, "activation": "gelu",
+                "bias": True, "num_visual_tokens": 729},
+        extra_params={"image_newline": (3584,)},
+        notes="anyres_max_9 over 36 pinpoints of 384 px; SigLIP (no class token) 729 a crop; newline per row.",
+    ),
+    Preset(
+        name="aya-vision", checkpoint="CohereForAI/aya-vision-8b", hf_model_type="aya_vision",
+        pipeline=DynamicTiles(tile_size=364, patch_size=14, min_tiles=1, max_tiles=12, use_thumbnail=True,
+                              downsample_ratio=0.5, markers="aya"),
+        fusion={"family": "mlp_projection", "variant": "aya_vision", "module": "multi_modal_projector",
+                "vision_dim": 1152 * 4, "hidden_size": 14336, "llm_dim": 4096, "activation": "silu",
+                "gated": True, "bias": True},
+        extra_params={"layernorm.weight": (1152 * 4,), "layernorm.bias": (1152 * 4,)},
+        notes="InternVL-style tiles of 364 px + thumbnail, pixel shuffle 2 -> 169 a tile; LayerNorm + SwiGLU.",
+    ),
+    Preset(
+        name="internvl3", checkpoint="OpenGVLab/InternVL3-8B-hf", hf_model_type="internvl",
+        pipeline=DynamicTiles(tile_size=448, patch_size=14, min_tiles=1, max_tiles=12, use_thumbnail=True,
+                              downsample_ratio=0.5),
+        fusion={"family": "token_merge", "variant": "internvl", "module": "mlp1", "vision_dim": 1024,
+                "merge_size": 2, "hidden_size": 3584, "llm_dim": 3584, "norm": "layer_norm",
+                "norm_position": "post_merge", "eps": 1e-5, "activation": "gelu"},
+        notes="InternViT-300M + Qwen2.5-7B; InternVL2's tiling (448 px, up to 12 + thumbnail), 256 a tile.",
     ),
 ]}
 

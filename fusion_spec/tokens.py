@@ -11,8 +11,11 @@ Vocabulary used throughout (per image):
   (decoder-only fusion: equal to ``visual_tokens``; cross-attention fusion: 0).
 * ``cross_attention_tokens``: keys/values the LLM cross-attends to (cross-attention fusion only).
 * ``marker_tokens``: text tokens the image adds that carry no image feature (``<img>``/``</img>``,
-  ``<|vision_start|>``, Flamingo's ``<image>``, Llama-3.2-Vision's ``<|image|>``).
+  ``<|vision_start|>``, ``[IMG_BREAK]``, ``<fake_token_around_image>``, Flamingo's ``<image>``,
+  Llama-3.2-Vision's ``<|image|>``); read off :func:`layout` where the pipeline writes one.
 * ``context_tokens`` = ``sequence_tokens + marker_tokens``: what the image costs in the context window.
+
+:func:`layout` lists the tokens the processor writes for one image, in order (:class:`Run`).
 
 Sizes are always given as ``height, width`` (rows, columns), the processors' own order.
 """
@@ -20,8 +23,8 @@ Sizes are always given as ``height, width`` (rows, columns), the processors' own
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Union
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, NamedTuple, Union
 
 from . import validate
 from .errors import FusionSpecError
@@ -115,6 +118,10 @@ class FixedGrid:
         return patch_grid_tokens(self.image_size, self.image_size, self.patch_size,
                                  class_token=self.class_token and self.keep_class_token)
 
+    def layout(self, height: int, width: int) -> list[Run]:
+        """``<image>`` once per feature (LLaVA, PaliGemma)."""
+        return [_image("<image>", self.tokens(height, width))]
+
 
 @dataclass(frozen=True)
 class AnyRes:
@@ -152,6 +159,10 @@ class AnyRes:
     def tokens(self, height: int, width: int) -> int:
         return llava_next_tokens(height, width, self)
 
+    def layout(self, height: int, width: int) -> list[Run]:
+        """``<image>`` once per feature, the newline features included."""
+        return [_image("<image>", self.tokens(height, width))]
+
 
 @dataclass(frozen=True)
 class SmartResize:
@@ -177,6 +188,11 @@ class SmartResize:
     def tokens(self, height: int, width: int) -> int:
         return qwen2_vl_tokens(height, width, self)
 
+    def layout(self, height: int, width: int) -> list[Run]:
+        """``<|vision_start|>``, ``<|image_pad|>`` once per merged token, ``<|vision_end|>``."""
+        return [_marker("<|vision_start|>"), _image("<|image_pad|>", self.tokens(height, width)),
+                _marker("<|vision_end|>")]
+
 
 @dataclass(frozen=True)
 class DynamicTiles:
@@ -190,9 +206,11 @@ class DynamicTiles:
     max_tiles: int = 12
     use_thumbnail: bool = True
     downsample_ratio: float = 0.5
+    markers: str = "internvl"
 
     def __post_init__(self) -> None:
         op = "tokens.DynamicTiles"
+        validate.choice(op, "markers", self.markers, ("internvl", "aya"))
         validate.positive_int(op, "tile_size", self.tile_size)
         validate.positive_int(op, "patch_size", self.patch_size)
         validate.positive_int(op, "min_tiles", self.min_tiles)
@@ -214,6 +232,18 @@ class DynamicTiles:
 
     def tokens(self, height: int, width: int) -> int:
         return internvl_tiles(height, width, self) * self.tokens_per_tile
+
+    def layout(self, height: int, width: int) -> list[Run]:
+        """InternVL: ``<img>``, ``<IMG_CONTEXT>`` once per feature of every crop, ``</img>``.
+        Aya Vision: ``<|START_OF_IMG|>``, per tile ``TILE_i`` and its features, ``TILE_GLOBAL`` and the
+        thumbnail's features, ``<|END_OF_IMG|>``."""
+        crops, n = internvl_tiles(height, width, self), self.tokens_per_tile
+        if self.markers == "internvl":
+            return [_marker("<img>"), _image("<IMG_CONTEXT>", crops * n), _marker("</img>")]
+        runs = [_marker("<|START_OF_IMG|>")]
+        for i in range(1, crops):
+            runs += [_marker(f"TILE_{i}"), _image("<|IMG_PATCH|>", n)]
+        return runs + [_marker("TILE_GLOBAL"), _image("<|IMG_PATCH|>", n), _marker("<|END_OF_IMG|>")]
 
 
 @dataclass(frozen=True)
@@ -257,9 +287,12 @@ class Resampler:
     patch_size: int = 14
     class_token: bool = True
     image_splitting: bool = False
+    boundary_token: str | None = None
 
     def __post_init__(self) -> None:
         op = "tokens.Resampler"
+        if self.boundary_token is not None and not isinstance(self.boundary_token, str):
+            raise FusionSpecError(op, "boundary_token", "a token string or None", repr(self.boundary_token))
         validate.positive_int(op, "num_queries", self.num_queries)
         validate.positive_int(op, "encoder_image_size", self.encoder_image_size)
         validate.positive_int(op, "patch_size", self.patch_size)
@@ -285,8 +318,21 @@ class Resampler:
                                   f"{height}x{width}")
         return self.crops * self.num_queries
 
+    @property
+    def writes_layout(self) -> bool:
+        """Only the in-sequence resampler with a boundary token (Idefics2) has a layout written down."""
+        return self.boundary_token is not None
 
-Pipeline = Union[FixedGrid, AnyRes, SmartResize, DynamicTiles, CanvasTiles, Resampler]
+    def layout(self, height: int, width: int) -> list[Run]:
+        """Idefics2: ``boundary`` then, per crop, ``<image>`` once per query and ``boundary`` (neighbouring
+        crops share it). The processor also puts a space after the last boundary when text follows it
+        directly (anything but whitespace or ``<``)."""
+        self.tokens(height, width)
+        if self.boundary_token is None:
+            raise FusionSpecError("tokens.Resampler.layout", "boundary_token", "a boundary token (Idefics2)", None)
+        crop = [_image("<image>", self.num_queries), _marker(self.boundary_token)]
+        return [_marker(self.boundary_token)] + crop * self.crops
+
 
 
 # ---------------------------------------------------------------------------------------------
@@ -475,6 +521,364 @@ def mllama_tiles(height: int, width: int, pipeline: CanvasTiles | None = None) -
 
 
 # ---------------------------------------------------------------------------------------------
+# Layouts: the exact run of tokens the processor inserts for one image
+# ---------------------------------------------------------------------------------------------
+
+class Run(NamedTuple):
+    """``count`` consecutive copies of ``token`` in the processor's text for one image.
+
+    ``kind``: ``"image"`` (a placeholder the image features replace), ``"marker"`` (a special token
+    that carries no feature: ``<fake_token_around_image>``, ``[IMG_BREAK]``, ``<|vision_start|>``, ...)
+    or ``"text"`` (plain text the processor writes, such as ``"\\n"``; how many tokens it becomes is
+    the tokenizer's business, and ``count`` counts the strings).
+    """
+
+    kind: str
+    token: str
+    count: int = 1
+
+
+def _image(token: str, count: int) -> Run:
+    return Run("image", token, count)
+
+
+def _marker(token: str, count: int = 1) -> Run:
+    return Run("marker", token, count)
+
+
+def _text(text: str) -> Run:
+    return Run("text", text, 1)
+
+
+def merge_runs(runs: list[Run]) -> list[Run]:
+    """Adjacent runs of the same kind and token joined; empty runs dropped."""
+    out: list[Run] = []
+    for r in runs:
+        if r.count <= 0:
+            continue
+        if out and out[-1].kind == r.kind and out[-1].token == r.token:
+            out[-1] = Run(r.kind, r.token, out[-1].count + r.count)
+        else:
+            out.append(r)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Pixtral and Mistral 3: the longest edge, a patch grid, one break per row
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PatchRows:
+    """Pixtral / Mistral 3: shrink (never enlarge) so both sides fit ``longest_edge``; a grid of
+    ``ceil(side / (patch_size * merge_size))`` tokens per side; rows separated by ``[IMG_BREAK]``,
+    the last row ended by ``[IMG_END]``."""
+
+    longest_edge: int = 1024
+    patch_size: int = 16
+    merge_size: int = 1
+
+    def __post_init__(self) -> None:
+        op = "tokens.PatchRows"
+        for name in ("longest_edge", "patch_size", "merge_size"):
+            validate.positive_int(op, name, getattr(self, name))
+
+    def grid(self, height: int, width: int) -> tuple[int, int]:
+        """Token rows and columns: ``ratio = max(h, w) / longest_edge``; if ``ratio > 1`` each side
+        becomes ``floor(side / ratio)``; then ``(side - 1) // p + 1`` with ``p = patch * merge``."""
+        op = "tokens.PatchRows"
+        height, width = _size(op, height, width)
+        ratio = max(height / self.longest_edge, width / self.longest_edge)
+        if ratio > 1:
+            height, width = int(math.floor(height / ratio)), int(math.floor(width / ratio))
+        p = self.patch_size * self.merge_size
+        rows, cols = (height - 1) // p + 1, (width - 1) // p + 1
+        if rows < 1 or cols < 1:  # a side shrinks to 0 px: the processor's replace_tokens[-1] fails
+            raise FusionSpecError(op, "height, width", f"both sides >= 1 px after the resize to {self.longest_edge}",
+                                  f"{height}x{width} px after the resize")
+        return rows, cols
+
+    def tokens(self, height: int, width: int) -> int:
+        rows, cols = self.grid(height, width)
+        return rows * cols
+
+    def layout(self, height: int, width: int) -> list[Run]:
+        rows, cols = self.grid(height, width)
+        runs = [r for _ in range(rows - 1) for r in (_image("[IMG]", cols), _marker("[IMG_BREAK]"))]
+        return runs + [_image("[IMG]", cols), _marker("[IMG_END]")]
+
+    def crops_and_detail(self, height: int, width: int) -> tuple[int, str]:
+        rows, cols = self.grid(height, width)
+        return 1, f"{rows} rows x {cols} tokens of {self.patch_size * self.merge_size} px, a break per row"
+
+
+# ---------------------------------------------------------------------------------------------
+# Idefics3 and SmolVLM: tiles of tile_size plus the global image
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SplitTiles:
+    """Idefics3 / SmolVLM: resize the longest edge to ``longest_edge`` (even other side), cap at
+    ``max_side``, cut into ``ceil(h / tile) x ceil(w / tile)`` tiles of ``tile_size`` when larger than
+    one tile, plus the whole image at ``tile_size``; ``tokens_per_tile`` features each."""
+
+    longest_edge: int = 4 * 364
+    tile_size: int = 364
+    tokens_per_tile: int = 169
+    image_splitting: bool = True
+    max_side: int = 4096
+
+    def __post_init__(self) -> None:
+        op = "tokens.SplitTiles"
+        for name in ("longest_edge", "tile_size", "tokens_per_tile", "max_side"):
+            validate.positive_int(op, name, getattr(self, name))
+        _check_bool(op, "image_splitting", self.image_splitting)
+
+    def grid(self, height: int, width: int) -> tuple[int, int]:
+        """Tile rows and columns, ``(0, 0)`` for the global image alone.
+
+        Resize: the longer side becomes ``longest_edge``, the other ``int(longest_edge / aspect)``
+        rounded up to even (at least 1); then scaled below ``max_side`` the same way (no rounding);
+        then ``ceil(side / tile_size)`` tiles per side, kept only when either exceeds one tile.
+        """
+        height, width = _size("tokens.SplitTiles", height, width)
+        if not self.image_splitting:
+            return 0, 0
+        aspect = width / height
+        if width >= height:
+            width, height = self.longest_edge, int(self.longest_edge / aspect)
+            height += height % 2
+        else:
+            height, width = self.longest_edge, int(self.longest_edge * aspect)
+            width += width % 2
+        height, width = max(height, 1), max(width, 1)
+        aspect = width / height
+        if width >= height and width > self.max_side:
+            width, height = self.max_side, int(self.max_side / aspect)
+        elif height > width and height > self.max_side:
+            height, width = self.max_side, int(self.max_side * aspect)
+        height, width = max(height, 1), max(width, 1)
+        rows, cols = math.ceil(height / self.tile_size), math.ceil(width / self.tile_size)
+        if height > self.tile_size or width > self.tile_size:  # (the ceil to whole tiles keeps this test)
+            return rows, cols
+        return 0, 0
+
+    def tokens(self, height: int, width: int) -> int:
+        rows, cols = self.grid(height, width)
+        return (rows * cols + 1) * self.tokens_per_tile
+
+    def layout(self, height: int, width: int) -> list[Run]:
+        rows, cols = self.grid(height, width)
+        fake, n = "<fake_token_around_image>", self.tokens_per_tile
+        runs: list[Run] = []
+        for r in range(rows):
+            for c in range(cols):
+                runs += [_marker(fake), _marker(f"<row_{r + 1}_col_{c + 1}>"), _image("<image>", n)]
+            runs.append(_text("\n"))
+        if rows:
+            runs.append(_text("\n"))
+        return runs + [_marker(fake), _marker("<global-img>"), _image("<image>", n), _marker(fake)]
+
+    def crops_and_detail(self, height: int, width: int) -> tuple[int, str]:
+        rows, cols = self.grid(height, width)
+        if not rows:
+            return 1, f"the global image at {self.tile_size} px, {self.tokens_per_tile} tokens"
+        return rows * cols + 1, (f"{rows} rows x {cols} cols of {self.tile_size} px + the global image, "
+                                 f"{self.tokens_per_tile} a tile")
+
+
+# ---------------------------------------------------------------------------------------------
+# Gemma 3: one 896-px image, optionally pan-and-scan crops
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PanAndScan:
+    """Gemma 3: the image at ``image_size`` gives ``tokens_per_image`` (256 after 4x4 pooling); with
+    ``pan_and_scan`` an elongated image adds 2..``max_num_crops`` crops along its long side."""
+
+    image_size: int = 896
+    tokens_per_image: int = 256
+    pan_and_scan: bool = False
+    min_crop_size: int = 256
+    max_num_crops: int = 4
+    min_ratio_to_activate: float = 1.2
+
+    def __post_init__(self) -> None:
+        op = "tokens.PanAndScan"
+        for name in ("image_size", "tokens_per_image", "min_crop_size", "max_num_crops"):
+            validate.positive_int(op, name, getattr(self, name))
+        _check_bool(op, "pan_and_scan", self.pan_and_scan)
+        validate.positive_float(op, "min_ratio_to_activate", self.min_ratio_to_activate)
+
+    def num_crops(self, height: int, width: int) -> int:
+        """Pan-and-scan crops (0 when off or not triggered). Long side ``L``, short ``S``:
+        none if ``L / S < min_ratio_to_activate``; else ``n = min(floor(L / S + 0.5),
+        floor(L / min_crop_size))`` clamped to ``[2, max_num_crops]``; none if ``ceil(L / n)`` or
+        ``S`` is below ``min_crop_size``."""
+        height, width = _size("tokens.PanAndScan", height, width)
+        if not self.pan_and_scan:
+            return 0
+        long, short = (width, height) if width >= height else (height, width)
+        if long / short < self.min_ratio_to_activate:
+            return 0
+        n = min(int(math.floor(long / short + 0.5)), int(math.floor(long / self.min_crop_size)))
+        n = min(self.max_num_crops, max(2, n))
+        if min(int(math.ceil(long / n)), short) < self.min_crop_size:
+            return 0
+        return n
+
+    def tokens(self, height: int, width: int) -> int:
+        return (1 + self.num_crops(height, width)) * self.tokens_per_image
+
+    def layout(self, height: int, width: int) -> list[Run]:
+        one = [_text("\n\n"), _marker("<start_of_image>"), _image("<image_soft_token>", self.tokens_per_image),
+               _marker("<end_of_image>"), _text("\n\n")]
+        n = self.num_crops(height, width)
+        if not n:
+            return one
+        runs = [_text("Here is the original image "), *one, _text(" and here are some crops to help you see better ")]
+        for i in range(n):
+            runs += ([_text(" ")] if i else []) + one
+        return runs
+
+    def crops_and_detail(self, height: int, width: int) -> tuple[int, str]:
+        n = self.num_crops(height, width)
+        extra = f" + {n} pan-and-scan crops" if n else ""
+        return 1 + n, f"{self.image_size} px{extra}, {self.tokens_per_image} a crop"
+
+
+# ---------------------------------------------------------------------------------------------
+# Llama 4: tiles on the best canvas plus the global image
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Llama4Tiles:
+    """Llama 4: the canvas of ``tile_size`` tiles (at most ``max_tiles``) that needs the least
+    resizing; every tile and, when there is more than one, the global image give
+    ``(tile_size // patch_size) ** 2 * pixel_shuffle_ratio ** 2`` tokens (144)."""
+
+    tile_size: int = 336
+    patch_size: int = 14
+    max_tiles: int = 16
+    pixel_shuffle_ratio: float = 0.5
+
+    def __post_init__(self) -> None:
+        op = "tokens.Llama4Tiles"
+        for name in ("tile_size", "patch_size", "max_tiles"):
+            validate.positive_int(op, name, getattr(self, name))
+        validate.positive_float(op, "pixel_shuffle_ratio", self.pixel_shuffle_ratio)
+        _bounded(op, "max_tiles", self.max_tiles, MAX_TILES)
+
+    @property
+    def tokens_per_tile(self) -> int:
+        return (self.tile_size // self.patch_size) ** 2 // int(round(1.0 / self.pixel_shuffle_ratio ** 2))
+
+    def canvases(self) -> list[tuple[int, int]]:
+        """``(rows, cols)`` for every tile count ``n = max_tiles .. 1`` and factor pair ``rows * cols = n``,
+        grouped by aspect ratio in first-seen order (the processor's ``find_supported_resolutions``)."""
+        groups: dict[float, list[tuple[int, int]]] = {}
+        for n in range(self.max_tiles, 0, -1):
+            for r in sorted({d for d in range(1, n + 1) if n % d == 0}):
+                groups.setdefault(r / (n // r), []).append((r, n // r))
+        return [c for group in groups.values() for c in group]
+
+    def grid(self, height: int, width: int) -> tuple[int, int]:
+        """Tile rows and columns. Per canvas, ``scale = min(H / height, W / width)`` in float32 (the
+        processor divides int tensors); the smallest scale ``>= 1``, else the largest below 1; among
+        canvases with that exact scale the smallest area, the first on ties."""
+        import numpy as np
+
+        height, width = _size("tokens.Llama4Tiles", height, width)
+        canvases = self.canvases()
+        t = self.tile_size
+        scales = [min(np.float32(r * t) / np.float32(height), np.float32(c * t) / np.float32(width))
+                  for r, c in canvases]
+        up = [s for s in scales if s >= 1]
+        chosen = min(up) if up else max(scales)
+        picked = [c for c, s in zip(canvases, scales) if s == chosen]
+        return min(picked, key=lambda rc: rc[0] * rc[1])
+
+    def tokens(self, height: int, width: int) -> int:
+        rows, cols = self.grid(height, width)
+        return (rows * cols + (rows * cols > 1)) * self.tokens_per_tile
+
+    def layout(self, height: int, width: int) -> list[Run]:
+        rows, cols = self.grid(height, width)
+        n = self.tokens_per_tile
+        runs = [_marker("<|image_start|>")]
+        if rows * cols > 1:
+            for _ in range(rows):
+                for c in range(cols):
+                    runs.append(_image("<|patch|>", n))
+                    if c < cols - 1:
+                        runs.append(_marker("<|tile_x_separator|>"))
+                runs.append(_marker("<|tile_y_separator|>"))
+        return runs + [_marker("<|image|>"), _image("<|patch|>", n), _marker("<|image_end|>")]
+
+    def crops_and_detail(self, height: int, width: int) -> tuple[int, str]:
+        rows, cols = self.grid(height, width)
+        g = " + global image" if rows * cols > 1 else ""
+        return rows * cols + (rows * cols > 1), (f"{rows}x{cols} tiles of {self.tile_size} px{g}, "
+                                                  f"{self.tokens_per_tile} a tile")
+
+
+# ---------------------------------------------------------------------------------------------
+# LLaVA-OneVision: anyres with a cap on the feature grid
+# ---------------------------------------------------------------------------------------------
+
+def _onevision_pinpoints() -> tuple[tuple[int, int], ...]:
+    return tuple((384 * i, 384 * j) for i in range(1, 7) for j in range(1, 7))
+
+
+@dataclass(frozen=True)
+class AnyResMax:
+    """LLaVA-OneVision "anyres_max_N": LLaVA-NeXT's pinpoint grid and unpadding, then, when the
+    unpadded grid exceeds ``max_tiles`` crops' worth by more than 10 %, both sides divided by
+    ``ratio = sqrt(rows * cols / (max_tiles * p * p))`` (floored); a newline per row; the base
+    image's ``p * p`` (SigLIP: no class token)."""
+
+    image_size: int = 384
+    patch_size: int = 14
+    grid_pinpoints: tuple[tuple[int, int], ...] = field(default_factory=_onevision_pinpoints)
+    max_tiles: int = 9
+
+    def __post_init__(self) -> None:
+        op = "tokens.AnyResMax"
+        for name in ("image_size", "patch_size", "max_tiles"):
+            validate.positive_int(op, name, getattr(self, name))
+        object.__setattr__(self, "grid_pinpoints", tuple(tuple(p) for p in self.grid_pinpoints))
+
+    def grid(self, height: int, width: int) -> tuple[int, int]:
+        """Feature rows and columns of the (unpadded, possibly shrunk) grid, before the newlines."""
+        height, width = _size("tokens.AnyResMax", height, width)
+        bh, bw = select_best_resolution(height, width, self.grid_pinpoints)
+        p = self.image_size // self.patch_size
+        rows, cols = llava_next_unpadded(height, width, p * (bh // self.image_size), p * (bw // self.image_size))
+        ratio = math.sqrt(rows * cols / (self.max_tiles * p ** 2))
+        if ratio > 1.1:
+            rows, cols = int(rows // ratio), int(cols // ratio)
+        return rows, cols
+
+    def tokens(self, height: int, width: int) -> int:
+        rows, cols = self.grid(height, width)
+        p = self.image_size // self.patch_size
+        return rows * cols + rows + p * p
+
+    def layout(self, height: int, width: int) -> list[Run]:
+        return [_image("<image>", self.tokens(height, width))]
+
+    def crops_and_detail(self, height: int, width: int) -> tuple[int, str]:
+        rows, cols = self.grid(height, width)
+        bh, bw = select_best_resolution(height, width, self.grid_pinpoints)
+        p = self.image_size // self.patch_size
+        return ((bh // self.image_size) * (bw // self.image_size) + 1,
+                f"pinpoint {bh}x{bw}, grid {rows}x{cols} + {rows} newlines, base {p}x{p}")
+
+
+Pipeline = Union[FixedGrid, AnyRes, SmartResize, DynamicTiles, CanvasTiles, Resampler, PatchRows, SplitTiles,
+                 PanAndScan, Llama4Tiles, AnyResMax]
+
+
+# ---------------------------------------------------------------------------------------------
 # Per-preset counts
 # ---------------------------------------------------------------------------------------------
 
@@ -510,6 +914,8 @@ def _resolve(preset: Preset | str) -> Preset:
 
 
 def _crops_and_detail(pipe: Pipeline, height: int, width: int) -> tuple[int, str]:
+    if hasattr(pipe, "crops_and_detail"):
+        return pipe.crops_and_detail(height, width)
     if isinstance(pipe, FixedGrid):
         return 1, f"resized to {pipe.image_size}x{pipe.image_size}"
     if isinstance(pipe, AnyRes):
@@ -547,10 +953,30 @@ def breakdown(preset: Preset | str, height: int, width: int) -> TokenCount:
     height, width = _size("tokens.count", height, width)
     visual = p.pipeline.tokens(height, width)
     crops, detail = _crops_and_detail(p.pipeline, height, width)
-    markers = p.marker_tokens + (p.marker_tokens_per_crop * crops)
+    if _writes_layout(p):
+        markers = sum(r.count for r in p.pipeline.layout(height, width) if r.kind == "marker")
+    else:
+        markers = p.marker_tokens + (p.marker_tokens_per_crop * crops)
     if p.cross_attention:
         return TokenCount(p.name, height, width, visual, 0, visual, markers, crops, detail)
     return TokenCount(p.name, height, width, visual, visual, 0, markers, crops, detail)
+
+
+def _writes_layout(p: Preset) -> bool:
+    return hasattr(p.pipeline, "layout") and getattr(p.pipeline, "writes_layout", True) and not p.cross_attention
+
+
+def layout(preset: Preset | str, height: int, width: int) -> list[Run]:
+    """The runs of tokens the preset's processor writes into the text for one ``height x width`` image,
+    in order: feature placeholders (``kind="image"``), special markers (``"marker"``) and plain text
+    (``"text"``). Adjacent equal runs are joined. ``sum(r.count for r in runs if r.kind == "image")``
+    is :func:`count`; the markers are ``breakdown(...).marker_tokens``."""
+    p = _resolve(preset)
+    height, width = _size("tokens.layout", height, width)
+    if not _writes_layout(p):
+        raise FusionSpecError("tokens.layout", "preset", "a preset whose image tokens go into the sequence and "
+                              "whose layout is written down", p.name)
+    return merge_runs(p.pipeline.layout(height, width))
 
 
 def count(preset: Preset | str, height: int, width: int) -> int:

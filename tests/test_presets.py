@@ -189,3 +189,64 @@ def test_preset_specs_match_open_flamingo_modules_at_full_size():
     assert specs["perceiver"].param_shapes() == _meta_shapes(lambda: helpers.PerceiverResampler(dim=1024))
     assert specs["gated_cross_attn_layer"].param_shapes() == _meta_shapes(
         lambda: helpers.GatedCrossAttentionBlock(dim=4096, dim_visual=1024))
+
+
+def _hf_params(make) -> int:
+    import torch
+
+    with torch.device("meta"):
+        module = make()
+    return sum(p.numel() for p in module.parameters())
+
+
+def test_newer_presets_count_the_hf_projectors_parameters():
+    """Each newer preset's num_params equals the transformers module built from a config with the
+    preset's sizes (on the meta device): the projector / merger / connector the preset names."""
+    pytest.importorskip("torch")
+    import transformers as T
+    from transformers.models.aya_vision.modeling_aya_vision import AyaVisionMultiModalProjector
+    from transformers.models.gemma3.modeling_gemma3 import Gemma3MultiModalProjector
+    from transformers.models.idefics3.modeling_idefics3 import Idefics3Connector
+    from transformers.models.internvl.modeling_internvl import InternVLMultiModalProjector
+    from transformers.models.llama4.modeling_llama4 import Llama4MultiModalProjector
+    from transformers.models.llava.modeling_llava import LlavaMultiModalProjector
+    from transformers.models.llava_onevision.modeling_llava_onevision import LlavaOnevisionMultiModalProjector
+    from transformers.models.mistral3.modeling_mistral3 import Mistral3MultiModalProjector
+    from transformers.models.paligemma.modeling_paligemma import PaliGemmaMultiModalProjector
+    from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VLPatchMerger
+    from transformers.models.qwen3_vl.modeling_qwen3_vl import Qwen3VLVisionPatchMerger
+    from transformers.models.smolvlm.modeling_smolvlm import SmolVLMConnector
+
+    onevision = T.LlavaOnevisionConfig(vision_config={"model_type": "siglip_vision_model", "hidden_size": 1152},
+                                       text_config={"model_type": "qwen2", "hidden_size": 3584})
+    qwen3 = T.Qwen3VLConfig(vision_config={"hidden_size": 1152, "out_hidden_size": 4096}).vision_config
+    want = {
+        "gemma-3": _hf_params(lambda: Gemma3MultiModalProjector(T.Gemma3Config(
+            vision_config={"hidden_size": 1152, "image_size": 896, "patch_size": 14},
+            text_config={"hidden_size": 2560}, mm_tokens_per_image=256))),
+        "paligemma": _hf_params(lambda: PaliGemmaMultiModalProjector(T.PaliGemmaConfig(
+            vision_config={"hidden_size": 1152, "projection_dim": 2048}, text_config={"hidden_size": 2048}))),
+        "idefics3": _hf_params(lambda: Idefics3Connector(T.Idefics3Config(
+            vision_config={"hidden_size": 1152}, text_config={"hidden_size": 4096}, scale_factor=2))),
+        "smolvlm": _hf_params(lambda: SmolVLMConnector(T.SmolVLMConfig(
+            vision_config={"hidden_size": 1152}, text_config={"hidden_size": 2048}, scale_factor=3))),
+        "pixtral": _hf_params(lambda: LlavaMultiModalProjector(T.LlavaConfig(
+            vision_config={"model_type": "pixtral", "hidden_size": 1024},
+            text_config={"model_type": "mistral", "hidden_size": 5120}, vision_feature_layer=-1))),
+        "mistral-3": _hf_params(lambda: Mistral3MultiModalProjector(T.Mistral3Config(
+            vision_config={"hidden_size": 1024}, text_config={"hidden_size": 5120}, spatial_merge_size=2,
+            vision_feature_layer=-1))),
+        "llama-4": _hf_params(lambda: Llama4MultiModalProjector(T.Llama4Config(
+            vision_config={"vision_output_dim": 4096}, text_config={"hidden_size": 5120}))),
+        "llava-onevision": _hf_params(lambda: LlavaOnevisionMultiModalProjector(onevision)) + 3584,  # + image_newline
+        "aya-vision": _hf_params(lambda: AyaVisionMultiModalProjector(T.AyaVisionConfig(
+            vision_config={"hidden_size": 1152}, text_config={"hidden_size": 4096}, downsample_factor=2,
+            alignment_intermediate_size=28672))),
+        "qwen2.5-vl": _hf_params(lambda: Qwen2_5_VLPatchMerger(dim=3584, context_dim=1280, spatial_merge_size=2)),
+        "qwen3-vl": _hf_params(lambda: Qwen3VLVisionPatchMerger(qwen3, use_postshuffle_norm=False))
+        + 3 * _hf_params(lambda: Qwen3VLVisionPatchMerger(qwen3, use_postshuffle_norm=True)),
+        "internvl3": _hf_params(lambda: InternVLMultiModalProjector(T.InternVLConfig(
+            vision_config={"hidden_size": 1024}, text_config={"model_type": "qwen2", "hidden_size": 3584}))),
+    }
+    got = {name: presets.get(name).num_params() for name in want}
+    assert got == want

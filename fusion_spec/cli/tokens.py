@@ -41,7 +41,21 @@ def run_tokens(args: argparse.Namespace) -> int:
     if args.plot:
         plot(names, args.plot, aspect=width / height)
         print(f"wrote {args.plot}")
+    if args.layout:
+        for name in names:
+            print(f"\n{name}: " + format_layout(name, height, width))
     return 0
+
+
+def format_layout(name: str, height: int, width: int) -> str:
+    """The preset's token layout for one image on one line: ``<img> <IMG_CONTEXT>x256 </img>``
+    (text in quotes; cross-attention presets have none)."""
+    try:
+        runs = tokens.layout(name, height, width)
+    except FusionSpecError:
+        return "(no layout: cross-attention, or not written down)"
+    return " ".join((repr(r.token) if r.kind == "text" else r.token) + (f"x{r.count}" if r.count > 1 else "")
+                    for r in runs)
 
 
 def run_presets(args: argparse.Namespace) -> int:
@@ -104,6 +118,8 @@ def _tokens_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--images", type=int, default=1, help="number of images (default 1)")
     p.add_argument("--context", default="4K", help="context window: 4K, 8K, 32K, 128K or a number (default 4K)")
     p.add_argument("--plot", metavar="FILE.png", help="also draw tokens against resolution (needs matplotlib)")
+    p.add_argument("--layout", action="store_true",
+                   help="also print the tokens the processor inserts for the image, in order")
 
 
 def add_presets_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

@@ -751,14 +751,108 @@ def aligner_cases() -> list[Case]:
     ]
 
 
-I14B_FAMILIES: dict[str, Callable[[], list[Case]]] = {
-    "mistral3": mistral3_cases,
-    "qwen3_vl": qwen3_vl_cases,
-    "llava_onevision": llava_onevision_cases,
-    "glm4v": glm4v_cases,
-    "aligners": aligner_cases,
-}
 # --- end issue 14 (i14b) ---------------------------------------------------------------------------------
+
+
+# --- sequence side: M-RoPE position ids (issue 15) ------------------------------------------------
+
+def _layout(*rows: str) -> tuple[Generator, Generator]:
+    """Token types and attention mask written as text, one string per row: ``.`` text, ``I`` image,
+    ``V`` video, ``_`` padding. ``_layout("..IIII.", "_.VV.")`` (shorter rows are padded on the right)."""
+    width = max(len(r) for r in rows)
+    rows = tuple(r.ljust(width, "_") for r in rows)
+    kinds = {".": 0, "I": 1, "V": 2, "_": 0}
+    return const([[kinds[ch] for ch in r] for r in rows]), const([[ch != "_" for ch in r] for r in rows], dtype=bool)
+
+
+def mrope_cases() -> list[Case]:
+    """Qwen2-VL / Qwen2.5-VL / Qwen3-VL ``get_rope_index`` (``mrope_position_ids``): exact integers."""
+    one, one_mask = _layout(".." + "I" * 6 + ".")
+    two, two_mask = _layout("__." + "I" * 4 + ".." + "V" * 8 + ".", "." + "I" * 2 + "." + "I" * 6 + "...")
+    frames, frames_mask = _layout("." + "I" * 4 + ".." + "V" * 4 + "." + "V" * 4 + ".")
+    flags = ("m-rope", "integer-output")
+    return [
+        _c("mrope.qwen2-vl.image_between_text", "mrope_position_ids", ("token_types", one),
+           ("image_grid_thw", const([[1, 4, 6]])), kwargs=[("attention_mask", one_mask)],
+           runtime={"spatial_merge_size": 2}, flags=flags,
+           notes="2 text tokens, a 2x3 merged image, 1 text token: the picture in docs/tokens.md"),
+        _c("mrope.qwen2-vl.images_videos_padding", "mrope_position_ids", ("token_types", two),
+           ("image_grid_thw", const([[1, 4, 4], [1, 2, 4], [1, 4, 6]])), kwargs=[
+               ("video_grid_thw", const([[2, 4, 4]])), ("attention_mask", two_mask)],
+           runtime={"spatial_merge_size": 2}, flags=flags + ("mask",),
+           notes="left padding; images consumed across the batch in order; a 2-frame video"),
+        _c("mrope.qwen2.5-vl.second_per_grid_ts", "mrope_position_ids", ("token_types", two),
+           ("image_grid_thw", const([[1, 4, 4], [1, 2, 4], [1, 4, 6]])), kwargs=[
+               ("video_grid_thw", const([[2, 4, 4]])), ("attention_mask", two_mask),
+               ("second_per_grid_ts", const([1.25]))],
+           runtime={"spatial_merge_size": 2, "tokens_per_second": 2}, flags=flags + ("mask",),
+           notes="temporal step tokens_per_second * second_per_grid_ts = 2.5, truncated: 0, 2"),
+        _c("mrope.qwen3-vl.video_frames", "mrope_position_ids", ("token_types", frames),
+           ("image_grid_thw", const([[1, 4, 4]])), kwargs=[
+               ("video_grid_thw", const([[2, 4, 4]])), ("attention_mask", frames_mask)],
+           runtime={"spatial_merge_size": 2, "split_video_frames": True}, flags=flags,
+           notes="Qwen3-VL: each frame its own run between timestamp text"),
+    ]
+
+
+def image_mask_cases() -> list[Case]:
+    """Gemma 3 / PaliGemma self-attention masks (``image_attention_mask``): exact booleans."""
+    gemma = const([[0, 1, 1, 1, 0, 0, 1, 1, 0, 0], [0, 0, 1, 1, 1, 1, 0, 1, 1, 0]])
+    pad = const([[True] * 10, [False, False] + [True] * 8], dtype=bool)
+    prefix = const([[0, 0, 0, 0, 0, 1, 1, 1], [0, 0, 0, 1, 1, 1, 1, 1]])
+    prefix_pad = const([[True] * 6 + [False] * 2, [True] * 8], dtype=bool)
+    flags = ("image-mask", "integer-output")
+    return [
+        _c("image_mask.gemma-3.global", "image_attention_mask", ("token_type_ids", gemma),
+           kwargs=[("attention_mask", pad)], flags=flags + ("mask",),
+           notes="each image's tokens attend to each other both ways, causal elsewhere; left padding"),
+        _c("image_mask.gemma-3.sliding", "image_attention_mask", ("token_type_ids", gemma),
+           kwargs=[("attention_mask", pad)], runtime={"sliding_window": 2}, flags=flags + ("mask",),
+           notes="(causal or same image) and within the window: a 3-token image is cut by a window of 2"),
+        _c("image_mask.paligemma.prefix", "image_attention_mask", ("token_type_ids", prefix),
+           kwargs=[("attention_mask", prefix_pad)], runtime={"bidirectional": "prefix"}, flags=flags + ("mask",),
+           notes="prefix-LM: image + prompt bidirectional, suffix causal; right padding"),
+        _c("image_mask.paligemma-2.sliding", "image_attention_mask", ("token_type_ids", prefix),
+           runtime={"bidirectional": "prefix", "sliding_window": 2}, flags=flags,
+           notes="(causal and window) or prefix: the prefix block is not cut by the window"),
+    ]
+
+
+def newer_preset_cases() -> list[Case]:
+    """The newer presets' main fusion module (``preset.fusion_spec()``) at small widths, every other
+    field the real model's. (Aya Vision's LayerNorm + SwiGLU projector has no spec family yet.)"""
+    from .. import presets
+
+    def small(name: str, **sizes: Any) -> Spec:
+        return dataclasses.replace(presets.get(name).fusion_spec(), **sizes)
+    linear = {"vision_dim": 16, "llm_dim": 12}
+    mlp = {"vision_dim": 16, "hidden_dim": 24, "llm_dim": 24, "num_visual_tokens": 9}
+    merge = {"vision_dim": 8, "llm_dim": 12}
+    cases = [
+        ("gemma-3", small("gemma-3", **linear), ("x", normal(1, 8, 16)), ("preset",),
+         "multi_modal_projector after the 4x4 pool and RMSNorm: 1152 -> 2560, no bias"),
+        ("paligemma", small("paligemma", **linear), ("x", normal(1, 8, 16)), ("preset",),
+         "multi_modal_projector: Linear(1152, 2048)"),
+        ("smolvlm", small("smolvlm", **linear), ("x", normal(1, 8, 16)), ("preset",),
+         "connector after the 3x3 pixel shuffle: 10368 -> 2048, no bias"),
+        ("idefics3", small("idefics3", **linear), ("x", normal(1, 8, 16)), ("preset",),
+         "connector after the 2x2 pixel shuffle: 4608 -> 4096, no bias"),
+        ("llama-4", small("llama-4", **linear), ("x", normal(1, 8, 16)), ("preset",),
+         "multi_modal_projector: 4096 -> 5120, no bias"),
+        ("pixtral", small("pixtral", **mlp), ("x", normal(1, 9, 16)), ("preset", "llava", "erf-gelu"),
+         "LLaVA-style MLP 1024 -> 5120 -> 5120 with biases"),
+        ("mistral-3", small("mistral-3", **mlp), ("x", normal(1, 9, 16)), ("preset", "llava", "erf-gelu"),
+         "the MLP after RMSNorm and the 2x2 patch merger: 1024 -> 5120 -> 5120, no biases"),
+        ("llava-onevision", small("llava-onevision", **mlp), ("x", normal(1, 9, 16)), ("preset", "llava", "erf-gelu"),
+         "LLaVA-style MLP 1152 -> 3584 -> 3584"),
+        ("qwen2.5-vl", small("qwen2.5-vl", **merge, hidden_dim=32), ("x", normal(1, 16, 8)),
+         ("preset", "qwen2.5-vl", "rms-norm", "erf-gelu"), "merger: RMSNorm(1280), 2x2 merge, 5120 -> 5120 -> 3584"),
+        ("qwen3-vl", small("qwen3-vl", **merge, hidden_dim=32), ("x", normal(1, 16, 8)),
+         ("preset", "qwen2-vl", "erf-gelu"), "merger: LayerNorm(1152), 2x2 merge, 4608 -> 4608 -> 4096"),
+        ("internvl3", small("internvl3", **merge, hidden_dim=12), ("x", normal(1, 16, 8)),
+         ("preset", "internvl", "post-norm", "erf-gelu"), "mlp1: pixel shuffle, LayerNorm(4096), 4096 -> 3584 -> 3584"),
+    ]
+    return [_c(f"preset.{name}.small", spec, x, flags=flags, notes=notes) for name, spec, x, flags, notes in cases]
 
 
 #: family name -> function returning its cases.
@@ -776,11 +870,16 @@ FAMILIES: dict[str, Callable[[], list[Case]]] = {
     "q_former": qformer_cases,
     "late_early": late_early_cases,
     "presets": preset_cases,
-    # --- issue 14 (i14a) ---
     "connectors": connector_cases,
-    # --- end issue 14 (i14a) ---
+    "mistral3": mistral3_cases,
+    "qwen3_vl": qwen3_vl_cases,
+    "llava_onevision": llava_onevision_cases,
+    "glm4v": glm4v_cases,
+    "aligners": aligner_cases,
+    "mrope": mrope_cases,
+    "image_mask": image_mask_cases,
+    "newer_presets": newer_preset_cases,
 }
-FAMILIES |= I14B_FAMILIES  # issue 14 (i14b)
 
 
 def all_cases() -> list[Case]:

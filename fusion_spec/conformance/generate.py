@@ -53,6 +53,9 @@ FLAGS = {
     "list-input": "an argument that is a list of arrays (inputs <name>.0, <name>.1, ...)",
     "blip2": "BLIP-2's Q-Former", "flamingo": "OpenFlamingo's modules", "idefics2": "Idefics2's perceiver",
     "mllama": "Llama-3.2-Vision's (Mllama) modules",
+    # the sequence side (issue 15)
+    "m-rope": "Qwen2-VL-style three-axis (temporal, height, width) rope position ids",
+    "image-mask": "a self-attention mask with bidirectional image (Gemma 3) or prefix (PaliGemma) blocks",
 }
 # --- issue 14 (i14a): today's connectors ---
 FLAGS |= {

@@ -9,8 +9,10 @@ from .cross_attention import (cross_attention, cross_attention_layers, gated_cro
                               gated_cross_attention_stack, masked_cross_attention, media_attention_mask,
                               mllama_cross_attention_mask)
 from .early import interleave_tokens, split_tokens
+from .image_mask import image_attention_mask
 from .late import clip_logits, contrastive_loss
 from .merge import merge_tokens, window_order
+from .mrope import MRopePositions, mrope_position_ids
 from .primitives import gelu, gelu_tanh, layer_norm, linear, rms_norm, sigmoid, silu, softmax
 from .projection import gated_mlp, linear_projection, mlp_projection
 from .qformer import q_former
@@ -33,6 +35,7 @@ __all__ = [
     "linear_projection", "mlp_projection", "gated_mlp", "merge_tokens", "window_order", "anyres_grid", "pack_anyres_features",
     # sequence assembly
     "FusedSequence", "concat_tokens", "insert_tokens", "position_ids", "scatter_placeholders",
+    "MRopePositions", "mrope_position_ids", "image_attention_mask",
     # cross-attention
     "cross_attention", "masked_cross_attention", "gated_cross_attention_block", "gated_cross_attention_stack",
     "media_attention_mask", "mllama_cross_attention_mask", "cross_attention_layers",

@@ -1,0 +1,188 @@
+"""M-RoPE position ids: Qwen2-VL, Qwen2.5-VL and Qwen3-VL's three-axis positions (``get_rope_index``).
+
+Every token gets three positions, (temporal, height, width). Text tokens get the same number on all
+three axes, counting up by one. A run of image or video tokens (the merged patches of one image, one
+video, or for Qwen3-VL one video frame) starting at position ``s`` on a merged grid of
+``t x h x w`` (``h = H / m``, ``w = W / m`` for the patch grid ``H x W`` and merge size ``m``) gets,
+for its ``k``-th token (row-major over ``t, h, w``)::
+
+    temporal = s + floor(k_t * interval)     height = s + k_h     width = s + k_w
+
+with ``interval = 1`` for images and ``tokens_per_second * second_per_grid_ts[v]`` for video ``v``
+(1 for Qwen2-VL). The text after the run continues at ``s + max(h, w)`` — the temporal extent does
+not advance the count. Padding (``attention_mask`` False) is skipped, and gets position 0.
+``rope_deltas[b] = max(positions of row b) + 1 - (real tokens of row b)``: what the model adds to the
+plain position of each token it generates after the prompt.
+
+Images and videos are consumed in order across the whole batch (row 0 first), one grid per maximal
+run of same-kind tokens, so two images must be separated by at least one text token (the processor
+puts ``<|vision_end|><|vision_start|>`` between them).
+
+Host-side part: none of the arithmetic; every shape is static. Only the input checks (one grid per
+run, each run as long as its grid) read values, and they are skipped while the arrays are traced
+(``jax.jit``, ``torch.compile``), where a malformed input gives meaningless positions instead of an
+error.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from .. import validate as check
+from ..errors import FusionSpecError
+from ..xp import Array, asarray_like, concrete, full_like_device, is_floating, namespace
+
+TEXT, IMAGE, VIDEO = 0, 1, 2
+
+
+class MRopePositions(NamedTuple):
+    position_ids: Array  # [3, B, L] int64: temporal, height, width
+    rope_deltas: Array   # [B, 1] int64
+
+
+def mrope_position_ids(token_types: Array, image_grid_thw: Array | None = None, video_grid_thw: Array | None = None,
+                       *, spatial_merge_size: int = 2, attention_mask: Array | None = None,
+                       second_per_grid_ts: Array | None = None, tokens_per_second: int = 1,
+                       split_video_frames: bool = False) -> MRopePositions:
+    """Three-axis rope positions of a mixed text / image / video sequence (see the module docstring).
+
+    ``token_types [B, L]`` int: 0 text, 1 image, 2 video (HF's ``mm_token_type_ids``).
+    ``image_grid_thw [Ni, 3]``, ``video_grid_thw [Nv, 3]`` int: each image's / video's patch grid
+    (before merging). ``attention_mask [B, L]`` bool, True = real token. ``second_per_grid_ts [Nv]``
+    float: seconds per temporal grid step of each video (Qwen2.5-VL); the temporal step
+    ``tokens_per_second * second_per_grid_ts`` is computed in its dtype, as the model does.
+    ``split_video_frames`` (Qwen3-VL): each video frame is its own run (the processor separates frames
+    by timestamp text), on a ``1 x h x w`` grid.
+
+    Model settings: Qwen2-VL ``tokens_per_second=1`` (no ``second_per_grid_ts``); Qwen2.5-VL the config's
+    ``tokens_per_second`` (2) with ``second_per_grid_ts``; Qwen3-VL ``split_video_frames=True``.
+    Returns :class:`MRopePositions` ``(position_ids [3, B, L], rope_deltas [B, 1])``, int64.
+    """
+    op = "mrope_position_ids"
+    check.integer(op, "token_types", token_types, rank=2)
+    m = check.positive_int(op, "spatial_merge_size", spatial_merge_size)
+    tps = check.positive_int(op, "tokens_per_second", tokens_per_second)
+    b, length = token_types.shape
+    grids = {IMAGE: image_grid_thw, VIDEO: video_grid_thw}
+    for kind, name in ((IMAGE, "image_grid_thw"), (VIDEO, "video_grid_thw")):
+        if grids[kind] is not None:
+            check.integer(op, name, grids[kind], rank=2)
+            check.dim(op, name, grids[kind], 1, 3, "(t, h, w)")
+    if second_per_grid_ts is not None:
+        check.array(op, "second_per_grid_ts", second_per_grid_ts, rank=1)
+        if video_grid_thw is None or second_per_grid_ts.shape[0] != video_grid_thw.shape[0]:
+            raise FusionSpecError(op, "second_per_grid_ts", "one value per video (video_grid_thw's rows)",
+                                  f"shape {tuple(second_per_grid_ts.shape)}")
+    xp = namespace(token_types, image_grid_thw, video_grid_thw, attention_mask, second_per_grid_ts)
+    if attention_mask is None:
+        attention_mask = full_like_device(xp, (b, length), True, xp.bool, token_types)
+    check.mask(op, "attention_mask", attention_mask, (b, length), "batch, sequence")
+    _check_runs(op, token_types, attention_mask, grids, m, split_video_frames)
+    i64 = xp.int64
+
+    # Drop the padding: each row's real tokens move to its front, in order (then the padding). ``dest``
+    # holds distinct values, so any sort gives this order; no stable sort needed.
+    real = xp.astype(attention_mask, i64)
+    before = xp.cumulative_sum(real, axis=1) - real  # real tokens before each token
+    count_real = xp.sum(real, axis=1, keepdims=True)
+    position = xp.reshape(asarray_like(xp, list(range(length)), token_types, dtype=i64), (1, length))
+    dest = xp.where(attention_mask, before, count_real + (position - before))
+    order = xp.argsort(dest, axis=1)
+    valid = xp.take_along_axis(attention_mask, order, axis=1)
+    types = xp.where(valid, xp.astype(xp.take_along_axis(token_types, order, axis=1), i64), 0)
+
+    edge = full_like_device(xp, (b, 1), -1, i64, token_types)
+    first = (types != xp.concat([edge, types[:, :-1]], axis=1)) & (types != TEXT)
+    last = (types != xp.concat([types[:, 1:], edge], axis=1)) & (types != TEXT)
+
+    # Per token: its run's merged grid (h, w), its index k within its image / video (row-major over
+    # t, h, w), and for video tokens the temporal offset.
+    zero = xp.zeros_like(types)
+    h, w, k = zero, zero, zero
+    tick = None  # temporal offset floor(k_t * interval) for video tokens
+    for kind in (IMAGE, VIDEO):
+        grid = grids[kind]
+        if grid is None or grid.shape[0] == 0:
+            continue
+        grid = xp.astype(grid, i64)
+        is_kind = types == kind
+        run = xp.reshape(xp.cumulative_sum(xp.reshape(xp.astype(first & is_kind, i64), (-1,))), (b, length)) - 1
+        sizes = grid[:, 0] * (grid[:, 1] // m) * (grid[:, 2] // m)
+        item = run
+        if kind == VIDEO and split_video_frames:  # run r is a frame of video searchsorted(cumsum(t), r)
+            item = xp.reshape(xp.searchsorted(xp.cumulative_sum(grid[:, 0]), xp.reshape(run, (-1,)), side="right"),
+                              (b, length))
+        item = xp.clip(item, 0, grid.shape[0] - 1)
+        g = xp.take(grid, xp.reshape(item, (-1,)), axis=0)
+        # index among all tokens of this kind, minus the tokens of the items before this one
+        seen = xp.reshape(xp.cumulative_sum(xp.reshape(xp.astype(is_kind, i64), (-1,))), (b, length)) - 1
+        offsets = xp.cumulative_sum(sizes) - sizes
+        kk = seen - xp.reshape(xp.take(offsets, xp.reshape(item, (-1,)), axis=0), (b, length))
+        gh, gw = (xp.reshape(g[:, i], (b, length)) for i in (1, 2))
+        h, w, k = (xp.where(is_kind, new, old) for new, old in ((gh // m, h), (gw // m, w), (kk, k)))
+        if kind == VIDEO:
+            kt = k // xp.where(is_kind, h * w, 1)
+            if split_video_frames:  # every frame starts its own run: no temporal offset
+                tick = xp.zeros_like(kt)
+            elif second_per_grid_ts is None:
+                tick = kt * tps
+            else:
+                s = xp.reshape(xp.take(second_per_grid_ts, xp.reshape(item, (-1,)), axis=0), (b, length))
+                if not is_floating(s):
+                    s = xp.astype(s, xp.float64)
+                tick = xp.astype(xp.floor(xp.astype(kt, s.dtype) * (tps * s)), i64)
+    hw = xp.where(types == TEXT, 1, h * w)
+    kt = k // hw
+    temporal = kt if tick is None else xp.where(types == VIDEO, tick, kt)
+
+    # The running position: text advances 1, a run advances max(h, w) after its last token.
+    advance = xp.where(types == TEXT, 1, xp.where(last, xp.maximum(h, w), 0))
+    advance = xp.where(valid, advance, 0)
+    start = xp.cumulative_sum(advance, axis=1) - advance
+    is_text = types == TEXT
+    pos = xp.stack([start + xp.where(is_text, 0, temporal),
+                    start + xp.where(is_text, 0, (k % hw) // xp.where(is_text, 1, w)),
+                    start + xp.where(is_text, 0, k % xp.where(is_text, 1, w))])
+    pos = xp.where(valid, pos, 0)
+    deltas = xp.max(xp.max(pos, axis=0), axis=1, keepdims=True) + 1 - count_real
+
+    # Back to the original order: real token j is compacted token ``before[j]``.
+    rank = xp.clip(before, 0, max(length - 1, 0))
+    back = xp.stack([xp.take_along_axis(pos[i, ...], rank, axis=1) for i in range(3)])
+    return MRopePositions(xp.where(attention_mask, back, 0), deltas)
+
+
+def _check_runs(op: str, token_types: Array, attention_mask: Array, grids: dict[int, Array | None], m: int,
+                split_video_frames: bool) -> None:
+    """One grid per run, each run exactly as long as its grid (skipped for traced arrays)."""
+    types, mask = concrete(token_types), concrete(attention_mask)
+    values = {kind: None if g is None else concrete(g) for kind, g in grids.items()}
+    if types is None or mask is None or any(g is None for kind, g in values.items() if grids[kind] is not None):
+        return
+    if not np.isin(types, (TEXT, IMAGE, VIDEO)).all():
+        raise FusionSpecError(op, "token_types", "values 0 (text), 1 (image), 2 (video)",
+                              sorted(set(np.unique(types).tolist()) - {TEXT, IMAGE, VIDEO}))
+    runs: dict[int, list[int]] = {IMAGE: [], VIDEO: []}
+    for row, keep in zip(types, mask):
+        row = row[keep]
+        cuts = np.flatnonzero(np.diff(row)) + 1
+        for run in np.split(row, cuts):
+            if run.size and run[0] != TEXT:
+                runs[int(run[0])].append(run.size)
+    for kind, name in ((IMAGE, "image_grid_thw"), (VIDEO, "video_grid_thw")):
+        g = values[kind] if values[kind] is not None else np.zeros((0, 3), dtype=np.int64)
+        if (g <= 0).any() or (g[:, 1:] % m).any():
+            raise FusionSpecError(op, name, f"positive (t, h, w) with h and w multiples of spatial_merge_size {m}",
+                                  g.tolist())
+        if kind == VIDEO and split_video_frames:
+            g = np.repeat(np.concatenate([np.ones_like(g[:, :1]), g[:, 1:]], axis=1), g[:, 0], axis=0)
+        want = (g[:, 0] * (g[:, 1] // m) * (g[:, 2] // m)).tolist()
+        if runs[kind] != want:
+            what = "frame" if kind == VIDEO and split_video_frames else "grid"
+            raise FusionSpecError(op, name, f"one {what} per run of {('image', 'video')[kind - 1]} tokens, each run "
+                                  f"t*h*w/{m}^2 tokens long: runs {runs[kind]}", f"sizes {want}")
+
+
+__all__ = ["MRopePositions", "mrope_position_ids"]
