@@ -66,6 +66,19 @@ def test_a_gradient_file_may_not_reuse_a_case_file_name(tmp_path):
         Bundle(copy)
 
 
+@pytest.mark.parametrize("field, value", [("file", "../x.grad.safetensors"), ("file", "x.safetensors"),
+                                          ("sha256", "00"), ("inputs", [{"name": "q", "shape": [-1], "dtype": "float64"}]),
+                                          ("tolerance", {"float64": {"rtol": -1, "atol": 0}}), ("cotangents", None)])
+def test_a_malformed_grad_object_is_rejected_naming_the_case(tmp_path, field, value):
+    copy = export(tmp_path / "bundle")
+    manifest = json.loads((copy / "manifest.json").read_text())
+    entry = next(e for e in manifest["cases"] if e["id"] == "attention.gqa")
+    entry["grad"][field] = value
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(FusionSpecError, match=f"attention.gqa.*grad {field}"):
+        Bundle(copy)
+
+
 # --- the semantics ---------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("case, gates", [
