@@ -406,43 +406,43 @@ def produce(bundle: Bundle, out_dir: str | Path, dtype: str = "float64", backend
 
 # --- the independent check: finite differences in NumPy float64 ------------------------------------------
 
-def finite_differences(bundle: Bundle, entry: Mapping[str, Any], step: float = 5e-4) -> dict[str, float]:
+def finite_differences(bundle: Bundle, entry: Mapping[str, Any], steps: tuple[float, ...] = (5e-4, 4e-3)
+                       ) -> dict[str, float]:
     """``{leaf: relative disagreement}`` between the golden gradient and a fourth-order central
     difference of ``phi(s) = sum_o <c_o, f_o(x + s d)>`` computed by the NumPy reference in float64,
     along one random direction ``d`` per tensor (``N(0, median(|x|)^2)``, from ``default_rng([seed, 3])``):
 
-        fd = (8 (phi(h) - phi(-h)) - (phi(2h) - phi(-2h))) / (12 h),   ad = <grad, d>
-        disagreement = |fd - ad| / (|grad| |d| / sqrt(size))     (the typical size of ad)
+        fd(h) = (8 (phi(h) - phi(-h)) - (phi(2h) - phi(-2h))) / (12 h),   ad = <grad, d>
+        disagreement = min over h in steps of |fd(h) - ad| / (|grad| |d| / sqrt(size))
 
-    A zero gradient (a branch behind a gate at 0) is measured as |fd| over the case's largest
-    |grad| |d| / sqrt(size) instead."""
+    The denominator is the typical size of ``ad``. Two steps: the small one limits truncation error
+    (saturated softmax), the large one rounding error (a small scalar such as a gate); a wrong
+    gradient disagrees at both. A gradient that is zero, or zero up to rounding (a branch behind a gate
+    at 0, a key bias, to which softmax is invariant), is measured against the case's largest
+    ``|grad| |d| / sqrt(size)`` instead."""
     tensors = {k: v for k, v in bundle.tensors(entry).items() if not k.startswith("output.")}
     cot, grads = load(bundle, entry)
     rng = np.random.default_rng([zlib.crc32(entry["id"].encode("utf-8")), 3])
     fn = target(entry)
-    names = leaves(entry)
 
     def phi(name: str, d: np.ndarray, s: float) -> float:
         out = call(entry, tensors | {name: tensors[name] + s * d}, None, fn)
         return math.fsum(float(np.sum(np.asarray(out[o], dtype=np.float64) * c)) for o, c in cot.items())
 
-    result, pending, largest = {}, [], 0.0
-    for name in names:
+    directions, typical = {}, {}
+    for name in leaves(entry):
         x = tensors[name]
         size = float(np.median(np.abs(x))) if x.size else 0.0  # robust to a few huge entries (masked keys)
-        d = rng.standard_normal(x.shape) * (size if size > 0 else 1.0)
-        g = grads[name]
-        fd = (8 * (phi(name, d, step) - phi(name, d, -step)) - (phi(name, d, 2 * step) - phi(name, d, -2 * step))) \
-            / (12 * step)
-        ad = float(np.sum(g * d))
-        typical = float(np.linalg.norm(g) * np.linalg.norm(d)) / math.sqrt(max(x.size, 1))
-        largest = max(largest, typical)
-        if typical > 0:
-            result[name] = abs(fd - ad) / typical
-        else:
-            pending.append((name, abs(fd - ad)))
-    for name, err in pending:
-        result[name] = err / largest if largest > 0 else (0.0 if err == 0 else math.inf)
+        directions[name] = rng.standard_normal(x.shape) * (size if size > 0 else 1.0)
+        typical[name] = float(np.linalg.norm(grads[name]) * np.linalg.norm(directions[name])) / math.sqrt(max(x.size, 1))
+    largest = max(typical.values(), default=0.0)
+    result = {}
+    for name, d in directions.items():
+        ad = float(np.sum(grads[name] * d))
+        err = min(abs((8 * (phi(name, d, h) - phi(name, d, -h)) - (phi(name, d, 2 * h) - phi(name, d, -2 * h)))
+                      / (12 * h) - ad) for h in steps)
+        scale = typical[name] if typical[name] > 1e-10 * largest else largest
+        result[name] = err / scale if scale > 0 else (0.0 if err == 0 else math.inf)
     return result
 
 
