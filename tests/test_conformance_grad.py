@@ -293,3 +293,12 @@ def test_verify_grad_reports_missing_and_extra_tensors(tmp_path, bundle):
     path.write_bytes(safetensors_io.dumps(tensors | {"output.out": tensors["grad.input.q"]}))
     [r] = grad.verify(bundle, out, select)
     assert r.status == "fail"
+
+
+def test_cli_conformance_grad(capsys):
+    assert main(["conformance", "--grad", "--backend", "torch", "--dtype", "float32",
+                 "--case", "gradients.rms_norm.*", "--case", "gradients.attention.*"]) == 0
+    out = capsys.readouterr().out
+    assert "3 runs of 3 cases" in out and "3 passed" in out
+    assert main(["conformance", "--grad", "--backend", "numpy", "--case", "attention.gqa"]) == 1
+    assert "numpy: no autodiff" in capsys.readouterr().out
