@@ -89,7 +89,7 @@ def test_bundle_size_and_manifest_shape(bundle):
     size = sum(p.stat().st_size for p in PACKAGE_BUNDLE.iterdir())
     assert size < 20e6
     m = bundle.manifest
-    assert m["format_version"] == 1 and m["generator"].startswith("fusion_spec ")
+    assert m["format_version"] == 2 and m["generator"].startswith("fusion_spec ")
     for e in bundle.cases:
         assert {"id", "op", "config", "file", "inputs", "params", "outputs", "tolerance", "sha256"} <= set(e)
         assert set(e["tolerance"]) == set(tolerance.DTYPES)
@@ -191,9 +191,9 @@ def test_cli_reports_integrity_errors(bundle_copy, capsys):
 
 def test_unknown_format_version_is_rejected(bundle_copy):
     m = json.loads((bundle_copy / "manifest.json").read_text())
-    m["format_version"] = 2
+    m["format_version"] = 1  # format 1 had no gradient goldens
     (bundle_copy / "manifest.json").write_text(json.dumps(m))
-    with pytest.raises(FusionSpecError, match="format_version.*expected 1.*got 2"):
+    with pytest.raises(FusionSpecError, match="format_version.*expected 2.*got 1"):
         Bundle(bundle_copy)
 
 
@@ -205,7 +205,8 @@ def test_missing_manifest_is_rejected(tmp_path):
 def test_export_copies_a_verified_bundle(bundle_copy):
     assert (bundle_copy / "manifest.json").read_bytes() == (PACKAGE_BUNDLE / "manifest.json").read_bytes()
     assert main(["goldens", "export", str(bundle_copy / "again")]) == 0
-    assert len(list((bundle_copy / "again").glob("*.safetensors"))) == len(Bundle().cases)
+    cases = Bundle().cases
+    assert len(list((bundle_copy / "again").glob("*.safetensors"))) == len(cases) + sum("grad" in e for e in cases)
 
 
 # --- the runner --------------------------------------------------------------------------------------

@@ -83,3 +83,29 @@ def test_js_reads_list_integer_and_scalar_outputs(tmp_path, case):
     safetensors_io.save(tmp_path / "bad.safetensors", bad)
     rc, result, _ = node(PACKAGE_BUNDLE, case, tmp_path / "bad.safetensors")
     assert rc == 1 and not result["pass"]
+
+
+# --- gradient goldens (--grad) ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("case", ["primitives.linear.bias", "linear_projection.b1", "linear_projection.no_bias_b3",
+                                  "merge_tokens.consecutive.r3_b1"])
+def test_js_recomputes_the_gradients(case):
+    rc, result, err = node(PACKAGE_BUNDLE, case, "--grad")
+    assert rc == 0, err
+    assert result["grad"] and result["pass"] and result["source"] == "recomputed in JavaScript"
+
+
+def test_js_compares_a_gradients_file_and_rejects_a_perturbed_one(tmp_path):
+    from fusion_spec.conformance import grad
+    b = Bundle()
+    e = b.case("attention.key_padding")
+    _, golden = grad.load(b, e)
+    good = {f"grad.{k}": v for k, v in golden.items()}
+    safetensors_io.save(tmp_path / "good.safetensors", good)
+    rc, result, _ = node(PACKAGE_BUNDLE, e["id"], "--grad", tmp_path / "good.safetensors")
+    assert rc == 0 and result["pass"] and result["ratio"] == 0
+    safetensors_io.save(tmp_path / "bad.safetensors", good | {"grad.input.k": good["grad.input.k"] * (1 + 1e-6)})
+    rc, result, _ = node(PACKAGE_BUNDLE, e["id"], "--grad", tmp_path / "bad.safetensors")
+    assert rc == 1 and not result["pass"]
+    rc, _, err = node(PACKAGE_BUNDLE, "early_fusion.split", "--grad")
+    assert rc == 2 and "no gradient goldens" in err

@@ -57,7 +57,7 @@ def _build() -> tuple[dict, dict[str, bytes]]:
                 entries.append(entry)
                 files[entry["file"]] = data
     assert sorted(e["id"] for e in entries) == sorted(CASE_IDS)
-    return {"format_version": 1, "cases": entries}, files
+    return {"format_version": 2, "cases": entries}, files
 
 
 MANIFEST_DATA, FILES = _build()
@@ -144,10 +144,11 @@ def _delete(path: tuple):
 L, A, S, P = CASE_IDS
 MANIFEST_MUTATIONS = {
     "format_version missing": _delete(("format_version",)),
-    "format_version 2": _set(("format_version",), 2),
-    "format_version '1'": _set(("format_version",), "1"),
+    "format_version 1": _set(("format_version",), 1),
+    "format_version 3": _set(("format_version",), 3),
+    "format_version '2'": _set(("format_version",), "2"),
     "format_version true": _set(("format_version",), True),
-    "format_version 1.0": _set(("format_version",), 1.0),
+    "format_version 2.0": _set(("format_version",), 2.0),
     "cases missing": _delete(("cases",)),
     "cases not a list": _set(("cases",), {"a": 1}),
     "case not an object": lambda m: m["cases"].append("primitives.linear.bias"),

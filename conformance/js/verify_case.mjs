@@ -11,12 +11,19 @@
 //    spec `LinearProjection`, ops `merge_tokens` with mode "consecutive"), and compares.
 // Metric: ratio = max |got - want| / (atol + rtol * |want|) with the case's tolerance for the
 // outputs' dtype; pass iff ratio <= 1. Prints one JSON line; exit status 0 pass, 1 fail, 2 error.
+//
+//   node verify_case.mjs BUNDLE_DIR CASE_ID --grad [GRADS.safetensors]
+//
+// The same for the backward pass: loads <id>.grad.safetensors (sha256, shapes), then compares the
+// grad.input.<name> / grad.param.<name> tensors of GRADS.safetensors with the golden gradients, or
+// recomputes the vector-Jacobian products for `linear`, `LinearProjection` and consecutive
+// `merge_tokens` from the stored cotangent, with the case's gradient tolerance.
 
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 
-const FORMAT_VERSION = 1;
+const FORMAT_VERSION = 2;
 
 class BundleError extends Error {}
 
@@ -69,22 +76,26 @@ export function parseSafetensors(bytes, where) {
 }
 
 // --- the bundle --------------------------------------------------------------------------------------
+function readVerified(bundleDir, caseId, file, sha256) {
+  let bytes;
+  try {
+    bytes = readFileSync(join(bundleDir, file));
+  } catch {
+    throw new BundleError(`case '${caseId}': file ${file} is missing`);
+  }
+  const digest = createHash("sha256").update(bytes).digest("hex");
+  if (digest !== sha256)
+    throw new BundleError(`case '${caseId}': ${file} has sha256 ${digest}, manifest says ${sha256}`);
+  return bytes;
+}
+
 export function loadCase(bundleDir, caseId) {
   const manifest = JSON.parse(readFileSync(join(bundleDir, "manifest.json"), "utf8"));
   if (manifest.format_version !== FORMAT_VERSION)
     throw new BundleError(`manifest.json: format_version ${manifest.format_version}, this reader knows ${FORMAT_VERSION}`);
   const entry = manifest.cases.find((c) => c.id === caseId);
   if (!entry) throw new BundleError(`case '${caseId}' is not in the manifest`);
-  let bytes;
-  try {
-    bytes = readFileSync(join(bundleDir, entry.file));
-  } catch {
-    throw new BundleError(`case '${caseId}': file ${entry.file} is missing`);
-  }
-  const digest = createHash("sha256").update(bytes).digest("hex");
-  if (digest !== entry.sha256)
-    throw new BundleError(`case '${caseId}': ${entry.file} has sha256 ${digest}, manifest says ${entry.sha256}`);
-  const tensors = parseSafetensors(bytes, `case '${caseId}'`);
+  const tensors = parseSafetensors(readVerified(bundleDir, caseId, entry.file, entry.sha256), `case '${caseId}'`);
   for (const [group, prefix] of [["inputs", "input."], ["params", "param."], ["outputs", "output."]])
     for (const t of entry[group]) {
       const got = tensors[prefix + t.name];
@@ -92,6 +103,23 @@ export function loadCase(bundleDir, caseId) {
         throw new BundleError(`case '${caseId}': tensor ${prefix}${t.name} missing or not of shape [${t.shape}]`);
     }
   return { entry, tensors };
+}
+
+// The case's gradient file: {cotangents: {output: tensor}, grads: {"input.x" | "param.w": tensor}}.
+export function loadGrad(bundleDir, entry) {
+  const g = entry.grad;
+  if (!g) throw new BundleError(`case '${entry.id}' has no gradient goldens (not differentiable)`);
+  const tensors = parseSafetensors(readVerified(bundleDir, entry.id, g.file, g.sha256), `case '${entry.id}' ${g.file}`);
+  const cotangents = {}, grads = {};
+  for (const [group, prefix] of [["cotangents", "cotangent."], ["inputs", "grad.input."], ["params", "grad.param."]])
+    for (const t of g[group]) {
+      const got = tensors[prefix + t.name];
+      if (!got || got.shape.join() !== t.shape.join())
+        throw new BundleError(`case '${entry.id}': tensor ${prefix}${t.name} missing or not of shape [${t.shape}]`);
+      if (group === "cotangents") cotangents[t.name] = got;
+      else grads[prefix.slice("grad.".length) + t.name] = got;
+    }
+  return { cotangents, grads };
 }
 
 // --- a tiny reference for a few ops (float64) ---------------------------------------------------------
@@ -120,6 +148,37 @@ function recompute(entry, t) {
   return null;
 }
 
+// VJP of y = x W^T + b with cotangent c: dx = c W, dW = c^T x (summed over rows), db = sum_rows c.
+function linearVjp(x, w, c, withBias) {
+  const [out, inn] = w.shape, rows = x.data.length / inn;
+  const dx = new Array(rows * inn).fill(0), dw = new Array(out * inn).fill(0), db = new Array(out).fill(0);
+  for (let r = 0; r < rows; r++)
+    for (let o = 0; o < out; o++) {
+      const g = c.data[r * out + o];
+      db[o] += g;
+      for (let i = 0; i < inn; i++) {
+        dx[r * inn + i] += g * w.data[o * inn + i];
+        dw[o * inn + i] += g * x.data[r * inn + i];
+      }
+    }
+  return { dx: { shape: x.shape, data: dx }, dw: { shape: w.shape, data: dw }, db: withBias ? { shape: [out], data: db } : null };
+}
+
+function recomputeGrad(entry, t, cot) {
+  const c = cot.out;
+  if (entry.kind === "function" && entry.op === "linear") {
+    const r = linearVjp(t["input.x"], t["input.weight"], c, "input.bias" in t);
+    return { "input.x": r.dx, "input.weight": r.dw, ...(r.db ? { "input.bias": r.db } : {}) };
+  }
+  if (entry.kind === "spec" && entry.op === "LinearProjection") {
+    const r = linearVjp(t["input.x"], t["param.weight"], c, "param.bias" in t);
+    return { "input.x": r.dx, "param.weight": r.dw, ...(r.db ? { "param.bias": r.db } : {}) };
+  }
+  if (entry.kind === "function" && entry.op === "merge_tokens" && entry.runtime.mode === "consecutive")
+    return { "input.x": { shape: t["input.x"].shape, data: c.data.slice() } }; // a reshape: its VJP reshapes back
+  return null;
+}
+
 // --- compare -----------------------------------------------------------------------------------------
 const CODE_TO_DTYPE = { F64: "float64", F32: "float32", F16: "float16", BF16: "bfloat16" };
 
@@ -141,7 +200,39 @@ function compare(entry, got, want, dtype) {
   return { ok: worst <= 1, ratio: worst };
 }
 
+function mainGrad(bundleDir, caseId, gradsFile) {
+  const { entry, tensors } = loadCase(bundleDir, caseId);
+  const { cotangents, grads } = loadGrad(bundleDir, entry);
+  let got, dtype = "float64", source;
+  if (gradsFile) {
+    const file = parseSafetensors(readFileSync(gradsFile), gradsFile);
+    got = Object.fromEntries(Object.entries(file).filter(([k]) => k.startsWith("grad."))
+      .map(([k, v]) => [k.slice("grad.".length), v]));
+    const codes = [...new Set(Object.values(got).map((v) => v.dtype).filter((c) => c in CODE_TO_DTYPE))];
+    dtype = CODE_TO_DTYPE[codes[0]] ?? "float64";
+    source = gradsFile;
+  } else {
+    got = recomputeGrad(entry, tensors, cotangents);
+    if (!got) throw new BundleError(`case '${caseId}': this example recomputes gradients only for linear, `
+      + "LinearProjection and consecutive merge_tokens; pass a gradients file instead");
+    source = "recomputed in JavaScript";
+  }
+  const names = Object.keys(grads).map((name) => ({ name, dtype: "float64" }));
+  const r = compare({ outputs: names, tolerance: entry.grad.tolerance }, got, grads, dtype);
+  console.log(JSON.stringify({ case: caseId, grad: true, dtype, source, pass: r.ok, ratio: r.ratio, detail: r.detail ?? "" }));
+  return r.ok ? 0 : 1;
+}
+
 function main(argv) {
+  if (argv[2] === "--grad") {
+    try {
+      return mainGrad(argv[0], argv[1], argv[3]);
+    } catch (e) {
+      if (!(e instanceof BundleError) && !(e instanceof SyntaxError)) throw e;
+      console.error(`error: ${e.message}`);
+      return 2;
+    }
+  }
   const [bundleDir, caseId, outputsFile] = argv;
   if (!bundleDir || !caseId) {
     console.error("usage: node verify_case.mjs BUNDLE_DIR CASE_ID [OUTPUTS.safetensors]");

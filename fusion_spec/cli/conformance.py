@@ -29,6 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--case", action="append", metavar="PATTERN", help="only cases whose id matches (glob)")
     p.add_argument("--summary-only", action="store_true", help="omit the per-case table")
     p.add_argument("--json", type=Path, metavar="FILE", help="also write every result as JSON")
+    p.add_argument("--grad", action="store_true",
+                   help="check the backend's autodiff (torch, jax, mlx; fast paths on) against the gradient goldens")
     p.set_defaults(func=_conformance)
 
     g = sub.add_parser("goldens", help="generate, export or verify the golden bundle")
@@ -48,6 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     ver.add_argument("--trust-bundle", action="store_true",
                      help="check against DIR even if its manifest is not the one this fusion-spec ships "
                      "(its tolerances are then not vouched for, and every result says so)")
+    ver.add_argument("--grad", action="store_true", help="OUT holds gradients (grad.input.<name>, "
+                     "grad.param.<name>) of the differentiable cases instead of outputs")
     ver.set_defaults(func=_verify)
 
 
@@ -69,7 +73,11 @@ def _conformance(args: argparse.Namespace) -> int:
                                                                                        ["float64", "float32"]))
     select = _selector(args.case)
     start = time.monotonic()
-    results, notes = runner.run(backends, dtypes, args.device, bundle, select, runner.Progress(sys.stderr))
+    if args.grad:
+        from ..conformance import grad
+        results, notes = grad.run(backends, dtypes, args.device, bundle, select, runner.Progress(sys.stderr))
+    else:
+        results, notes = runner.run(backends, dtypes, args.device, bundle, select, runner.Progress(sys.stderr))
     elapsed = time.monotonic() - start
     if results and not args.summary_only:
         print(runner.case_table(results))
@@ -107,9 +115,11 @@ def _export(args: argparse.Namespace) -> int:
 def _verify(args: argparse.Namespace) -> int:
     from ..conformance import runner
     from ..conformance.bundle import Bundle
+    from ..conformance.grad import verify as verify_grad
     from ..conformance.verify import verify
 
-    results = verify(Bundle(args.dir), args.outputs, _selector(args.case), trust=args.trust_bundle)
+    results = (verify_grad if args.grad else verify)(Bundle(args.dir), args.outputs, _selector(args.case),
+                                                     trust=args.trust_bundle)
     if not results:
         print("no case matches --case")
         return 1

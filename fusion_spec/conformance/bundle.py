@@ -22,7 +22,7 @@ from ..errors import FusionSpecError
 from ..specs.base import Spec
 from . import safetensors_io, strict_json
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: gradient goldens (<id>.grad.safetensors, the case's 'grad' object)
 PACKAGE_BUNDLE = Path(__file__).resolve().parent / "bundle"
 MANIFEST = "manifest.json"
 
@@ -269,6 +269,7 @@ def check_cases(cases: Any, where: str = "manifest.json") -> list[dict[str, Any]
     integers and a ``dtype``; ``tolerance`` has finite non-negative ``rtol``/``atol`` for every dtype;
     ``sha256`` is 64 lowercase hex digits.
     """
+    from . import grad
     from .tolerance import DTYPES
 
     if not isinstance(cases, list):
@@ -331,6 +332,7 @@ def check_cases(cases: Any, where: str = "manifest.json") -> list[dict[str, Any]
                 fail(f"tolerance['{dtype}']", "finite non-negative rtol and atol", t)
         if not isinstance(c.get("sha256"), str) or not _SHA256.fullmatch(c["sha256"]):
             fail("sha256", "64 lowercase hexadecimal digits", c.get("sha256"))
+        grad.check_entry(c, files)
     return cases
 
 

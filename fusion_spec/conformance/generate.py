@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import __version__
 from ..specs.base import _NORM_WEIGHT, Spec
-from . import safetensors_io, tolerance
+from . import grad, safetensors_io, tolerance
 from .bundle import FORMAT_VERSION, MANIFEST, PACKAGE_BUNDLE, TRUSTED_HASH, call, describe, rms, sha256
 from .cases import FAMILIES, Case
 
@@ -56,6 +56,7 @@ FLAGS = {
     # the sequence side (issue 15)
     "m-rope": "Qwen2-VL-style three-axis (temporal, height, width) rope position ids",
     "image-mask": "a self-attention mask with bidirectional image (Gemma 3) or prefix (PaliGemma) blocks",
+    "gate-zero": "tanh gates at their init value 0: the gated branches' weights get exactly zero gradient",
 }
 # --- issue 14 (i14a): today's connectors ---
 FLAGS |= {
@@ -83,6 +84,7 @@ FLAGS |= {
 def _entry(family: str, case: Case) -> tuple[dict[str, Any], bytes]:
     spec = case.target if isinstance(case.target, Spec) else None
     params = spec.init(case.seed) if spec is not None else {}
+    params |= {name: np.asarray(g(np.random.default_rng([case.seed, 4]))) for name, g in case.param_values}
     rng = np.random.default_rng([case.seed, 1])
     arrays, keyword, lists = {}, set(), {}
     keyword_names = {name for name, _ in case.kwargs}
@@ -146,13 +148,19 @@ def build() -> tuple[dict[str, Any], dict[str, bytes]]:
                 raise ValueError(f"duplicate case id {case.id!r}")
             entries.append(entry)
             files[entry["file"]] = data
+            gradient = grad.golden(entry, safetensors_io.loads(data), case.seed)
+            if gradient is not None:
+                files[gradient[0]] = gradient[1]
     manifest = {
         "format_version": FORMAT_VERSION,
         "generator": f"fusion_spec {__version__}",
         "description": "Golden cases for fusion_spec operators: inputs, parameters and float64 reference "
                        "outputs. Format: docs/conformance/format.md.",
         "tensor_naming": {"input.<name>": "an input", "param.<name>": "a parameter (spec.init(seed))",
-                          "output.<name>": "a float64 reference output"},
+                          "output.<name>": "a float64 reference output",
+                          "cotangent.<output>": "(in <id>.grad.safetensors) the fixed random cotangent of an output",
+                          "grad.input.<name>, grad.param.<name>": "(in <id>.grad.safetensors) the float64 "
+                          "vector-Jacobian product sum_o <cotangent.o, d output.o / d name>"},
         "metric": "pass iff max over elements of |got - want| / (atol + rtol * |want|) <= 1; "
                   "integer and boolean outputs must match exactly",
         "tolerance_model": {"rtol": "SAFETY * stages * (1 + sqrt(reduction)) * u(dtype)",

@@ -253,10 +253,14 @@ def _jit(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def run(backends: Iterable[str] = ("numpy",), dtypes: Iterable[str] = ("float64", "float32"), device: str = "cpu",
         bundle: Bundle | None = None, select: Callable[[Mapping[str, Any]], bool] | None = None,
-        progress: Callable[[int, int, str], None] | None = None) -> tuple[list[Result], list[str]]:
-    """Run the suite. Returns every :class:`Result` and notes (skipped backends/dtypes, fast paths used)."""
+        progress: Callable[[int, int, str], None] | None = None, case_runner: Callable[..., Result] | None = None,
+        reference: Any = None) -> tuple[list[Result], list[str]]:
+    """Run the suite. Returns every :class:`Result` and notes (skipped backends/dtypes, fast paths used).
+    ``case_runner`` (default :func:`run_case`) and its ``reference`` run one case (``--grad`` passes
+    :func:`.grad.run_case`)."""
     bundle = bundle or Bundle()
-    reference = Reference(bundle)
+    case_runner = case_runner or run_case
+    reference = reference or Reference(bundle)
     entries = [e for e in bundle.cases if select is None or select(e)]
     results, notes, plan = [], [], []
     if not bundle.trusted:
@@ -284,7 +288,7 @@ def run(backends: Iterable[str] = ("numpy",), dtypes: Iterable[str] = ("float64"
         for entry in entries:
             if progress:
                 progress(done, total, f"{backend} {dtype} {entry['id']}")
-            results.append(run_case(bundle, entry, backend, dtype, device, reference))
+            results.append(case_runner(bundle, entry, backend, dtype, device, reference))
             done += 1
     if progress:
         progress(done, total, "done")

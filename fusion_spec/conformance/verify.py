@@ -165,12 +165,16 @@ def produce(bundle: Bundle, out_dir: str | Path, dtype: str = "float64", backend
 
 
 def export(directory: str | Path, source: str | Path = PACKAGE_BUNDLE) -> Path:
-    """Copy the bundle (manifest and case files, each checked against its sha256) to ``directory``."""
+    """Copy the bundle (manifest, case and gradient files, each checked against its sha256) to ``directory``."""
     bundle = Bundle(source)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    from . import grad
     for entry in bundle.cases:
         bundle.tensors(entry)  # integrity check before copying
         shutil.copyfile(bundle.path / entry["file"], directory / entry["file"])
+        if "grad" in entry:
+            grad.load(bundle, entry)
+            shutil.copyfile(bundle.path / entry["grad"]["file"], directory / entry["grad"]["file"])
     shutil.copyfile(bundle.path / "manifest.json", directory / "manifest.json")
     return directory
