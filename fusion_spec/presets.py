@@ -23,7 +23,7 @@ from . import cost
 from .errors import FusionSpecError
 from .tokens import AnyRes, CanvasTiles, DynamicTiles, FixedGrid, Pipeline, Resampler, SmartResize, TokenCount
 
-#: family -> spec class name in :mod:`fusion_spec.specs` (CONTRACT §3).
+#: family -> spec class name in :mod:`fusion_spec.specs`.
 SPEC_CLASSES = {
     "linear_projection": "LinearProjection",
     "mlp_projection": "MLPProjection",
