@@ -177,6 +177,7 @@ def test_json_to_stdout_is_only_json(capsys):
 def test_notes_go_to_stderr_with_the_install_hint(capsys, monkeypatch):
     from fusion_spec.conformance import runner
     monkeypatch.setattr(runner, "installed", lambda b: b == "numpy")
+    monkeypatch.setattr(runner, "fast_jax_compile", lambda cache=None: False)  # leave this process's env alone
     code, out, err = run(capsys, "conformance", "--backend", "all", "--dtype", "float32", "--case", "attention.gqa")
     assert code == 0 and "not installed" not in out
     assert 'note: jax: not installed, skipped (pip install "fusion-spec[jax]")' in err
@@ -225,3 +226,23 @@ def test_verify_checks_only_the_named_outputs(capsys, tmp_path):
     assert run(capsys, *argv)[0] == 1
     code, text, _ = run(capsys, *argv, "--output", "embeds")
     assert code == 0, text
+
+
+def test_fast_jax_compile_sets_flags_and_cache_before_jax_starts(tmp_path):
+    """In a fresh process: the XLA flags and the persistent cache directory are set, user settings win,
+    and a second call after JAX is imported changes nothing."""
+    code = (
+        "import os, sys\n"
+        "from fusion_spec.conformance import runner\n"
+        "os.environ['XLA_FLAGS'] = '--xla_backend_optimization_level=2'\n"
+        f"assert runner.fast_jax_compile(__import__('pathlib').Path({str(tmp_path / 'c')!r}))\n"
+        "flags = os.environ['XLA_FLAGS'].split()\n"
+        "assert flags == ['--xla_backend_optimization_level=2', '--xla_cpu_use_fusion_emitters=false'], flags\n"
+        f"assert os.environ['JAX_COMPILATION_CACHE_DIR'] == {str(tmp_path / 'c')!r}\n"
+        "sys.modules.setdefault('jax', object())\n"
+        "assert not runner.fast_jax_compile()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "c").is_dir()
+

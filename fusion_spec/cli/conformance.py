@@ -55,6 +55,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--wide", action="store_true",
                    help="per-case table with every backend/dtype column and the max |err| of each cell; by "
                    "default it is cut to 100 columns, e.g. --wide")
+    p.add_argument("--no-cache", action="store_true",
+                   help="do not keep JAX's compiled cases for the next run (by default they are kept in "
+                   "$XDG_CACHE_HOME/fusion_spec/jax or ~/.cache/fusion_spec/jax), e.g. --no-cache")
     json_argument(p, "every result")
     p.set_defaults(func=_conformance)
 
@@ -110,7 +113,7 @@ def _conformance(args: argparse.Namespace) -> int:
     dtypes = list(DTYPES) if args.dtype and "all" in args.dtype else list(dict.fromkeys(args.dtype or
                                                                                        ["float64", "float32"]))
     if "jax" in backends:
-        runner.fast_jax_compile()
+        runner.fast_jax_compile(None if args.no_cache else runner.jax_cache_dir())
     start = time.monotonic()
     results, notes = runner.run(backends, dtypes, args.device, bundle, _selector(args.case),
                                 runner.Progress(sys.stderr))

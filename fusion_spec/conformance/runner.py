@@ -15,10 +15,12 @@ import importlib
 import importlib.util
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -226,15 +228,30 @@ _JITTED: dict[str, Callable[..., Any]] = {}
 FAST_COMPILE_FLAGS = ("--xla_backend_optimization_level=0", "--xla_cpu_use_fusion_emitters=false")
 
 
-def fast_jax_compile() -> bool:
-    """Add :data:`FAST_COMPILE_FLAGS` to ``XLA_FLAGS`` if JAX is not imported yet (XLA reads them once,
-    when it starts). Returns whether they apply. The command line calls this before a run."""
-    import os
+def jax_cache_dir() -> Path:
+    """Where the command line keeps JAX's compiled cases between runs (``$XDG_CACHE_HOME`` or ``~/.cache``,
+    then ``fusion_spec/jax``; a few MB)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fusion_spec" / "jax"
+
+
+def fast_jax_compile(cache: Path | None = None) -> bool:
+    """Before JAX is imported: add :data:`FAST_COMPILE_FLAGS` to ``XLA_FLAGS`` and, with ``cache``, keep
+    every compiled case in that directory (JAX's persistent compilation cache), so that a second run
+    compiles nothing. Settings the user made in the environment win. Returns whether JAX was not yet
+    imported (XLA and JAX read these once, at start); the command line calls this before a run."""
     if "jax" in sys.modules:
         return False
     flags = os.environ.get("XLA_FLAGS", "").split()
     names = {f.split("=")[0] for f in flags}
     os.environ["XLA_FLAGS"] = " ".join(flags + [f for f in FAST_COMPILE_FLAGS if f.split("=")[0] not in names])
+    if cache is not None:
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            return True  # no cache where it cannot be written; compiling still works
+        os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(cache))
+        os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+        os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
     return True
 
 
