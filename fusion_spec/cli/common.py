@@ -181,6 +181,8 @@ def run(parser: argparse.ArgumentParser, argv: Iterable[str] | None) -> int:
     except PermissionError as exc:
         return _fail(prog, f"{exc.filename}: permission denied")
     except KeyboardInterrupt:
+        if sys.stderr.isatty():
+            sys.stderr.write("\r\033[K")  # clear a progress line
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
