@@ -24,7 +24,7 @@ from .errors import FusionSpecError
 from .tokens import (AnyRes, AnyResMax, CanvasTiles, DynamicTiles, FixedGrid, Llama4Tiles, PanAndScan, PatchRows, Pipeline,
                      Resampler, SmartResize, SplitTiles, TokenCount)
 
-#: family -> spec class name in :mod:`fusion_spec.specs` (CONTRACT §3).
+#: family -> spec class name in :mod:`fusion_spec.specs`.
 SPEC_CLASSES = {
     "linear_projection": "LinearProjection",
     "mlp_projection": "MLPProjection",

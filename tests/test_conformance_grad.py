@@ -301,4 +301,4 @@ def test_cli_conformance_grad(capsys):
     out = capsys.readouterr().out
     assert "3 runs of 3 cases" in out and "3 passed" in out
     assert main(["conformance", "--grad", "--backend", "numpy", "--case", "attention.gqa"]) == 1
-    assert "numpy: no autodiff" in capsys.readouterr().out
+    assert "numpy: no autodiff" in capsys.readouterr().err  # notes go to stderr

@@ -109,3 +109,29 @@ def test_js_compares_a_gradients_file_and_rejects_a_perturbed_one(tmp_path):
     assert rc == 1 and not result["pass"]
     rc, _, err = node(PACKAGE_BUNDLE, "early_fusion.split", "--grad")
     assert rc == 2 and "no gradient goldens" in err
+
+
+def test_js_missing_bundle_or_outputs_file_is_exit_2_without_a_stack_trace(tmp_path):
+    rc, result, err = node(tmp_path / "nowhere", "linear_projection.b1")
+    assert rc == 2 and result is None and err.strip().splitlines() == [err.strip()] and "manifest" in err
+    rc, _, err = node(PACKAGE_BUNDLE, "linear_projection.b1", tmp_path / "none.safetensors")
+    assert rc == 2 and "outputs file" in err and "at " not in err
+
+
+def test_js_float32_outputs_are_judged_against_the_reference_on_rounded_inputs(tmp_path):
+    """A float32 implementation of LinearProjection, as the format page's step-by-step example: the JS
+    reader rounds the inputs to float32, recomputes the float64 reference on them and compares."""
+    b = Bundle()
+    e = b.case("linear_projection.b1")
+    t = b.tensors(e)
+    x, w, bias = (t[k].astype(np.float32) for k in ("input.x", "param.weight", "param.bias"))
+    safetensors_io.save(tmp_path / "f32.safetensors", {"output.out": x @ w.T + bias})
+    rc, result, err = node(PACKAGE_BUNDLE, e["id"], tmp_path / "f32.safetensors")
+    assert rc == 0, err
+    assert result["dtype"] == "float32" and result["reference"].startswith("float64 on the inputs rounded to float32")
+    assert result["ratio"] < 0.5
+    # the same outputs against the unrounded goldens are further off: rounding the inputs matters
+    want = t["output.out"]
+    tol = e["tolerance"]["float32"]
+    unrounded = np.max(np.abs((x @ w.T + bias) - want) / (tol["atol"] + tol["rtol"] * np.abs(want)))
+    assert unrounded > result["ratio"]

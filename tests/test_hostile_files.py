@@ -314,9 +314,9 @@ def test_a_device_that_is_not_there_is_a_skip_not_a_pass(backend):
         pytest.skip("this machine has the device")
     results, notes = runner.run([backend], ["float32"], "cuda", select=only(GELU))
     assert results == [] and any("skipped" in n for n in notes)
-    with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.redirect_stderr(io.StringIO()):
+    with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.redirect_stderr(io.StringIO()) as err:
         assert cli_main(["conformance", "--backend", backend, "--device", "cuda", "--case", GELU]) == 1
-    assert "skipped" in out.getvalue() and " passed" not in out.getvalue()
+    assert "skipped" in err.getvalue() and "no case was run" in err.getvalue() and " passed" not in out.getvalue()
 
 
 def test_results_computed_on_another_device_are_errors(packaged, monkeypatch):
@@ -324,3 +324,26 @@ def test_results_computed_on_another_device_are_errors(packaged, monkeypatch):
     monkeypatch.setattr(runner, "device_of", lambda backend, array: "cpu")
     result = runner.run_case(packaged, packaged.case(GELU), "numpy", "float32", "cuda")
     assert result.status == "error" and "not on cuda" in result.detail
+
+
+# --- the backward: goldens verify --grad goes through the same readers -------------------------------
+
+def test_grad_verify_refuses_an_untrusted_manifest_and_hostile_files(tmp_path, packaged, reliability_counts):
+    from fusion_spec.conformance import grad
+    cid = "attention.key_padding"
+    bundle = bundle_copy(tmp_path, lambda m, d: case_of(m, cid)["grad"]["tolerance"]["float64"].update(rtol=1e9))
+    out = tmp_path / "grads"
+    out.mkdir()
+    with pytest.raises(UntrustedBundle):
+        grad.verify(bundle, out, only(cid))
+    _, golden = grad.load(packaged, packaged.case(cid))
+    right = {f"grad.{k}": v for k, v in golden.items()}
+    for what, data in [("the goldens", safetensors_io.dumps(right))] + list(HOSTILE_OUTPUTS.items())[:6]:
+        (out / f"{cid}.safetensors").write_bytes(data)
+        with bounded(reliability_counts, f"--grad: {what}"):
+            [result] = grad.verify(packaged, out, only(cid))
+        assert result.status in (("pass",) if what == "the goldens" else ("error", "fail")), (what, result)
+        reliability_counts[KIND]["rejected"] += what != "the goldens"
+    (out / f"{cid}.safetensors").write_bytes(safetensors_io.dumps(right | {"grad.input.q": right["grad.input.q"] * 2}))
+    [result] = grad.verify(packaged, out, only(cid))
+    assert result.status == "fail"

@@ -6,11 +6,16 @@
 // Loads manifest.json, checks format_version, finds the case, checks the case file's sha256, parses
 // the safetensors file, and checks every tensor's shape against the manifest. Then either
 //  - compares the output.<name> tensors of OUTPUTS.safetensors (another implementation's results)
-//    with the golden outputs, or
+//    with the reference, or
 //  - recomputes the output itself for the cases this tiny implementation knows (ops `linear`,
 //    spec `LinearProjection`, ops `merge_tokens` with mode "consecutive"), and compares.
+// The reference for outputs in dtype T is the float64 result on the inputs rounded to T (the bundle
+// format's rule): for float64 the golden outputs; for lower precisions it is recomputed here for the
+// ops above, and for any other op the float64 goldens are used and the JSON line says so
+// ("reference": "float64 goldens, unrounded inputs"; `fusion-spec goldens verify` recomputes it).
 // Metric: ratio = max |got - want| / (atol + rtol * |want|) with the case's tolerance for the
-// outputs' dtype; pass iff ratio <= 1. Prints one JSON line; exit status 0 pass, 1 fail, 2 error.
+// outputs' dtype; pass iff ratio <= 1. Prints one JSON line; exit status 0 pass, 1 fail, 2 error
+// (unreadable bundle or outputs file, unknown case).
 //
 //   node verify_case.mjs BUNDLE_DIR CASE_ID --grad [GRADS.safetensors]
 //
@@ -76,13 +81,16 @@ export function parseSafetensors(bytes, where) {
 }
 
 // --- the bundle --------------------------------------------------------------------------------------
-function readVerified(bundleDir, caseId, file, sha256) {
-  let bytes;
+function readFile(path, what) {
   try {
-    bytes = readFileSync(join(bundleDir, file));
-  } catch {
-    throw new BundleError(`case '${caseId}': file ${file} is missing`);
+    return readFileSync(path);
+  } catch (e) {
+    throw new BundleError(`${what} ${path} ${e.code === "ENOENT" ? "is missing" : `cannot be read (${e.code ?? e.message})`}`);
   }
+}
+
+function readVerified(bundleDir, caseId, file, sha256) {
+  const bytes = readFile(join(bundleDir, file), `case '${caseId}': file`);
   const digest = createHash("sha256").update(bytes).digest("hex");
   if (digest !== sha256)
     throw new BundleError(`case '${caseId}': ${file} has sha256 ${digest}, manifest says ${sha256}`);
@@ -90,7 +98,7 @@ function readVerified(bundleDir, caseId, file, sha256) {
 }
 
 export function loadCase(bundleDir, caseId) {
-  const manifest = JSON.parse(readFileSync(join(bundleDir, "manifest.json"), "utf8"));
+  const manifest = JSON.parse(readFile(join(bundleDir, "manifest.json"), "bundle manifest").toString("utf8"));
   if (manifest.format_version !== FORMAT_VERSION)
     throw new BundleError(`manifest.json: format_version ${manifest.format_version}, this reader knows ${FORMAT_VERSION}`);
   const entry = manifest.cases.find((c) => c.id === caseId);
@@ -179,8 +187,45 @@ function recomputeGrad(entry, t, cot) {
   return null;
 }
 
+// --- rounding to a lower precision (to nearest, ties to even), the values stay float64 ------------------
+function roundHalfEven(r) {
+  const f = Math.floor(r), d = r - f;
+  return d > 0.5 || (d === 0.5 && f % 2 !== 0) ? f + 1 : f;
+}
+
+function roundBits(x, p, emin) { // p significant bits, smallest normal exponent emin
+  if (!Number.isFinite(x) || x === 0) return x;
+  let e = Math.floor(Math.log2(Math.abs(x)));
+  if (2 ** e > Math.abs(x)) e -= 1;
+  else if (2 ** (e + 1) <= Math.abs(x)) e += 1;
+  const q = 2 ** (Math.max(e, emin) - p + 1);
+  return roundHalfEven(x / q) * q;
+}
+
+const ROUND = {
+  float64: (x) => x,
+  float32: Math.fround,
+  float16: (x) => roundBits(x, 11, -14),
+  bfloat16: (x) => roundBits(x, 8, -126),
+};
+
+function rounded(entry, tensors, dtype) {
+  const out = {};
+  for (const [name, t] of Object.entries(tensors))
+    out[name] = t.dtype === "F64" && !name.startsWith("output.") ? { ...t, data: t.data.map(ROUND[dtype]) } : t;
+  return out;
+}
+
 // --- compare -----------------------------------------------------------------------------------------
 const CODE_TO_DTYPE = { F64: "float64", F32: "float32", F16: "float16", BF16: "bfloat16" };
+
+// One element's ratio, as the format page states it: never NaN. Equal values give 0 (also with
+// atol = rtol = 0); any other value with a zero allowance, or a NaN, gives Infinity.
+function elementRatio(a, b, tol) {
+  if (a === b || (Number.isNaN(a) && Number.isNaN(b))) return 0;
+  const err = Math.abs(a - b), allowed = tol.atol + tol.rtol * (Number.isFinite(b) ? Math.abs(b) : 0);
+  return Number.isNaN(err) || !(allowed > 0) ? Infinity : err / allowed;
+}
 
 function compare(entry, got, want, dtype) {
   const tol = entry.tolerance[dtype];
@@ -193,8 +238,7 @@ function compare(entry, got, want, dtype) {
     const exact = !o.dtype.startsWith("float");
     for (let i = 0; i < w.data.length; i++) {
       const a = Number(g.data[i]), b = Number(w.data[i]);
-      const ratio = exact ? (a === b ? 0 : Infinity) : Math.abs(a - b) / (tol.atol + tol.rtol * Math.abs(b));
-      worst = Number.isNaN(ratio) ? Infinity : Math.max(worst, ratio);
+      worst = Math.max(worst, exact ? (a === b ? 0 : Infinity) : elementRatio(a, b, tol));
     }
   }
   return { ok: worst <= 1, ratio: worst };
@@ -205,7 +249,7 @@ function mainGrad(bundleDir, caseId, gradsFile) {
   const { cotangents, grads } = loadGrad(bundleDir, entry);
   let got, dtype = "float64", source;
   if (gradsFile) {
-    const file = parseSafetensors(readFileSync(gradsFile), gradsFile);
+    const file = parseSafetensors(readFile(gradsFile, "gradients file"), gradsFile);
     got = Object.fromEntries(Object.entries(file).filter(([k]) => k.startsWith("grad."))
       .map(([k, v]) => [k.slice("grad.".length), v]));
     const codes = [...new Set(Object.values(got).map((v) => v.dtype).filter((c) => c in CODE_TO_DTYPE))];
@@ -242,13 +286,21 @@ function main(argv) {
     const { entry, tensors } = loadCase(bundleDir, caseId);
     const want = Object.fromEntries(entry.outputs.map((o) => [o.name, tensors["output." + o.name]]));
     let got, dtype = "float64", source;
+    let reference = "float64 goldens";
     if (outputsFile) {
-      const file = parseSafetensors(readFileSync(outputsFile), outputsFile);
+      const file = parseSafetensors(readFile(outputsFile, "outputs file"), outputsFile);
       got = Object.fromEntries(Object.entries(file).filter(([k]) => k.startsWith("output."))
         .map(([k, v]) => [k.slice("output.".length), v]));
       const codes = [...new Set(Object.values(got).map((v) => v.dtype).filter((c) => c in CODE_TO_DTYPE))];
       dtype = CODE_TO_DTYPE[codes[0]] ?? "float64";
       source = outputsFile;
+      if (dtype !== "float64") {
+        const again = recompute(entry, rounded(entry, tensors, dtype));
+        if (again) {
+          Object.assign(want, again);
+          reference = `float64 on the inputs rounded to ${dtype}, recomputed in JavaScript`;
+        } else reference = "float64 goldens, unrounded inputs";
+      }
     } else {
       got = recompute(entry, tensors);
       if (!got) throw new BundleError(`case '${caseId}': this example recomputes only linear, LinearProjection `
@@ -256,7 +308,8 @@ function main(argv) {
       source = "recomputed in JavaScript";
     }
     const r = compare(entry, got, want, dtype);
-    console.log(JSON.stringify({ case: caseId, dtype, source, pass: r.ok, ratio: r.ratio, detail: r.detail ?? "" }));
+    console.log(JSON.stringify({ case: caseId, dtype, source, reference, pass: r.ok, ratio: r.ratio,
+      detail: r.detail ?? "" }));
     return r.ok ? 0 : 1;
   } catch (e) {
     if (!(e instanceof BundleError) && !(e instanceof SyntaxError)) throw e;

@@ -1,26 +1,36 @@
 """The ``fusion-spec`` command line: ``conformance``, ``goldens``, ``tokens``, ``presets``, ``check-module``, ``bench``.
 
 Each subcommand module has ``register(subparsers)``, which adds its parsers and sets ``func`` (a
-function of the parsed arguments returning the exit status).
+function of the parsed arguments returning the exit status). :mod:`.common` holds what they share:
+one-line usage errors, file checks before any work, ``--json FILE|-``, and the exit statuses.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import sys
+from collections.abc import Sequence
 
-from ..errors import FusionSpecError
+from .common import Parser, run
 
 #: Subcommand modules of this package, registered in this order.
 COMMANDS = ("conformance", "tokens", "interop", "bench")
+
+EXAMPLES = """examples:
+  fusion-spec conformance --backend all              every installed backend, float64 and float32
+  fusion-spec tokens --preset llava-next --size 672x1344
+  fusion-spec goldens export bundle/                 then: fusion-spec goldens verify bundle/ --outputs out/
+
+exit status: 0 success, 1 a check failed, 2 a usage error, 130 interrupted (Ctrl-C).
+`fusion-spec COMMAND --help` explains each command with an example."""
 
 
 def parser() -> argparse.ArgumentParser:
     from .. import __version__
 
-    p = argparse.ArgumentParser(prog="fusion-spec", description="The executable specification of vision-language "
-                                "fusion operators: conformance suite, golden files, token math, interop checks.")
+    p = Parser(prog="fusion-spec", epilog=EXAMPLES,
+               description="The executable specification of vision-language fusion operators: conformance "
+               "suite, golden files, token math, interop checks.")
     p.add_argument("--version", action="version", version=f"fusion-spec {__version__}")
     sub = p.add_subparsers(dest="command", metavar="command")
     for name in COMMANDS:
@@ -28,15 +38,6 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
-    p = parser()
-    args = p.parse_args(sys.argv[1:] if argv is None else argv)
-    if not hasattr(args, "func"):
-        p.print_help()
-        return 2
-    try:
-        return int(args.func(args) or 0)
-    except FusionSpecError as exc:
-        print(f"fusion-spec: error: {exc}", file=sys.stderr)
-        return 2
+    return run(parser(), argv)

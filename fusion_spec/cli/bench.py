@@ -14,8 +14,7 @@ off), ``gated_xattn`` (open_flamingo ``GatedCrossAttentionBlock``, 8x2048x4096 t
 latents x 1024), ``perceiver`` (open_flamingo ``PerceiverResampler``, 8x5x257x1024, depth 6),
 ``qformer`` (HF ``Blip2QFormerModel``, 64x257x1408 -> 32x768), ``idefics2`` (HF
 ``Idefics2PerceiverResampler``, 16x576x4096 -> 64). The last four take the spec and parameters from
-``fusion_spec.interop.from_module(peer)`` and call our module with the peer's own arguments
-(CONTRACT §6); a case whose spec, converter or peer is missing is reported as skipped, with why.
+``fusion_spec.interop.from_module(peer)`` and call our module with the peer's own arguments; a case whose spec, converter or peer is missing is reported as skipped, with why.
 
 ``python benchmarks/bench_backends.py`` runs the same code.
 """
@@ -25,13 +24,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib.util
-import json
 import statistics
 import sys
 import time
 import traceback
 from pathlib import Path
 from typing import Any, Callable
+
+from . import common
+from .common import Parser, int_at_least, json_argument, write_json
 
 CASES = ("projector", "attention", "gated_xattn", "perceiver", "qformer", "idefics2")
 
@@ -369,11 +370,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, r: Runner) -> int:
+    out = common.printer(args)
     peak, peak_what = r.peak_tflops()
-    print(f"backend {r.backend}, device {r.device}, dtype {r.dtype}, fast paths "
+    out(f"backend {r.backend}, device {r.device}, dtype {r.dtype}, fast paths "
           f"{'off' if args.no_fast_paths else 'on'}, compile {args.compile}, cuda graphs {args.cuda_graphs}, "
           f"peer compile {args.peer_compile}{', small shapes' if args.small else ''}")
-    print(f"peak: {peak:.2f} TFLOP/s ({peak_what})")
+    out(f"peak: {peak:.2f} TFLOP/s ({peak_what})")
     rows, records = [], []
     for name in args.case or CASES:
         rec: dict[str, Any] = {"case": name}
@@ -398,11 +400,10 @@ def _run(args: argparse.Namespace, r: Runner) -> int:
                 traceback.print_exc()
         records.append(rec)
         rows.append(_row(rec))
-    print(_table(rows, ["case", "shape", "ours ms", "peer ms", "peer/ours", "TFLOP/s", "% peak", "peer / note"]))
+    out(_table(rows, ["case", "shape", "ours ms", "peer ms", "peer/ours", "TFLOP/s", "% peak", "peer / note"]))
     if args.json:
-        Path(args.json).write_text(json.dumps({"backend": r.backend, "device": r.device, "dtype": r.dtype,
-                                               "peak_tflops": peak, "peak": peak_what, "options": vars(args) | {"func": None},
-                                               "cases": records}, indent=2, default=str))
+        write_json(args.json, {"backend": r.backend, "device": r.device, "dtype": r.dtype, "peak_tflops": peak,
+                               "peak": peak_what, "options": vars(args) | {"func": None}, "cases": records})
     return 0
 
 
@@ -424,37 +425,51 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", default="torch", choices=["torch", "jax", "mlx"])
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    p.add_argument("--case", action="append", choices=CASES, help="only this case (repeatable; default all)")
-    p.add_argument("--small", action="store_true", help="scaled-down shapes that run on a CPU in seconds")
+    p.add_argument("--backend", default="torch", choices=["torch", "jax", "mlx"], help="e.g. --backend jax (default torch)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="e.g. --device cuda (default cpu)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                   help="e.g. --dtype bfloat16 (default float32)")
+    p.add_argument("--case", action="append", choices=CASES,
+                   help="only this case (repeatable; default all), e.g. --case projector")
+    p.add_argument("--small", action="store_true", help="scaled-down shapes that run on a CPU in seconds, e.g. --small")
     p.add_argument("--compile", default="none", choices=["none", "default", "reduce-overhead", "max-autotune",
                                                          "max-autotune-no-cudagraphs"],
-                   help="torch.compile(fullgraph=True) our torch module with this mode")
-    p.add_argument("--cuda-graphs", action="store_true", help="capture our torch module in a CUDA graph")
+                   help="torch.compile(fullgraph=True) our torch module with this mode, e.g. --compile default")
+    p.add_argument("--cuda-graphs", action="store_true",
+                   help="capture our torch module in a CUDA graph, e.g. --device cuda --cuda-graphs")
     p.add_argument("--peer-compile", default="none", choices=["none", "default", "reduce-overhead", "max-autotune"],
-                   help="torch.compile the peer too (for a compiled-vs-compiled comparison)")
-    p.add_argument("--no-peers", action="store_true", help="do not build the peers' modules")
-    p.add_argument("--no-fast-paths", action="store_true", help="run our modules on the reference primitives")
-    p.add_argument("--repeat", type=int, default=20)
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--max-seconds", type=float, default=20.0, help="stop repeating a case after this long")
-    p.add_argument("--json", metavar="FILE", help="also write every figure as JSON")
-    p.add_argument("--verbose", action="store_true", help="print tracebacks of failing cases")
+                   help="torch.compile the peer too (for a compiled-vs-compiled comparison), e.g. --peer-compile default")
+    p.add_argument("--no-peers", action="store_true", help="do not build the peers' modules, e.g. --no-peers")
+    p.add_argument("--no-fast-paths", action="store_true",
+                   help="run our modules on the reference primitives, e.g. --no-fast-paths")
+    p.add_argument("--repeat", type=int_at_least(1), default=20, metavar="N",
+                   help="timed calls per case, e.g. --repeat 50 (default 20)")
+    p.add_argument("--warmup", type=int_at_least(0), default=3, metavar="N",
+                   help="untimed calls first, e.g. --warmup 5 (default 3)")
+    p.add_argument("--max-seconds", type=float, default=20.0, metavar="S",
+                   help="stop repeating a case after this long, e.g. --max-seconds 5 (default 20)")
+    json_argument(p, "every figure")
+    p.add_argument("--verbose", action="store_true", help="print tracebacks of failing cases, e.g. --verbose")
+
+
+EXAMPLES = """examples:
+  fusion-spec bench --backend torch --small
+  fusion-spec bench --backend jax --case projector --case attention --repeat 50
+  fusion-spec bench --backend torch --device cuda --dtype bfloat16 --compile default --json bench.json"""
 
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("bench", help="time the fusion operators on a backend against the real models' modules",
-                              description=__doc__.split("\n\n")[0])
+                              description=__doc__.split("\n\n")[0], epilog=EXAMPLES)
     add_arguments(p)
     p.set_defaults(func=run)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="bench_backends", description=__doc__.split("\n\n")[0])
+    p = Parser(prog="bench_backends", description=__doc__.split("\n\n")[0], epilog=EXAMPLES)
     add_arguments(p)
-    return run(p.parse_args(argv))
+    p.set_defaults(func=run)
+    return common.run(p, argv)
 
 
 if __name__ == "__main__":

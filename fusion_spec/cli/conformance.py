@@ -1,15 +1,37 @@
-"""``fusion-spec conformance`` and ``fusion-spec goldens {generate,export,verify}`` (CONTRACT §5)."""
+"""``fusion-spec conformance`` and ``fusion-spec goldens {generate,export,verify}``."""
 
 from __future__ import annotations
 
 import argparse
 import fnmatch
-import json
 import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+
+from .common import UsageError, input_dir, install_hint, json_argument, note, printer, write_json
+
+CONFORMANCE_EXAMPLES = """examples:
+  fusion-spec conformance                                   NumPy, float64 and float32
+  fusion-spec conformance --backend all --summary-only      every installed backend
+  fusion-spec conformance --backend torch --dtype bfloat16 --case 'q_former.*'
+  fusion-spec conformance --backend jax --json results.json
+  fusion-spec conformance --backend torch --device cuda --dtype all --wide
+
+exit status: 0 every case passed, 1 a case failed, 2 a usage error."""
+
+GOLDENS_EXAMPLES = """examples:
+  fusion-spec goldens export bundle/
+  fusion-spec goldens verify bundle/ --outputs out/ --case 'q_former.*'
+  fusion-spec goldens generate /tmp/new-bundle/"""
+
+VERIFY_EXAMPLES = """examples:
+  fusion-spec goldens verify bundle/ --outputs out/
+  fusion-spec goldens verify bundle/ --outputs out/ --case 'q_former.*' --output out --json report.json
+
+OUT/<case id>.safetensors holds one tensor output.<name> per output of the case (see the bundle
+format page). Exit status: 0 every checked case passed, 1 a case failed or is missing, 2 a usage error."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,39 +41,60 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("conformance", help="run the conformance suite on a backend and print error vs tolerance",
                        description="Run every golden case on a backend in a dtype. For each case the error "
                        "metric is max |got - want| / (atol + rtol |want|) against the float64 reference on the "
-                       "same rounded inputs; a case passes when it is <= 1. Exits 1 on any failure.")
+                       "same rounded inputs; a case passes when it is <= 1.", epilog=CONFORMANCE_EXAMPLES)
     p.add_argument("--backend", default="numpy", choices=[*BACKENDS, "all"],
-                   help="array library to run on; 'all' = every installed one (default numpy)")
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+                   help="array library to run on, e.g. --backend torch; 'all' = every installed one (default numpy)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="e.g. --device cuda (default cpu)")
     p.add_argument("--dtype", action="append", choices=[*DTYPES, "all"],
-                   help="repeatable; default float64 and float32; 'all' = every dtype")
-    p.add_argument("--bundle", type=Path, default=None, help="bundle directory (default: the packaged one)")
-    p.add_argument("--case", action="append", metavar="PATTERN", help="only cases whose id matches (glob)")
-    p.add_argument("--summary-only", action="store_true", help="omit the per-case table")
-    p.add_argument("--json", type=Path, metavar="FILE", help="also write every result as JSON")
+                   help="e.g. --dtype float32 (repeatable; default float64 and float32; 'all' = every dtype)")
+    p.add_argument("--bundle", type=input_dir, default=None, metavar="DIR",
+                   help="bundle directory, e.g. --bundle bundle/ (default: the packaged one)")
+    p.add_argument("--case", action="append", metavar="PATTERN",
+                   help="only cases whose id matches (glob; repeatable), e.g. --case 'attention.*'")
+    p.add_argument("--summary-only", action="store_true", help="omit the per-case table, e.g. --summary-only")
+    p.add_argument("--wide", action="store_true",
+                   help="per-case table with every backend/dtype column and the max |err| of each cell; by "
+                   "default it is cut to 100 columns, e.g. --wide")
+    p.add_argument("--no-cache", action="store_true",
+                   help="do not keep JAX's compiled cases for the next run (by default they are kept in "
+                   "$XDG_CACHE_HOME/fusion_spec/jax or ~/.cache/fusion_spec/jax), e.g. --no-cache")
     p.add_argument("--grad", action="store_true",
-                   help="check the backend's autodiff (torch, jax, mlx; fast paths on) against the gradient goldens")
+                   help="check the backend's autodiff (torch, jax, mlx; fast paths on) against the gradient goldens, "
+                   "e.g. --grad --backend torch --dtype float32")
+    json_argument(p, "every result")
     p.set_defaults(func=_conformance)
 
-    g = sub.add_parser("goldens", help="generate, export or verify the golden bundle")
+    g = sub.add_parser("goldens", help="generate, export or verify the golden bundle", epilog=GOLDENS_EXAMPLES,
+                       description="The language-neutral bundle of golden tensors: copy it out, check another "
+                       "implementation's outputs against it, or regenerate it.")
     gsub = g.add_subparsers(dest="goldens_command", metavar="action", required=True)
-    gen = gsub.add_parser("generate", help="regenerate the bundle from the NumPy reference")
-    gen.add_argument("dir", nargs="?", type=Path, default=None, help="default: the packaged bundle")
+    gen = gsub.add_parser("generate", help="regenerate the bundle from the NumPy reference into DIR",
+                          epilog="examples:\n  fusion-spec goldens generate /tmp/new-bundle/\n"
+                          "  fusion-spec goldens generate --in-place      (development: rewrites the packaged bundle)")
+    gen.add_argument("dir", nargs="?", type=Path, default=None, help="the directory to write, e.g. /tmp/new-bundle/")
+    gen.add_argument("--in-place", action="store_true",
+                     help="rewrite the bundle inside the installed package (for developers of fusion_spec)")
     gen.set_defaults(func=_generate)
-    exp = gsub.add_parser("export", help="copy the packaged bundle (integrity-checked) to DIR")
-    exp.add_argument("dir", type=Path)
+    exp = gsub.add_parser("export", help="copy the packaged bundle (integrity-checked) to DIR",
+                          epilog="example:\n  fusion-spec goldens export bundle/")
+    exp.add_argument("dir", type=Path, help="a new or existing directory, e.g. bundle/")
     exp.set_defaults(func=_export)
-    ver = gsub.add_parser("verify", help="check another implementation's outputs against the bundle")
-    ver.add_argument("dir", type=Path, help="the bundle directory")
-    ver.add_argument("--outputs", type=Path, required=True, metavar="OUT",
-                     help="directory of <case id>.safetensors files holding output.<name> tensors")
+    ver = gsub.add_parser("verify", help="check another implementation's outputs against the bundle",
+                          epilog=VERIFY_EXAMPLES, description="Compare OUT/<case id>.safetensors with each "
+                          "case's reference, in the dtype of the outputs.")
+    ver.add_argument("dir", type=input_dir, help="the bundle directory, e.g. bundle/")
+    ver.add_argument("--outputs", type=input_dir, required=True, metavar="OUT",
+                     help="directory of <case id>.safetensors files holding output.<name> tensors, e.g. --outputs out/")
     ver.add_argument("--case", action="append", metavar="PATTERN",
-                     help="verify only cases whose id matches (glob; repeatable), e.g. 'q_former.*'")
+                     help="verify only cases whose id matches (glob; repeatable), e.g. --case 'q_former.*'")
+    ver.add_argument("--output", action="append", metavar="NAME",
+                     help="check only this output of each case (repeatable), e.g. --output out")
     ver.add_argument("--trust-bundle", action="store_true",
-                     help="check against DIR even if its manifest is not the one this fusion-spec ships "
-                     "(its tolerances are then not vouched for, and every result says so)")
+                     help="check against DIR even if its manifest is not the one this fusion-spec ships (its "
+                     "tolerances are then not vouched for, and every result says so), e.g. --trust-bundle")
     ver.add_argument("--grad", action="store_true", help="OUT holds gradients (grad.input.<name>, "
-                     "grad.param.<name>) of the differentiable cases instead of outputs")
+                     "grad.param.<name>) of the differentiable cases instead of outputs, e.g. --grad")
+    json_argument(ver, "every result")
     ver.set_defaults(func=_verify)
 
 
@@ -62,51 +105,80 @@ def _selector(patterns: list[str] | None) -> Callable[[Mapping[str, Any]], bool]
     return lambda entry: any(fnmatch.fnmatchcase(entry["id"], pat) for pat in patterns)
 
 
+def plural(n: int, word: str) -> str:
+    """``1 case``, ``2 cases``."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def _conformance(args: argparse.Namespace) -> int:
     from ..conformance import runner
     from ..conformance.bundle import Bundle
     from ..conformance.tolerance import DTYPES
 
+    out = printer(args)
     bundle = Bundle(args.bundle) if args.bundle else Bundle()
     backends = list(runner.BACKENDS) if args.backend == "all" else [args.backend]
     dtypes = list(DTYPES) if args.dtype and "all" in args.dtype else list(dict.fromkeys(args.dtype or
                                                                                        ["float64", "float32"]))
-    select = _selector(args.case)
+    if "jax" in backends:
+        runner.fast_jax_compile(None if args.no_cache else runner.jax_cache_dir())
     start = time.monotonic()
+    select = _selector(args.case)
     if args.grad:
         from ..conformance import grad
         results, notes = grad.run(backends, dtypes, args.device, bundle, select, runner.Progress(sys.stderr))
     else:
         results, notes = runner.run(backends, dtypes, args.device, bundle, select, runner.Progress(sys.stderr))
     elapsed = time.monotonic() - start
-    if results and not args.summary_only:
-        print(runner.case_table(results))
-        print()
-    for note in notes:
-        print(f"note: {note}")
+    for text in notes:
+        backend = text.split(":")[0]
+        note(f"{text} ({install_hint(backend)})" if text.endswith("not installed, skipped") else text)
     if not results:
-        print("no case was run")
+        matched = any(select is None or select(e) for e in bundle.cases)
+        why = "every backend/dtype was skipped (see the notes above)" if matched else "no case matches --case"
+        print(f"fusion-spec conformance: no case was run: {why}", file=sys.stderr)
         return 1
-    print(runner.summary_table(results))
+    if not args.summary_only:
+        out(runner.case_table(results, wide=args.wide))
+        out()
+    out(runner.summary_table(results))
     bad = runner.failures(results)
     if bad:
-        print()
-        print(bad)
+        out()
+        out(bad)
     n_bad = sum(not r.ok for r in results)
-    print(f"\n{len(results)} runs of {len({r.case for r in results})} cases in {elapsed:.1f}s: "
-          f"{len(results) - n_bad} passed, {n_bad} failed")
+    out(f"\n{plural(len(results), 'run')} of {plural(len({r.case for r in results}), 'case')} in {elapsed:.1f}s: "
+        f"{len(results) - n_bad} passed, {n_bad} failed")
     if args.json:
-        args.json.write_text(json.dumps([r.__dict__ for r in results], indent=1, default=str))
+        write_json(args.json, [r.__dict__ for r in results])
     return 1 if n_bad else 0
 
 
 def _generate(args: argparse.Namespace) -> int:
     from ..conformance import generate
-    return generate.main([str(args.dir)] if args.dir else [])
+    from ..conformance.bundle import PACKAGE_BUNDLE
+    if args.dir is None and not args.in_place:
+        raise UsageError("goldens generate needs a directory to write (or --in-place to rewrite the packaged "
+                         "bundle), e.g. fusion-spec goldens generate /tmp/new-bundle/")
+    if args.dir is not None and args.in_place:
+        raise UsageError("goldens generate: give a directory or --in-place, not both")
+    target = PACKAGE_BUNDLE if args.in_place else args.dir
+    if target.exists() and not target.is_dir():
+        raise UsageError(f"goldens generate: {target} is a file, expected a directory")
+    if not args.in_place and target.resolve() == PACKAGE_BUNDLE.resolve():
+        raise UsageError(f"goldens generate: {target} is the packaged bundle; write it with --in-place")
+    return generate.main([str(target)])
 
 
 def _export(args: argparse.Namespace) -> int:
+    from ..conformance.bundle import PACKAGE_BUNDLE
     from ..conformance.verify import export
+    if args.dir.exists() and not args.dir.is_dir():
+        raise UsageError(f"goldens export: {args.dir} is a file, expected a directory")
+    if args.dir.resolve() == PACKAGE_BUNDLE.resolve():
+        raise UsageError(f"goldens export: {args.dir} is the packaged bundle itself; choose another directory")
+    if not args.dir.parent.is_dir():
+        raise UsageError(f"goldens export: directory {args.dir.parent} does not exist (create it first)")
     path = export(args.dir)
     print(f"exported the conformance bundle to {path}")
     return 0
@@ -118,15 +190,31 @@ def _verify(args: argparse.Namespace) -> int:
     from ..conformance.grad import verify as verify_grad
     from ..conformance.verify import verify
 
-    results = (verify_grad if args.grad else verify)(Bundle(args.dir), args.outputs, _selector(args.case),
-                                                     trust=args.trust_bundle)
+    out = printer(args)
+    bundle = Bundle(args.dir)
+    select = _selector(args.case)
+    if args.grad:
+        if args.output:
+            raise UsageError("goldens verify: --output selects forward outputs; with --grad every gradient is checked")
+        results = verify_grad(bundle, args.outputs, select, trust=args.trust_bundle)
+    elif args.output:
+        known = {o["name"] for e in bundle.cases if select is None or select(e) for o in e["outputs"]}
+        unknown = sorted(set(args.output) - known)
+        if unknown:
+            raise UsageError(f"goldens verify: --output {', '.join(unknown)}: no selected case has such an output "
+                             f"(outputs: {', '.join(sorted(known))})")
+        results = verify(bundle, args.outputs, select, outputs=set(args.output), trust=args.trust_bundle)
+    else:
+        results = verify(bundle, args.outputs, select, trust=args.trust_bundle)
     if not results:
-        print("no case matches --case")
+        print("fusion-spec goldens verify: no case matches --case", file=sys.stderr)
         return 1
     rows = [[r.case, r.dtype, r.status.upper() if not r.ok else r.status, runner.fmt_ratio(r).split()[0]
              if r.status in ("pass", "fail") else "-", f"{r.max_abs:.3g}" if r.status in ("pass", "fail") else "-",
              r.detail] for r in results]
-    print(runner.table(["case", "dtype", "status", "error/tol", "max |err|", "detail"], rows))
+    out(runner.table(["case", "dtype", "status", "error/tol", "max |err|", "detail"], rows))
     n_bad = sum(not r.ok for r in results)
-    print(f"\n{len(results)} cases: {len(results) - n_bad} passed, {n_bad} failed or missing")
+    out(f"\n{plural(len(results), 'case')}: {len(results) - n_bad} passed, {n_bad} failed or missing")
+    if args.json:
+        write_json(args.json, [r.__dict__ for r in results])
     return 1 if n_bad else 0

@@ -6,7 +6,7 @@
 
 Builds the real module (transformers) with the sizes read from the weights (and the options a
 module cannot show in its weights, such as the activation, from ``--config``), loads the weights
-with ``strict=True``, converts it with :func:`fusion_spec.interop.from_module`, runs both on the
+with ``strict=True``, converts it with ``fusion_spec.interop.from_module``, runs both on the
 same inputs (random, or ``--inputs``) and prints the largest absolute and relative difference.
 Exit status 0 when ``max |diff| <= --atol``, 1 above it, 2 on an error.
 
@@ -28,6 +28,7 @@ import numpy as np
 
 from ..conformance import safetensors_io
 from ..errors import FusionSpecError
+from .common import Parser, UsageError, input_file, json_argument, printer, require, run, write_json
 
 OP = "check-module"
 
@@ -170,7 +171,8 @@ def _read_inputs(path: str) -> tuple[tuple[np.ndarray, ...], dict[str, np.ndarra
 def load_module(name: str, checkpoint: str, prefix: str = "", config_path: str | None = None,
                 dtype: str = "float64") -> Any:
     """The real module ``name`` built for the checkpoint's weights and loaded with ``strict=True``."""
-    import torch
+    torch = require("torch", "check-module", "interop")
+    require("transformers", "check-module", "interop")
     if name not in BUILDERS:
         raise FusionSpecError(OP, "--module", "one of: " + ", ".join(sorted(BUILDERS)), repr(name))
     weights = _strip_prefix(safetensors_io.load(checkpoint), prefix)
@@ -188,14 +190,19 @@ def load_module(name: str, checkpoint: str, prefix: str = "", config_path: str |
 
 def run_check_module(args: argparse.Namespace) -> int:
     from .. import interop
+    out = printer(args)
     if args.list:
-        print("module class                         source        check-module")
-        for name in interop.supported():
-            conv = interop.registry.CONVERTERS[name]
-            print(f"{name:36s} {conv.source:13s} {'yes' if name in BUILDERS else 'from_module only'}")
+        rows = [{"module": name, "source": interop.registry.CONVERTERS[name].source,
+                 "check_module": name in BUILDERS} for name in interop.supported()]
+        out("module class                         source        check-module")
+        for row in rows:
+            out(f"{row['module']:36s} {row['source']:13s} {'yes' if row['check_module'] else 'from_module only'}")
+        if args.json:
+            write_json(args.json, rows)
         return 0
     if not args.module or not args.checkpoint:
-        raise FusionSpecError(OP, "--module/--checkpoint", "both (or --list)", f"{args.module!r}, {args.checkpoint!r}")
+        raise UsageError("check-module needs --module and --checkpoint (or --list), e.g. --module "
+                         "LlavaMultiModalProjector --checkpoint model.safetensors")
     module = load_module(args.module, args.checkpoint, args.prefix, args.config, args.dtype)
     if args.inputs:
         inputs, runtime = _read_inputs(args.inputs)
@@ -203,43 +210,54 @@ def run_check_module(args: argparse.Namespace) -> int:
         inputs, runtime = BUILDERS[args.module][1](module, np.random.default_rng(args.seed))
     report = interop.check(module, *inputs, **runtime)
     ok = report.max_abs <= args.atol
-    print(report)
-    print(f"{'PASS' if ok else 'FAIL'}: max |diff| {report.max_abs:.3e} {'<=' if ok else '>'} atol {args.atol:.1e}")
+    out(report)
+    out(f"{'PASS' if ok else 'FAIL'}: max |diff| {report.max_abs:.3e} {'<=' if ok else '>'} atol {args.atol:.1e}")
+    if args.json:
+        write_json(args.json, {"module": report.module, "shape": list(report.shape), "max_abs": report.max_abs,
+                               "max_rel": report.max_rel, "atol": args.atol, "pass": ok})
     return 0 if ok else 1
+
+
+EXAMPLES = """examples:
+  fusion-spec check-module --list
+  fusion-spec check-module --module LlavaMultiModalProjector --checkpoint model.safetensors \\
+      --prefix multi_modal_projector. --config config.json
+  fusion-spec check-module --module PatchMerger --checkpoint merger.safetensors --dtype float32 --atol 1e-5 --json -
+
+Needs the [interop] extra (pip install "fusion-spec[interop]"). Exit status: 0 within --atol,
+1 above it, 2 a usage error (missing file, wrong weights)."""
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``check-module`` to the main CLI's subparsers."""
     p = subparsers.add_parser("check-module", help="check a checkpoint's fusion module against the spec",
-                              description=__doc__.split("\n\n")[0])
-    p.add_argument("--list", action="store_true", help="list the supported module classes and exit")
-    p.add_argument("--module", help="the module class, e.g. LlavaMultiModalProjector, PatchMerger")
-    p.add_argument("--checkpoint", help="a .safetensors file holding the module's weights")
-    p.add_argument("--prefix", default="", help="key prefix of the module in the checkpoint, e.g. "
-                   "'multi_modal_projector.' or 'model.visual.merger.' (removed; other keys ignored)")
-    p.add_argument("--config", help="the model's config.json (projector_hidden_act, downsample_ratio)")
-    p.add_argument("--inputs", help="a .safetensors file with input.0, input.1, ... and runtime.<name> tensors "
-                   "(default: random inputs)")
-    p.add_argument("--dtype", default="float64", choices=("float64", "float32"), help="precision of both runs")
-    p.add_argument("--atol", type=float, default=1e-6, help="largest allowed absolute difference (default 1e-6)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+                              description=__doc__.split("\n\n")[0], epilog=EXAMPLES)
+    p.add_argument("--list", action="store_true", help="list the supported module classes and exit, e.g. --list")
+    p.add_argument("--module", help="the module class, e.g. --module LlavaMultiModalProjector (or PatchMerger)")
+    p.add_argument("--checkpoint", type=input_file, metavar="FILE",
+                   help="a .safetensors file holding the module's weights, e.g. --checkpoint model.safetensors")
+    p.add_argument("--prefix", default="", help="key prefix of the module in the checkpoint, removed; other keys "
+                   "are ignored, e.g. --prefix multi_modal_projector. (or model.visual.merger.)")
+    p.add_argument("--config", type=input_file, metavar="FILE",
+                   help="the model's config.json (projector_hidden_act, downsample_ratio), e.g. --config config.json")
+    p.add_argument("--inputs", type=input_file, metavar="FILE",
+                   help="a .safetensors file with input.0, input.1, ... and runtime.<name> tensors "
+                   "(default: random inputs), e.g. --inputs inputs.safetensors")
+    p.add_argument("--dtype", default="float64", choices=("float64", "float32"),
+                   help="precision of both runs, e.g. --dtype float32 (default float64)")
+    p.add_argument("--atol", type=float, default=1e-6,
+                   help="largest allowed absolute difference, e.g. --atol 1e-5 (default 1e-6)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs, e.g. --seed 1 (default 0)")
+    json_argument(p, "the report")
     p.set_defaults(func=run_check_module)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m fusion_spec.cli.interop check-module ...`` without the main CLI."""
-    parser = argparse.ArgumentParser(prog="fusion-spec")
+    parser = Parser(prog="fusion-spec")
     register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    if not hasattr(args, "func"):
-        parser.print_help()
-        return 2
-    try:
-        return int(args.func(args))
-    except FusionSpecError as exc:
-        print(f"fusion-spec: error: {exc}", file=sys.stderr)
-        return 2
+    return run(parser, argv)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The conformance suite: golden bundle, generator, runner and verifier (CONTRACT §5).
+"""The conformance suite: golden bundle, generator, runner and verifier.
 
 - :mod:`.cases`: the case definitions, one declarative list per operator family.
 - :mod:`.generate`: writes the bundle (``manifest.json`` + safetensors files) from the NumPy reference.

@@ -11,7 +11,7 @@ import dataclasses
 import hashlib
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -170,30 +170,34 @@ class Bundle:
         return self._by_id[case_id]
 
     def tensors(self, entry: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        """The case's tensors, after checking the file's sha256 and that every listed tensor is there,
-        with the listed shape and dtype, and nothing else."""
-        where = f"conformance case '{entry['id']}'"
-        limit = 8 + safetensors_io.MAX_HEADER_BYTES + declared_bytes(entry)
-        data = _read_inside(self.path, entry["file"], limit, where, "file")
-        digest = sha256(data)
-        if digest != entry["sha256"]:
-            raise FusionSpecError(where, "file", f"{entry['file']} with sha256 {entry['sha256']}",
-                                  f"sha256 {digest} ({len(data)} bytes): the file was modified or truncated")
-        tensors = safetensors_io.loads(data, where=f"{where} file {entry['file']}")
-        listed = set()
-        for group, prefix in (("inputs", "input."), ("params", "param."), ("outputs", "output.")):
-            for t in entry[group]:
-                name = prefix + t["name"]
-                listed.add(name)
-                if name not in tensors or list(tensors[name].shape) != list(t["shape"]) \
-                        or _dtype_name(tensors[name]) != t["dtype"]:
-                    got = "missing" if name not in tensors else \
-                        f"shape {list(tensors[name].shape)} dtype {_dtype_name(tensors[name])}"
-                    raise FusionSpecError(where, name, f"a tensor of shape {t['shape']} dtype {t['dtype']} "
-                                          f"in {entry['file']}", got)
-        extra = sorted(set(tensors) - listed)
+        """The case's tensors (``input.*``, ``param.*``, ``output.*``): see :meth:`read`."""
+        listed = {prefix + t["name"]: t for group, prefix in (("inputs", "input."), ("params", "param."),
+                                                               ("outputs", "output.")) for t in entry[group]}
+        return self.read(f"conformance case '{entry['id']}'", entry["file"], entry["sha256"], listed)
+
+    def read(self, where: str, file: str, digest: str, listed: Mapping[str, Mapping[str, Any]]
+             ) -> dict[str, np.ndarray]:
+        """The tensors of the bundle's ``file``, after checking, in this order: that it is a file inside the
+        bundle no larger than ``listed`` declares (``stat``, nothing read yet), its sha256 against
+        ``digest``, that it holds exactly the ``listed`` tensors (name -> ``{shape, dtype}``) and that
+        every floating value is finite. Every problem raises :class:`FusionSpecError` naming ``where``."""
+        limit = 8 + safetensors_io.MAX_HEADER_BYTES + declared_bytes(listed.values())
+        data = _read_inside(self.path, file, limit, where, "file")
+        got = sha256(data)
+        if got != digest:
+            raise FusionSpecError(where, "file", f"{file} with sha256 {digest}",
+                                  f"sha256 {got} ({len(data)} bytes): the file was modified or truncated")
+        tensors = safetensors_io.loads(data, where=f"{where} file {file}")
+        for name, t in listed.items():
+            if name not in tensors or list(tensors[name].shape) != list(t["shape"]) \
+                    or _dtype_name(tensors[name]) != t["dtype"]:
+                found = "missing" if name not in tensors else \
+                    f"shape {list(tensors[name].shape)} dtype {_dtype_name(tensors[name])}"
+                raise FusionSpecError(where, name, f"a tensor of shape {t['shape']} dtype {t['dtype']} in {file}",
+                                      found)
+        extra = sorted(set(tensors) - set(listed))
         if extra:
-            raise FusionSpecError(where, "file", f"only the tensors the manifest lists in {entry['file']}",
+            raise FusionSpecError(where, "file", f"only the tensors the manifest lists in {file}",
                                   f"unlisted tensors {extra[:5]}")
         for name, arr in tensors.items():
             if arr.dtype.kind == "f" and not np.isfinite(arr).all():
@@ -236,13 +240,16 @@ def _read_inside(directory: Path, name: str, limit: int, op: str, what: str) -> 
                               f"{exc.strerror or exc}") from None
 
 
-def declared_bytes(entry: Mapping[str, Any]) -> int:
-    """Bytes of tensor data the manifest declares for a case (a bound on its file's size)."""
-    total = 0
-    for group in ("inputs", "params", "outputs"):
-        for t in entry[group]:
-            total += math.prod(t["shape"]) * np.dtype(_ITEMSIZE.get(t["dtype"], "f8")).itemsize
-    return total
+def bounded_shape(shape: Any) -> bool:
+    """Whether ``shape`` is a list of at most 64 non-negative integers with at most :data:`MAX_ELEMENTS`
+    elements (counted without ever multiplying past that)."""
+    count = safetensors_io.element_count(shape, MAX_ELEMENTS)
+    return count is not None and count <= MAX_ELEMENTS
+
+
+def declared_bytes(described: Iterable[Mapping[str, Any]]) -> int:
+    """Bytes of tensor data that tensor descriptions (``{shape, dtype}``) declare: a bound on a file's size."""
+    return sum(math.prod(t["shape"]) * np.dtype(_ITEMSIZE.get(t["dtype"], "f8")).itemsize for t in described)
 
 
 _ITEMSIZE = {"float64": "f8", "float32": "f4", "float16": "f2", "int64": "i8", "int32": "i4", "int16": "i2",
@@ -313,8 +320,7 @@ def check_cases(cases: Any, where: str = "manifest.json") -> list[dict[str, Any]
                     fail(group, "objects with a unique non-empty string 'name'", t)
                 names.add(t["name"])
                 shape = t.get("shape")
-                count = safetensors_io.element_count(shape, MAX_ELEMENTS)
-                if count is None or count > MAX_ELEMENTS:
+                if not bounded_shape(shape):
                     fail(f"{group} '{t['name']}' shape", f"a list of at most {safetensors_io.MAX_DIMS} "
                          f"non-negative integers with at most {MAX_ELEMENTS} elements", shape)
                 if not isinstance(t.get("dtype"), str):

@@ -395,8 +395,9 @@ def gated_cross_attention_cases() -> list[Case]:
         _c("gated_xattn_stack.edifice", S(hidden_size=16, vision_dim=24, num_heads=4, num_layers=4, ff_dim=32,
                                           num_visual_tokens=196), x(1, 3), ("media", normal(1, 196, 24)),
            stages=4 * 7, flags=("edifice", "multi-head", "erf-gelu"),
-           notes="Edifice's build_cross_attention structure (4 layers, 4 heads, 196 visual tokens, [B, N, D] "
-                 "media) at small widths; its defaults (256 / 1024 wide) would take 38 MB of parameters"),
+           notes="the spec's GatedCrossAttentionStack at Edifice's build_cross_attention option values (4 layers, "
+                 "4 heads, 196 visual tokens, [B, N, D] media) at small widths; at Edifice's widths (256 / 1024) "
+                 "the spec has 4.72M parameters (38 MB in float64); Edifice's own model has 1.32M"),
         _c("gated_xattn_stack.flamingo.media_locations", S(hidden_size=8, vision_dim=6, num_heads=2, num_layers=2,
                                                            only_attend_immediate_media=False),
            x(2, 6, 8), ("media", normal(2, 2, 3, 6)), kwargs=[("media_locations", locations(".I..I.", "I....."))],
@@ -429,8 +430,9 @@ def resampler_cases() -> list[Case]:
         _c("resampler.edifice", P(vision_dim=24, output_dim=16, num_queries=8, num_layers=6, num_heads=4,
                                   num_visual_tokens=196), ("x", normal(1, 196, 24)), stages=6 * 5 + 1,
            flags=fx + ("edifice",),
-           notes="Edifice's build_perceiver_resampler structure (6 layers, 4 heads, 196 tokens, input "
-                 "projection vision_dim -> output_dim) at small widths; its defaults would take 38 MB"),
+           notes="the spec's PerceiverResampler at Edifice's build_perceiver_resampler option values (6 layers, "
+                 "4 heads, 196 tokens, input projection vision_dim -> output_dim) at small widths; at Edifice's "
+                 "widths (1024 -> 256) the spec has 5.0M parameters (40 MB in float64)"),
         _c("resampler.idefics2.mask_gqa", P.idefics2(hidden_size=16, resampler_n_latents=4, resampler_depth=2,
                                                      resampler_n_heads=4, resampler_head_dim=3,
                                                      num_key_value_heads=2),

@@ -193,10 +193,15 @@ _GOLDENS: dict[str, tuple[dict[str, Any], bytes]] = {}
 _GROUPS = (("cotangents", "cotangent."), ("inputs", "grad.input."), ("params", "grad.param."))
 
 
+def described(g: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """``{tensor name in the gradient file: {name, shape, dtype}}`` of a case's ``grad`` object."""
+    return {prefix + t["name"]: t for group, prefix in _GROUPS for t in g[group]}
+
+
 def check_entry(entry: Mapping[str, Any], files: set[str]) -> None:
     """Check a case's ``grad`` object (if any) against the format; ``files`` holds every file name seen
     so far and gets the gradient file added. Raises :class:`FusionSpecError` naming the case."""
-    from .bundle import _SHA256, SAFE_NAME
+    from .bundle import _SHA256, SAFE_NAME, bounded_shape
     g = entry.get("grad")
     if g is None:
         return
@@ -214,8 +219,7 @@ def check_entry(entry: Mapping[str, Any], files: set[str]) -> None:
         items = g.get(group)
         if not isinstance(items, list) or not all(
                 isinstance(t, dict) and isinstance(t.get("name"), str) and isinstance(t.get("dtype"), str)
-                and isinstance(t.get("shape"), list) and all(type(s) is int and s >= 0 for s in t["shape"])
-                for t in items):
+                and bounded_shape(t.get("shape")) for t in items):
             fail(group, "a list of {name, shape, dtype}", items)
     tol = g.get("tolerance")
     if not isinstance(tol, dict) or not all(
@@ -234,22 +238,7 @@ def load(bundle: Bundle, entry: Mapping[str, Any]) -> tuple[dict[str, np.ndarray
     g = entry.get("grad")
     if g is None:
         raise FusionSpecError(where, "grad", "a differentiable case with gradient goldens", "none")
-    path = bundle.path / g["file"]
-    if not path.is_file():
-        raise FusionSpecError(where, "grad file", f"{g['file']} in {bundle.path}", "missing")
-    data = path.read_bytes()
-    if sha256(data) != g["sha256"]:
-        raise FusionSpecError(where, "grad file", f"{g['file']} with sha256 {g['sha256']}",
-                              f"sha256 {sha256(data)}: the file was modified or truncated")
-    tensors = safetensors_io.loads(data, where=f"{where} file {g['file']}")
-    listed = {prefix + t["name"]: t for group, prefix in _GROUPS for t in g[group]}
-    for name, t in listed.items():
-        if name not in tensors or list(tensors[name].shape) != t["shape"] or tensors[name].dtype.name != t["dtype"]:
-            raise FusionSpecError(where, name, f"a tensor of shape {t['shape']} dtype {t['dtype']} in {g['file']}",
-                                  "missing" if name not in tensors else f"shape {list(tensors[name].shape)}")
-    if set(tensors) != set(listed):
-        raise FusionSpecError(where, "grad file", f"only the tensors the manifest lists in {g['file']}",
-                              f"unlisted tensors {sorted(set(tensors) - set(listed))[:5]}")
+    tensors = bundle.read(f"{where} (gradients)", g["file"], g["sha256"], described(g))
     cot = {k[len("cotangent."):]: v for k, v in tensors.items() if k.startswith("cotangent.")}
     grads = {k[len("grad."):]: v for k, v in tensors.items() if k.startswith("grad.")}
     return cot, grads
@@ -294,21 +283,12 @@ class Reference:
 
 def compare(entry: Mapping[str, Any], got: Mapping[str, np.ndarray], want: Mapping[str, np.ndarray], dtype: str
             ) -> tuple[str, float, float, str]:
-    """``(status, worst ratio, max abs error, detail)`` of gradients ``got`` against ``want`` with the
-    case's gradient tolerance for ``dtype`` (the forward metric)."""
-    tol = entry["grad"]["tolerance"][dtype]
-    worst, worst_abs, detail = 0.0, 0.0, ""
-    for name, w in want.items():
-        if name not in got:
-            return "fail", math.inf, math.inf, f"gradient '{name}' missing"
-        g = np.asarray(got[name])
-        if tuple(g.shape) != tuple(w.shape):
-            return "fail", math.inf, math.inf, f"gradient '{name}' has shape {list(g.shape)}, expected {list(w.shape)}"
-        ratio, err = tolerance.error_ratio(g, w, tol["rtol"], tol["atol"])
-        if ratio > worst or not detail:
-            worst, detail = max(worst, ratio), f"worst in 'grad.{name}'"
-        worst_abs = max(worst_abs, err)
-    return ("pass" if worst <= 1.0 else "fail"), worst, worst_abs, detail
+    """``(status, worst ratio, max abs error, detail)`` of gradients ``got`` against ``want`` (keyed by leaf,
+    ``input.<name>`` / ``param.<name>``) with the case's gradient tolerance for ``dtype``: the forward
+    rule of :func:`fusion_spec.conformance.runner.compare_tensors`."""
+    from .runner import compare_tensors
+    leaves_ = [{"name": k, "dtype": "float64"} for k in want]
+    return compare_tensors(leaves_, got, want, entry["grad"]["tolerance"][dtype], "gradient")
 
 
 def run_case(bundle: Bundle, entry: Mapping[str, Any], backend: str, dtype: str, device: str = "cpu",
@@ -338,48 +318,36 @@ def run(backends, dtypes, device: str = "cpu", bundle: Bundle | None = None,
     return results, notes + more
 
 
-def verify(bundle: Bundle, out_dir: str | Path, select: Callable[[Mapping[str, Any]], bool] | None = None):
+def verify(bundle: Bundle, out_dir: str | Path, select: Callable[[Mapping[str, Any]], bool] | None = None,
+           trust: bool = False) -> list:
     """``goldens verify --grad``: ``OUT/<id>.safetensors`` holds another implementation's
     ``grad.input.<name>`` / ``grad.param.<name>`` for each differentiable case, computed on the
-    bundle's inputs, parameters and cotangents rounded to the gradients' dtype. One ``Result`` per case."""
+    bundle's inputs, parameters and cotangents rounded to the gradients' dtype. One ``Result`` per case,
+    with the same guarantees as :func:`fusion_spec.conformance.verify.verify` (trusted manifest, files
+    checked before they are read, never a crash for a bad file)."""
     from .runner import Result
-    from .verify import _CODE_DTYPES
+    from .verify import outcome, read_results, require_trust
     out_dir = Path(out_dir)
-    if not out_dir.is_dir():
-        raise FusionSpecError("goldens verify --grad", "--outputs", "a directory of <case id>.safetensors files",
-                              str(out_dir))
+    trusted = require_trust(bundle, out_dir, trust, "goldens verify --grad")
     reference = Reference(bundle)
     results = []
     for entry in (e for e in bundle.cases if "grad" in e and (select is None or select(e))):
-        cid, path = entry["id"], out_dir / f"{entry['id']}.safetensors"
-        if not path.is_file():
-            results.append(Result(cid, "gradients", "-", "missing", math.inf, math.inf, f"{path.name} not found"))
+        allowed = {k: v for k, v in described(entry["grad"]).items() if k.startswith("grad.")}
+        read = read_results(out_dir, entry["id"], allowed, list(allowed), "gradients")
+        if not isinstance(read, tuple):
+            results.append(outcome(read, trusted))
             continue
-        try:
-            data = path.read_bytes()
-            head = safetensors_io.header(data, where=str(path))
-            tensors = safetensors_io.loads(data, where=str(path))
-        except (OSError, FusionSpecError) as exc:
-            results.append(Result(cid, "gradients", "-", "error", math.inf, math.inf, str(exc)))
-            continue
-        expected = {f"grad.{k}" for k in leaves(entry)}
-        codes = {head[k]["dtype"] for k in expected & set(head)}
-        dtypes = {_CODE_DTYPES.get(c, c) for c in codes}
-        if set(tensors) - expected or len(dtypes) > 1 or not dtypes <= set(_CODE_DTYPES.values()):
-            results.append(Result(cid, "gradients", "-", "fail", math.inf, math.inf,
-                                  f"expected {sorted(expected)[:5]}... in one of F64, F32, F16, BF16; got "
-                                  f"{sorted(set(tensors))[:5]} {sorted(codes)}"))
-            continue
-        dtype = dtypes.pop() if dtypes else "float64"
+        tensors, dtype = read
         try:
             _, _, want = reference(entry, dtype)
         except Exception as exc:  # noqa: BLE001 -- a case the reference cannot run is that case's error
-            results.append(Result(cid, "gradients", dtype, "error", math.inf, math.inf,
-                                  f"reference failed: {type(exc).__name__}: {str(exc)[:300]}"))
+            results.append(outcome(Result(entry["id"], "gradients", dtype, "error", math.inf, math.inf,
+                                          f"reference failed: {type(exc).__name__}: {str(exc)[:300]}"), trusted))
             continue
         got = {k[len("grad."):]: v for k, v in tensors.items()}
         status, ratio, err, detail = compare(entry, got, want, dtype)
-        results.append(Result(cid, "gradients", dtype, status, ratio, err, detail, entry["grad"]["tolerance"][dtype]))
+        results.append(outcome(Result(entry["id"], "gradients", dtype, status, ratio, err, detail,
+                                      entry["grad"]["tolerance"][dtype]), trusted))
     return results
 
 

@@ -13,11 +13,14 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.util
+import json
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -43,6 +46,7 @@ class Result:
     max_abs: float = 0.0   # worst |got - want|
     detail: str = ""
     tolerance: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0   # time the backend took on this case (conversion, run, comparison)
 
     @property
     def ok(self) -> bool:
@@ -111,12 +115,10 @@ def converter(backend: str, dtype: str, device: str) -> Callable[[str, np.ndarra
         dev = jax.devices("gpu" if device == "cuda" else "cpu")[0]
 
         def to_jax(name: str, a: np.ndarray) -> Any:
-            if a.dtype.kind == "f":
-                x = jnp.asarray(a.astype(np.float32) if dtype == "bfloat16" else a.astype(dtype))
-                x = x.astype(jnp.bfloat16) if dtype == "bfloat16" else x
-            else:
-                x = jnp.asarray(a)
-            return jax.device_put(x, dev)
+            # device_put of a NumPy array in the final dtype: jnp.asarray/astype would compile a
+            # conversion for every new shape, which was most of the suite's JAX compiles.
+            return jax.device_put(a.astype(jnp.bfloat16 if dtype == "bfloat16" else dtype) if a.dtype.kind == "f"
+                                  else a, dev)
         return to_jax
     if backend == "mlx":
         import mlx.core as mx
@@ -158,26 +160,33 @@ def _x64(backend: str):
 
 def compare(entry: Mapping[str, Any], got: Mapping[str, np.ndarray], want: Mapping[str, np.ndarray],
             dtype: str) -> tuple[str, float, float, str]:
-    """``(status, worst ratio, max abs error, detail)`` of ``got`` against ``want`` for one case."""
-    tol = entry["tolerance"][dtype]
+    """``(status, worst ratio, max abs error, detail)`` of ``got`` against ``want`` for one case's outputs."""
+    return compare_tensors(entry["outputs"], got, want, entry["tolerance"][dtype])
+
+
+def compare_tensors(described: list[Mapping[str, Any]], got: Mapping[str, Any], want: Mapping[str, np.ndarray],
+                    tol: Mapping[str, float], what: str = "output") -> tuple[str, float, float, str]:
+    """``(status, worst ratio, max abs error, detail)`` of the ``described`` tensors (``{name, ...}``) of
+    ``got`` against ``want``: floating ones by :func:`.tolerance.error_ratio` with ``tol``, integer and
+    boolean ones exactly. The one comparison of outputs and gradients alike."""
     worst, worst_abs, details = 0.0, 0.0, []
-    for o in entry["outputs"]:
+    for o in described:
         name = o["name"]
         if name not in got:
-            return "fail", math.inf, math.inf, f"output '{name}' missing"
+            return "fail", math.inf, math.inf, f"{what} '{name}' missing"
         g, w = np.asarray(got[name]), np.asarray(want[name])
         if tuple(g.shape) != tuple(w.shape):
-            return "fail", math.inf, math.inf, f"output '{name}' has shape {list(g.shape)}, expected {list(w.shape)}"
+            return "fail", math.inf, math.inf, f"{what} '{name}' has shape {list(g.shape)}, expected {list(w.shape)}"
         if w.dtype.kind != "f":
             if g.dtype.kind not in "biu":  # 1.5 must not pass as 1: exact outputs come as integers or booleans
-                return "fail", math.inf, math.inf, f"output '{name}' has dtype {g.dtype}, expected an integer " \
+                return "fail", math.inf, math.inf, f"{what} '{name}' has dtype {g.dtype}, expected an integer " \
                     f"or boolean array ({w.dtype})"
             bad = int(np.count_nonzero(g.astype(np.int64) != w.astype(np.int64)))
             if bad:
-                return "fail", math.inf, math.inf, f"output '{name}': {bad} of {w.size} exact values differ"
+                return "fail", math.inf, math.inf, f"{what} '{name}': {bad} of {w.size} exact values differ"
             continue
         if g.dtype.kind not in "fiub":
-            return "fail", math.inf, math.inf, f"output '{name}' has dtype {g.dtype}, expected a floating array"
+            return "fail", math.inf, math.inf, f"{what} '{name}' has dtype {g.dtype}, expected a floating array"
         ratio, err = tolerance.error_ratio(g, w, tol["rtol"], tol["atol"])
         if not ratio <= worst:  # NaN-safe: a NaN ratio is never better than the worst so far
             worst, details = ratio if ratio == ratio else math.inf, [f"worst in '{name}'"]
@@ -222,7 +231,7 @@ def run_case(bundle: Bundle, entry: Mapping[str, Any], backend: str, dtype: str,
     except Exception as exc:  # noqa: BLE001 -- a case the reference cannot run is reported, not a crash
         return Result(entry["id"], backend, dtype, "error", math.inf, math.inf,
                       f"reference failed: {type(exc).__name__}: {str(exc)[:300]}", tol)
-    fn = _jit(target(entry)) if backend == "jax" else target(entry)
+    fn = _jit(entry) if backend == "jax" else target(entry)
     try:
         with _x64(backend):
             out = call(entry, rounded, converter(backend, dtype, device), fn)
@@ -237,18 +246,61 @@ def run_case(bundle: Bundle, entry: Mapping[str, Any], backend: str, dtype: str,
     return Result(entry["id"], backend, dtype, status, ratio, err, detail, tol)
 
 
-def _jit(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``fn`` compiled whole with ``jax.jit`` (one compile per case instead of one per eager op, ~5x
-    faster), falling back to eager where an operator's Python code needs concrete values."""
-    import jax
-    jitted = jax.jit(fn)
+#: Jitted case functions by structure (op, config, runtime): cases of the same structure share one
+#: ``jax.jit`` and with it JAX's cache of compiled executables (per shape and dtype).
+_JITTED: dict[str, Callable[..., Any]] = {}
 
-    def run(params: Any, args: Any, kwargs: Any) -> Any:
+#: XLA settings for the suite's small cases: compiling dominates their time, and these cut it ~4x
+#: (measured with jax 0.10 on CPU); the numbers computed are checked by the suite as any others.
+FAST_COMPILE_FLAGS = ("--xla_backend_optimization_level=0", "--xla_cpu_use_fusion_emitters=false")
+
+
+def jax_cache_dir() -> Path:
+    """Where the command line keeps JAX's compiled cases between runs (``$XDG_CACHE_HOME`` or ``~/.cache``,
+    then ``fusion_spec/jax``; a few MB)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fusion_spec" / "jax"
+
+
+def fast_jax_compile(cache: Path | None = None) -> bool:
+    """Before JAX is imported: add :data:`FAST_COMPILE_FLAGS` to ``XLA_FLAGS`` and, with ``cache``, keep
+    every compiled case in that directory (JAX's persistent compilation cache), so that a second run
+    compiles nothing. Settings the user made in the environment win. Returns whether JAX was not yet
+    imported (XLA and JAX read these once, at start); the command line calls this before a run."""
+    if "jax" in sys.modules:
+        return False
+    flags = os.environ.get("XLA_FLAGS", "").split()
+    names = {f.split("=")[0] for f in flags}
+    os.environ["XLA_FLAGS"] = " ".join(flags + [f for f in FAST_COMPILE_FLAGS if f.split("=")[0] not in names])
+    if cache is not None:
         try:
-            return jitted(params, args, kwargs)
-        except Exception:  # noqa: BLE001 -- eager is the definition; it reports its own errors
-            return fn(params, args, kwargs)
-    return run
+            cache.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            return True  # no cache where it cannot be written; compiling still works
+        os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(cache))
+        os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+        os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+    return True
+
+
+def _jit(entry: Mapping[str, Any]) -> Callable[..., Any]:
+    """The case's function compiled whole with ``jax.jit`` (one compile per structure, shape and dtype
+    instead of one per eager op), falling back to eager where an operator's Python code needs concrete
+    values."""
+    import jax
+    key = json.dumps([entry.get("kind"), entry.get("op"), entry.get("config"), entry.get("runtime")], sort_keys=True,
+                     default=str)
+    if key not in _JITTED:
+        fn = target(entry)
+        jitted = jax.jit(fn)
+
+        def call_jitted(params: Any, args: Any, kwargs: Any) -> Any:
+            try:
+                return jitted(params, args, kwargs)
+            except Exception:  # noqa: BLE001 -- eager is the definition; it reports its own errors
+                _JITTED[key] = fn  # this structure's Python needs concrete values: eager from now on
+                return fn(params, args, kwargs)
+        _JITTED[key] = call_jitted
+    return _JITTED[key]
 
 
 def run(backends: Iterable[str] = ("numpy",), dtypes: Iterable[str] = ("float64", "float32"), device: str = "cpu",
@@ -288,7 +340,12 @@ def run(backends: Iterable[str] = ("numpy",), dtypes: Iterable[str] = ("float64"
         for entry in entries:
             if progress:
                 progress(done, total, f"{backend} {dtype} {entry['id']}")
-            results.append(case_runner(bundle, entry, backend, dtype, device, reference))
+            with contextlib.suppress(Exception):  # a failing reference is reported by run_case
+                reference.outputs(entry, dtype)  # computed first: not the backend's time
+            start = time.perf_counter()
+            result = case_runner(bundle, entry, backend, dtype, device, reference)
+            result.seconds = time.perf_counter() - start
+            results.append(result)
             done += 1
     if progress:
         progress(done, total, "done")
@@ -312,35 +369,85 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])
 
 
-def case_table(results: list[Result]) -> str:
-    """One row per case, one column per backend/dtype: the worst error ratio (pass iff <= 1) and, in
-    brackets, the largest absolute error."""
+#: Width the default per-case table keeps to (``case_table(wide=True)`` has no limit).
+COLUMNS = 100
+
+
+def case_table(results: list[Result], wide: bool = False) -> str:
+    """One row per case, one column per backend/dtype, with the worst error ratio (pass iff <= 1).
+
+    ``wide``: full case ids and, in brackets, the largest absolute error. Otherwise cases are grouped
+    under their id's first part, cells hold only the ratio, and columns are split into as many blocks
+    as it takes to keep every line within :data:`COLUMNS` characters."""
     columns = list(dict.fromkeys((r.backend, r.dtype) for r in results))
     by = {(r.case, r.backend, r.dtype): r for r in results}
     cases = list(dict.fromkeys(r.case for r in results))
+    if wide:
+        def cell(r: Result | None) -> str:
+            if r is None:
+                return "-"
+            if r.status in ("pass", "fail") and math.isfinite(r.max_abs):
+                return f"{fmt_ratio(r)} ({r.max_abs:.1e})"
+            return fmt_ratio(r)
+        rows = [[c] + [cell(by.get((c, b, d))) for b, d in columns] for c in cases]
+        return table(["case: error/tolerance (max |err|)"] + [f"{b} {d}" for b, d in columns], rows)
 
-    def cell(r: Result | None) -> str:
-        if r is None:
-            return "-"
-        if r.status in ("pass", "fail") and math.isfinite(r.max_abs):
-            return f"{fmt_ratio(r)} ({r.max_abs:.1e})"
-        return fmt_ratio(r)
-    rows = [[c] + [cell(by.get((c, b, d))) for b, d in columns] for c in cases]
-    return table(["case: error/tolerance (max |err|)"] + [f"{b} {d}" for b, d in columns], rows)
+    names, group = [], None
+    for c in cases:
+        head, _, rest = c.partition(".")
+        if head != group:
+            names.append((head, None))
+            group = head
+        names.append(("  " + rest if rest else "  " + head, c))
+    first = max(len("case: error/tolerance"), *(len(n) for n, _ in names))
+    width = 5
+    per_block = max(1, (COLUMNS - first) // (width + 2))
+    blocks = [columns[i:i + per_block] for i in range(0, len(columns), per_block)]
+    out = []
+    for block in blocks:
+        line = lambda first_cell, cells: (first_cell.ljust(first) + "".join(  # noqa: E731
+            "  " + c.ljust(width) for c in cells)).rstrip()
+        header = "case: error/tolerance".ljust(first)
+        for i, (b, _) in enumerate(block):  # each backend's name over its first column (may run over the next)
+            if i == 0 or block[i - 1][0] != b:
+                header = header.ljust(first + i * (width + 2) + 2) + b
+        out.append(header)
+        out.append(line("", [_SHORT.get(d, d) for _, d in block]))
+        out.append(line("-" * first, ["-" * width] * len(block)))
+        for name, case in names:
+            out.append(line(name, [] if case is None else [_narrow(by.get((case, b, d))) for b, d in block]))
+        out.append("")
+    return "\n".join(out).rstrip()
+
+
+_SHORT = {"float64": "f64", "float32": "f32", "float16": "f16", "bfloat16": "bf16"}
+
+
+def _narrow(r: Result | None) -> str:
+    """A ratio in at most 5 characters: ``0``, ``<.01``, ``0.42``, ``FAIL``, ``ERROR``, ``skip``, ``-``."""
+    if r is None:
+        return "-"
+    if r.status != "pass":
+        return {"fail": "FAIL", "error": "ERROR"}.get(r.status, r.status)
+    return "0" if r.ratio == 0 else "<.01" if r.ratio < 0.005 else f"{r.ratio:.2f}"
 
 
 def summary_table(results: list[Result]) -> str:
-    """One row per backend and dtype: counts, worst ratio and its case, largest absolute error."""
+    """One row per backend and dtype: counts, worst ratio, largest absolute error, seconds, worst case;
+    then the time each backend took."""
     rows = []
     for b, d in dict.fromkeys((r.backend, r.dtype) for r in results):
         rs = [r for r in results if (r.backend, r.dtype) == (b, d)]
         worst = max(rs, key=lambda r: r.ratio)
         finite = [r.max_abs for r in rs if math.isfinite(r.max_abs)]
-        rows.append([b, d, str(len(rs)), str(sum(r.status == "pass" for r in rs)),
-                     str(sum(r.status == "fail" for r in rs)), str(sum(r.status == "error" for r in rs)),
-                     fmt_ratio(worst).split()[0], worst.case, f"{max(finite):.2g}" if finite else "-"])
-    return table(["backend", "dtype", "cases", "pass", "fail", "error", "worst ratio", "worst case",
-                  "max |err|"], rows)
+        rows.append([b, d, str(sum(r.status == "pass" for r in rs)), str(sum(r.status == "fail" for r in rs)),
+                     str(sum(r.status == "error" for r in rs)), fmt_ratio(worst).split()[0],
+                     f"{max(finite):.2g}" if finite else "-", f"{sum(r.seconds for r in rs):.1f}", worst.case])
+    text = table(["backend", "dtype", "pass", "fail", "error", "worst", "max |err|", "seconds", "worst case"], rows)
+    per_backend = {}
+    for r in results:
+        per_backend[r.backend] = per_backend.get(r.backend, 0.0) + r.seconds
+    return text + "\ntime per backend: " + ", ".join(f"{b} {t:.1f}s" for b, t in per_backend.items())
 
 
 def failures(results: list[Result]) -> str:

@@ -22,7 +22,7 @@ from ..errors import FusionSpecError
 from ..xp import to_numpy
 from . import safetensors_io
 from .bundle import PACKAGE_BUNDLE, Bundle, call, round_to, target, trusted_manifest_sha256
-from .runner import Reference, Result, compare, converter
+from .runner import Reference, Result, compare_tensors, converter
 
 _CODE_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16"}
 
@@ -45,81 +45,101 @@ def verify(bundle: Bundle, out_dir: str | Path, select: Callable[[Mapping[str, A
     with one output file never raise: they are that case's ``error`` or ``fail``.
     """
     out_dir = Path(out_dir)
-    if not out_dir.is_dir():
-        raise FusionSpecError("goldens verify", "--outputs", "a directory of <case id>.safetensors files",
-                              str(out_dir))
-    trusted = bundle.trusted
-    if not trusted and not trust:
-        raise UntrustedBundle("goldens verify", "bundle", f"the manifest shipped with fusion_spec {__version__} "
-                              f"(sha256 {trusted_manifest_sha256()})", f"{bundle.path / 'manifest.json'} with "
-                              f"sha256 {bundle.manifest_sha256}: its cases and tolerances are not vouched for "
-                              "(export the packaged bundle again, or pass --trust-bundle to check against it)")
+    trusted = require_trust(bundle, out_dir, trust, "goldens verify")
     reference = Reference(bundle)
     results = []
     for entry in (e for e in bundle.cases if select is None or select(e)):
         names = [o["name"] for o in entry["outputs"] if outputs is None or o["name"] in outputs]
-        if not names:
-            continue
-        result = _verify_case(reference, entry, out_dir, names)
-        if not trusted:
-            result.detail = "; ".join(filter(None, ["UNTRUSTED manifest", result.detail]))
-        results.append(result)
+        if names:
+            results.append(outcome(_verify_case(reference, entry, out_dir, names), trusted))
     return results
+
+
+def require_trust(bundle: Bundle, out_dir: Path, trust: bool, command: str) -> bool:
+    """Whether the bundle's manifest is the packaged one; :class:`UntrustedBundle` if it is not and
+    ``trust`` is false. Also checks that ``out_dir`` is a directory."""
+    if not out_dir.is_dir():
+        raise FusionSpecError(command, "--outputs", "a directory of <case id>.safetensors files", str(out_dir))
+    if not bundle.trusted and not trust:
+        raise UntrustedBundle(command, "bundle", f"the manifest shipped with fusion_spec {__version__} "
+                              f"(sha256 {trusted_manifest_sha256()})", f"{bundle.path / 'manifest.json'} with "
+                              f"sha256 {bundle.manifest_sha256}: its cases and tolerances are not vouched for "
+                              "(export the packaged bundle again, or pass --trust-bundle to check against it)")
+    return bundle.trusted
+
+
+def outcome(result: Result, trusted: bool) -> Result:
+    """``result``, its detail saying so when the manifest was not vouched for."""
+    if not trusted:
+        result.detail = "; ".join(filter(None, ["UNTRUSTED manifest", result.detail]))
+    return result
 
 
 def _verify_case(reference: Reference, entry: Mapping[str, Any], out_dir: Path, names: list[str]) -> Result:
     """Never raises for a bad output file or case: every problem is this case's ``error`` or ``fail``."""
     cid = entry["id"]
-    path = out_dir / f"{cid}.safetensors"
-    if not path.exists() and not path.is_symlink():
-        return Result(cid, "outputs", "-", "missing", math.inf, math.inf, f"{path.name} not found")
-    described = {o["name"]: o for o in entry["outputs"]}
-    wanted = {f"output.{n}": described[n] for n in names}
-    found: dict[str, str] = {}
-
-    def check(table: dict[str, tuple]) -> None:
-        """Names, dtypes and shapes, before any data is read."""
-        extra = sorted(set(table) - {f"output.{o}" for o in described})
-        if extra:
-            raise _Mismatch(f"unexpected tensors {extra[:5]} (the case's outputs are {sorted(described)})")
-        for key, o in wanted.items():
-            if key not in table:
-                continue
-            code, shape = table[key][0], list(table[key][1])
-            if shape != list(o["shape"]):
-                raise _Mismatch(f"{key} has shape {shape}, expected {o['shape']}")
-            floating = o["dtype"].startswith("float")
-            if (code in _CODE_DTYPES) != floating:
-                raise _Mismatch(f"{key} is {code}, expected {'a floating' if floating else 'an integer or boolean'}"
-                                " dtype")
-            found[key] = code
-
-    try:
-        _inside(out_dir, path)
-        tensors = safetensors_io.read(path, where=str(path), check=check,
-                                      max_bytes=8 + safetensors_io.MAX_HEADER_BYTES + _max_output_bytes(entry))
-    except _Mismatch as exc:
-        return Result(cid, "outputs", "-", "fail", math.inf, math.inf, str(exc))
-    except FusionSpecError as exc:
-        return Result(cid, "outputs", "-", "error", math.inf, math.inf, str(exc))
-    codes = {found[k] for k in wanted if k in found and k in tensors and wanted[k]["dtype"].startswith("float")}
-    if len(codes) > 1:
-        return Result(cid, "outputs", "-", "fail", math.inf, math.inf,
-                      f"floating outputs must share one of F64, F32, F16, BF16; got {sorted(codes)}")
-    dtype = _CODE_DTYPES[codes.pop()] if codes else "float64"
+    allowed = {f"output.{o['name']}": o for o in entry["outputs"]}
+    read = read_results(out_dir, cid, allowed, [f"output.{n}" for n in names], "outputs")
+    if not isinstance(read, tuple):
+        return read
+    tensors, dtype = read
     try:
         want = reference.outputs(entry, dtype)
     except Exception as exc:  # noqa: BLE001 -- a case the reference cannot run is that case's error, not a crash
         return Result(cid, "outputs", dtype, "error", math.inf, math.inf,
                       f"reference failed on the bundle's case: {type(exc).__name__}: {str(exc)[:300]}")
     got = {k[len("output."):]: v for k, v in tensors.items()}
-    only = {**entry, "outputs": [described[n] for n in names]}
-    status, ratio, err, detail = compare(only, got, want, dtype)
+    status, ratio, err, detail = compare_tensors([allowed[f"output.{n}"] for n in names], got, want,
+                                                 entry["tolerance"][dtype])
     return Result(cid, "outputs", dtype, status, ratio, err, detail, entry["tolerance"][dtype])
 
 
+def read_results(out_dir: Path, cid: str, allowed: Mapping[str, Mapping[str, Any]], wanted: Collection[str],
+                 label: str) -> tuple[dict[str, np.ndarray], str] | Result:
+    """``(tensors, dtype of the floating ones)`` of another implementation's ``OUT/<cid>.safetensors``, or
+    the :class:`Result` that ends the case (``missing``, ``error`` for an unreadable or hostile file,
+    ``fail`` for one holding other tensors than ``allowed`` or the ``wanted`` ones with other shapes or
+    dtypes). Names, shapes and dtypes are checked from the header, before any data is read, and the
+    file's size from ``stat``; a link out of ``out_dir`` is refused."""
+    path = out_dir / f"{cid}.safetensors"
+    if not path.exists() and not path.is_symlink():
+        return Result(cid, label, "-", "missing", math.inf, math.inf, f"{path.name} not found")
+    found: dict[str, str] = {}
+
+    def check(table: dict[str, tuple]) -> None:
+        extra = sorted(set(table) - set(allowed))
+        if extra:
+            raise _Mismatch(f"unexpected tensors {extra[:5]} (the case's are {sorted(allowed)[:8]})")
+        for key in wanted:
+            if key not in table:
+                continue
+            code, shape, want = table[key][0], list(table[key][1]), allowed[key]
+            if shape != list(want["shape"]):
+                raise _Mismatch(f"{key} has shape {shape}, expected {want['shape']}")
+            floating = want["dtype"].startswith("float")
+            if (code in _CODE_DTYPES) != floating:
+                raise _Mismatch(f"{key} is {code}, expected {'a floating' if floating else 'an integer or boolean'}"
+                                " dtype")
+            if floating:
+                found[key] = code
+
+    try:
+        _inside(out_dir, path)
+        tensors = safetensors_io.read(path, where=str(path), check=check, max_bytes=8 + safetensors_io.MAX_HEADER_BYTES
+                                      + sum(8 * math.prod(t["shape"]) for t in allowed.values()))
+    except _Mismatch as exc:
+        return Result(cid, label, "-", "fail", math.inf, math.inf, str(exc))
+    except FusionSpecError as exc:
+        return Result(cid, label, "-", "error", math.inf, math.inf, str(exc))
+    codes = set(found.values())
+    if len(codes) > 1:
+        return Result(cid, label, "-", "fail", math.inf, math.inf,
+                      f"floating tensors must share one of F64, F32, F16, BF16; got {sorted(codes)}")
+    return tensors, _CODE_DTYPES[codes.pop()] if codes else "float64"
+
+
 class _Mismatch(Exception):
-    """An output file that reads fine but is not what the case returns (a ``fail``, not an ``error``)."""
+    """A file that reads fine but is not what the case returns (a ``fail``, not an ``error``)."""
 
 
 def _inside(out_dir: Path, path: Path) -> None:
@@ -128,11 +148,6 @@ def _inside(out_dir: Path, path: Path) -> None:
     if real.parent != out_dir.resolve():
         raise FusionSpecError("goldens verify", str(path), f"a file inside {out_dir}",
                               f"a link to {real} (outside the outputs directory: refused)")
-
-
-def _max_output_bytes(entry: Mapping[str, Any]) -> int:
-    """The most bytes the case's outputs may take (every output as 8-byte elements)."""
-    return sum(8 * math.prod(o["shape"]) for o in entry["outputs"])
 
 
 Producer = Callable[[Mapping[str, Any], dict[str, np.ndarray]], Mapping[str, Any]]

@@ -1,0 +1,198 @@
+"""What every subcommand shares: a parser whose errors are one line, argument types that check files
+before any work starts, ``--json FILE|-`` output, notes on stderr, and the one place that turns a
+user's mistake, a closed pipe or Ctrl-C into a one-line message and an exit status.
+
+Exit status: 0 success, 1 a check failed, 2 a usage error (bad argument, missing file), 130 Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import os
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import FusionSpecError
+
+#: The extra that installs each optional array library (``pip install "fusion-spec[EXTRA]"``).
+EXTRAS = {"torch": "torch", "jax": "jax", "mlx": "mlx", "transformers": "interop", "matplotlib": "plot"}
+
+
+class UsageError(Exception):
+    """A mistake in the command line or its files, found by the CLI itself: exit 2, message on one line."""
+
+
+class Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose usage errors are one line on stderr (exit 2), pointing at ``--help``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def parse_known_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:
+        # `--size -5x10`: a value that starts with '-' (and is no option) belongs to the option before
+        # it, as if written `--size=-5x10`; argparse alone would say "expected one argument".
+        args = list(sys.argv[1:] if args is None else args)
+        takes_value = {s for a in self._actions if a.nargs is None for s in a.option_strings}
+        joined: list[str] = []
+        for arg in args:
+            if joined and joined[-1] in takes_value and arg.startswith("-") and arg not in self._option_string_actions:
+                joined[-1] = f"{joined[-1]}={arg}"
+            else:
+                joined.append(arg)
+        return super().parse_known_args(joined, namespace)
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        message = message.removeprefix("argument ")
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def install_hint(package: str, extra: str | None = None) -> str:
+    """``pip install "fusion-spec[extra]"`` for ``extra``, or the extra that brings ``package``."""
+    return f'pip install "fusion-spec[{extra or EXTRAS.get(package, package)}]"'
+
+
+def require(module: str, needed_for: str, extra: str | None = None) -> Any:
+    """``import module`` or a :class:`UsageError` that names the extra to install (``extra``, or the one
+    that brings ``module``)."""
+    import importlib
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        top = module.split(".")[0]
+        raise UsageError(f"{needed_for} needs {top}, which is not installed ({install_hint(top, extra)})") from None
+
+
+def note(message: str) -> None:
+    """A remark for the user (not the command's result): stderr, so stdout stays the result."""
+    print(f"note: {message}", file=sys.stderr)
+
+
+# --- argument types: checked while parsing, before any work ------------------------------------------
+
+def output_file(value: str) -> str:
+    """``-`` (stdout) or a path whose folder exists and that is not itself a folder."""
+    if value == "-":
+        return value
+    path = Path(value)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{value} is a directory, expected a file name")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise argparse.ArgumentTypeError(f"directory {parent} does not exist (create it first)")
+    if not os.access(parent, os.W_OK):
+        raise argparse.ArgumentTypeError(f"directory {parent} is not writable")
+    return value
+
+
+def input_file(value: str) -> str:
+    """An existing, readable file."""
+    path = Path(value)
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"{value} does not exist")
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"{value} is not a file")
+    if not os.access(path, os.R_OK):
+        raise argparse.ArgumentTypeError(f"{value} is not readable")
+    return value
+
+
+def input_dir(value: str) -> Path:
+    """An existing directory."""
+    path = Path(value)
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{value} {'is not a directory' if path.exists() else 'does not exist'}")
+    return path
+
+
+def int_at_least(low: int) -> Callable[[str], int]:
+    """An integer ``>= low``."""
+    def parse(value: str) -> int:
+        try:
+            n = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {value!r}") from None
+        if n < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {n}")
+        return n
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+def one_of(kind: str, names: Sequence[str], listing: str = "") -> Callable[[str], str]:
+    """A name from ``names``; an unknown one is answered with the closest names ("did you mean")."""
+    def parse(value: str) -> str:
+        if value in names:
+            return value
+        close = difflib.get_close_matches(value, names, n=3, cutoff=0.5)
+        hint = f"did you mean {' or '.join(repr(c) for c in close)}?" if close else "known: " + ", ".join(names)
+        raise argparse.ArgumentTypeError(f"unknown {kind} {value!r}; {hint}{listing}")
+    parse.__name__ = kind
+    return parse
+
+
+def write_json(destination: str, data: Any) -> None:
+    """``data`` as indented JSON to the file ``destination``, or to stdout for ``-``."""
+    text = json.dumps(data, indent=1, default=str) + "\n"
+    if destination == "-":
+        sys.stdout.write(text)
+    else:
+        Path(destination).write_text(text)
+
+
+def json_argument(p: argparse.ArgumentParser, what: str) -> None:
+    """The ``--json FILE|-`` option every subcommand has."""
+    p.add_argument("--json", type=output_file, metavar="FILE", help=f"also write {what} as JSON to FILE; '-' writes "
+                   "only the JSON to stdout (the table is left out), e.g. --json out.json")
+
+
+def printer(args: argparse.Namespace) -> Callable[..., None]:
+    """``print`` for the human-readable result, silent when ``--json -`` makes stdout the JSON's."""
+    if getattr(args, "json", None) == "-":
+        return lambda *a, **k: None
+    return print
+
+
+# --- running a command ----------------------------------------------------------------------------
+
+def run(parser: argparse.ArgumentParser, argv: Iterable[str] | None) -> int:
+    """Parse ``argv`` and call the chosen subcommand's ``func``; every expected failure becomes one
+    line on stderr and an exit status, never a traceback."""
+    prog = parser.prog
+    try:
+        try:
+            args = parser.parse_args(None if argv is None else list(argv))
+        except SystemExit as exc:  # a usage error (2), --help or --version (0): already printed
+            return exc.code if isinstance(exc.code, int) else 0
+        if not hasattr(args, "func"):
+            parser.print_help(sys.stderr)
+            return 2
+        return int(args.func(args) or 0)
+    except (FusionSpecError, UsageError) as exc:
+        return _fail(prog, str(exc))
+    except FileNotFoundError as exc:
+        return _fail(prog, f"{exc.filename}: no such file or directory")
+    except IsADirectoryError as exc:
+        return _fail(prog, f"{exc.filename}: is a directory")
+    except PermissionError as exc:
+        return _fail(prog, f"{exc.filename}: permission denied")
+    except KeyboardInterrupt:
+        if sys.stderr.isatty():
+            sys.stderr.write("\r\033[K")  # clear a progress line
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader (e.g. `| head`) has gone: stop quietly. Point stdout at devnull so that Python's
+        # final flush does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+
+
+def _fail(prog: str, message: str) -> int:
+    print(f"{prog}: error: {' '.join(message.split())}", file=sys.stderr)
+    return 2
