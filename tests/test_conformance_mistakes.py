@@ -209,8 +209,8 @@ def test_reversed_merge_order(bundle, tmp_path, monkeypatch):
                if (e["op"] == "merge_tokens" and e["runtime"]["mode"] != "pool")
                or e["config"].get("compress_ratio", 1) > 1
                or (e["op"] == "TokenMerge" and e["config"]["mode"] != "pool")
-               or e["op"] in ("Idefics3Connector", "Llama4PixelShuffleMLP", "AyaVisionProjector")  # issue 14 (i14a)
-               or e["op"] == "Qwen3VLDeepStack"}  # issue 14 (i14b): its mergers are TokenMerge's consecutive merge
+               or e["op"] in ("Idefics3Connector", "Llama4PixelShuffleMLP", "AyaVisionProjector")
+               or e["op"] == "Qwen3VLDeepStack"}  # its mergers are TokenMerge's consecutive merge
     assert merging and bad == merging
 
 

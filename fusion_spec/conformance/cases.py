@@ -632,7 +632,7 @@ def _joined(*families: Callable[[], list[Case]]) -> Callable[[], list[Case]]:
     return lambda: [c for fn in families for c in fn()]
 
 
-# --- issue 14 (i14a): today's connectors ---------------------------------------------------------
+# --- today's connectors: Gemma 3, Idefics3/SmolVLM, Llama 4, PaliGemma, Aya Vision, Idefics2 ---
 
 def connector_cases() -> list[Case]:
     """Gemma 3, Idefics3/SmolVLM, Llama 4, PaliGemma, Aya Vision/Cohere2 Vision, Idefics2's connector: shapes
@@ -674,8 +674,7 @@ def connector_cases() -> list[Case]:
     ]
 
 
-# --- end issue 14 (i14a) ----------------------------------------------------------------------------
-# --- issue 14 (i14b): Mistral 3, Qwen3-VL DeepStack, LLaVA-OneVision ---------------------------------
+# --- Mistral 3, Qwen3-VL DeepStack, LLaVA-OneVision, GLM-4V, DeepSeek-VL, Janus ---
 # Shapes the real HF modules can be built with; tests/test_i14b_*.py run each case through them.
 
 def mistral3_cases() -> list[Case]:
@@ -755,10 +754,9 @@ def aligner_cases() -> list[Case]:
     ]
 
 
-# --- end issue 14 (i14b) ---------------------------------------------------------------------------------
 
 
-# --- sequence side: M-RoPE position ids (issue 15) ------------------------------------------------
+# --- sequence side: M-RoPE position ids ------------------------------------------------
 
 def _layout(*rows: str) -> tuple[Generator, Generator]:
     """Token types and attention mask written as text, one string per row: ``.`` text, ``I`` image,
@@ -859,7 +857,7 @@ def newer_preset_cases() -> list[Case]:
     return [_c(f"preset.{name}.small", spec, x, flags=flags, notes=notes) for name, spec, x, flags, notes in cases]
 
 
-# --- gradient semantics (issue 17): cases whose backward pass has a rule of its own ---------------------
+# --- gradient semantics: cases whose backward pass has a rule of its own ---------------------
 
 def gradient_cases() -> list[Case]:
     """Cases that pin down the backward pass (every differentiable case also gets gradient goldens):
@@ -867,8 +865,9 @@ def gradient_cases() -> list[Case]:
     small variance, attention with large logits."""
     G = specs.GatedCrossAttentionBlock
     zero = const([0.0])
-    flamingo = G(hidden_size=16, vision_dim=12, num_heads=4, head_dim=3, ff_dim=24)
-    mllama = G(hidden_size=16, vision_dim=12, num_heads=4, num_kv_heads=2, ff_dim=20, variant="mllama")
+    # widths the real modules can be built with (tests/test_cases_real_modules.py)
+    flamingo = G(hidden_size=16, vision_dim=12, num_heads=4, head_dim=3, ff_dim=32)
+    mllama = G(hidden_size=16, vision_dim=16, num_heads=4, num_kv_heads=2, ff_dim=20, variant="mllama")
     mask = np.ones((2, 1, 4, 6), dtype=bool)
     mask[:, :, :, 4:] = False  # keys 4, 5 masked for every query ...
     mask[0, 0, 2] = False  # ... and one fully masked query row
@@ -889,7 +888,7 @@ def gradient_cases() -> list[Case]:
             param_values=(("attn_gate", zero), ("ff_gate", zero))),
         dataclasses.replace(
             _c("gradients.gated_xattn.mllama.gates_zero", mllama, ("x", normal(1, 5, 16)),
-               ("media", normal(1, 8, 12)), stages=7, flags=("gate-zero",),
+               ("media", normal(1, 8, 16)), stages=7, flags=("gate-zero",),
                notes="cross_attn_attn_gate = cross_attn_mlp_gate = 0 (HF's init)"),
             param_values=(("cross_attn_attn_gate", zero), ("cross_attn_mlp_gate", zero))),
         _c("gradients.attention.masked_huge_keys", "attention", ("q", normal(2, 2, 4, 4)),

@@ -53,12 +53,12 @@ FLAGS = {
     "list-input": "an argument that is a list of arrays (inputs <name>.0, <name>.1, ...)",
     "blip2": "BLIP-2's Q-Former", "flamingo": "OpenFlamingo's modules", "idefics2": "Idefics2's perceiver",
     "mllama": "Llama-3.2-Vision's (Mllama) modules",
-    # the sequence side (issue 15)
+    # the sequence side
     "m-rope": "Qwen2-VL-style three-axis (temporal, height, width) rope position ids",
     "image-mask": "a self-attention mask with bidirectional image (Gemma 3) or prefix (PaliGemma) blocks",
     "gate-zero": "tanh gates at their init value 0: the gated branches' weights get exactly zero gradient",
 }
-# --- issue 14 (i14a): today's connectors ---
+# today's connectors: Gemma 3, Idefics3/SmolVLM, Llama 4, PaliGemma, Aya Vision, Idefics2
 FLAGS |= {
     "gemma3": "Gemma 3's projector (average pool, RMSNorm scaled by 1 + weight, x @ W)",
     "idefics3": "Idefics3's / SmolVLM's connector (pixel shuffle, linear without bias)",
@@ -66,8 +66,7 @@ FLAGS |= {
     "paligemma": "PaliGemma's projector",
     "aya-vision": "Aya Vision's / Cohere2 Vision's projector (pixel shuffle, [LayerNorm], SwiGLU over halves)",
 }
-# --- end issue 14 (i14a) ---
-# --- issue 14 (i14b): Mistral 3, Qwen3-VL DeepStack, LLaVA-OneVision ---
+# Mistral 3, Qwen3-VL DeepStack, LLaVA-OneVision, GLM-4V, DeepSeek-VL, Janus
 FLAGS |= {
     "mistral3": "Mistral 3 / Pixtral's projector: per-image unfold merge, channel order (c, di, dj)",
     "qwen3-vl": "Qwen3-VL's patch merger or DeepStack",
@@ -78,7 +77,6 @@ FLAGS |= {
     "deepseek-vl": "DeepSeek-VL's aligners (MLP; the hybrid concatenates two projected streams)",
     "janus": "Janus's aligner MLPs (fc1, then act and hidden_layers)",
 }
-# --- end issue 14 (i14b) ---
 
 
 def _entry(family: str, case: Case) -> tuple[dict[str, Any], bytes]:

@@ -1,4 +1,4 @@
-"""Today's connectors (issue 14) <-> their specs in :mod:`fusion_spec.specs.connectors`.
+"""Today's connectors <-> their specs in :mod:`fusion_spec.specs.connectors`.
 
 Every converter maps one HF module class; names are the module's state_dict keys, so ``from_module``
 reads ``module.state_dict()`` and ``to_state_dict`` writes the same keys back (``strict=True``).

@@ -18,15 +18,13 @@ from .projection import gated_mlp, linear_projection, mlp_projection
 from .qformer import q_former
 from .resampler import perceiver_resampler
 from .sequence import FusedSequence, concat_tokens, insert_tokens, position_ids, scatter_placeholders
-# --- issue 14 (i14a): today's connectors ---
+# today's connectors: Gemma 3, Idefics3/SmolVLM, Llama 4, PaliGemma, Aya Vision, Idefics2
 from .connectors import chunk_swiglu, gemma_rms_norm
-# --- end issue 14 (i14a) ---
 
-# --- issue 14 (i14b): Mistral 3, Qwen3-VL DeepStack, LLaVA-OneVision ---
+# Mistral 3, Qwen3-VL DeepStack, LLaVA-OneVision, GLM-4V, DeepSeek-VL, Janus
 from .deepstack import deepstack_inject
 from .resize import resize_bilinear
 from .unfold_merge import unfold_merge
-# --- end issue 14 (i14b) ---
 
 __all__ = [
     # primitives
@@ -44,9 +42,7 @@ __all__ = [
     # late and early fusion
     "clip_logits", "contrastive_loss", "interleave_tokens", "split_tokens",
 ]
-# --- issue 14 (i14a): today's connectors ---
+# today's connectors: Gemma 3, Idefics3/SmolVLM, Llama 4, PaliGemma, Aya Vision, Idefics2
 __all__ += ["chunk_swiglu", "gemma_rms_norm"]
-# --- end issue 14 (i14a) ---
-# --- issue 14 (i14b) ---
+# Mistral 3, Qwen3-VL DeepStack, LLaVA-OneVision, GLM-4V, DeepSeek-VL, Janus
 __all__ += ["unfold_merge", "deepstack_inject", "resize_bilinear"]
-# --- end issue 14 (i14b) ---

@@ -12,14 +12,13 @@ __all__ = ["Spec", "AnyresPack", "LinearProjection", "MLPProjection", "TokenMerg
            "CrossAttention", "GatedCrossAttentionBlock", "GatedCrossAttentionStack",
            "PerceiverResampler", "QFormer", "CLIPLogits", "EarlyFusionVocab"]
 
-# --- issue 14 (i14a): today's connectors ---
+# today's connectors: Gemma 3, Idefics3/SmolVLM, Llama 4, PaliGemma, Aya Vision, Idefics2
 from .connectors import (AyaVisionProjector, Gemma3Projector, Idefics2Connector, Idefics3Connector,  # noqa: E402
                          Llama4PixelShuffleMLP, Llama4Projector, PaliGemmaProjector)
 
 __all__ += ["Gemma3Projector", "Idefics3Connector", "Llama4PixelShuffleMLP", "Llama4Projector",
             "PaliGemmaProjector", "AyaVisionProjector", "Idefics2Connector"]
-# --- end issue 14 (i14a) ---
-# --- issue 14 (i14b): Mistral 3, Qwen3-VL DeepStack, LLaVA-OneVision ---
+# Mistral 3, Qwen3-VL DeepStack, LLaVA-OneVision, GLM-4V, DeepSeek-VL, Janus
 from .aligners import DeepseekVLAligner, DeepseekVLHybridAligner, JanusAligner  # noqa: E402
 from .deepstack import Qwen3VLDeepStack  # noqa: E402
 from .glm4v import Glm4vPatchMerger  # noqa: E402
@@ -27,4 +26,3 @@ from .mistral3 import Mistral3Projector  # noqa: E402
 
 __all__ += ["Mistral3Projector", "Qwen3VLDeepStack", "Glm4vPatchMerger", "DeepseekVLAligner", "DeepseekVLHybridAligner",
             "JanusAligner"]
-# --- end issue 14 (i14b) ---

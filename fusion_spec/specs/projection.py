@@ -139,7 +139,7 @@ _MERGE_NAMES = {
     "generic": {},
     "qwen2-vl": {"token_norm": "ln_q", "linear_1": "mlp.0", "linear_2": "mlp.2"},  # Qwen2-VL PatchMerger
     "internvl": {},  # HF InternVLMultiModalProjector: layer_norm, linear_1, linear_2
-    # issue 14 (i14b): Qwen3VLVisionPatchMerger, one norm named "norm" before or after the merge
+    # Qwen3VLVisionPatchMerger, one norm named "norm" before or after the merge
     "qwen3-vl": {"token_norm": "norm", "layer_norm": "norm", "linear_1": "linear_fc1", "linear_2": "linear_fc2"},
 }
 _NORMS = ("none", "pre", "post")
