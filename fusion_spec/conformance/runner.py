@@ -1,4 +1,4 @@
-"""Run the golden bundle on a backend (NumPy, PyTorch, JAX, MLX) in a dtype and compare.
+"""Run the golden bundle on a backend (NumPy, PyTorch, JAX, MLX, array-api-strict, Dask) in a dtype and compare.
 
 For each case and dtype: the float64 inputs and parameters are rounded to the dtype
 (:func:`~.bundle.round_to`); the backend receives exactly those values as its own arrays of that dtype
@@ -23,12 +23,14 @@ from typing import Any
 import numpy as np
 
 from ..errors import FusionSpecError
-from ..xp import to_numpy
+from ..xp import LOW_PRECISION, to_numpy
 from . import tolerance
 from .bundle import Bundle, call, round_to, target
 
-BACKENDS = ("numpy", "torch", "jax", "mlx")
-_MODULES = {"numpy": "numpy", "torch": "torch", "jax": "jax", "mlx": "mlx.core"}
+BACKENDS = ("numpy", "torch", "jax", "mlx", "strict", "dask")
+STRICT_API_VERSION = "2023.12"
+_MODULES = {"numpy": "numpy", "torch": "torch", "jax": "jax", "mlx": "mlx.core", "strict": "array_api_strict",
+            "dask": "dask.array"}
 
 
 @dataclass
@@ -74,6 +76,10 @@ def supports(backend: str, dtype: str, device: str) -> str | None:
             return "numpy runs on the CPU only"
         if dtype == "bfloat16":
             return "numpy has no bfloat16"
+    if backend in ("strict", "dask") and device != "cpu":
+        return f"{backend} runs on the CPU only here"
+    if backend in ("strict", "dask") and dtype in LOW_PRECISION:
+        return f"{backend} has no {dtype} (the array API standard has none)"
     if backend == "mlx" and dtype == "float64":
         # Measured with mlx 0.32 (Linux CPU): float64 exp, mean and matmul are only float32-accurate
         # (exp(3) off by 1.9e-6), so float64 goldens cannot hold; MLX is checked in float32 and below.
@@ -125,12 +131,24 @@ def converter(backend: str, dtype: str, device: str) -> Callable[[str, np.ndarra
             mx.set_default_device(mx.cpu)
         return lambda name, a: (mx.array(a.astype(np.float32)).astype(mdt) if dtype == "bfloat16" else
                                 mx.array(a, dtype=mdt)) if a.dtype.kind == "f" else mx.array(a)
+    if backend == "strict":
+        import array_api_strict as xps
+        return lambda name, a: xps.asarray(a.astype(dtype) if a.dtype.kind == "f" else a)
+    if backend == "dask":
+        import dask.array as da
+        return lambda name, a: da.from_array(a.astype(dtype) if a.dtype.kind == "f" else a)
     raise FusionSpecError("conformance", "backend", "one of " + ", ".join(BACKENDS), repr(backend))
 
 
 @contextlib.contextmanager
-def _x64(backend: str):
-    """JAX needs ``jax_enable_x64`` for float64 and int64 arrays; it is restored afterwards."""
+def _backend_settings(backend: str):
+    """JAX needs ``jax_enable_x64`` for float64 and int64 arrays; array-api-strict is held to the 2023.12
+    standard (the version the operators are written against). Both are restored afterwards."""
+    if backend == "strict":
+        import array_api_strict
+        with array_api_strict.ArrayAPIStrictFlags(api_version=STRICT_API_VERSION):
+            yield
+        return
     if backend != "jax":
         yield
         return
@@ -209,7 +227,7 @@ def run_case(bundle: Bundle, entry: Mapping[str, Any], backend: str, dtype: str,
                       f"reference failed: {type(exc).__name__}: {str(exc)[:300]}", tol)
     fn = _jit(target(entry)) if backend == "jax" else target(entry)
     try:
-        with _x64(backend):
+        with _backend_settings(backend):
             got = {k: to_numpy(v) for k, v in call(entry, rounded, converter(backend, dtype, device), fn).items()}
     except Exception as exc:  # noqa: BLE001 -- a backend failure is a result, reported per case
         return Result(entry["id"], backend, dtype, "error", math.inf, math.inf, f"{type(exc).__name__}: {exc}", tol)

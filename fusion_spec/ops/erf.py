@@ -1,13 +1,19 @@
-"""The error function for NumPy, which has none.
+"""The error function for NumPy, which has none, and for any array-API namespace.
 
 A vectorised port of the classic fdlibm rational approximations (Sun Microsystems, 1993), accurate to
-within one unit in the last place of float64 over the whole real line. Other backends use their own
-``erf``; this one exists so that the float64 reference needs neither SciPy nor a Python loop.
+within one unit in the last place of float64 over the whole real line. PyTorch, JAX and MLX use their
+own ``erf``; :func:`erf_numpy` exists so that the float64 reference needs neither SciPy nor a Python
+loop, :func:`erf_generic` so that any other namespace (array-api-strict, Dask, ndonnx) needs nothing.
 """
 
 from __future__ import annotations
 
+from types import ModuleType
+from typing import Any
+
 import numpy as np
+
+Array = Any
 
 _ERX = 8.45062911510467529297e-01
 _EFX = 1.28379167095512586316e-01
@@ -82,3 +88,39 @@ def erf_numpy(x: np.ndarray) -> np.ndarray:
     nan = np.isnan(v)
     out[nan] = np.nan
     return out.astype(out_dtype, copy=False)
+
+
+def _poly_xp(coeffs: tuple[float, ...], t: Array) -> Array:
+    """Horner's rule on any array-API array: sum_i coeffs[i] * t**i."""
+    out = coeffs[-1] * t + coeffs[-2]
+    for c in coeffs[-3::-1]:
+        out = out * t + c
+    return out
+
+
+def erf_generic(xp: ModuleType, x: Array) -> Array:
+    """The same fdlibm approximation written in standard array-API functions only, for any namespace.
+
+    Every branch is evaluated on every element and ``xp.where`` picks one (no boolean-mask
+    assignment, so it also runs on lazy and graph namespaces: Dask, ndonnx). Computed in x's dtype;
+    in float64 within a few ulp of :func:`erf_numpy` (the tail's ``exp(-x^2)`` splits x at float32
+    precision instead of fdlibm's bit mask).
+    """
+    a = xp.abs(x)
+    sign = xp.sign(x)
+    # each branch sees its inputs clipped to its own interval, so no unselected branch overflows
+    t = xp.clip(x, -0.84375, 0.84375)
+    z = t * t
+    small = t + t * (_poly_xp(_PP, z) / _poly_xp(_QQ, z))
+    s = xp.clip(a, 0.84375, 1.25) - 1.0
+    mid = sign * (_ERX + _poly_xp(_PA, s) / _poly_xp(_QA, s))
+    at = xp.clip(a, 1.25, 6.0)
+    s = 1.0 / (at * at)
+    ratio = xp.where(at < 1.0 / 0.35, _poly_xp(_RA, s) / _poly_xp(_SA, s), _poly_xp(_RB, s) / _poly_xp(_SB, s))
+    if x.dtype == xp.float64:  # zt * zt is exact for zt with float32's 24 significant bits
+        zt = xp.astype(xp.astype(at, xp.float32), xp.float64)
+        r = xp.exp(-zt * zt - 0.5625) * xp.exp((zt - at) * (zt + at) + ratio)
+    else:
+        r = xp.exp(-at * at - 0.5625 + ratio)
+    tail = sign * (1.0 - r / at)
+    return xp.where(a < 0.84375, small, xp.where(a < 1.25, mid, xp.where(a < 6.0, tail, sign)))
