@@ -61,12 +61,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--text-len", type=int, default=256, help="the gated block's text length")
     p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--threads", type=int, default=1, help="BLAS and torch threads (1: steady on a shared machine)")
     args = p.parse_args(argv)
+    limits = None
+    try:
+        from threadpoolctl import threadpool_limits
+        limits = threadpool_limits(args.threads)
+    except ImportError:
+        print("threadpoolctl not installed: NumPy's BLAS keeps its own thread count", file=sys.stderr)
     bench_parser = argparse.ArgumentParser()
     bench.add_arguments(bench_parser)
     runner = bench.Runner(bench_parser.parse_args(["--backend", "numpy", "--batch", str(args.batch),
                                                    "--text-len", str(args.text_len)]))
     torch = runner.torch
+    torch.set_num_threads(args.threads)
     print(f"numpy {np.__version__}, torch {torch.__version__} ({torch.get_num_threads()} threads), float32, "
           f"batch {args.batch}, median of {args.runs} alternating runs")
     print("BLAS:", blas_info())
@@ -90,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for r in [header, ["-" * w for w in widths], *rows]:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    if limits is not None:
+        limits.restore_original_limits()
     return 0
 
 
