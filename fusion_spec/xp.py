@@ -97,13 +97,17 @@ def cast(xp: ModuleType, x: Array, dtype: Any) -> Array:
 def erf(x: Array) -> Array:
     """The error function, element-wise, on any backend.
 
-    NumPy, PyTorch, JAX and MLX use their own fast kernels (NumPy: :func:`fusion_spec.ops.erf.erf_numpy`);
-    any other array-API namespace gets :func:`fusion_spec.ops.erf.erf_generic`, built from standard functions.
+    NumPy, PyTorch, JAX and MLX use their own fast kernels (NumPy and Dask's NumPy chunks:
+    :func:`fusion_spec.ops.erf.erf_numpy`); any other array-API namespace gets
+    :func:`fusion_spec.ops.erf.erf_generic`, built from standard functions.
     """
     name = backend_name(x)
     if name == "numpy":
         from .ops.erf import erf_numpy
         return erf_numpy(x)
+    if name == "dask":
+        from .ops.erf import erf_numpy
+        return x.map_blocks(erf_numpy, dtype=x.dtype)
     if name == "torch":
         import torch
         return torch.special.erf(x)
@@ -224,5 +228,8 @@ def full_like_device(xp: ModuleType, shape: tuple[int, ...], value: Any, dtype: 
 
 
 def index_dtype(xp: ModuleType, like: Array) -> Any:
-    """The integer dtype for gather indices: int64 for PyTorch (which requires it), int32 elsewhere."""
-    return xp.int64 if backend_name(like) == "torch" else xp.int32
+    """The integer dtype for gather indices: the namespace's default indexing dtype (the standard's
+    ``__array_namespace_info__``; int64 for NumPy, PyTorch, Dask, ndonnx, int32 for JAX without x64),
+    int32 for MLX, which has no such inspection."""
+    info = getattr(xp, "__array_namespace_info__", None)
+    return xp.int32 if info is None else info().default_dtypes()["indexing"]

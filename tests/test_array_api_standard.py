@@ -86,3 +86,23 @@ def test_generic_erf_matches_the_numpy_erf():
     got32 = erf_generic(xp, x.astype(np.float32))
     assert got32.dtype == np.float32
     np.testing.assert_allclose(got32, want, rtol=0, atol=4 * np.finfo(np.float32).eps)
+
+
+SAMPLE = ("sequence.insert_tokens", "primitives.gelu", "attention.key_padding")
+
+
+@pytest.mark.slow  # about a minute: ndonnx propagates values op by op
+@pytest.mark.parametrize("backend", ["ndonnx", "onnxruntime"])
+def test_sample_cases_pass_on_ndonnx_and_as_onnx_graphs(backend):
+    pytest.importorskip("ndonnx")
+    if backend == "onnxruntime":
+        pytest.importorskip("onnxruntime")
+    results, _ = runner.run([backend], ["float32"], select=lambda e: e["id"] in SAMPLE)
+    assert sorted(r.case for r in results if r.status == "pass") == sorted(SAMPLE)
+
+
+def test_value_dependent_split_is_named_when_traced_to_onnx():
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("ndonnx")
+    results, _ = runner.run(["onnxruntime"], ["float64"], select=lambda e: e["id"] == "early_fusion.split")
+    assert [r.status for r in results] == ["error"] and "not traceable" in results[0].detail

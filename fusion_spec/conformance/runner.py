@@ -27,10 +27,11 @@ from ..xp import LOW_PRECISION, to_numpy
 from . import tolerance
 from .bundle import Bundle, call, round_to, target
 
-BACKENDS = ("numpy", "torch", "jax", "mlx", "strict", "dask")
+BACKENDS = ("numpy", "torch", "jax", "mlx", "strict", "dask", "ndonnx", "onnxruntime")
 STRICT_API_VERSION = "2023.12"
 _MODULES = {"numpy": "numpy", "torch": "torch", "jax": "jax", "mlx": "mlx.core", "strict": "array_api_strict",
-            "dask": "dask.array"}
+            "dask": "dask.array", "ndonnx": "ndonnx", "onnxruntime": "onnxruntime"}
+_CPU_ONLY = ("strict", "dask", "ndonnx", "onnxruntime")
 
 
 @dataclass
@@ -76,9 +77,9 @@ def supports(backend: str, dtype: str, device: str) -> str | None:
             return "numpy runs on the CPU only"
         if dtype == "bfloat16":
             return "numpy has no bfloat16"
-    if backend in ("strict", "dask") and device != "cpu":
+    if backend in _CPU_ONLY and device != "cpu":
         return f"{backend} runs on the CPU only here"
-    if backend in ("strict", "dask") and dtype in LOW_PRECISION:
+    if backend in _CPU_ONLY and dtype in LOW_PRECISION:
         return f"{backend} has no {dtype} (the array API standard has none)"
     if backend == "mlx" and dtype == "float64":
         # Measured with mlx 0.32 (Linux CPU): float64 exp, mean and matmul are only float32-accurate
@@ -137,6 +138,9 @@ def converter(backend: str, dtype: str, device: str) -> Callable[[str, np.ndarra
     if backend == "dask":
         import dask.array as da
         return lambda name, a: da.from_array(a.astype(dtype) if a.dtype.kind == "f" else a)
+    if backend == "ndonnx":
+        import ndonnx
+        return lambda name, a: ndonnx.asarray(a.astype(dtype) if a.dtype.kind == "f" else a)
     raise FusionSpecError("conformance", "backend", "one of " + ", ".join(BACKENDS), repr(backend))
 
 
@@ -227,12 +231,38 @@ def run_case(bundle: Bundle, entry: Mapping[str, Any], backend: str, dtype: str,
                       f"reference failed: {type(exc).__name__}: {str(exc)[:300]}", tol)
     fn = _jit(target(entry)) if backend == "jax" else target(entry)
     try:
-        with _backend_settings(backend):
-            got = {k: to_numpy(v) for k, v in call(entry, rounded, converter(backend, dtype, device), fn).items()}
+        if backend == "onnxruntime":
+            got = _run_onnx(entry, rounded, dtype)
+        else:
+            with _backend_settings(backend):
+                got = {k: to_numpy(v) for k, v in call(entry, rounded, converter(backend, dtype, device), fn).items()}
     except Exception as exc:  # noqa: BLE001 -- a backend failure is a result, reported per case
         return Result(entry["id"], backend, dtype, "error", math.inf, math.inf, f"{type(exc).__name__}: {exc}", tol)
     status, ratio, err, detail = compare(entry, got, want, dtype)
     return Result(entry["id"], backend, dtype, status, ratio, err, detail, tol)
+
+
+def _run_onnx(entry: Mapping[str, Any], rounded: Mapping[str, np.ndarray], dtype: str) -> dict[str, np.ndarray]:
+    """The case traced by ndonnx into an ONNX graph (every input and parameter a graph input of the
+    case's shape; value checks skipped, as under a compiler) and run by onnxruntime."""
+    import ndonnx
+    import onnxruntime
+    inputs: dict[str, Any] = {}
+    feeds: dict[str, np.ndarray] = {}
+
+    def to_argument(name: str, a: np.ndarray) -> Any:
+        a = a.astype(dtype) if a.dtype.kind == "f" else a
+        key = f"input{len(inputs)}"
+        feeds[key] = a
+        inputs[key] = ndonnx.argument(shape=a.shape, dtype=ndonnx.from_numpy_dtype(a.dtype))
+        return inputs[key]
+    outputs = call(entry, rounded, to_argument, target(entry))
+    names = {f"output{i}": k for i, k in enumerate(outputs)}
+    model = ndonnx.build(inputs, {n: outputs[k] for n, k in names.items()})
+    session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    used = {i.name for i in session.get_inputs()}
+    got = session.run(list(names), {k: v for k, v in feeds.items() if k in used})
+    return {names[n]: g for n, g in zip(names, got)}
 
 
 def _jit(fn: Callable[..., Any]) -> Callable[..., Any]:
