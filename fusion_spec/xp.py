@@ -27,8 +27,8 @@ def namespace(*arrays: Array) -> ModuleType:
         xp = array_api_compat.array_namespace(*arrays)
     except TypeError as exc:
         kinds = sorted({type(a).__module__ + "." + type(a).__name__ for a in arrays})
-        raise FusionSpecError("fusion_spec", "arrays", "arrays of one supported backend "
-                              "(numpy, torch, jax, mlx)", ", ".join(kinds)) from exc
+        raise FusionSpecError("fusion_spec", "arrays", "arrays of one array-API namespace "
+                              "(numpy, torch, jax, mlx, array-api-strict, dask, ndonnx, ...)", ", ".join(kinds)) from exc
     return _mlx_namespace() if xp.__name__ == "mlx.core" else xp
 
 
@@ -56,7 +56,8 @@ def _mlx_namespace() -> _MLXNamespace:
 
 
 def backend_name(x: Array) -> str:
-    """'numpy', 'torch', 'jax' or 'mlx' for an array."""
+    """'numpy', 'torch', 'jax', 'mlx', or the top-level module of any other array type
+    ('array_api_strict', 'dask', 'ndonnx')."""
     if array_api_compat.is_numpy_array(x):
         return "numpy"
     if array_api_compat.is_torch_array(x):
@@ -94,11 +95,19 @@ def cast(xp: ModuleType, x: Array, dtype: Any) -> Array:
 
 
 def erf(x: Array) -> Array:
-    """The error function, element-wise, on any backend (NumPy uses :func:`fusion_spec.ops.erf.erf_numpy`)."""
+    """The error function, element-wise, on any backend.
+
+    NumPy, PyTorch, JAX and MLX use their own fast kernels (NumPy and Dask's NumPy chunks:
+    :func:`fusion_spec.ops.erf.erf_numpy`); any other array-API namespace gets
+    :func:`fusion_spec.ops.erf.erf_generic`, built from standard functions.
+    """
     name = backend_name(x)
     if name == "numpy":
         from .ops.erf import erf_numpy
         return erf_numpy(x)
+    if name == "dask":
+        from .ops.erf import erf_numpy
+        return x.map_blocks(erf_numpy, dtype=x.dtype)
     if name == "torch":
         import torch
         return torch.special.erf(x)
@@ -108,7 +117,8 @@ def erf(x: Array) -> Array:
     if name == "mlx":
         import mlx.core as mx
         return mx.erf(x)
-    raise FusionSpecError("erf", "x", "a numpy, torch, jax or mlx array", type(x).__name__)
+    from .ops.erf import erf_generic
+    return erf_generic(namespace(x), x)
 
 
 def to_numpy(x: Array) -> np.ndarray:
@@ -123,6 +133,10 @@ def to_numpy(x: Array) -> np.ndarray:
         return np.array(x.astype(mx.float32) if x.dtype == mx.bfloat16 else x)
     if name == "jax" and dtype_name(x) == "bfloat16":
         return np.asarray(x.astype("float32"))
+    if name == "dask":
+        return np.asarray(x.compute())
+    if name == "ndonnx":
+        return x.unwrap_numpy()
     return np.asarray(x)
 
 
@@ -161,17 +175,57 @@ def asarray_like(xp: ModuleType, values: Any, like: Array, dtype: Any = None) ->
     return xp.asarray(values, dtype=dtype, device=dev)
 
 
-def concrete(x: Array) -> np.ndarray | None:
-    """``x``'s values as NumPy, or ``None`` while it is being traced (``jax.jit``, ``torch.compile``), where values are unknown."""
-    if backend_name(x) == "jax":
+def known(x: Array) -> bool:
+    """Whether ``x``'s values can be read without tracing or computing a graph.
+
+    False under ``jax.jit`` and ``torch.compile`` (traced), for Dask (lazy: reading would compute the
+    graph) and for an ndonnx array without a propagated value. Data-dependent checks (ids in range,
+    the placeholder count) run only when this is True; otherwise they are skipped, as under a compiler.
+    """
+    name = backend_name(x)
+    if name == "jax":
         import jax
-        if isinstance(x, jax.core.Tracer):
-            return None
-    if backend_name(x) == "torch":
+        return not isinstance(x, jax.core.Tracer)
+    if name == "torch":
         import torch
-        if torch.compiler.is_compiling():  # traced by torch.compile: values unknown, no NumPy round trip
-            return None
-    return to_numpy(x)
+        return not torch.compiler.is_compiling()
+    if name == "dask":
+        return False
+    if name == "ndonnx":
+        try:
+            x.unwrap_numpy()
+        except ValueError:
+            return False
+    return True
+
+
+def values(x: Array) -> list[Any] | None:
+    """The values of a 1-D array as a Python list, read through the array API (``int(x[i])``, no NumPy),
+    computing a lazy array if need be; ``None`` while it is traced (``jax.jit``, ``torch.compile``) or
+    has no value (ndonnx). For operators whose output shape depends on values."""
+    name = backend_name(x)
+    if name == "dask":
+        x = x.compute()  # dask's own materialisation (a NumPy array)
+    elif not known(x):
+        return None
+    if hasattr(x, "tolist"):  # numpy, torch, jax, mlx: one call instead of a Python loop
+        return x.tolist()
+    return [int(x[i]) for i in range(x.shape[0])]
+
+
+def scalar(xp: ModuleType, value: float, like: Array) -> Array:
+    """``value`` as a 0-d array of ``like``'s dtype and device: ``xp.where`` takes no Python scalars
+    before the 2025.12 standard."""
+    return asarray_like(xp, value, like, dtype=like.dtype)
+
+
+def take_along_rows(xp: ModuleType, x: Array, idx: Array) -> Array:
+    """``out[i, j] = x[i, idx[i, j]]`` for 2-D ``x [B, L]`` and ``idx [B, M]``: one flat ``take`` (the
+    2023.12 standard has no ``take_along_axis``)."""
+    b, length = x.shape
+    offsets = xp.reshape(asarray_like(xp, [i * length for i in range(b)], idx, dtype=idx.dtype), (b, 1))
+    flat = xp.take(xp.reshape(x, (b * length,)), xp.reshape(idx + offsets, (b * idx.shape[1],)), axis=0)
+    return xp.reshape(flat, idx.shape)
 
 
 def full_like_device(xp: ModuleType, shape: tuple[int, ...], value: Any, dtype: Any, like: Array) -> Array:
@@ -183,5 +237,8 @@ def full_like_device(xp: ModuleType, shape: tuple[int, ...], value: Any, dtype: 
 
 
 def index_dtype(xp: ModuleType, like: Array) -> Any:
-    """The integer dtype for gather indices: int64 for PyTorch (which requires it), int32 elsewhere."""
-    return xp.int64 if backend_name(like) == "torch" else xp.int32
+    """The integer dtype for gather indices: the namespace's default indexing dtype (the standard's
+    ``__array_namespace_info__``; int64 for NumPy, PyTorch, Dask, ndonnx, int32 for JAX without x64),
+    int32 for MLX, which has no such inspection."""
+    info = getattr(xp, "__array_namespace_info__", None)
+    return xp.int32 if info is None else info().default_dtypes()["indexing"]

@@ -283,7 +283,7 @@ def test_compile_fullgraph():
 
 
 def test_compile_fullgraph_sequence_op_with_value_checks():
-    """insert_tokens checks positions by value via xp.concrete: skipped under tracing, not a graph break."""
+    """insert_tokens checks positions by value via xp.known: skipped under tracing, not a graph break."""
     torch._dynamo.reset()
     fn = torch.compile(lambda t, v, p: ops.insert_tokens(t, v, p).embeds, fullgraph=True, backend="eager")
     t, v = torch.randn(2, 4, 3), torch.randn(2, 2, 3)

@@ -93,7 +93,7 @@ def test_open_flamingo_masked_cross_attention_equal(immediate):
 
 
 def test_open_flamingo_zero_init_is_identity():
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     helpers = open_flamingo_helpers()
     module = helpers.GatedCrossAttentionBlock(dim=8, dim_visual=6, dim_head=4, heads=2).double()  # real init: gates 0
     spec, params = interop.from_module(module)

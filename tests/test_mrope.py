@@ -136,9 +136,9 @@ def test_whole_operator_traces_under_jax_jit():
     while images is None or videos is None:
         types_, mask, images, videos, _ = random_batch(rng, 2, False, False)
     want = mrope_position_ids(types_, images, videos, attention_mask=mask)
-    from fusion_spec.conformance.runner import _x64
+    from fusion_spec.conformance.runner import backend_settings
 
-    with _x64("jax"):  # int64 positions
+    with backend_settings("jax"):  # int64 positions
         jitted = jax.jit(lambda t, i, v, m: mrope_position_ids(t, i, v, attention_mask=m))
         got = jitted(*(jax.numpy.asarray(a) for a in (types_, images, videos, mask)))
         np.testing.assert_array_equal(np.asarray(got.position_ids), want.position_ids)

@@ -13,10 +13,13 @@ primitive at the gated block's cross-attention shape; the peer is our reference 
 off), ``gated_xattn`` (open_flamingo ``GatedCrossAttentionBlock``, 8x2048x4096 text, 5 images x 64
 latents x 1024), ``perceiver`` (open_flamingo ``PerceiverResampler``, 8x5x257x1024, depth 6),
 ``qformer`` (HF ``Blip2QFormerModel``, 64x257x1408 -> 32x768), ``idefics2`` (HF
-``Idefics2PerceiverResampler``, 16x576x4096 -> 64). The last four take the spec and parameters from
+``Idefics2PerceiverResampler``, 16x576x4096 -> 64), ``qwen2_vl_merger`` (HF Qwen2-VL ``PatchMerger``,
+1280 -> 3584, 2x2 merge, 16x1024 patches). The last five take the spec and parameters from
 ``fusion_spec.interop.from_module(peer)`` and call our module with the peer's own arguments; a case whose spec, converter or peer is missing is reported as skipped, with why.
 
-``python benchmarks/bench_backends.py`` runs the same code.
+``--backend numpy`` times the NumPy reference itself (``spec.apply`` on float32 arrays) against the
+same peers; ``--batch N`` sets every case's batch. ``python benchmarks/bench_backends.py`` runs the
+same code; ``benchmarks/numpy_vs_torch.py`` runs the NumPy comparison interleaved.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from typing import Any, Callable
 from . import common
 from .common import Parser, int_at_least, json_argument, write_json
 
-CASES = ("projector", "attention", "gated_xattn", "perceiver", "qformer", "idefics2")
+CASES = ("projector", "attention", "gated_xattn", "perceiver", "qformer", "idefics2", "qwen2_vl_merger")
 
 
 @dataclasses.dataclass
@@ -68,8 +71,8 @@ class Runner:
         self.device = args.device
         self.dtype = args.dtype
         from .. import backends
-        self.mod = backends.load(self.backend)
-        if args.no_fast_paths:
+        self.mod = None if self.backend == "numpy" else backends.load(self.backend)
+        if args.no_fast_paths and self.mod is not None:
             self.mod.fast_paths(False)
         self.torch = None
         if importlib.util.find_spec("torch") is not None:
@@ -88,6 +91,8 @@ class Runner:
         return t.to(self.device, self.torch_dtype() if t.is_floating_point() else t.dtype)
 
     def to_ours(self, a):
+        if self.backend == "numpy":
+            return a.astype(self.dtype) if a.dtype.kind == "f" else a
         if self.backend == "torch":
             return self.to_torch(a)
         if self.backend == "jax":
@@ -101,6 +106,9 @@ class Runner:
 
     def module(self, spec, params) -> Callable[..., Any]:
         """Our native module for (spec, params) as a function of the inputs."""
+        if self.backend == "numpy":
+            p = {k: self.to_ours(v) for k, v in params.items()}
+            return lambda *a, **k: spec.apply(p, *a, **k)
         if self.backend == "torch":
             m = self.mod.SpecModule(spec, params, dtype=self.torch_dtype(), device=self.device).eval()
             if self.args.compile != "none":
@@ -190,6 +198,7 @@ def _rand(runner: Runner, *shape: int, seed: int = 0):
 def case_projector(r: Runner) -> Built:
     from ..specs import MLPProjection
     b, n, dv, dl = (2, 16, 64, 128) if r.args.small else (16, 576, 1024, 4096)
+    b = r.args.batch or b
     spec = MLPProjection(vision_dim=dv, llm_dim=dl, num_visual_tokens=n)
     params = spec.init(0)
     x = _rand(r, b, n, dv)
@@ -229,7 +238,10 @@ def case_attention(r: Runner) -> Built:
     """The attention primitive at the Flamingo gated block's shape: 8 heads x 64, text 2048 vs 5x64 media,
     with an immediate-media mask (text before the first image fully masked)."""
     from .. import ops
+    if r.mod is None:
+        raise Skip("the NumPy reference has no fast paths to compare with")
     b, h, lq, lk, d = (2, 4, 64, 40, 32) if r.args.small else (8, 8, 2048, 320, 64)
+    b = r.args.batch or b
     np = r.np
     q, k, v = _rand(r, b, h, lq, d, seed=1), _rand(r, b, h, lk, d, seed=2), _rand(r, b, h, lk, d, seed=3)
     media_of_text = np.minimum(np.arange(lq) // max(1, lq // 6) - 1, 4)  # -1: text before any image
@@ -298,6 +310,7 @@ def _from_peer(r: Runner, peer: Any, args: tuple, kwargs: dict, shape: str, name
 def case_gated_xattn(r: Runner) -> Built:
     helpers = _open_flamingo_helpers()
     b, t, dim, n_img, lat, dv = (2, 64, 128, 2, 8, 64) if r.args.small else (8, 2048, 4096, 5, 64, 1024)
+    b, t = r.args.batch or b, r.args.text_len or t
     peer = helpers.GatedCrossAttentionBlock(dim=dim, dim_visual=dv, dim_head=64 if not r.args.small else 16,
                                             heads=8 if not r.args.small else 4, ff_mult=4)
     np = r.np
@@ -311,6 +324,7 @@ def case_gated_xattn(r: Runner) -> Built:
 def case_perceiver(r: Runner) -> Built:
     helpers = _open_flamingo_helpers()
     b, t, v, dim, depth = (2, 2, 17, 64, 2) if r.args.small else (8, 5, 257, 1024, 6)
+    b = r.args.batch or b
     peer = helpers.PerceiverResampler(dim=dim, depth=depth, dim_head=64 if not r.args.small else 16,
                                       heads=8 if not r.args.small else 4, num_latents=64 if not r.args.small else 8)
     x = _rand(r, b, t, 1, v, dim, seed=1)  # [b, T, F, v, D]
@@ -324,6 +338,7 @@ def case_qformer(r: Runner) -> Built:
     from transformers.models.blip_2.modeling_blip_2 import Blip2QFormerModel
     b, s, enc, q, hid, layers, heads, inter = (2, 17, 48, 8, 64, 2, 4, 128) if r.args.small else \
         (64, 257, 1408, 32, 768, 12, 12, 3072)
+    b = r.args.batch or b
     cfg = Blip2QFormerConfig(hidden_size=hid, num_hidden_layers=layers, num_attention_heads=heads,
                              intermediate_size=inter, encoder_hidden_size=enc)
     cfg._attn_implementation = "sdpa"
@@ -340,6 +355,7 @@ def case_idefics2(r: Runner) -> Built:
     from transformers.models.idefics2.modeling_idefics2 import Idefics2PerceiverResampler
     b, n, hid, lat, depth, heads, hd, kv = (2, 24, 64, 8, 2, 4, 16, 2) if r.args.small else \
         (16, 576, 4096, 64, 3, 16, 96, 4)
+    b = r.args.batch or b
     cfg = Idefics2PerceiverConfig(hidden_size=hid, resampler_n_latents=lat, resampler_depth=depth,
                                   resampler_n_heads=heads, resampler_head_dim=hd, num_key_value_heads=kv)
     cfg._attn_implementation = "sdpa"
@@ -350,8 +366,22 @@ def case_idefics2(r: Runner) -> Built:
                       f"{b}x{n}x{hid} -> {lat}", "HF Idefics2PerceiverResampler")
 
 
+def case_qwen2_vl_merger(r: Runner) -> Built:
+    """Qwen2-VL-7B's patch merger: LayerNorm(1280), 2x2 neighbours concatenated, MLP 5120 -> 5120 -> 3584.
+    The batch is the number of images; HF takes their patches flattened to [images * patches, 1280]."""
+    if r.torch is None or importlib.util.find_spec("transformers") is None:
+        raise Skip("needs transformers (the peer defines the spec through interop.from_module)")
+    from transformers.models.qwen2_vl.modeling_qwen2_vl import PatchMerger
+    b, n, dv, dl = (2, 16, 64, 128) if r.args.small else (16, 1024, 1280, 3584)
+    b = r.args.batch or b
+    x = _rand(r, b * n, dv, seed=1)
+    return _from_peer(r, PatchMerger(dim=dl, context_dim=dv), (x,), {}, f"{b}x{n}x{dv} -> {n // 4}x{dl}",
+                      "HF Qwen2-VL PatchMerger", ours=((x.reshape(b, n, dv),), {}))
+
+
 BUILDERS = {"projector": case_projector, "attention": case_attention, "gated_xattn": case_gated_xattn,
-            "perceiver": case_perceiver, "qformer": case_qformer, "idefics2": case_idefics2}
+            "perceiver": case_perceiver, "qformer": case_qformer, "idefics2": case_idefics2,
+            "qwen2_vl_merger": case_qwen2_vl_merger}
 
 
 # --- the command ---------------------------------------------------------------------------------

@@ -43,7 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "metric is max |got - want| / (atol + rtol |want|) against the float64 reference on the "
                        "same rounded inputs; a case passes when it is <= 1.", epilog=CONFORMANCE_EXAMPLES)
     p.add_argument("--backend", default="numpy", choices=[*BACKENDS, "all"],
-                   help="array library to run on, e.g. --backend torch; 'all' = every installed one (default numpy)")
+                   help="array library to run on, e.g. --backend torch; 'all' = every installed one except ndonnx and "
+                   "onnxruntime (slow: name them) (default numpy)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="e.g. --device cuda (default cpu)")
     p.add_argument("--dtype", action="append", choices=[*DTYPES, "all"],
                    help="e.g. --dtype float32 (repeatable; default float64 and float32; 'all' = every dtype)")
@@ -117,7 +118,7 @@ def _conformance(args: argparse.Namespace) -> int:
 
     out = printer(args)
     bundle = Bundle(args.bundle) if args.bundle else Bundle()
-    backends = list(runner.BACKENDS) if args.backend == "all" else [args.backend]
+    backends = list(runner.ALL) if args.backend == "all" else [args.backend]
     dtypes = list(DTYPES) if args.dtype and "all" in args.dtype else list(dict.fromkeys(args.dtype or
                                                                                        ["float64", "float32"]))
     if "jax" in backends:

@@ -79,12 +79,12 @@ def vjp(entry: Mapping[str, Any], tensors: Mapping[str, np.ndarray], cotangent: 
     name to an array, all NumPy with values representable in ``dtype``. Whatever fast paths are
     registered for ``backend`` are used. A leaf the outputs do not depend on gets zeros.
     """
-    from .runner import _x64, converter
+    from .runner import backend_settings, converter
     if backend not in AUTODIFF:
         raise FusionSpecError("conformance --grad", "backend", "one of " + ", ".join(AUTODIFF), repr(backend))
     names, outs = leaves(entry), outputs(entry)
     fn = target(entry)
-    with _x64(backend):
+    with backend_settings(backend):
         conv = converter(backend, dtype, device)
         fixed = {k: conv(k, v) for k, v in tensors.items() if k not in names and not k.startswith("output.")}
         x = {k: conv(k, tensors[k]) for k in names}

@@ -1,4 +1,4 @@
-"""Run the golden bundle on a backend (NumPy, PyTorch, JAX, MLX) in a dtype and compare.
+"""Run the golden bundle on a backend (NumPy, PyTorch, JAX, MLX, array-api-strict, Dask) in a dtype and compare.
 
 For each case and dtype: the float64 inputs and parameters are rounded to the dtype
 (:func:`~.bundle.round_to`); the backend receives exactly those values as its own arrays of that dtype
@@ -26,12 +26,18 @@ from typing import Any
 import numpy as np
 
 from ..errors import FusionSpecError
-from ..xp import to_numpy
+from ..xp import LOW_PRECISION, to_numpy
 from . import tolerance
 from .bundle import Bundle, call, round_to, target
 
-BACKENDS = ("numpy", "torch", "jax", "mlx")
-_MODULES = {"numpy": "numpy", "torch": "torch", "jax": "jax", "mlx": "mlx.core"}
+BACKENDS = ("numpy", "torch", "jax", "mlx", "strict", "dask", "ndonnx", "onnxruntime")
+#: What ``--backend all`` runs: every backend but the ONNX ones, which trace each case into a graph
+#: (~20 minutes each for the bundle on a laptop CPU) and are asked for by name.
+ALL = ("numpy", "torch", "jax", "mlx", "strict", "dask")
+STRICT_API_VERSION = "2023.12"
+_MODULES = {"numpy": "numpy", "torch": "torch", "jax": "jax", "mlx": "mlx.core", "strict": "array_api_strict",
+            "dask": "dask.array", "ndonnx": "ndonnx", "onnxruntime": "onnxruntime"}
+_CPU_ONLY = ("strict", "dask", "ndonnx", "onnxruntime")
 
 
 @dataclass
@@ -78,6 +84,10 @@ def supports(backend: str, dtype: str, device: str) -> str | None:
             return "numpy runs on the CPU only"
         if dtype == "bfloat16":
             return "numpy has no bfloat16"
+    if backend in _CPU_ONLY and device != "cpu":
+        return f"{backend} runs on the CPU only here"
+    if backend in _CPU_ONLY and dtype in LOW_PRECISION:
+        return f"{backend} has no {dtype} (the array API standard has none)"
     if backend == "mlx" and dtype == "float64":
         # Measured with mlx 0.32 (Linux CPU): float64 exp, mean and matmul are only float32-accurate
         # (exp(3) off by 1.9e-6), so float64 goldens cannot hold; MLX is checked in float32 and below.
@@ -126,6 +136,15 @@ def converter(backend: str, dtype: str, device: str) -> Callable[[str, np.ndarra
         mx.set_default_device(mx.gpu if device == "cuda" else mx.cpu)
         return lambda name, a: (mx.array(a.astype(np.float32)).astype(mdt) if dtype == "bfloat16" else
                                 mx.array(a, dtype=mdt)) if a.dtype.kind == "f" else mx.array(a)
+    if backend == "strict":
+        import array_api_strict as xps
+        return lambda name, a: xps.asarray(a.astype(dtype) if a.dtype.kind == "f" else a)
+    if backend == "dask":
+        import dask.array as da
+        return lambda name, a: da.from_array(a.astype(dtype) if a.dtype.kind == "f" else a)
+    if backend == "ndonnx":
+        import ndonnx
+        return lambda name, a: ndonnx.asarray(a.astype(dtype) if a.dtype.kind == "f" else a)
     raise FusionSpecError("conformance", "backend", "one of " + ", ".join(BACKENDS), repr(backend))
 
 
@@ -144,8 +163,14 @@ def device_of(backend: str, array: Any) -> str:
 
 
 @contextlib.contextmanager
-def _x64(backend: str):
-    """JAX needs ``jax_enable_x64`` for float64 and int64 arrays; it is restored afterwards."""
+def backend_settings(backend: str):
+    """JAX needs ``jax_enable_x64`` for float64 and int64 arrays; array-api-strict is held to the 2023.12
+    standard (the version the operators are written against). Both are restored afterwards."""
+    if backend == "strict":
+        import array_api_strict
+        with array_api_strict.ArrayAPIStrictFlags(api_version=STRICT_API_VERSION):
+            yield
+        return
     if backend != "jax":
         yield
         return
@@ -233,10 +258,13 @@ def run_case(bundle: Bundle, entry: Mapping[str, Any], backend: str, dtype: str,
                       f"reference failed: {type(exc).__name__}: {str(exc)[:300]}", tol)
     fn = _jit(entry) if backend == "jax" else target(entry)
     try:
-        with _x64(backend):
-            out = call(entry, rounded, converter(backend, dtype, device), fn)
-            where = {device_of(backend, v) for v in out.values()}
-            got = {k: to_numpy(v) for k, v in out.items()}
+        if backend == "onnxruntime":
+            got, where = _run_onnx(entry, rounded, dtype), {"cpu"}
+        else:
+            with backend_settings(backend):
+                out = call(entry, rounded, converter(backend, dtype, device), fn)
+                where = {device_of(backend, v) for v in out.values()}
+                got = {k: to_numpy(v) for k, v in out.items()}
     except Exception as exc:  # noqa: BLE001 -- a backend failure is a result, reported per case
         return Result(entry["id"], backend, dtype, "error", math.inf, math.inf, f"{type(exc).__name__}: {exc}", tol)
     if where != {device}:  # a result computed elsewhere than asked proves nothing about that device
@@ -249,6 +277,31 @@ def run_case(bundle: Bundle, entry: Mapping[str, Any], backend: str, dtype: str,
 #: Jitted case functions by structure (op, config, runtime): cases of the same structure share one
 #: ``jax.jit`` and with it JAX's cache of compiled executables (per shape and dtype).
 _JITTED: dict[str, Callable[..., Any]] = {}
+
+
+def _run_onnx(entry: Mapping[str, Any], rounded: Mapping[str, np.ndarray], dtype: str) -> dict[str, np.ndarray]:
+    """The case traced by ndonnx into an ONNX graph (every input and parameter a graph input of the
+    case's shape; value checks skipped, as under a compiler) and run by onnxruntime."""
+    import ndonnx
+    import onnxruntime
+    inputs: dict[str, Any] = {}
+    feeds: dict[str, np.ndarray] = {}
+
+    def to_argument(name: str, a: np.ndarray) -> Any:
+        a = a.astype(dtype) if a.dtype.kind == "f" else a
+        key = f"input{len(inputs)}"
+        feeds[key] = a
+        inputs[key] = ndonnx.argument(shape=a.shape, dtype=ndonnx.from_numpy_dtype(a.dtype))
+        return inputs[key]
+    outputs = call(entry, rounded, to_argument, target(entry))
+    names = {f"output{i}": k for i, k in enumerate(outputs)}
+    model = ndonnx.build(inputs, {n: outputs[k] for n, k in names.items()})
+    session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    used = {i.name for i in session.get_inputs()}
+    got = session.run(list(names), {k: v for k, v in feeds.items() if k in used})
+    return {names[n]: g for n, g in zip(names, got)}
+
+
 
 #: XLA settings for the suite's small cases: compiling dominates their time, and these cut it ~4x
 #: (measured with jax 0.10 on CPU); the numbers computed are checked by the suite as any others.

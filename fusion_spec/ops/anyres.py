@@ -83,13 +83,13 @@ def pack_anyres_features(features: Array, params: Mapping[str, Array], *, grid: 
                               f"shape {tuple(features.shape)}")
     nl = check.param(op, params, "image_newline", (d,), like=features) if newline else None
     xp = namespace(features, nl)
-    base = features[0]
+    base = features[0, ...]
     parts = [base]
     if crops == 1:
         if nl is not None:
             parts.append(xp.reshape(nl, (1, d)))
         return xp.concat(parts, axis=0)
-    tiles = xp.reshape(features[1:], (grid_h, grid_w, p, p, d))
+    tiles = xp.reshape(features[1:, ...], (grid_h, grid_w, p, p, d))
     full = xp.reshape(xp.permute_dims(tiles, (0, 2, 1, 3, 4)), (grid_h * p, grid_w * p, d))
     rows, cols = llava_next_unpadded(height, width, grid_h * p, grid_w * p)
     top, left = (grid_h * p - rows) // 2, (grid_w * p - cols) // 2

@@ -6,7 +6,7 @@ import math
 
 from .. import validate as check
 from ..errors import FusionSpecError
-from ..xp import Array, cast, fast_path, namespace, upcast
+from ..xp import Array, cast, fast_path, namespace, scalar, upcast
 
 # Queries are processed in chunks so that one chunk's score matrix stays under this many elements
 # (128 MiB in float64); the result is identical, only the peak memory changes.
@@ -68,11 +68,14 @@ def attention(q: Array, k: Array, v: Array, *, mask: Array | None = None, scale:
         mask = xp.reshape(mask, (1,) * (4 - mask.ndim) + tuple(mask.shape))
     if chunk_size is None:
         chunk_size = max(1, SCORE_ELEMENTS_PER_CHUNK // max(1, b * h * lk))
-    parts = [_attend(xp, q[:, :, i:i + chunk_size], k, v,
-                     None if mask is None else mask[:, :, i:i + chunk_size] if mask.shape[2] > 1 else mask,
-                     scale, rep)
-             for i in range(0, lq, chunk_size)] if lq else [_attend(xp, q, k, v, mask, scale, rep)]
-    return parts[0] if len(parts) == 1 else xp.concat(parts, axis=2)
+    if chunk_size >= lq:
+        return _attend(xp, q, k, v, mask, scale, rep)
+    parts = []
+    for i in range(0, lq, chunk_size):
+        rows = slice(i, min(i + chunk_size, lq))  # the standard allows no slice stop past the end
+        m = mask if mask is None or mask.shape[2] == 1 else mask[:, :, rows, ...]
+        parts.append(_attend(xp, q[:, :, rows, ...], k, v, m, scale, rep))
+    return xp.concat(parts, axis=2)
 
 
 def split_heads(x: Array, heads: int) -> Array:
@@ -107,11 +110,11 @@ def _attend(xp, q: Array, k: Array, v: Array, mask: Array | None, scale: float, 
         if rep > 1:
             groups = (hk, rep) if mask.shape[1] > 1 else (1, 1)
             mask = xp.reshape(mask, (mask.shape[0], *groups, mask.shape[2], mask.shape[3]))
-        s = xp.where(mask, s, -math.inf)
+        s = xp.where(mask, s, scalar(xp, -math.inf, s))
         m = xp.max(s, axis=-1, keepdims=True)
-        m = xp.where(xp.isfinite(m), m, 0.0)
+        m = xp.where(xp.isfinite(m), m, scalar(xp, 0.0, m))
         e = xp.exp(s - m)  # exactly 0 at masked keys, so a fully masked row sums to 0
         total = xp.sum(e, axis=-1, keepdims=True)
-        p = e / xp.where(total > 0, total, 1.0)
+        p = e / xp.where(total > 0, total, scalar(xp, 1.0, total))
     out = xp.reshape(xp.matmul(p, v), (b, h, lq, d))
     return cast(xp, out, dtype)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from .. import validate as check
 from ..errors import FusionSpecError
-from ..xp import Array, concrete, index_dtype, namespace
+from ..xp import Array, index_dtype, known, namespace
 
 
 def deepstack_inject(hidden_states: Array, visual_embeds: Array, *, visual_pos_masks: Array) -> Array:
@@ -31,10 +31,11 @@ def deepstack_inject(hidden_states: Array, visual_embeds: Array, *, visual_pos_m
     xp = namespace(hidden_states, visual_embeds, visual_pos_masks)
     n = visual_embeds.shape[0]
     is_visual = xp.reshape(visual_pos_masks, (b * s,))
-    counted = concrete(is_visual)
-    if counted is not None and int(counted.sum()) != n:
-        raise FusionSpecError(op, "visual_embeds", f"{int(counted.sum())} rows (one per True entry of "
-                              "visual_pos_masks)", f"{n} rows")
+    if known(is_visual):
+        counted = int(xp.sum(xp.astype(is_visual, index_dtype(xp, hidden_states))))
+        if counted != n:
+            raise FusionSpecError(op, "visual_embeds", f"{counted} rows (one per True entry of visual_pos_masks)",
+                                  f"{n} rows")
     if n == 0:
         return hidden_states
     order = xp.cumulative_sum(xp.astype(is_visual, index_dtype(xp, hidden_states)), axis=0) - 1

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from .. import validate as check
 from ..errors import FusionSpecError
-from ..xp import Array, asarray_like, concrete, namespace
+from ..xp import Array, asarray_like, known, namespace, values as values_of
 
 
 def check_vocab(op: str, text_vocab_size: int, image_vocab_size: int, image_offset: int, boi_id: int,
@@ -88,13 +88,13 @@ def split_tokens(ids: Array, *, text_vocab_size: int, image_vocab_size: int, ima
     if tokens_per_image is not None:
         check.positive_int(op, "tokens_per_image", tokens_per_image)
     check.integer(op, "ids", ids, rank=1)
-    values = concrete(ids)
+    values = values_of(ids)
     if values is None:
         raise FusionSpecError(op, "ids", "concrete values (the split depends on them; not traceable)", "a traced array")
     lo, hi = image_offset, image_offset + image_vocab_size
     texts, images = [], []
     start, open_at = 0, None  # start of the current text segment; position of the open boi
-    for pos, raw in enumerate(values.tolist()):
+    for pos, raw in enumerate(values):
         if raw == boi_id:
             if open_at is not None:
                 raise FusionSpecError(op, "ids", f"eoi_id={eoi_id} closing the image opened at {open_at} "
@@ -128,13 +128,13 @@ def split_tokens(ids: Array, *, text_vocab_size: int, image_vocab_size: int, ima
 
 
 def _in_range(op: str, name: str, a: Array, lo: int, hi: int, forbidden: tuple[int, ...] = ()) -> None:
-    values = concrete(a)
-    if values is None:
+    if not known(a) or a.shape[0] == 0:
         return
-    bad = (values < lo) | (values >= hi)
+    xp = namespace(a)
+    bad = (a < lo) | (a >= hi)
     for f in forbidden:
-        bad |= values == f
-    if bad.any():
-        first = int(bad.argmax())
+        bad = bad | (a == f)
+    if bool(xp.any(bad)):
+        first = int(xp.argmax(xp.astype(bad, xp.int32)))
         what = f"ids in [{lo}, {hi})" + (f" other than the sentinels {forbidden}" if forbidden else "")
-        raise FusionSpecError(op, name, what, f"{int(values[first])} at position {first}")
+        raise FusionSpecError(op, name, what, f"{int(a[first])} at position {first}")

@@ -1,13 +1,31 @@
-"""The error function for NumPy, which has none.
+"""The error function for NumPy, which has none, and for any array-API namespace.
 
 A vectorised port of the classic fdlibm rational approximations (Sun Microsystems, 1993), accurate to
-within one unit in the last place of float64 over the whole real line. Other backends use their own
-``erf``; this one exists so that the float64 reference needs neither SciPy nor a Python loop.
+within one unit in the last place of float64 over the whole real line. PyTorch, JAX and MLX use their
+own ``erf``; :func:`erf_numpy` exists so that the float64 reference needs neither SciPy nor a Python
+loop, :func:`erf_generic` so that any other namespace (array-api-strict, Dask, ndonnx) needs nothing.
 """
 
 from __future__ import annotations
 
+import functools
+import math
+from types import ModuleType
+from typing import Any, Callable
+
 import numpy as np
+
+
+@functools.cache
+def _scipy_erf() -> Any:
+    """SciPy's ``erf`` ufunc, or ``None`` (SciPy is optional; imported on the first float32 call)."""
+    try:
+        from scipy.special import erf
+    except ImportError:
+        return None
+    return erf
+
+Array = Any
 
 _ERX = 8.45062911510467529297e-01
 _EFX = 1.28379167095512586316e-01
@@ -47,38 +65,120 @@ def _poly(coeffs: tuple[float, ...], t: np.ndarray) -> np.ndarray:
     return out
 
 
-def erf_numpy(x: np.ndarray) -> np.ndarray:
-    """erf(x) = 2/sqrt(pi) * integral_0^x exp(-t^2) dt, element-wise, for a NumPy array.
+# Elements per block: a block's float64 temporaries stay in the L2 cache, which makes the long chain of
+# element-wise passes about twice as fast as over whole arrays.
+_BLOCK = 1 << 14
 
-    Computed in float64 and returned in the input's floating dtype (float64 for integers).
-    """
-    x = np.asarray(x)
-    out_dtype = x.dtype if np.issubdtype(x.dtype, np.floating) else np.float64
-    v = x.astype(np.float64)
+
+def _blockwise(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, out_dtype: Any) -> np.ndarray:
+    """``fn`` (element-wise) applied to consecutive blocks of ``x``, written into one ``out_dtype`` array."""
+    flat = x.reshape(-1)
+    out = np.empty(flat.shape, out_dtype)
+    for i in range(0, flat.size, _BLOCK):
+        out[i:i + _BLOCK] = fn(flat[i:i + _BLOCK])
+    return out.reshape(x.shape)
+
+
+def _erf64(v: np.ndarray) -> np.ndarray:
+    """erf of a 1-D array, in float64."""
+    v = v.astype(np.float64, copy=False)
+    # erf(x) = x + x * P(x^2) / Q(x^2), evaluated everywhere (|x| >= 0.84375 is overwritten below)
+    with np.errstate(over="ignore", invalid="ignore"):
+        z = v * v
+        out = _poly(_PP, z)
+        out /= _poly(_QQ, z)
+    tiny = z < 2.0 ** -56  # the polynomial part underflows to the first term: x + efx * x
+    if tiny.any():
+        out[tiny] = _EFX
+    out *= v
+    out += v
+
     a = np.abs(v)
-    out = np.empty_like(v)
+    rest = np.flatnonzero(a >= 0.84375)  # NaN stays NaN from the polynomial
+    if rest.size == 0:
+        return out
+    vr, ar = v[rest], a[rest]
+    res = np.sign(vr)  # erf = sign(x) for |x| >= 6
 
-    small = a < 0.84375
-    t = v[small]
-    z = t * t
-    # below 2**-28 the polynomial part underflows to the first term: x + efx * x
-    out[small] = t + t * np.where(z < 2.0 ** -56, _EFX, _poly(_PP, z) / _poly(_QQ, z))
+    mid = ar < 1.25
+    s = ar[mid] - 1.0
+    res[mid] *= _ERX + _poly(_PA, s) / _poly(_QA, s)
 
-    mid = (a >= 0.84375) & (a < 1.25)
-    s = a[mid] - 1.0
-    out[mid] = np.sign(v[mid]) * (_ERX + _poly(_PA, s) / _poly(_QA, s))
-
-    tail = (a >= 1.25) & (a < 6.0)
-    at = a[tail]
+    tail = ~mid & (ar < 6.0)
+    at = ar[tail]
     s = 1.0 / (at * at)
     ratio = np.where(at < 1.0 / 0.35, _poly(_RA, s) / _poly(_SA, s), _poly(_RB, s) / _poly(_SB, s))
     # z is |x| with its low 32 bits cleared, so that z*z is exact; (z - x)(z + x) restores the rest.
     zt = (at.view(np.uint64) & np.uint64(0xFFFFFFFF00000000)).view(np.float64)
     r = np.exp(-zt * zt - 0.5625) * np.exp((zt - at) * (zt + at) + ratio)
-    out[tail] = np.sign(v[tail]) * (1.0 - r / at)
+    res[tail] *= 1.0 - r / at
 
-    big = a >= 6.0
-    out[big] = np.sign(v[big])
-    nan = np.isnan(v)
-    out[nan] = np.nan
-    return out.astype(out_dtype, copy=False)
+    out[rest] = res
+    return out
+
+
+def erf_numpy(x: np.ndarray) -> np.ndarray:
+    """erf(x) = 2/sqrt(pi) * integral_0^x exp(-t^2) dt, element-wise, for a NumPy array.
+
+    Computed in float64 and returned in the input's floating dtype (float64 for integers); float32
+    input uses SciPy's float32 ``erf`` when SciPy is installed (5x faster, within 0.5 ulp; never for
+    float64, where it is up to 3 ulp off). The small-|x| polynomial runs on every element in place;
+    the other branches only on the elements that need them (|x| >= 0.84375, a minority in a GELU).
+    """
+    x = np.asarray(x)
+    if x.dtype == np.float32 and _scipy_erf() is not None:
+        return _scipy_erf()(x)
+    return _blockwise(_erf64, x, x.dtype if np.issubdtype(x.dtype, np.floating) else np.float64)
+
+
+def gelu_numpy(t: np.ndarray) -> np.ndarray:
+    """``0.5 * t * (1 + erf(t / sqrt(2)))`` for a float32 or float64 NumPy array, with the same roundings
+    in the same order as :func:`fusion_spec.ops.gelu`'s formula, block by block (NumPy's fast path for
+    ``gelu``; ``NotImplemented`` for other dtypes, which the formula computes in float32)."""
+    if t.dtype not in (np.float32, np.float64):
+        return NotImplemented
+    c = 1.0 / math.sqrt(2.0)
+
+    def block(b: np.ndarray) -> np.ndarray:
+        e = erf_numpy(b * c)  # in b's dtype, as the formula rounds it
+        e += 1.0
+        h = b * 0.5
+        h *= e
+        return h
+    return _blockwise(block, t, t.dtype)
+
+
+def _poly_xp(coeffs: tuple[float, ...], t: Array) -> Array:
+    """Horner's rule on any array-API array: sum_i coeffs[i] * t**i."""
+    out = coeffs[-1] * t + coeffs[-2]
+    for c in coeffs[-3::-1]:
+        out = out * t + c
+    return out
+
+
+def erf_generic(xp: ModuleType, x: Array) -> Array:
+    """The same fdlibm approximation written in standard array-API functions only, for any namespace.
+
+    Every branch is evaluated on every element and ``xp.where`` picks one (no boolean-mask
+    assignment, so it also runs on lazy and graph namespaces: Dask, ndonnx). Computed in x's dtype;
+    in float64 within a few ulp of :func:`erf_numpy` (the tail's ``exp(-x^2)`` splits x at float32
+    precision instead of fdlibm's bit mask).
+    """
+    a = xp.abs(x)
+    sign = xp.sign(x)
+    # each branch sees its inputs clipped to its own interval, so no unselected branch overflows
+    t = xp.clip(x, -0.84375, 0.84375)
+    z = t * t
+    small = t + t * (_poly_xp(_PP, z) / _poly_xp(_QQ, z))
+    s = xp.clip(a, 0.84375, 1.25) - 1.0
+    mid = sign * (_ERX + _poly_xp(_PA, s) / _poly_xp(_QA, s))
+    at = xp.clip(a, 1.25, 6.0)
+    s = 1.0 / (at * at)
+    ratio = xp.where(at < 1.0 / 0.35, _poly_xp(_RA, s) / _poly_xp(_SA, s), _poly_xp(_RB, s) / _poly_xp(_SB, s))
+    if x.dtype == xp.float64:  # zt * zt is exact for zt with float32's 24 significant bits
+        zt = xp.astype(xp.astype(at, xp.float32), xp.float64)
+        r = xp.exp(-zt * zt - 0.5625) * xp.exp((zt - at) * (zt + at) + ratio)
+    else:
+        r = xp.exp(-at * at - 0.5625 + ratio)
+    tail = sign * (1.0 - r / at)
+    return xp.where(a < 0.84375, small, xp.where(a < 1.25, mid, xp.where(a < 6.0, tail, sign)))

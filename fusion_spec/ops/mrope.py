@@ -28,11 +28,9 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import numpy as np
-
 from .. import validate as check
 from ..errors import FusionSpecError
-from ..xp import Array, asarray_like, concrete, full_like_device, is_floating, namespace
+from ..xp import Array, asarray_like, full_like_device, is_floating, known, namespace, take_along_rows, values
 
 TEXT, IMAGE, VIDEO = 0, 1, 2
 
@@ -90,8 +88,9 @@ def mrope_position_ids(token_types: Array, image_grid_thw: Array | None = None, 
     position = xp.reshape(asarray_like(xp, list(range(length)), token_types, dtype=i64), (1, length))
     dest = xp.where(attention_mask, before, count_real + (position - before))
     order = xp.argsort(dest, axis=1)
-    valid = xp.take_along_axis(attention_mask, order, axis=1)
-    types = xp.where(valid, xp.astype(xp.take_along_axis(token_types, order, axis=1), i64), 0)
+    valid = take_along_rows(xp, attention_mask, order)
+    types = xp.astype(take_along_rows(xp, token_types, order), i64)
+    types = xp.where(valid, types, xp.zeros_like(types))
 
     edge = full_like_device(xp, (b, 1), -1, i64, token_types)
     first = (types != xp.concat([edge, types[:, :-1]], axis=1)) & (types != TEXT)
@@ -99,7 +98,7 @@ def mrope_position_ids(token_types: Array, image_grid_thw: Array | None = None, 
 
     # Per token: its run's merged grid (h, w), its index k within its image / video (row-major over
     # t, h, w), and for video tokens the temporal offset.
-    zero = xp.zeros_like(types)
+    zero, one = xp.zeros_like(types), xp.ones_like(types)
     h, w, k = zero, zero, zero
     tick = None  # temporal offset floor(k_t * interval) for video tokens
     for kind in (IMAGE, VIDEO):
@@ -123,7 +122,7 @@ def mrope_position_ids(token_types: Array, image_grid_thw: Array | None = None, 
         gh, gw = (xp.reshape(g[:, i], (b, length)) for i in (1, 2))
         h, w, k = (xp.where(is_kind, new, old) for new, old in ((gh // m, h), (gw // m, w), (kk, k)))
         if kind == VIDEO:
-            kt = k // xp.where(is_kind, h * w, 1)
+            kt = k // xp.where(is_kind, h * w, one)
             if split_video_frames:  # every frame starts its own run: no temporal offset
                 tick = xp.zeros_like(kt)
             elif second_per_grid_ts is None:
@@ -133,52 +132,57 @@ def mrope_position_ids(token_types: Array, image_grid_thw: Array | None = None, 
                 if not is_floating(s):
                     s = xp.astype(s, xp.float64)
                 tick = xp.astype(xp.floor(xp.astype(kt, s.dtype) * (tps * s)), i64)
-    hw = xp.where(types == TEXT, 1, h * w)
+    hw = xp.where(types == TEXT, one, h * w)
     kt = k // hw
     temporal = kt if tick is None else xp.where(types == VIDEO, tick, kt)
 
     # The running position: text advances 1, a run advances max(h, w) after its last token.
-    advance = xp.where(types == TEXT, 1, xp.where(last, xp.maximum(h, w), 0))
-    advance = xp.where(valid, advance, 0)
+    advance = xp.where(types == TEXT, one, xp.where(last, xp.maximum(h, w), zero))
+    advance = xp.where(valid, advance, zero)
     start = xp.cumulative_sum(advance, axis=1) - advance
     is_text = types == TEXT
-    pos = xp.stack([start + xp.where(is_text, 0, temporal),
-                    start + xp.where(is_text, 0, (k % hw) // xp.where(is_text, 1, w)),
-                    start + xp.where(is_text, 0, k % xp.where(is_text, 1, w))])
-    pos = xp.where(valid, pos, 0)
+    zero, one = xp.zeros_like(types), xp.ones_like(types)
+    pos = xp.stack([start + xp.where(is_text, zero, temporal),
+                    start + xp.where(is_text, zero, (k % hw) // xp.where(is_text, one, w)),
+                    start + xp.where(is_text, zero, k % xp.where(is_text, one, w))])
+    pos = xp.where(valid, pos, xp.zeros_like(pos))
     deltas = xp.max(xp.max(pos, axis=0), axis=1, keepdims=True) + 1 - count_real
 
     # Back to the original order: real token j is compacted token ``before[j]``.
     rank = xp.clip(before, 0, max(length - 1, 0))
-    back = xp.stack([xp.take_along_axis(pos[i, ...], rank, axis=1) for i in range(3)])
-    return MRopePositions(xp.where(attention_mask, back, 0), deltas)
+    back = xp.stack([take_along_rows(xp, pos[i, ...], rank) for i in range(3)])
+    return MRopePositions(xp.where(attention_mask, back, xp.zeros_like(back)), deltas)
 
 
 def _check_runs(op: str, token_types: Array, attention_mask: Array, grids: dict[int, Array | None], m: int,
                 split_video_frames: bool) -> None:
     """One grid per run, each run exactly as long as its grid (skipped for traced arrays)."""
-    types, mask = concrete(token_types), concrete(attention_mask)
-    values = {kind: None if g is None else concrete(g) for kind, g in grids.items()}
-    if types is None or mask is None or any(g is None for kind, g in values.items() if grids[kind] is not None):
+    present = [g for g in grids.values() if g is not None]
+    if not all(known(a) for a in (token_types, attention_mask, *present)):
         return
-    if not np.isin(types, (TEXT, IMAGE, VIDEO)).all():
-        raise FusionSpecError(op, "token_types", "values 0 (text), 1 (image), 2 (video)",
-                              sorted(set(np.unique(types).tolist()) - {TEXT, IMAGE, VIDEO}))
+    b = token_types.shape[0]
+    rows = [[t for t, keep in zip(values(token_types[i, ...]), values(attention_mask[i, ...])) if keep]
+            for i in range(b)]
+    odd = sorted({t for row in rows for t in row} - {TEXT, IMAGE, VIDEO})
+    if odd:
+        raise FusionSpecError(op, "token_types", "values 0 (text), 1 (image), 2 (video)", odd)
     runs: dict[int, list[int]] = {IMAGE: [], VIDEO: []}
-    for row, keep in zip(types, mask):
-        row = row[keep]
-        cuts = np.flatnonzero(np.diff(row)) + 1
-        for run in np.split(row, cuts):
-            if run.size and run[0] != TEXT:
-                runs[int(run[0])].append(run.size)
+    for row in rows:
+        for i, t in enumerate(row):
+            if t != TEXT and (i == 0 or row[i - 1] != t):  # a run of image or video tokens starts here
+                end = i
+                while end < len(row) and row[end] == t:
+                    end += 1
+                runs[t].append(end - i)
     for kind, name in ((IMAGE, "image_grid_thw"), (VIDEO, "video_grid_thw")):
-        g = values[kind] if values[kind] is not None else np.zeros((0, 3), dtype=np.int64)
-        if (g <= 0).any() or (g[:, 1:] % m).any():
+        g = grids[kind]
+        thw = [] if g is None else [values(g[j, ...]) for j in range(g.shape[0])]
+        if any(v <= 0 for t in thw for v in t) or any(h % m or w % m for _, h, w in thw):
             raise FusionSpecError(op, name, f"positive (t, h, w) with h and w multiples of spatial_merge_size {m}",
-                                  g.tolist())
+                                  thw)
         if kind == VIDEO and split_video_frames:
-            g = np.repeat(np.concatenate([np.ones_like(g[:, :1]), g[:, 1:]], axis=1), g[:, 0], axis=0)
-        want = (g[:, 0] * (g[:, 1] // m) * (g[:, 2] // m)).tolist()
+            thw = [[1, h, w] for t, h, w in thw for _ in range(t)]
+        want = [t * (h // m) * (w // m) for t, h, w in thw]
         if runs[kind] != want:
             what = "frame" if kind == VIDEO and split_video_frames else "grid"
             raise FusionSpecError(op, name, f"one {what} per run of {('image', 'video')[kind - 1]} tokens, each run "

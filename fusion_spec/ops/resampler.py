@@ -138,13 +138,13 @@ def perceiver_resampler(x: Array, params: Mapping[str, Array], *, num_layers: in
             if f > max_num_frames:
                 raise FusionSpecError(OP, "x", f"at most max_num_frames={max_num_frames} frames (axis 2)", f"shape {tuple(x.shape)}")
             emb = check.param(OP, params, "frame_embs", (max_num_frames, dim), like=x)
-            x = x + xp.reshape(emb[:f], (1, 1, f, 1, dim))
+            x = x + xp.reshape(emb[:f, ...], (1, 1, f, 1, dim))
         x = xp.reshape(x, (b, t, f * v, dim))
         if max_num_media is not None:
             check.positive_int(OP, "max_num_media", max_num_media)
             if t > max_num_media:
                 raise FusionSpecError(OP, "x", f"at most max_num_media={max_num_media} media (axis 1)", f"shape {tuple(x.shape)}")
-            x = x + check.param(OP, params, "media_time_embs", (max_num_media, 1, dim), like=x)[:t]
+            x = x + check.param(OP, params, "media_time_embs", (max_num_media, 1, dim), like=x)[:t, ...]
         context = xp.reshape(x, (b * t, f * v, dim))
     else:
         context = x

@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 from .. import validate as check
 from ..errors import FusionSpecError
-from ..xp import Array, asarray_like, concrete, full_like_device, index_dtype, namespace
+from ..xp import Array, asarray_like, full_like_device, index_dtype, known, namespace
 
 
 class FusedSequence(NamedTuple):
@@ -57,10 +57,10 @@ def insert_tokens(text: Array, visual: Array, positions: Array, *, text_mask: Ar
     check.dim(op, "positions", positions, 0, text.shape[0], "batch")
     b, nt, _ = text.shape
     nv = visual.shape[1]
-    values = concrete(positions)
-    if values is not None and values.size and (values.min() < 0 or values.max() > nt):
-        raise FusionSpecError(op, "positions", f"values in [0, {nt}] (the text length)", values.tolist())
     xp = namespace(text, visual)
+    if known(positions) and b and bool(xp.any((positions < 0) | (positions > nt))):
+        raise FusionSpecError(op, "positions", f"values in [0, {nt}] (the text length)",
+                              [int(positions[i]) for i in range(b)])
     text_mask = _text_mask(op, xp, text, text_mask)
     # Output slot j of row b reads: text j (j < p), visual j - p (p <= j < p + Nv), text j - Nv (after).
     j = xp.reshape(asarray_like(xp, list(range(nt + nv)), text, dtype=index_dtype(xp, text)), (1, nt + nv))
@@ -68,10 +68,15 @@ def insert_tokens(text: Array, visual: Array, positions: Array, *, text_mask: Ar
     from_text = xp.where(j < p, j, j - nv)
     is_visual = (j >= p) & (j < p + nv)
     src = xp.where(is_visual, nt + (j - p), from_text)  # index into concat([text, visual])
-    both = xp.concat([text, visual], axis=1)
-    embeds = xp.take_along_axis(both, xp.expand_dims(src, axis=-1), axis=1)
+    # One flat gather (xp.take with 1-D indices, in every version of the standard): slot src of row r
+    # is row r * (Nt + Nv) + src of the flattened concat([text, visual]).
+    n = nt + nv
+    offsets = xp.reshape(asarray_like(xp, [r * n for r in range(b)], text, dtype=j.dtype), (b, 1))
+    flat = xp.reshape(src + offsets, (b * n,))
+    both = xp.reshape(xp.concat([text, visual], axis=1), (b * n, text.shape[2]))
+    embeds = xp.reshape(xp.take(both, flat, axis=0), (b, n, text.shape[2]))
     both_mask = xp.concat([text_mask, full_like_device(xp, (b, nv), True, xp.bool, text)], axis=1)
-    mask = xp.take_along_axis(both_mask, src, axis=1)
+    mask = xp.reshape(xp.take(xp.reshape(both_mask, (b * n,)), flat, axis=0), (b, n))
     return FusedSequence(embeds, mask, position_ids(mask))
 
 
@@ -101,9 +106,8 @@ def scatter_placeholders(input_ids: Array, inputs_embeds: Array, image_features:
     features = xp.reshape(image_features, (-1, d))
     n = features.shape[0]
     is_image = xp.reshape(input_ids == image_token_id, (b * length,))
-    counted = concrete(is_image)
-    if counted is not None and int(counted.sum()) != n:
-        raise FusionSpecError(op, "image_features", f"{int(counted.sum())} feature rows (one per image token "
+    if known(input_ids) and (counted := int(xp.sum(xp.astype(is_image, xp.int32)))) != n:
+        raise FusionSpecError(op, "image_features", f"{counted} feature rows (one per image token "
                               f"{image_token_id} in input_ids)", f"{n} rows")
     mask = _text_mask(op, xp, inputs_embeds, attention_mask, name="attention_mask")
     if n == 0:
