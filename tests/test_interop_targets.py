@@ -128,14 +128,14 @@ TARGETS = {
 }
 
 
-# --- issue 14 (i14b): Mistral 3, Qwen3-VL, LLaVA-OneVision, GLM-4V, DeepSeek-VL, Janus ---
-def _i14b(name: str):
+# --- Mistral 3, Qwen3-VL, LLaVA-OneVision, GLM-4V, DeepSeek-VL, Janus ---
+def _newer_projectors(name: str):
     def build():
-        from test_i14b_aligners import _deepseek, _hybrid, _janus
-        from test_i14b_llava_onevision import _model as onevision
-        from test_i14b_mistral3 import _config as mistral3
-        from test_i14b_qwen3_vl import _model as qwen3_vl
-        from test_i14b_qwen3_vl import _vision
+        from test_interop_aligners import _deepseek, _hybrid, _janus
+        from test_interop_llava_onevision import _model as onevision
+        from test_interop_mistral3 import _config as mistral3
+        from test_interop_qwen3_vl import _model as qwen3_vl
+        from test_interop_qwen3_vl import _vision
         from transformers.models.glm4v.modeling_glm4v import Glm4vVisionPatchMerger
         from transformers.models.mistral3.modeling_mistral3 import Mistral3MultiModalProjector
         from transformers.models.qwen3_vl.modeling_qwen3_vl import Qwen3VLVisionPatchMerger
@@ -158,16 +158,15 @@ def _i14b(name: str):
     return build
 
 
-TARGETS |= {name: (_i14b(name), whole) for name, whole in [
+TARGETS |= {name: (_newer_projectors(name), whole) for name, whole in [
     ("Mistral3MultiModalProjector", False), ("Qwen3VLVisionPatchMerger", False), ("Qwen3VLModel", True),
     ("Qwen3VLForConditionalGeneration", True), ("LlavaOnevisionModel", True),
     ("LlavaOnevisionForConditionalGeneration", True), ("Glm4vVisionPatchMerger", False), ("DeepseekVLAligner", False),
     ("DeepseekVLHybridAligner", False), ("JanusVisionAlignerMLP", False), ("JanusVQVAEAlignerMLP", False)]}
-# --- end issue 14 (i14b) ---
 
 
-# --- issue 14 (i14a)'s connectors, added from i14b so that every registered target is covered ---
-def _i14a(name: str):
+# --- today's connectors: Gemma 3, Idefics3/SmolVLM, Llama 4, PaliGemma, Aya Vision, Idefics2 ---
+def _connectors(name: str):
     def build():
         import test_interop_connectors as c
         builders = {
@@ -185,11 +184,10 @@ def _i14a(name: str):
     return build
 
 
-TARGETS |= {name: (_i14a(name), False) for name in [
+TARGETS |= {name: (_connectors(name), False) for name in [
     "AyaVisionMultiModalProjector", "Cohere2VisionMultiModalProjector", "Gemma3MultiModalProjector", "Idefics2Connector",
     "Idefics3Connector", "SmolVLMConnector", "Llama4MultiModalProjector", "Llama4VisionPixelShuffleMLP",
     "PaliGemmaMultiModalProjector"]}
-# --- end issue 14 (i14a) ---
 
 
 def test_every_registered_target_is_covered_here():

@@ -675,7 +675,7 @@ def connector_cases() -> list[Case]:
 
 
 # --- Mistral 3, Qwen3-VL DeepStack, LLaVA-OneVision, GLM-4V, DeepSeek-VL, Janus ---
-# Shapes the real HF modules can be built with; tests/test_i14b_*.py run each case through them.
+# Shapes the real HF modules can be built with; tests/test_interop_{mistral3,qwen3_vl,llava_onevision,glm4v,aligners}.py run each case through them.
 
 def mistral3_cases() -> list[Case]:
     """Mistral 3 / Pixtral's projector on images of different sizes in one flat batch (2-px patches)."""
