@@ -7,12 +7,12 @@ import pytest
 from fusion_spec import presets, tokens
 from fusion_spec.errors import FusionSpecError
 
-CONTRACT_NAMES = ["llava-1.5", "llava-next", "qwen2-vl", "internvl2", "blip2", "openflamingo", "idefics2",
+SEED_PRESETS = ["llava-1.5", "llava-next", "qwen2-vl", "internvl2", "blip2", "openflamingo", "idefics2",
                   "llama-3.2-vision"]
 
 
 def test_names_cover_the_contract():
-    assert set(CONTRACT_NAMES) <= set(presets.names())
+    assert set(SEED_PRESETS) <= set(presets.names())
 
 
 def test_unknown_name_lists_known_ones():
@@ -20,11 +20,11 @@ def test_unknown_name_lists_known_ones():
         presets.get("gpt-4v")
     msg = str(e.value)
     assert "presets.get" in msg and "'gpt-4v'" in msg
-    for name in CONTRACT_NAMES:
+    for name in SEED_PRESETS:
         assert name in msg
 
 
-@pytest.mark.parametrize("name", CONTRACT_NAMES)
+@pytest.mark.parametrize("name", SEED_PRESETS)
 def test_preset_shape(name):
     p = presets.get(name)
     assert p.name == name and p.checkpoint
@@ -38,7 +38,7 @@ def test_preset_shape(name):
 
 
 def test_cross_attention_presets():
-    assert {n for n in CONTRACT_NAMES if presets.get(n).cross_attention} == {"openflamingo", "llama-3.2-vision"}
+    assert {n for n in SEED_PRESETS if presets.get(n).cross_attention} == {"openflamingo", "llama-3.2-vision"}
 
 
 def test_known_parameter_counts():
@@ -100,7 +100,7 @@ def _copies(module) -> int:
     return module["num_layers"] if module["family"] in ("gated_cross_attention", "mllama_cross_attention") else 1
 
 
-@pytest.mark.parametrize("name", CONTRACT_NAMES)
+@pytest.mark.parametrize("name", SEED_PRESETS)
 def test_fusion_spec_builds(name):
     from fusion_spec import specs
 
@@ -118,7 +118,7 @@ def test_fusion_spec_builds(name):
 
 
 def test_fusion_specs_are_the_real_modules():
-    p = {n: presets.get(n).fusion_specs() for n in CONTRACT_NAMES}
+    p = {n: presets.get(n).fusion_specs() for n in SEED_PRESETS}
     q = p["blip2"]["qformer"]
     assert (q.hidden_size, q.num_layers, q.num_queries, q.output_dim, q.layer_norm_eps, q.cross_attention_frequency,
             q.language_projection, q.num_visual_tokens) == (768, 12, 32, 2560, 1e-12, 2, True, 257)

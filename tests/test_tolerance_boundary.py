@@ -19,7 +19,7 @@ import pytest
 
 from fusion_spec.cli import main as cli_main
 from fusion_spec.conformance import safetensors_io, tolerance
-from fusion_spec.conformance.bundle import MANIFEST, Bundle
+from fusion_spec.conformance.bundle import FORMAT_VERSION, MANIFEST, Bundle
 from fusion_spec.conformance.runner import Reference
 from fusion_spec.conformance.verify import verify
 
@@ -70,7 +70,7 @@ def bundles(tmp_path_factory):
             entry["tolerance"] = _tolerances(entry, regime)
             entries.append(entry)
             shutil.copyfile(source.path / entry["file"], root / entry["file"])
-        (root / MANIFEST).write_text(json.dumps({"format_version": 1, "cases": entries}))
+        (root / MANIFEST).write_text(json.dumps({"format_version": FORMAT_VERSION, "cases": entries}))
         out[regime] = Bundle(root)
     return out
 

@@ -455,13 +455,16 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", default="torch", choices=["torch", "jax", "mlx"], help="e.g. --backend jax (default torch)")
+    p.add_argument("--backend", default="torch", choices=["torch", "jax", "mlx", "numpy"],
+                   help="e.g. --backend jax (default torch; numpy: the reference itself)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="e.g. --device cuda (default cpu)")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
                    help="e.g. --dtype bfloat16 (default float32)")
     p.add_argument("--case", action="append", choices=CASES,
                    help="only this case (repeatable; default all), e.g. --case projector")
     p.add_argument("--small", action="store_true", help="scaled-down shapes that run on a CPU in seconds, e.g. --small")
+    p.add_argument("--batch", type=int_at_least(1), help="every case's batch (default: each case's own), e.g. --batch 4")
+    p.add_argument("--text-len", type=int_at_least(1), help="gated_xattn's text length (default 2048), e.g. --text-len 256")
     p.add_argument("--compile", default="none", choices=["none", "default", "reduce-overhead", "max-autotune",
                                                          "max-autotune-no-cudagraphs"],
                    help="torch.compile(fullgraph=True) our torch module with this mode, e.g. --compile default")

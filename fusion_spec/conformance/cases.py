@@ -881,7 +881,8 @@ def gradient_cases() -> list[Case]:
     return [
         dataclasses.replace(
             _c("gradients.gated_xattn.flamingo.gates_zero", flamingo, ("x", normal(2, 6, 16)),
-               ("media", normal(2, 2, 3, 12)), stages=7, flags=("gate-zero",),
+               ("media", normal(2, 2, 3, 12)), kwargs=[("media_locations", locations("I..I..", ".I...."))],
+               stages=7, flags=("gate-zero",),
                notes="attn_gate = ff_gate = 0 (open_flamingo's init): output = x; zero gradient to every "
                      "gated-branch weight, non-zero gradient to both gates. (No other flags: with the "
                      "branches gated off, the forward cannot see heads, GELU or masks.)"),
