@@ -8,15 +8,16 @@ working tree is never edited) and asks two questions:
 1. **Kill matrix** (operator mutants, those with a ``family``): the mutated package is treated as
    *another implementation*. In a subprocess it writes its outputs for every case of its bundle
    family with ``fusion_spec.conformance.verify.produce``: NumPy float64 and float32, and PyTorch
-   bfloat16 (NumPy has none; no fast paths are loaded, so the mutated code runs). This process,
-   running the unmutated package, checks them with ``goldens verify``. A mutant is killed in a dtype
-   when at least one case of its family fails (or cannot be produced).
+   bfloat16 (NumPy has none; no fast paths, not even the package's own NumPy GELU, so the mutated
+   code runs). This process, running the unmutated package, checks them with ``goldens verify``. A
+   mutant is killed in a dtype when at least one case of its family fails (or cannot be produced).
 2. **Test kill**: ``pytest -x`` on the mutant's test files, one after the other, run in the mutated
    copy; the first failing test is what killed it. The bundle byte-identity test is deselected:
    regenerating the bundle after a wrong change would silence it, so it protects nothing.
 
 The exit status is 1 when any operator mutant survives in float32 or any mutant survives its tests.
-``--write-docs`` rewrites the generated tables in ``docs/mutation.md``.
+``--write-docs`` rewrites the generated tables in ``docs/mutation.md``; with ``--only``, the rows of
+the mutants run (added or replaced), keeping the other mutants' documented rows.
 
 Adding a family: add its mutants to :data:`MUTANTS` (one line each) and, if its tests live in new
 files, one line to :data:`TESTS`.
@@ -68,6 +69,7 @@ class Mutant:
 
 P, A, XA, RS, QF = ("fusion_spec/ops/primitives.py", "fusion_spec/ops/attention.py",
                     "fusion_spec/ops/cross_attention.py", "fusion_spec/ops/resampler.py", "fusion_spec/ops/qformer.py")
+CN, CS = "fusion_spec/ops/connectors.py", "fusion_spec/specs/connectors.py"
 M = Mutant
 MUTANTS: list[Mutant] = [
     # --- primitives
@@ -89,8 +91,8 @@ MUTANTS: list[Mutant] = [
       "s = s - xp.max(s, axis=-1, keepdims=True)\n        e = xp.exp(s)\n        p = e / xp.sum(e, axis=-1, ",
       "s = s - xp.max(s, axis=-2, keepdims=True)\n        e = xp.exp(s)\n        p = e / xp.sum(e, axis=-2, ",
       "softmax over the query axis instead of the keys"),
-    M("attention.mask_inverted", "attention", A, "s = xp.where(mask, s, -math.inf)",
-      "s = xp.where(xp.logical_not(mask), s, -math.inf)", "True read as 'masked out'"),
+    M("attention.mask_inverted", "attention", A, "s = xp.where(mask, s, scalar(xp, -math.inf, s))",
+      "s = xp.where(xp.logical_not(mask), s, scalar(xp, -math.inf, s))", "True read as 'masked out'"),
     M("attention.gqa_h_mod_kv", "attention", A,
       "        q = xp.reshape(q, (b, hk, rep, lq, d))\n"
       "        k, v = xp.reshape(k, (b, hk, 1, lk, d)), xp.reshape(v, (b, hk, 1, lk, d))\n",
@@ -169,6 +171,57 @@ MUTANTS: list[Mutant] = [
     M("contrastive_loss.one_direction", "late_early", "fusion_spec/ops/late.py",
       "loss = (xp.mean(lse(1) - diag) + xp.mean(lse(0) - diag)) / 2.0", "loss = xp.mean(lse(1) - diag)",
       "only the image->text cross-entropy"),
+    # --- today's connectors: Gemma 3, Idefics3 / SmolVLM, Llama 4, PaliGemma, Aya Vision
+    M("gemma3.rms_norm_weight_not_offset", "connectors", CN,
+      "* (1.0 + upcast(xp, weight))", "* upcast(xp, weight)",
+      "Gemma RMSNorm scaled by weight instead of 1 + weight (the Llama RMSNorm)"),
+    M("llama4.last_gelu_dropped", "connectors", CS,
+      'return ops.gelu(ops.linear(x, params["mlp.fc2.weight"], op="Llama4PixelShuffleMLP"))',
+      'return ops.linear(x, params["mlp.fc2.weight"], op="Llama4PixelShuffleMLP")',
+      "Llama 4 adapter without the GELU after its last linear"),
+    M("idefics3.pixel_shuffle_column_major", "connectors", CS,
+      'return ops.merge_tokens(x, mode="spatial", grid=_square_grid(op, x.shape[1], k), factor=k)',
+      'return ops.merge_tokens(x, mode="spatial", grid=_square_grid(op, x.shape[1], k), factor=k,\n'
+      '                            token_order="column_major")',
+      "Idefics3 pixel shuffle without its second permute: merged tokens listed column-major"),
+    M("paligemma.legacy_scale_always", "connectors", CS,
+      "return y / self.text_embed_scale if self.legacy_scale else y", "return y / self.text_embed_scale",
+      "PaliGemma image features divided by sqrt(projection_dim) (transformers 4) without legacy_scale"),
+    M("aya_vision.swiglu_halves_swapped", "connectors", CN,
+      "return silu(x[..., h:]) * x[..., :h]", "return silu(x[..., :h]) * x[..., h:]",
+      "Aya Vision SwiGLU: the first half taken as the gate, the second as the value"),
+    # --- Mistral 3 / Pixtral per-image merge
+    M("unfold_merge.channels_di_dj_c", "mistral3", "fusion_spec/ops/unfold_merge.py",
+      "xp.permute_dims(windows, (0, 2, 4, 1, 3))", "xp.permute_dims(windows, (0, 2, 1, 3, 4))",
+      "Mistral 3 merged channels in pixel-shuffle order (di, dj, c) instead of unfold's (c, di, dj)"),
+    # --- Qwen3-VL: DeepStack and the post-shuffle norm
+    M("deepstack.replace_not_add", "qwen3_vl", "fusion_spec/ops/deepstack.py",
+      "flat + rows, flat)", "rows, flat)",
+      "DeepStack features replace the hidden states at the visual positions instead of being added"),
+    M("qwen3_vl.postshuffle_norm_ignored", "qwen3_vl", "fusion_spec/specs/projection.py",
+      'norm="post" if postshuffle else "pre",', 'norm="pre",',
+      "DeepStack merger normalises each patch before the merge (use_postshuffle_norm ignored)"),
+    # --- LLaVA-OneVision anyres_max
+    M("resize.align_corners", "llava_onevision", "fusion_spec/ops/resize.py",
+      "src = max(scale * (i + 0.5) - 0.5, 0.0)", "src = i * (in_size - 1) / max(out_size - 1, 1)",
+      "anyres_max shrink with align_corners=True instead of half-pixel centres"),
+    # --- GLM-4V merger, DeepSeek-VL / Janus aligners
+    M("glm4v.post_norm_gelu_dropped", "glm4v", "fusion_spec/specs/glm4v.py",
+      "h = ops.gelu(ops.layer_norm(", "h = (ops.layer_norm(",
+      "GLM-4V merger without the GELU after its post-projection LayerNorm"),
+    M("deepseek_vl_hybrid.low_res_first", "aligners", "fusion_spec/specs/aligners.py",
+      "concat([high, low], axis=-1)", "concat([low, high], axis=-1)",
+      "DeepSeek-VL-Hybrid aligner concatenates the SigLIP stream first instead of the high-res one"),
+    # --- M-RoPE position ids and image-aware attention masks
+    M("mrope.advance_by_height", "mrope", "fusion_spec/ops/mrope.py",
+      "xp.where(last, xp.maximum(h, w), zero)", "xp.where(last, h, zero)",
+      "text after an image continues at s + h instead of s + max(h, w)"),
+    M("image_mask.window_off_by_one", "image_mask", "fusion_spec/ops/image_mask.py",
+      "(k > q - sliding_window)", "(k >= q - sliding_window)",
+      "sliding window one key too wide (distance sliding_window still attended)"),
+    M("image_mask.prefix_window_cuts_block", "image_mask", "fusion_spec/ops/image_mask.py",
+      "allowed = (causal & window)[None, ...] | block", "allowed = (causal[None, ...] | block) & window[None, ...]",
+      "PaliGemma 2 prefix block cut by the sliding window (Gemma 3's rule)"),
     # --- not operators: token math, cost model, interop, the verifier (judged by tests only)
     M("tokens.llava_next_newline_per_column", "", "fusion_spec/tokens.py", "return rows * cols + rows + base",
       "return rows * cols + cols + base", "one newline per column instead of per row", "tokens"),
@@ -185,13 +238,17 @@ MUTANTS: list[Mutant] = [
       'tolerance.error_ratio(g, w, tol["rtol"], tol["atol"])',
       'tolerance.error_ratio(g, w, 10 * tol["rtol"], tol["atol"])',
       "the verifier compares with rtol x10", "verify"),
+    M("verify_grad.rtol_x10", "", "fusion_spec/conformance/grad.py",
+      'entry["grad"]["tolerance"][dtype], "gradient")',
+      '{**entry["grad"]["tolerance"][dtype], "rtol": 10 * entry["grad"]["tolerance"][dtype]["rtol"]}, "gradient")',
+      "the gradient verifier (goldens verify --grad) compares with rtol x10", "verify_grad"),
 ]
 del M
 
 #: Test files per family, run with ``-x`` one after the other until one fails: cheap, independent checks first.
 TESTS = {
     "primitives": "tests/test_primitives.py tests/test_robustness.py",
-    "primitives.gelu": "tests/test_primitives.py tests/test_interop_projectors.py",
+    "primitives.gelu": "tests/test_primitives.py tests/test_erf.py tests/test_interop_projectors.py",
     "attention": "tests/test_attention.py tests/test_cross_attention.py",
     "merge_tokens": "tests/test_projection_merge.py tests/test_interop_projectors.py",
     "projection": "tests/test_projection_merge.py tests/test_interop_projectors.py",
@@ -203,10 +260,19 @@ TESTS = {
     "resampler": "tests/test_resampler.py tests/test_resampler_qformer_vs_peers.py",
     "q_former": "tests/test_qformer.py tests/test_resampler_qformer_vs_peers.py",
     "late_early": "tests/test_late_early.py",
+    "connectors": "tests/test_interop_connectors.py tests/test_cases_real_modules.py",
+    "mistral3": "tests/test_interop_mistral3.py tests/test_cases_real_modules.py",
+    "qwen3_vl": "tests/test_interop_qwen3_vl.py tests/test_cases_real_modules.py",
+    "llava_onevision": "tests/test_interop_llava_onevision.py tests/test_anyres.py",
+    "glm4v": "tests/test_interop_glm4v.py tests/test_cases_real_modules.py",
+    "aligners": "tests/test_interop_aligners.py tests/test_cases_real_modules.py",
+    "mrope": "tests/test_mrope.py",
+    "image_mask": "tests/test_image_mask.py",
     "tokens": "tests/test_tokens.py tests/test_tokens_vs_hf.py",
     "cost": "tests/test_mutation_survivors.py tests/test_cost.py",
     "interop": "tests/test_mutation_survivors.py tests/test_interop_projectors.py",
     "verify": "tests/test_mutation_survivors.py tests/test_conformance.py",
+    "verify_grad": "tests/test_mutation_survivors.py tests/test_conformance_grad.py",
 }
 #: Deselected everywhere: a regenerated bundle makes it pass whatever the code does.
 DESELECT = "tests/test_conformance.py::test_regenerated_bundle_is_byte_identical"
@@ -217,6 +283,8 @@ import sys
 from pathlib import Path
 from fusion_spec.conformance.bundle import Bundle
 from fusion_spec.conformance.verify import produce
+from fusion_spec.xp import _FAST_PATHS
+_FAST_PATHS.clear()  # the package's own NumPy fast paths (GELU) would run instead of the mutated formula
 bundle_dir, family, out = sys.argv[1:4]
 bundle = Bundle(bundle_dir)
 entries = [e for e in bundle.cases if e["family"] == family]
@@ -374,8 +442,8 @@ def _cell(m: dict) -> str:
     return f"killed ({len(m['failing'])}/{m['cases']}, ratio {m['ratio']:.1e})".replace("inf", "∞")
 
 
-def matrix_table(results: dict[str, dict]) -> str:
-    rows = ["| mutant | family | float32 | bfloat16 | change / output RMS |", "|---|---|---|---|---|"]
+def _matrix_rows(results: dict[str, dict]) -> dict[str, str]:
+    rows = {}
     for mid, row in results.items():
         if "matrix" not in row:
             continue
@@ -384,24 +452,39 @@ def matrix_table(results: dict[str, dict]) -> str:
         if not m["bfloat16"]["killed"]:
             bf16 += (f": the exact change is {m['bf16_visible']:.2g}x the bf16 tolerance (rtol >= {m['bf16_rtol']:.2g}"
                      f" = {m['bf16_rtol'] / BF16_U:.0f} u)")
-        rows.append(f"| `{mid}` | {row['family']} | {_cell(m['float32'])} | {bf16} | {m['change']:.1e} |")
-    n = sum("matrix" in r for r in results.values())
-    k32 = sum(r["matrix"]["float32"]["killed"] for r in results.values() if "matrix" in r)
-    k16 = sum(r["matrix"]["bfloat16"]["killed"] for r in results.values() if "matrix" in r)
-    rows.append(f"\nKilled: float32 {k32}/{n}, bfloat16 {k16}/{n}.")
-    return "\n".join(rows)
+        rows[mid] = f"| `{mid}` | {row['family']} | {_cell(m['float32'])} | {bf16} | {m['change']:.1e} |"
+    return rows
 
 
-def report_table(results: dict[str, dict]) -> str:
-    rows = ["| mutant | slip | killed by |", "|---|---|---|"]
+def _report_rows(results: dict[str, dict]) -> dict[str, str]:
+    rows = {}
     for mid, row in results.items():
         if "tests" in row:
             by = f"`{row['tests']['by']}`" if row["tests"]["killed"] else "SURVIVES"
-            rows.append(f"| `{mid}` | {row['why']} | {by} |")
-    n = sum("tests" in r for r in results.values())
-    k = sum(r["tests"]["killed"] for r in results.values() if "tests" in r)
-    rows.append(f"\nKilled by the tests: {k}/{n}.")
-    return "\n".join(rows)
+            rows[mid] = f"| `{mid}` | {row['why']} | {by} |"
+    return rows
+
+
+def _matrix_table(rows: list[str]) -> str:
+    found = statuses("\n".join(rows))
+    n, k32, k16 = len(found), sum(r[2] == "killed" for r in found), sum(r[3] == "killed" for r in found)
+    head = ["| mutant | family | float32 | bfloat16 | change / output RMS |", "|---|---|---|---|---|"]
+    return "\n".join(head + rows + [f"\nKilled: float32 {k32}/{n}, bfloat16 {k16}/{n}."])
+
+
+def _report_table(rows: list[str]) -> str:
+    found = statuses("\n".join(rows))
+    n, k = len(found), sum(r[2].startswith("`") for r in found)
+    head = ["| mutant | slip | killed by |", "|---|---|---|"]
+    return "\n".join(head + rows + [f"\nKilled by the tests: {k}/{n}."])
+
+
+def matrix_table(results: dict[str, dict]) -> str:
+    return _matrix_table(list(_matrix_rows(results).values()))
+
+
+def report_table(results: dict[str, dict]) -> str:
+    return _report_table(list(_report_rows(results).values()))
 
 
 def _between(text: str, begin: str, end: str) -> str:
@@ -425,10 +508,24 @@ def statuses(table: str) -> list[tuple[str, ...]]:
     return out
 
 
-def write_docs(results: dict[str, dict]) -> None:
+def _documented_rows(table: str) -> dict[str, str]:
+    """The rows of a documented table by mutant id."""
+    return {line.split("`")[1]: line for line in table.splitlines() if line.startswith("| `")}
+
+
+def write_docs(results: dict[str, dict], merge: bool = False) -> None:
+    """Rewrite the two tables of docs/mutation.md from ``results``. ``merge``: ``results`` covers some
+    mutants only (``--only``); their rows are replaced or added, the other mutants' documented rows
+    are kept as they are, every row in :data:`MUTANTS` order (rows of mutants no longer listed dropped)."""
     text = DOC.read_text()
-    for (begin, end), table in (((MATRIX_BEGIN, MATRIX_END), matrix_table(results)),
-                                ((REPORT_BEGIN, REPORT_END), report_table(results))):
+    old = documented(text)
+    tables = []
+    for new_rows, doc_table, make in ((_matrix_rows(results), old[0], _matrix_table),
+                                      (_report_rows(results), old[1], _report_table)):
+        kept = _documented_rows(doc_table) if merge else {}
+        rows = [new_rows.get(m.id) or kept.get(m.id) for m in MUTANTS]
+        tables.append(make([r for r in rows if r]))
+    for (begin, end), table in zip(((MATRIX_BEGIN, MATRIX_END), (REPORT_BEGIN, REPORT_END)), tables):
         head, rest = text.split(begin, 1)
         text = head + begin + "\n" + table + "\n" + end + rest.split(end, 1)[1]
     DOC.write_text(text)
@@ -440,7 +537,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-matrix", action="store_true", help="skip the bundle kill matrix")
     parser.add_argument("--no-tests", action="store_true", help="skip the test kill")
     parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
-    parser.add_argument("--write-docs", action="store_true", help="rewrite the tables in docs/mutation.md")
+    parser.add_argument("--write-docs", action="store_true", help="rewrite the tables in docs/mutation.md (with "
+                        "--only: those mutants' rows, the others' kept as documented)")
     args = parser.parse_args(argv)
     mutants = [m for m in MUTANTS if not args.only or m.id in args.only]
     start = time.perf_counter()
@@ -450,7 +548,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1, default=lambda x: None if math.isnan(x) else x))
     if args.write_docs:
-        write_docs(results)
+        write_docs(results, merge=bool(args.only))
     bad = failures(results)
     for line in bad:
         print("FAIL:", line)

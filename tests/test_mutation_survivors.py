@@ -1,4 +1,4 @@
-"""Minimal tests for the four slips that once passed the whole suite (issue 18; tests/mutation.py ids in
+"""Minimal tests for the slips that once passed the whole suite (issue 18 and later; tests/mutation.py ids in
 brackets). Each compares with an independent computation: transformers' own code, the spec's own
 structure, the verifier's stated metric."""
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fusion_spec import cost, specs, tokens
-from fusion_spec.conformance import safetensors_io
+from fusion_spec.conformance import grad, safetensors_io
 from fusion_spec.conformance.bundle import Bundle
 from fusion_spec.conformance.verify import produce, verify
 
@@ -65,6 +65,29 @@ def test_verify_fails_at_3x_and_passes_at_half_the_tolerance(tmp_path):
         assert result.status == status, (k, result)
         assert result.ratio == pytest.approx(k, rel=1e-2)
 
+
+
+def test_verify_grad_fails_at_3x_and_passes_at_half_the_gradient_tolerance(tmp_path):
+    """[verify_grad.rtol_x10] The float64 golden gradients with one element moved by
+    k * (atol + rtol |want|) of the gradient tolerance, at the largest |want| of the case."""
+    bundle = Bundle()
+    entry = bundle.case("gated_xattn.mllama.hf")
+    bundle.cases = [entry]
+    tol = entry["grad"]["tolerance"]["float64"]
+    _, golden = grad.load(bundle, entry)
+    leaf = max(golden, key=lambda k: float(np.max(np.abs(golden[k]))))
+    want = golden[leaf]
+    i = np.unravel_index(np.argmax(np.abs(want)), want.shape)
+    assert abs(want[i]) > 10 * tol["atol"] / tol["rtol"]  # the rtol term dominates there
+    for k, status in ((3.0, "fail"), (0.5, "pass")):
+        def moved(entry, tensors, cot, k=k):
+            out = {name: g.copy() for name, g in golden.items()}
+            out[leaf][i] += k * (tol["atol"] + tol["rtol"] * abs(want[i]))
+            return out
+        out = grad.produce(bundle, tmp_path / str(k), "float64", producer=moved)
+        (result,) = grad.verify(bundle, out)
+        assert result.status == status, (k, result)
+        assert result.ratio == pytest.approx(k, rel=1e-2)
 
 @pytest.mark.parametrize("layers, frequency", [(3, 2), (5, 2), (4, 3), (12, 2), (2, 5)])
 def test_qformer_flops_counts_the_cross_attention_layers_the_spec_has(layers, frequency):
