@@ -219,15 +219,25 @@ def trusted_manifest_sha256() -> str:
     return (PACKAGE_BUNDLE / TRUSTED_HASH).read_text(encoding="ascii").strip()
 
 
-def _read_inside(directory: Path, name: str, limit: int, op: str, what: str) -> bytes:
-    """The bytes of ``directory/name``, refused when the path leads outside ``directory`` (a link out of
-    the bundle) or the file is larger than ``limit`` (checked with ``stat`` before reading)."""
-    path = directory / name
+def inside(directory: Path, name: str, op: str, what: str, role: str = "the bundle") -> Path:
+    """The real path of ``directory/name``, refused (:class:`FusionSpecError`) when it leads outside
+    ``directory`` (a link out of a bundle or an outputs directory) or does not resolve."""
     try:
-        real, home = path.resolve(strict=True), directory.resolve(strict=True)
-        if real.parent != home:
-            raise FusionSpecError(op, what, f"{name}, a file inside {directory}", f"a link to {real} (outside "
-                                  "the bundle: refused)")
+        real, home = (directory / name).resolve(strict=True), directory.resolve(strict=True)
+    except OSError as exc:
+        raise FusionSpecError(op, what, f"{name} in {directory}", f"{type(exc).__name__}: "
+                              f"{exc.strerror or exc}") from None
+    if real.parent != home:
+        raise FusionSpecError(op, what, f"{name}, a file inside {directory}", f"a link to {real} (outside "
+                              f"{role}: refused)")
+    return real
+
+
+def _read_inside(directory: Path, name: str, limit: int, op: str, what: str) -> bytes:
+    """The bytes of ``directory/name`` (:func:`inside`), refused when it is larger than ``limit``
+    (checked with ``stat`` before reading)."""
+    real = inside(directory, name, op, what)
+    try:
         if not real.is_file():
             raise FusionSpecError(op, what, f"{name}, a regular file in {directory}", "not a regular file")
         size = real.stat().st_size
@@ -240,6 +250,12 @@ def _read_inside(directory: Path, name: str, limit: int, op: str, what: str) -> 
                               f"{exc.strerror or exc}") from None
 
 
+def valid_tolerance(t: Any) -> bool:
+    """Whether ``t`` is ``{rtol, atol}`` with both finite non-negative numbers."""
+    return isinstance(t, dict) and all(type(t.get(k)) in (int, float) and math.isfinite(t[k]) and t[k] >= 0
+                                       for k in ("rtol", "atol"))
+
+
 def bounded_shape(shape: Any) -> bool:
     """Whether ``shape`` is a list of at most 64 non-negative integers with at most :data:`MAX_ELEMENTS`
     elements (counted without ever multiplying past that)."""
@@ -249,11 +265,13 @@ def bounded_shape(shape: Any) -> bool:
 
 def declared_bytes(described: Iterable[Mapping[str, Any]]) -> int:
     """Bytes of tensor data that tensor descriptions (``{shape, dtype}``) declare: a bound on a file's size."""
-    return sum(math.prod(t["shape"]) * np.dtype(_ITEMSIZE.get(t["dtype"], "f8")).itemsize for t in described)
+    return sum(math.prod(t["shape"]) * itemsize(t["dtype"]) for t in described)
 
 
-_ITEMSIZE = {"float64": "f8", "float32": "f4", "float16": "f2", "int64": "i8", "int32": "i4", "int16": "i2",
-             "int8": "i1", "uint8": "u1", "bool": "?"}
+def itemsize(dtype: str) -> int:
+    """Bytes per element of a manifest dtype name as stored in a case file (8 for a name it cannot store)."""
+    code = safetensors_io.CODES.get(dtype)
+    return 8 if code is None else safetensors_io.DTYPES[code].itemsize
 
 
 def _dtype_name(arr: np.ndarray) -> str:
@@ -332,10 +350,8 @@ def check_cases(cases: Any, where: str = "manifest.json") -> list[dict[str, Any]
         if not isinstance(tol, dict):
             fail("tolerance", "an object of {rtol, atol} per dtype", tol)
         for dtype in DTYPES:
-            t = tol.get(dtype)
-            if not isinstance(t, dict) or not all(
-                    type(t.get(k)) in (int, float) and math.isfinite(t[k]) and t[k] >= 0 for k in ("rtol", "atol")):
-                fail(f"tolerance['{dtype}']", "finite non-negative rtol and atol", t)
+            if not valid_tolerance(tol.get(dtype)):
+                fail(f"tolerance['{dtype}']", "finite non-negative rtol and atol", tol.get(dtype))
         if not isinstance(c.get("sha256"), str) or not _SHA256.fullmatch(c["sha256"]):
             fail("sha256", "64 lowercase hexadecimal digits", c.get("sha256"))
         grad.check_entry(c, files)

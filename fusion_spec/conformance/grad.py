@@ -201,7 +201,7 @@ def described(g: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
 def check_entry(entry: Mapping[str, Any], files: set[str]) -> None:
     """Check a case's ``grad`` object (if any) against the format; ``files`` holds every file name seen
     so far and gets the gradient file added. Raises :class:`FusionSpecError` naming the case."""
-    from .bundle import _SHA256, SAFE_NAME, bounded_shape
+    from .bundle import _SHA256, SAFE_NAME, bounded_shape, valid_tolerance
     g = entry.get("grad")
     if g is None:
         return
@@ -222,10 +222,7 @@ def check_entry(entry: Mapping[str, Any], files: set[str]) -> None:
                 and bounded_shape(t.get("shape")) for t in items):
             fail(group, "a list of {name, shape, dtype}", items)
     tol = g.get("tolerance")
-    if not isinstance(tol, dict) or not all(
-            isinstance(tol.get(d), dict) and all(type(tol[d].get(k)) in (int, float) and math.isfinite(tol[d][k])
-                                                 and tol[d][k] >= 0 for k in ("rtol", "atol"))
-            for d in tolerance.DTYPES):
+    if not isinstance(tol, dict) or not all(valid_tolerance(tol.get(d)) for d in tolerance.DTYPES):
         fail("tolerance", "finite non-negative rtol and atol for every dtype", tol)
     if not isinstance(g.get("sha256"), str) or not _SHA256.fullmatch(g["sha256"]):
         fail("sha256", "64 lowercase hexadecimal digits", g.get("sha256"))

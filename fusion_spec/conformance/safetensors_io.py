@@ -27,7 +27,8 @@ DTYPES: dict[str, np.dtype] = {
     "I64": np.dtype("<i8"), "I32": np.dtype("<i4"), "I16": np.dtype("<i2"), "I8": np.dtype("i1"),
     "U8": np.dtype("u1"), "BOOL": np.dtype("?"),
 }
-_CODES = {"float64": "F64", "float32": "F32", "float16": "F16", "int64": "I64", "int32": "I32",
+#: NumPy dtype name -> safetensors dtype code (what :func:`dumps` writes).
+CODES = {"float64": "F64", "float32": "F32", "float16": "F16", "int64": "I64", "int32": "I32",
           "int16": "I16", "int8": "I8", "uint8": "U8", "bool": "BOOL"}
 
 
@@ -44,7 +45,7 @@ def dumps(tensors: Mapping[str, np.ndarray], *, bfloat16: bool = False) -> bytes
         if bfloat16 and arr.dtype.kind == "f":
             code, data = "BF16", bfloat16_bits(arr).astype("<u2").tobytes()
         else:
-            code = _CODES.get(arr.dtype.name)
+            code = CODES.get(arr.dtype.name)
             if code is None:
                 raise FusionSpecError("safetensors.dumps", f"tensors['{name}']",
                                       "a float64/32/16, int64/32/16/8, uint8 or bool array", f"dtype {arr.dtype}")

@@ -21,7 +21,7 @@ from .. import __version__
 from ..errors import FusionSpecError
 from ..xp import to_numpy
 from . import safetensors_io
-from .bundle import PACKAGE_BUNDLE, Bundle, call, round_to, target, trusted_manifest_sha256
+from .bundle import PACKAGE_BUNDLE, Bundle, call, inside, round_to, target, trusted_manifest_sha256
 from .runner import Reference, Result, compare_tensors, converter
 
 _CODE_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16"}
@@ -124,7 +124,7 @@ def read_results(out_dir: Path, cid: str, allowed: Mapping[str, Mapping[str, Any
                 found[key] = code
 
     try:
-        _inside(out_dir, path)
+        inside(out_dir, path.name, "goldens verify", str(path), "the outputs directory")
         tensors = safetensors_io.read(path, where=str(path), check=check, max_bytes=8 + safetensors_io.MAX_HEADER_BYTES
                                       + sum(8 * math.prod(t["shape"]) for t in allowed.values()))
     except _Mismatch as exc:
@@ -140,14 +140,6 @@ def read_results(out_dir: Path, cid: str, allowed: Mapping[str, Mapping[str, Any
 
 class _Mismatch(Exception):
     """A file that reads fine but is not what the case returns (a ``fail``, not an ``error``)."""
-
-
-def _inside(out_dir: Path, path: Path) -> None:
-    """Refuse an output file that is a link leading out of ``out_dir``."""
-    real = path.resolve()
-    if real.parent != out_dir.resolve():
-        raise FusionSpecError("goldens verify", str(path), f"a file inside {out_dir}",
-                              f"a link to {real} (outside the outputs directory: refused)")
 
 
 Producer = Callable[[Mapping[str, Any], dict[str, np.ndarray]], Mapping[str, Any]]
