@@ -65,7 +65,7 @@ def test_base_only_gets_one_newline():
 
 def test_token_counts_equal_the_processor_math():
     # With HF's defaults (336 px tiles, patch 14, strategy "default" removing CLS): packed length equals the
-    # processor's image-token count (PEERS.md golden values).
+    # processor's image-token count.
     spec = AnyresPack(embed_dim=8)
     for (h, w), want in {(500, 333): 1476, (333, 500): 1464, (336, 336): 1176, (480, 640): 2340,
                          (720, 1280): 1948, (1000, 200): 1656, (100, 1000): 1160}.items():
