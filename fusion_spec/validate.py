@@ -69,9 +69,15 @@ def same_dtype(op: str, reference: tuple[str, Array], *others: tuple[str, Array 
                                   f"dtype {dtype_name(x)}")
 
 
+def is_int(value: Any) -> bool:
+    """Python's or NumPy's int, or a tracer's symbolic size (``torch.export``'s ``SymInt``, which an
+    ``int()`` would fix to the traced value); not a bool."""
+    return hasattr(type(value), "__index__") and not isinstance(value, bool)
+
+
 def positive_int(op: str, name: str, value: Any, minimum: int = 1) -> int:
     """``value`` must be an int >= minimum (bools rejected)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if not is_int(value) or value < minimum:
         raise FusionSpecError(op, name, f"an integer >= {minimum}", repr(value))
     return value
 

@@ -236,6 +236,15 @@ def full_like_device(xp: ModuleType, shape: tuple[int, ...], value: Any, dtype: 
     return xp.full(shape, value, dtype=dtype, device=dev)
 
 
+def arange_like(xp: ModuleType, n: int, like: Array, dtype: Any) -> Array:
+    """``[0, 1, ..., n - 1]`` on ``like``'s device. Built by the namespace, not from a Python list, so that
+    a tracer with symbolic sizes (``torch.export``) keeps ``n`` symbolic."""
+    dev = device_of(like)
+    if dev is None:
+        return xp.arange(n, dtype=dtype)
+    return xp.arange(n, dtype=dtype, device=dev)
+
+
 def index_dtype(xp: ModuleType, like: Array) -> Any:
     """The integer dtype for gather indices: the namespace's default indexing dtype (the standard's
     ``__array_namespace_info__``; int64 for NumPy, PyTorch, Dask, ndonnx, int32 for JAX without x64),

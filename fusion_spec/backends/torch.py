@@ -135,6 +135,24 @@ class _Node(_torch.nn.Module):
     """A plain container for one component of the dotted parameter names."""
 
 
+def place(root: _torch.nn.Module, name: str, param: _torch.nn.Parameter, where: str) -> None:
+    """Register ``param`` under the dotted ``name`` in ``root``, creating a plain submodule per component,
+    so that ``root.state_dict()`` keys are exactly the dotted names."""
+    *path, leaf = split_name(name)
+    node: _torch.nn.Module = root
+    try:
+        for part in path:
+            child = node._modules.get(part)
+            if child is None:
+                child = _Node()
+                node.add_module(part, child)
+            node = child
+        node.register_parameter(leaf, param)
+    except KeyError as exc:  # the name collides with an attribute or another parameter's path
+        raise FusionSpecError(where, "params", "names that do not collide with each other or with "
+                              "torch.nn.Module attributes", repr(name)) from exc
+
+
 class SpecModule(_torch.nn.Module):
     """A spec as a ``torch.nn.Module``.
 
@@ -158,22 +176,7 @@ class SpecModule(_torch.nn.Module):
         spec.check_params(params, op="SpecModule")
         tensors = to_torch({k: params[k] for k in shapes}, dtype, device)
         for name in shapes:
-            self._place(name, _torch.nn.Parameter(tensors[name]))
-
-    def _place(self, name: str, param: _torch.nn.Parameter) -> None:
-        *path, leaf = split_name(name)
-        node: _torch.nn.Module = self
-        try:
-            for part in path:
-                child = node._modules.get(part)
-                if child is None:
-                    child = _Node()
-                    node.add_module(part, child)
-                node = child
-            node.register_parameter(leaf, param)
-        except KeyError as exc:  # the name collides with an attribute or another parameter's path
-            raise FusionSpecError("SpecModule", "params", "names that do not collide with each other or with "
-                                  "torch.nn.Module attributes", repr(name)) from exc
+            place(self, name, _torch.nn.Parameter(tensors[name]), where="SpecModule")
 
     def params(self) -> dict[str, _torch.Tensor]:
         """The parameters as the flat mapping ``spec.apply`` takes."""

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from .common import Parser, run
 
 #: Subcommand modules of this package, registered in this order.
-COMMANDS = ("conformance", "tokens", "interop", "bench")
+COMMANDS = ("conformance", "tokens", "interop", "bench", "export")
 
 EXAMPLES = """examples:
   fusion-spec conformance --backend all              every installed backend, float64 and float32

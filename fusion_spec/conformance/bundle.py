@@ -29,12 +29,12 @@ MANIFEST = "manifest.json"
 
 # --- rebuilding and calling a case's operator -------------------------------------------------------
 
-def _tuples(value: Any) -> Any:
+def tuples(value: Any) -> Any:
     """JSON lists back to tuples (configs hold tuples, JSON has only lists)."""
     if isinstance(value, list):
-        return tuple(_tuples(v) for v in value)
+        return tuple(tuples(v) for v in value)
     if isinstance(value, dict):
-        return {k: _tuples(v) for k, v in value.items()}
+        return {k: tuples(v) for k, v in value.items()}
     return value
 
 
@@ -47,7 +47,7 @@ def spec_from_manifest(op: str, config: Mapping[str, Any], where: str = "conform
     unknown = sorted(set(config) - fields)
     if unknown:
         raise FusionSpecError(where, "config", f"fields of {op} ({', '.join(sorted(fields))})", unknown)
-    return cls(**_tuples(dict(config)))
+    return cls(**tuples(dict(config)))
 
 
 Target = Callable[..., Any]
@@ -56,7 +56,7 @@ Target = Callable[..., Any]
 def target(entry: Mapping[str, Any]) -> Target:
     """The case's operator as ``f(params, args, kwargs) -> result`` (a spec's apply or an ops function)."""
     where = f"conformance case '{entry.get('id')}'"
-    runtime = _tuples(dict(entry.get("runtime", {})))
+    runtime = tuples(dict(entry.get("runtime", {})))
     if entry.get("kind") == "spec":
         spec = spec_from_manifest(entry["op"], entry.get("config", {}), where)
         return lambda params, args, kwargs: spec.apply(params, *args, **kwargs, **runtime)

@@ -35,8 +35,9 @@ BACKENDS = ("numpy", "torch", "jax", "mlx", "strict", "dask", "ndonnx", "onnxrun
 #: (~20 minutes each for the bundle on a laptop CPU) and are asked for by name.
 ALL = ("numpy", "torch", "jax", "mlx", "strict", "dask")
 STRICT_API_VERSION = "2023.12"
-_MODULES = {"numpy": "numpy", "torch": "torch", "jax": "jax", "mlx": "mlx.core", "strict": "array_api_strict",
-            "dask": "dask.array", "ndonnx": "ndonnx", "onnxruntime": "onnxruntime"}
+_MODULES = {"numpy": ("numpy",), "torch": ("torch",), "jax": ("jax",), "mlx": ("mlx.core",),
+            "strict": ("array_api_strict",), "dask": ("dask.array",), "ndonnx": ("ndonnx",),
+            "onnxruntime": ("onnxruntime", "onnxscript", "torch")}  # exported by torch.export, run by onnxruntime
 _CPU_ONLY = ("strict", "dask", "ndonnx", "onnxruntime")
 
 
@@ -60,9 +61,10 @@ class Result:
 
 
 def installed(backend: str) -> bool:
-    """Whether ``backend``'s array library imports here."""
+    """Whether ``backend``'s array library (and what it needs) imports here."""
     try:
-        importlib.import_module(_MODULES[backend])
+        for module in _MODULES[backend]:
+            importlib.import_module(module)
     except Exception:  # noqa: BLE001 -- a broken install counts as not installed
         return False
     return True
@@ -280,27 +282,11 @@ _JITTED: dict[str, Callable[..., Any]] = {}
 
 
 def _run_onnx(entry: Mapping[str, Any], rounded: Mapping[str, np.ndarray], dtype: str) -> dict[str, np.ndarray]:
-    """The case traced by ndonnx into an ONNX graph (every input and parameter a graph input of the
-    case's shape; value checks skipped, as under a compiler) and run by onnxruntime."""
-    import ndonnx
-    import onnxruntime
-    inputs: dict[str, Any] = {}
-    feeds: dict[str, np.ndarray] = {}
-
-    def to_argument(name: str, a: np.ndarray) -> Any:
-        a = a.astype(dtype) if a.dtype.kind == "f" else a
-        key = f"input{len(inputs)}"
-        feeds[key] = a
-        inputs[key] = ndonnx.argument(shape=a.shape, dtype=ndonnx.from_numpy_dtype(a.dtype))
-        return inputs[key]
-    outputs = call(entry, rounded, to_argument, target(entry))
-    names = {f"output{i}": k for i, k in enumerate(outputs)}
-    model = ndonnx.build(inputs, {n: outputs[k] for n, k in names.items()})
-    session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    used = {i.name for i in session.get_inputs()}
-    got = session.run(list(names), {k: v for k, v in feeds.items() if k in used})
-    return {names[n]: g for n, g in zip(names, got)}
-
+    """The case exported as ``fusion-spec export-onnx`` writes it (:func:`fusion_spec.backends.onnx.export`:
+    parameters as initializers, free axes dynamic) and run by onnxruntime."""
+    from ..backends import onnx
+    got = onnx.export(entry, rounded, dtype).run(rounded)
+    return {k.removeprefix("output."): v for k, v in got.items()}
 
 
 #: XLA settings for the suite's small cases: compiling dominates their time, and these cut it ~4x

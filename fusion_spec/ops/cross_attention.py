@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import validate as check
 from ..errors import FusionSpecError
-from ..xp import Array, asarray_like, dtype_name, namespace
+from ..xp import Array, arange_like, dtype_name, namespace
 from .attention import attention, merge_heads, split_heads
 from .primitives import gelu, layer_norm, linear, rms_norm
 from .projection import gated_mlp
@@ -135,8 +135,8 @@ def media_attention_mask(media_locations: Array, num_media: int, tokens_per_medi
             raise FusionSpecError(op, "media_locations", f"one entry per text token ({text_len}) "
                                   "unless use_cached_media", f"shape {tuple(media_locations.shape)}")
         text_time = xp.cumulative_sum(counts, axis=1)
-    media_time = asarray_like(xp, np.repeat(np.arange(1, num_media + 1), tokens_per_media), media_locations,
-                              dtype=xp.int32)
+    # key j belongs to media j // tokens_per_media + 1 (media are numbered from 1)
+    media_time = arange_like(xp, num_media * tokens_per_media, media_locations, xp.int32) // tokens_per_media + 1
     t = xp.reshape(text_time, (text_time.shape[0], text_time.shape[1], 1))
     mask = (t == media_time) if only_attend_immediate_media else (t >= media_time)
     return mask, text_time

@@ -20,7 +20,7 @@ the window: Gemma 3 cuts the block at the window, PaliGemma 2 does not.
 from __future__ import annotations
 
 from .. import validate as check
-from ..xp import Array, asarray_like, full_like_device, index_dtype, namespace
+from ..xp import Array, arange_like, full_like_device, index_dtype, namespace
 
 MODES = ("image", "prefix", "none")
 
@@ -46,7 +46,7 @@ def image_attention_mask(token_type_ids: Array, *, bidirectional: str = "image",
         attention_mask = full_like_device(xp, (b, length), True, xp.bool, token_type_ids)
     check.mask(op, "attention_mask", attention_mask, (b, length), "batch, sequence")
 
-    idx = asarray_like(xp, list(range(length)), token_type_ids, dtype=index_dtype(xp, token_type_ids))
+    idx = arange_like(xp, length, token_type_ids, index_dtype(xp, token_type_ids))
     q, k = idx[:, None], idx[None, :]
     causal = k <= q
     window = (k > q - sliding_window) if sliding_window is not None else xp.ones_like(causal)

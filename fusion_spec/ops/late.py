@@ -6,7 +6,7 @@ import math
 
 from .. import validate as check
 from ..errors import FusionSpecError
-from ..xp import Array, asarray_like, index_dtype, namespace, upcast
+from ..xp import Array, arange_like, index_dtype, namespace, upcast
 
 
 def clip_logits(image_embeds: Array, text_embeds: Array, logit_scale: Array | float) -> tuple[Array, Array]:
@@ -65,7 +65,7 @@ def contrastive_loss(logits: Array) -> Array:
                               f"shape {tuple(logits.shape)}")
     xp = namespace(logits)
     t = upcast(xp, logits)
-    idx = asarray_like(xp, list(range(n)), t, dtype=index_dtype(xp, t))
+    idx = arange_like(xp, n, t, index_dtype(xp, t))
     diag = xp.take(xp.reshape(t, (n * n,)), idx * (n + 1))
 
     def lse(axis: int) -> Array:

@@ -30,7 +30,7 @@ from typing import NamedTuple
 
 from .. import validate as check
 from ..errors import FusionSpecError
-from ..xp import Array, asarray_like, full_like_device, is_floating, known, namespace, take_along_rows, values
+from ..xp import Array, arange_like, full_like_device, is_floating, known, namespace, take_along_rows, values
 
 TEXT, IMAGE, VIDEO = 0, 1, 2
 
@@ -85,7 +85,7 @@ def mrope_position_ids(token_types: Array, image_grid_thw: Array | None = None, 
     real = xp.astype(attention_mask, i64)
     before = xp.cumulative_sum(real, axis=1) - real  # real tokens before each token
     count_real = xp.sum(real, axis=1, keepdims=True)
-    position = xp.reshape(asarray_like(xp, list(range(length)), token_types, dtype=i64), (1, length))
+    position = xp.reshape(arange_like(xp, length, token_types, i64), (1, length))
     dest = xp.where(attention_mask, before, count_real + (position - before))
     order = xp.argsort(dest, axis=1)
     valid = take_along_rows(xp, attention_mask, order)

@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 from .. import validate as check
 from ..errors import FusionSpecError
-from ..xp import Array, asarray_like, full_like_device, index_dtype, known, namespace
+from ..xp import Array, arange_like, full_like_device, index_dtype, known, namespace
 
 
 class FusedSequence(NamedTuple):
@@ -63,7 +63,7 @@ def insert_tokens(text: Array, visual: Array, positions: Array, *, text_mask: Ar
                               [int(positions[i]) for i in range(b)])
     text_mask = _text_mask(op, xp, text, text_mask)
     # Output slot j of row b reads: text j (j < p), visual j - p (p <= j < p + Nv), text j - Nv (after).
-    j = xp.reshape(asarray_like(xp, list(range(nt + nv)), text, dtype=index_dtype(xp, text)), (1, nt + nv))
+    j = xp.reshape(arange_like(xp, nt + nv, text, index_dtype(xp, text)), (1, nt + nv))
     p = xp.reshape(xp.astype(positions, j.dtype), (b, 1))
     from_text = xp.where(j < p, j, j - nv)
     is_visual = (j >= p) & (j < p + nv)
@@ -71,7 +71,7 @@ def insert_tokens(text: Array, visual: Array, positions: Array, *, text_mask: Ar
     # One flat gather (xp.take with 1-D indices, in every version of the standard): slot src of row r
     # is row r * (Nt + Nv) + src of the flattened concat([text, visual]).
     n = nt + nv
-    offsets = xp.reshape(asarray_like(xp, [r * n for r in range(b)], text, dtype=j.dtype), (b, 1))
+    offsets = xp.reshape(arange_like(xp, b, text, j.dtype) * n, (b, 1))
     flat = xp.reshape(src + offsets, (b * n,))
     both = xp.reshape(xp.concat([text, visual], axis=1), (b * n, text.shape[2]))
     embeds = xp.reshape(xp.take(both, flat, axis=0), (b, n, text.shape[2]))

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import FusionSpecError
+from ..validate import is_int
 from ..xp import Array
 
 _NORM_WEIGHT = re.compile(r"(^|\.)(\w*norm\w*|LayerNorm|ln_\w+|ln)\.weight$", re.IGNORECASE)
@@ -167,11 +168,15 @@ def _checked_output_shape(output_shape: Any) -> Any:
         for (name, required), shape in zip(names, shapes):
             if shape is None and not required:
                 continue
-            if not isinstance(shape, (tuple, list)) or not all(
-                    isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 0 for d in shape):
+            if not isinstance(shape, (tuple, list)) or not all(is_int(d) and d >= 0 for d in shape):
                 raise FusionSpecError(op, name, "a shape: a tuple of non-negative ints", repr(shape))
-        return output_shape(self, *(None if s is None else tuple(int(d) for d in s) for s in shapes), **kwargs)
+        return output_shape(self, *(None if s is None else tuple(_size(d) for d in s) for s in shapes), **kwargs)
     return checked
+
+
+def _size(d: Any) -> Any:
+    """A NumPy integer as a Python int; a symbolic size stays symbolic (``int()`` would fix its value)."""
+    return int(d) if isinstance(d, np.integer) else d
 
 
 def _jsonable(value: Any) -> Any:

@@ -10,11 +10,12 @@ from ..errors import FusionSpecError
 from ..ops.merge import MODES, TOKEN_ORDERS
 from ..ops.primitives import ACTIVATIONS
 from ..xp import Array
+from ..validate import is_int
 from .base import Spec
 
 
 def _check_shape(op: str, name: str, shape: tuple[int, ...], rank: int, last: int | None = None) -> tuple[int, ...]:
-    if not isinstance(shape, (tuple, list)) or not all(type(s) is int and s >= 0 for s in shape):
+    if not isinstance(shape, (tuple, list)) or not all(is_int(s) and s >= 0 for s in shape):
         raise FusionSpecError(op, name, f"a shape (a tuple of {rank} non-negative ints)", repr(shape))
     shape = tuple(shape)
     if len(shape) != rank or (last is not None and shape[-1] != last):

@@ -1,0 +1,114 @@
+"""``fusion-spec export-onnx``: bundle cases or a preset's fusion modules as ONNX graphs, each checked."""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import math
+from pathlib import Path
+from typing import Any
+
+from .common import UsageError, input_dir, input_file, json_argument, one_of, printer, require, write_json
+
+EXAMPLES = """examples:
+  fusion-spec export-onnx --case preset.llava-1.5.small onnx/     one bundle case: its spec, config and parameters
+  fusion-spec export-onnx --case 'gated_xattn.*' onnx/             every case whose id matches
+  fusion-spec export-onnx --preset openflamingo onnx/              the preset's modules at the real model's sizes
+  fusion-spec export-onnx --preset llava-1.5 --params projector.safetensors onnx/
+
+Writes DIR/<name>.onnx and DIR/<name>.json (inputs and outputs with their dynamic axes, the source,
+the sha256 of the .onnx). Graph inputs and outputs are named as in the bundle's case files
+(input.x, output.out); parameters are initializers named as the spec names them. Each graph is run by
+onnxruntime on its example inputs and compared with the float64 NumPy reference before it counts as
+written (--no-check skips that).
+
+exit status: 0 every graph written and checked, 1 a check failed, 2 a usage error."""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from ..presets import names
+
+    p = sub.add_parser("export-onnx", help="write bundle cases or a preset's fusion modules as ONNX graphs",
+                       description="Write the reference semantics of a fusion operator as an ONNX graph: "
+                       "parameters as initializers, batch and token axes dynamic, traced from the same "
+                       "operator code by torch.export (needs the [onnx] extra).", epilog=EXAMPLES)
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--case", action="append", metavar="PATTERN",
+                      help="bundle case ids to export (glob; repeatable), e.g. --case 'q_former.*'")
+    what.add_argument("--preset", type=one_of("preset", names()), metavar="NAME",
+                      help="every fusion module of a real model's preset, at its real sizes, e.g. --preset blip2")
+    p.add_argument("dir", type=Path, help="directory to write the graphs into (created if missing), e.g. onnx/")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float64", "float16"],
+                   help="dtype of the graph's parameters and floating inputs, e.g. --dtype float64 (default float32)")
+    p.add_argument("--params", type=input_file, metavar="FILE",
+                   help="with --preset: the module weights, a safetensors file keyed by the spec's names, with "
+                   "or without the module's prefix (a Hugging Face state_dict's), e.g. --params mm_projector.safetensors")
+    p.add_argument("--seed", type=int, default=0, help="with --preset and no --params: the init seed (default 0)")
+    p.add_argument("--bundle", type=input_dir, default=None, metavar="DIR",
+                   help="bundle directory to take cases from, e.g. --bundle bundle/ (default: the packaged one)")
+    p.add_argument("--no-check", action="store_true", help="write without running the graphs, e.g. --no-check")
+    json_argument(p, "what was written and each check's result")
+    p.set_defaults(func=_export_onnx)
+
+
+def _export_onnx(args: argparse.Namespace) -> int:
+    for module, extra in (("torch", "onnx"), ("onnxscript", "onnx"), ("onnxruntime", "onnx")):
+        require(module, "export-onnx", extra)
+    from ..backends import onnx
+    from ..conformance import safetensors_io
+    from ..conformance.bundle import Bundle
+
+    if args.params and not args.preset:
+        raise UsageError("export-onnx: --params goes with --preset (a case's parameters are in the bundle)")
+    if args.dir.exists() and not args.dir.is_dir():
+        raise UsageError(f"export-onnx: {args.dir} is a file, expected a directory")
+    bundle = Bundle(args.bundle) if args.bundle else Bundle()
+    if args.case:
+        entries = [e for e in bundle.manifest["cases"] if any(fnmatch.fnmatchcase(e["id"], p) for p in args.case)]
+        if not entries:
+            raise UsageError(f"export-onnx: no case id matches {' or '.join(args.case)} (fusion-spec conformance "
+                             "lists them)")
+        jobs = [(e["id"], lambda e=e: (e, bundle.tensors(e))) for e in entries]
+    else:
+        from ..presets import get
+        modules = get(args.preset).fusion_specs()
+        if not modules:
+            raise UsageError(f"export-onnx: preset {args.preset!r} has no fusion module to export")
+        weights = safetensors_io.read(args.params) if args.params else None
+        jobs = [(f"{args.preset}.{m}", lambda m=m: onnx.preset_case(
+                    args.preset, m, _module_params(weights, m, modules[m]), args.seed, bundle)) for m in modules]
+    args.dir.mkdir(parents=True, exist_ok=True)
+
+    out = printer(args)
+    records, failed = [], 0
+    for name, build in jobs:
+        entry, tensors = build()
+        graph = onnx.export(entry, tensors, args.dtype)
+        files = graph.save(args.dir / name)
+        record: dict[str, Any] = {"name": name, "files": [str(f) for f in files], "inputs": graph.inputs,
+                                  "outputs": graph.outputs}
+        if not args.no_check:
+            status, ratio = onnx.check(graph, entry, tensors, files[0])
+            record |= {"check": status, "worst_ratio": ratio}
+            failed += status != "pass"
+        records.append(record)
+        dynamic = ", ".join(f"{k}[{','.join(str(d) for d in v['shape'])}]" for k, v in graph.inputs.items())
+        verdict = "" if args.no_check else f"  {record['check']} (error/tolerance {_ratio(record['worst_ratio'])})"
+        out(f"{files[0]}  {dynamic}{verdict}")
+    if args.json:
+        write_json(args.json, {"dtype": args.dtype, "graphs": records})
+    return 1 if failed else 0
+
+
+def _module_params(weights: dict[str, Any] | None, module: str, spec: Any) -> dict[str, Any] | None:
+    """The tensors of ``weights`` for one module: the spec's names, or those names after ``<module>.``."""
+    if weights is None:
+        return None
+    names = spec.param_shapes()
+    prefixed = {k[len(module) + 1:]: v for k, v in weights.items() if k.startswith(module + ".")}
+    chosen = prefixed if set(names) <= set(prefixed) else weights
+    return {k: chosen[k] for k in names if k in chosen}
+
+
+def _ratio(value: float) -> str:
+    return "inf" if math.isinf(value) else f"{value:.3g}"
