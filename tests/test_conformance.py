@@ -75,14 +75,42 @@ def test_safetensors_rejects_unknown_dtype():
 
 # --- the checked-in bundle ---------------------------------------------------------------------------
 
-def test_regenerated_bundle_is_byte_identical(tmp_path):
-    """CI guard: the checked-in bundle is exactly what `fusion-spec goldens generate` writes."""
+def assert_regenerates(directory: Path) -> None:
+    """``directory`` (a fresh `goldens generate`) holds the checked-in bundle: the same files and manifest,
+    inputs, parameters and cotangents byte for byte, and outputs and gradients equal to within a quarter
+    of each case's float64 tolerance. Bit identity of computed values holds only on CPUs with the same
+    NumPy SIMD and BLAS kernels (exp, matmul differ in the last ulp between AVX2 and AVX-512), and a
+    case file's sha256 covers its outputs, so those fields are compared as values, not bytes."""
+    ours, shipped = json.loads((directory / "manifest.json").read_text()), Bundle().manifest
+    assert sorted(p.name for p in directory.iterdir()) == sorted(p.name for p in PACKAGE_BUNDLE.iterdir()), \
+        "case files added or removed: run `fusion-spec goldens generate --in-place`"
+
+    def structure(entry: dict) -> dict:
+        grad = {k: v for k, v in entry.get("grad", {}).items() if k != "sha256"}
+        return {k: v for k, v in entry.items() if k != "sha256"} | {"grad": grad}
+    assert {k: v for k, v in ours.items() if k != "cases"} == {k: v for k, v in shipped.items() if k != "cases"}
+    differ = [e["id"] for e, f in zip(ours["cases"], shipped["cases"]) if structure(e) != structure(f)]
+    assert not differ and len(ours["cases"]) == len(shipped["cases"]), f"regenerate the bundle; these differ: {differ[:10]}"
+    for entry in shipped["cases"]:
+        files = [(entry["file"], entry["tolerance"]["float64"])]
+        if "grad" in entry:
+            files.append((entry["grad"]["file"], entry["grad"]["tolerance"]["float64"]))
+        for name, tol in files:
+            a, b = safetensors_io.read(directory / name), safetensors_io.read(PACKAGE_BUNDLE / name)
+            assert sorted(a) == sorted(b), name
+            for key in a:
+                assert a[key].dtype == b[key].dtype and a[key].shape == b[key].shape, (name, key)
+                if key.startswith(("input.", "param.", "cotangent.")):
+                    assert a[key].tobytes() == b[key].tobytes(), (name, key)
+                else:
+                    ratio, _ = tolerance.error_ratio(a[key], b[key], tol["rtol"], tol["atol"])
+                    assert ratio <= 0.25, (name, key, ratio)
+
+
+def test_regenerated_bundle_matches_the_checked_in_one(tmp_path):
+    """CI guard: the checked-in bundle is what `fusion-spec goldens generate` writes."""
     generate.write(tmp_path)
-    ours = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
-    shipped = {p.name: p.read_bytes() for p in PACKAGE_BUNDLE.iterdir()}
-    assert sorted(ours) == sorted(shipped), "case files added or removed: run `fusion-spec goldens generate`"
-    differ = sorted(name for name in ours if ours[name] != shipped[name])
-    assert not differ, f"regenerate the bundle (`fusion-spec goldens generate`); these differ: {differ[:10]}"
+    assert_regenerates(tmp_path)
 
 
 def test_bundle_size_and_manifest_shape(bundle):
@@ -219,7 +247,9 @@ def test_numpy_suite_float64_float32_float16_passes_quickly(bundle):
     assert len(results) == 3 * len(bundle.cases)
     assert all(r.status == "pass" for r in results), runner.failures(results)
     f64 = [r for r in results if r.dtype == "float64"]
-    assert max(r.ratio for r in f64) == 0.0  # the NumPy reference reproduces its own goldens exactly
+    # The NumPy reference reproduces its own goldens: exactly on CPUs with the generating machine's SIMD
+    # and BLAS kernels, to the last ulp or so on others (a few % of the float64 tolerance).
+    assert max(r.ratio for r in f64) <= 0.25
 
 
 def test_runner_recomputes_the_reference_on_rounded_inputs(bundle):
@@ -354,7 +384,7 @@ def test_verify_requires_an_outputs_directory(tmp_path, bundle):
 def test_goldens_generate_cli_writes_a_bundle(tmp_path, capsys):
     assert main(["goldens", "generate", str(tmp_path)]) == 0
     assert "cases" in capsys.readouterr().out
-    assert (tmp_path / "manifest.json").read_bytes() == (PACKAGE_BUNDLE / "manifest.json").read_bytes()
+    assert_regenerates(tmp_path)
     stale = tmp_path / "old.case.safetensors"
     stale.write_bytes(b"x")
     generate.write(tmp_path)

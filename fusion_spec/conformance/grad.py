@@ -308,8 +308,8 @@ def run(backends, dtypes, device: str = "cpu", bundle: Bundle | None = None,
     """:func:`fusion_spec.conformance.runner.run` for the backward: every differentiable case."""
     from . import runner
     bundle = bundle or Bundle()
-    notes = [f"numpy: no autodiff, skipped (--grad checks {', '.join(AUTODIFF)})"] if "numpy" in backends else []
-    chosen = [b for b in backends if b != "numpy"]
+    chosen = [b for b in backends if b in AUTODIFF]
+    notes = [f"{b}: no autodiff, skipped (--grad checks {', '.join(AUTODIFF)})" for b in backends if b not in AUTODIFF]
     results, more = runner.run(chosen, dtypes, device, bundle, lambda e: "grad" in e and (select is None or select(e)),
                                progress, case_runner=run_case, reference=Reference(bundle))
     return results, notes + more
