@@ -229,3 +229,41 @@ def test_sharded_jit_equals_unsharded(subprocess_results, label, dtype, tol):
     assert subprocess_results["devices"] == 4 and r["output_devices"] == 4 and r["dtype"] == dtype
     assert r["sharded_vs_plain"] <= tol, r
     assert r["plain_vs_reference"] <= tol * 10, r
+
+
+_DUMP = """
+import sys
+import numpy as np
+from fusion_spec.conformance import runner
+from fusion_spec.conformance.bundle import Bundle, call
+from fusion_spec.xp import to_numpy
+bundle, out = Bundle(), {}
+with runner.backend_settings("jax"):
+    for entry in bundle.cases:
+        rounded = runner.Reference(bundle).inputs(entry, "float32")
+        try:
+            got = call(entry, rounded, runner.converter("jax", "float32", "cpu"), runner._jit(entry))
+        except Exception:  # the same cases fail in both runs (value-dependent ones under jit)
+            continue
+        out |= {entry["id"] + "/" + k: to_numpy(v) for k, v in got.items()}
+np.savez(sys.argv[1], **out)
+"""
+
+
+@pytest.mark.slow  # two cold JAX runs of the bundle in float32, ~1 min
+def test_fast_compile_flags_change_no_computed_bit(tmp_path):
+    """runner.FAST_COMPILE_FLAGS only make compiling faster: every case's float32 outputs are bit for bit
+    those of JAX's default settings (an -O0 flag once changed float32 tanh and failed a gradient, the
+    legacy fusion emitters the last bits of four cases)."""
+    from fusion_spec.conformance import runner
+    files = {}
+    for name, flags in (("default", ""), ("fast", " ".join(runner.FAST_COMPILE_FLAGS))):
+        env = dict(os.environ, XLA_FLAGS=flags, JAX_ENABLE_COMPILATION_CACHE="false")
+        files[name] = tmp_path / f"{name}.npz"
+        proc = subprocess.run([sys.executable, "-c", _DUMP, str(files[name])], env=env, capture_output=True,
+                              text=True, timeout=900)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    default, fast = np.load(files["default"]), np.load(files["fast"])
+    assert sorted(default.files) == sorted(fast.files) and len(default.files) > 150
+    differ = [k for k in default.files if default[k].tobytes() != fast[k].tobytes()]
+    assert not differ, differ[:10]
