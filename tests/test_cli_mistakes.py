@@ -247,3 +247,21 @@ def test_fast_jax_compile_sets_flags_and_cache_before_jax_starts(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "c").is_dir()
 
+
+
+def test_every_subcommand_and_option_has_help_with_an_example():
+    from fusion_spec.cli import parser
+    top = parser()
+    subs = [a for a in top._actions if a.__class__.__name__ == "_SubParsersAction"]
+    commands = dict(subs[0].choices)
+    for name, sub in list(commands.items()):
+        nested = [a for a in sub._actions if a.__class__.__name__ == "_SubParsersAction"]
+        commands |= {f"{name} {n}": p for a in nested for n, p in a.choices.items()}
+    for name, sub in commands.items():
+        if any(a.__class__.__name__ == "_SubParsersAction" for a in sub._actions):
+            continue  # a group such as `goldens`: its actions are checked themselves
+        assert "example" in (sub.epilog or ""), f"{name}: no example in --help"
+        for action in sub._actions:
+            if action.help in (None, "==SUPPRESS==") or action.dest in ("help", "version"):
+                continue
+            assert "e.g." in action.help or "default" in action.help, f"{name} {action.option_strings}: {action.help}"

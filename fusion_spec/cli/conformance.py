@@ -74,7 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                           "  fusion-spec goldens generate --in-place      (development: rewrites the packaged bundle)")
     gen.add_argument("dir", nargs="?", type=Path, default=None, help="the directory to write, e.g. /tmp/new-bundle/")
     gen.add_argument("--in-place", action="store_true",
-                     help="rewrite the bundle inside the installed package (for developers of fusion_spec)")
+                     help="rewrite the bundle inside the installed package (for developers of fusion_spec), e.g. --in-place")
     gen.set_defaults(func=_generate)
     exp = gsub.add_parser("export", help="copy the packaged bundle (integrity-checked) to DIR",
                           epilog="example:\n  fusion-spec goldens export bundle/")

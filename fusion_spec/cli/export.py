@@ -43,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--params", type=input_file, metavar="FILE",
                    help="with --preset: the module weights, a safetensors file keyed by the spec's names, with "
                    "or without the module's prefix (a Hugging Face state_dict's), e.g. --params mm_projector.safetensors")
-    p.add_argument("--seed", type=int, default=0, help="with --preset and no --params: the init seed (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="with --preset and no --params: the init seed, e.g. --seed 1 (default 0)")
     p.add_argument("--bundle", type=input_dir, default=None, metavar="DIR",
                    help="bundle directory to take cases from, e.g. --bundle bundle/ (default: the packaged one)")
     p.add_argument("--no-check", action="store_true", help="write without running the graphs, e.g. --no-check")
