@@ -47,7 +47,9 @@ def attention(q: Array, k: Array, v: Array, *, mask: Array | None = None, scale:
         if mask.ndim > 4 or any(m not in (1, w) for m, w in zip(tuple(mask.shape)[::-1], want[::-1])):
             raise FusionSpecError(op, "mask", f"a shape broadcastable to {list(want)}", f"shape {tuple(mask.shape)}")
     if scale is None:
-        scale = d ** -0.5
+        # float(d) fixes head_dim under a tracer, so the scale is a constant (torch.onnx would compute a
+        # symbolic size's power in float32, even in a float64 graph)
+        scale = float(d) ** -0.5
     elif isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):
         raise FusionSpecError(op, "scale", "a finite number", repr(scale))
     if chunk_size is not None:
