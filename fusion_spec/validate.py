@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+import numpy as np
 
 from .errors import FusionSpecError
 from .xp import Array, dtype_name, is_floating
@@ -71,8 +74,14 @@ def same_dtype(op: str, reference: tuple[str, Array], *others: tuple[str, Array 
 
 def is_int(value: Any) -> bool:
     """Python's or NumPy's int, or a tracer's symbolic size (``torch.export``'s ``SymInt``, which an
-    ``int()`` would fix to the traced value); not a bool."""
-    return hasattr(type(value), "__index__") and not isinstance(value, bool)
+    ``int()`` would fix to the traced value); not a bool, and not an array (a 0-d array has
+    ``__index__`` too)."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, (int, np.integer)):
+        return True
+    torch = sys.modules.get("torch")  # only a traced torch program has SymInts: no import for the check
+    return torch is not None and isinstance(value, torch.SymInt)
 
 
 def positive_int(op: str, name: str, value: Any, minimum: int = 1) -> int:

@@ -269,3 +269,22 @@ def test_token_math_rejects_bad_values(name, reliability_counts):
                                             not (name == "cost.mlp_params" and b == (1, 2)) and b != 10**400
                                             and not (name == "cost.context_budget" and b == 0)) for b in bads])
     assert not problems, "\n".join(problems)
+
+
+def test_integer_arguments_refuse_arrays_of_every_backend():
+    """``validate.is_int`` takes Python and NumPy ints and a tracer's symbolic sizes, never a 0-d array
+    (which has ``__index__`` too): ``num_media=np.array(2.5)`` must not pass as an integer."""
+    from fusion_spec import validate
+    arrays = [np.array(2), np.array(2.5)]
+    for module in ("torch", "jax.numpy"):
+        try:
+            xp = __import__(module, fromlist=["asarray"])
+        except ImportError:
+            continue
+        arrays += [xp.asarray(2), xp.asarray(2.5)]
+    for bad in [*arrays, 2.0, True, "2", None]:
+        assert not validate.is_int(bad), repr(bad)
+        with pytest.raises(FusionSpecError, match="num_media"):
+            validate.positive_int("op", "num_media", bad)
+    for good in (2, np.int64(2), np.int32(2)):
+        assert validate.is_int(good) and validate.positive_int("op", "num_media", good) == good
