@@ -167,12 +167,16 @@ def device_of(x: Array) -> Any:
     return None if backend_name(x) == "mlx" else array_api_compat.device(x)
 
 
+def _on_device_of(like: Array) -> dict[str, Any]:
+    """``device=`` for a creation function, so that the new array lives where ``like`` does (nothing
+    for MLX, whose creation functions take no device)."""
+    dev = device_of(like)
+    return {} if dev is None else {"device": dev}
+
+
 def asarray_like(xp: ModuleType, values: Any, like: Array, dtype: Any = None) -> Array:
     """``values`` as an array of ``like``'s backend and device."""
-    dev = device_of(like)
-    if dev is None:
-        return xp.asarray(values, dtype=dtype)
-    return xp.asarray(values, dtype=dtype, device=dev)
+    return xp.asarray(values, dtype=dtype, **_on_device_of(like))
 
 
 def known(x: Array) -> bool:
@@ -230,19 +234,13 @@ def take_along_rows(xp: ModuleType, x: Array, idx: Array) -> Array:
 
 def full_like_device(xp: ModuleType, shape: tuple[int, ...], value: Any, dtype: Any, like: Array) -> Array:
     """``xp.full(shape, value, dtype)`` on ``like``'s device."""
-    dev = device_of(like)
-    if dev is None:
-        return xp.full(shape, value, dtype=dtype)
-    return xp.full(shape, value, dtype=dtype, device=dev)
+    return xp.full(shape, value, dtype=dtype, **_on_device_of(like))
 
 
 def arange_like(xp: ModuleType, n: int, like: Array, dtype: Any) -> Array:
     """``[0, 1, ..., n - 1]`` on ``like``'s device. Built by the namespace, not from a Python list, so that
     a tracer with symbolic sizes (``torch.export``) keeps ``n`` symbolic."""
-    dev = device_of(like)
-    if dev is None:
-        return xp.arange(n, dtype=dtype)
-    return xp.arange(n, dtype=dtype, device=dev)
+    return xp.arange(n, dtype=dtype, **_on_device_of(like))
 
 
 def index_dtype(xp: ModuleType, like: Array) -> Any:

@@ -9,8 +9,8 @@ from .. import ops
 from ..errors import FusionSpecError
 from ..ops.merge import MODES, TOKEN_ORDERS
 from ..ops.primitives import ACTIVATIONS
-from ..xp import Array
 from ..validate import is_int
+from ..xp import Array
 from .base import Spec
 
 
