@@ -157,7 +157,7 @@ def check(graph: Graph, entry: Mapping[str, Any], tensors: Mapping[str, np.ndarr
     tolerance is the case's; an entry without one (a preset at real sizes) gets the bundle's tolerance
     model (:mod:`~fusion_spec.conformance.tolerance`) applied to its error model and sizes."""
     from ..conformance import tolerance
-    from ..conformance.bundle import rms, round_to
+    from ..conformance.bundle import reduction, rms, round_to
     from ..conformance.runner import compare_tensors
     dtype = graph.source["dtype"]
     rounded = {k: round_to(v, dtype) for k, v in tensors.items() if not k.startswith("output.")}
@@ -166,8 +166,8 @@ def check(graph: Graph, entry: Mapping[str, Any], tensors: Mapping[str, np.ndarr
     if "tolerance" in entry:
         tol = entry["tolerance"][dtype]
     else:
-        reduction = max(max(a.shape, default=1) for a in rounded.values())
-        tol = tolerance.tolerance(dtype, entry["error_model"]["stages"], reduction, rms(list(want.values())))
+        tol = tolerance.tolerance(dtype, entry["error_model"]["stages"], reduction(rounded.values()),
+                                  rms(list(want.values())))
     status, ratio, _, _ = compare_tensors([{"name": n} for n in want], got, want, tol)
     return status, ratio
 

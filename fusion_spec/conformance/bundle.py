@@ -362,6 +362,11 @@ def describe(arr: np.ndarray) -> dict[str, Any]:
     return {"shape": list(arr.shape), "dtype": np.asarray(arr).dtype.name}
 
 
+def reduction(arrays: Iterable[np.ndarray]) -> int:
+    """The error model's longest reduction: the largest axis of any input or parameter (at least 1)."""
+    return max([1] + [max(np.shape(a), default=1) for a in arrays])
+
+
 def rms(arrays: list[np.ndarray]) -> float:
     flat = [np.asarray(a, dtype=np.float64).ravel() for a in arrays if np.asarray(a).dtype.kind == "f"]
     if not flat or not sum(f.size for f in flat):

@@ -20,7 +20,7 @@ import numpy as np
 from .. import __version__
 from ..specs.base import _NORM_WEIGHT, Spec
 from . import grad, safetensors_io, tolerance
-from .bundle import FORMAT_VERSION, MANIFEST, PACKAGE_BUNDLE, TRUSTED_HASH, call, describe, rms, sha256
+from .bundle import FORMAT_VERSION, MANIFEST, PACKAGE_BUNDLE, TRUSTED_HASH, call, describe, reduction, rms, sha256
 from .cases import FAMILIES, Case
 
 #: Meaning of each flag a case may carry (Wycheproof-style).
@@ -116,13 +116,13 @@ def _entry(family: str, case: Case) -> tuple[dict[str, Any], bytes]:
     matrices = sum(1 for a in params.values() if a.ndim >= 2)
     norms = sum(1 for n in params if _NORM_WEIGHT.search(n))
     stages = 1 + matrices + norms + case.stages
-    reduction = max([1] + [max(a.shape, default=1) for a in list(arrays.values()) + list(params.values())])
+    longest = reduction([*arrays.values(), *params.values()])
     scale = rms(list(outs.values()))
     data = safetensors_io.dumps(tensors)
     entry |= {
         "outputs": [{"name": n, **describe(a)} for n, a in outs.items()],
-        "tolerance": tolerance.tolerances(stages, reduction, scale),
-        "error_model": {"stages": stages, "reduction": reduction, "output_rms": float(f"{scale:.3g}")},
+        "tolerance": tolerance.tolerances(stages, longest, scale),
+        "error_model": {"stages": stages, "reduction": longest, "output_rms": float(f"{scale:.3g}")},
         "sha256": sha256(data),
         "flags": list(case.flags),
         "notes": case.notes,
