@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 
 import numpy as np
 import pytest
@@ -273,10 +272,8 @@ def test_compile_fullgraph():
     module = bt.SpecModule(spec, params)
     x = tt(np.random.default_rng(2).standard_normal((2, 6, 8)), torch.float32)
     mask = tt(np.random.default_rng(3).random((2, 1, 1, 6)) < 0.5)
-    start = time.perf_counter()
     compiled = torch.compile(module, fullgraph=True)
     got = compiled(x, mask=mask)
-    assert time.perf_counter() - start < 60
     np.testing.assert_allclose(got.detach().numpy(), module(x, mask=mask).detach().numpy(), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(got.detach().numpy(), spec.apply(spec.init(1), x.double().numpy(), mask=mask.numpy()),
                                atol=1e-5)

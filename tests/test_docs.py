@@ -59,3 +59,15 @@ def test_quick_start_matches_readme():
     readme = (ROOT / "README.md").read_text()
     for command in commands:
         assert command in readme, command
+
+
+def test_ci_runs_the_readme_test_command_with_the_lock():
+    """.ci/run runs the README's test command verbatim, and that command installs the locked versions."""
+    readme = (ROOT / "README.md").read_text()
+    commands = [c.strip() for c in re.findall(r"^```sh\n(.*?)^```", readme, re.S | re.M) if "pytest" in c]
+    assert len(commands) == 1, commands
+    assert commands[0] in (ROOT / ".ci" / "run").read_text()
+    assert "-c .ci/constraints.txt" in commands[0]
+    locked = {line.split("==")[0].lower() for line in (ROOT / ".ci" / "constraints.txt").read_text().splitlines()
+              if line and not line.startswith("#")}
+    assert {"transformers", "tokenizers", "torch", "jax", "numpy"} <= locked

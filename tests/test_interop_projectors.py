@@ -15,6 +15,8 @@ from transformers.models.llava_next.modeling_llava_next import LlavaNextMultiMod
 from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VLPatchMerger  # noqa: E402
 from transformers.models.qwen2_vl.modeling_qwen2_vl import PatchMerger  # noqa: E402
 
+import hf_oracles as hf  # noqa: E402
+
 from fusion_spec import FusionSpecError, interop  # noqa: E402
 from fusion_spec.specs import MLPProjection, TokenMerge  # noqa: E402
 
@@ -208,7 +210,7 @@ def _hf_internvl(projector, x, ratio):
     fs = int(round(n ** 0.5))
     t = torch.from_numpy(x).reshape(b, fs, fs, c)
     with torch.no_grad():
-        shuffled = InternVLModel.pixel_shuffle(None, t, scale_factor=ratio)
+        shuffled = hf.internvl_model().pixel_shuffle(t, scale_factor=ratio)
         return projector(shuffled.reshape(b, -1, shuffled.shape[-1])).numpy()
 
 
@@ -225,7 +227,7 @@ def test_internvl_pixel_shuffle_and_projector_equal_module(batch, side):
 def test_internvl_pixel_shuffle_channel_order_is_row_major_window():
     # HF's pixel_shuffle alone: merged token (i, j) = patches (2i, 2j), (2i, 2j+1), (2i+1, 2j), (2i+1, 2j+1)
     x = rng.standard_normal((1, 4, 6, 3))
-    got = InternVLModel.pixel_shuffle(None, torch.from_numpy(x), scale_factor=0.5).numpy()
+    got = hf.internvl_model().pixel_shuffle(torch.from_numpy(x), scale_factor=0.5).numpy()
     for i in range(2):
         for j in range(3):
             want = np.concatenate([x[0, 2 * i, 2 * j], x[0, 2 * i, 2 * j + 1], x[0, 2 * i + 1, 2 * j],

@@ -6,16 +6,15 @@ wrapped in ``PreTrainedTokenizerFast``. The processor expands one image placehol
 ``b``; its ids, turned back into tokens and joined into runs, must contain exactly the preset's layout
 (text runs spelled out character by character) between ``a`` and ``b``.
 
-Pixtral's processor module imports torchvision (not installed): its ``replace_image_token`` is compiled
-from the installed source and fed the PIL image processor's ``image_sizes``. Llama 4's image processor
-needs torchvision too: its ``_prompt_split_image`` is fed the canvas that ``test_tokens_new_presets_vs_hf``
-proves equal to the image processor's.
+Pixtral's processor requires torchvision (its class is marked so, and its module imports it), which no
+wheel provides beside the CPU torch here: its ``replace_image_token`` is compiled from the installed
+source and fed the PIL image processor's ``image_sizes``. Llama 4's image processor needs torchvision
+too: a real ``Llama4Processor``'s ``_prompt_split_image`` is fed the canvas that
+``test_tokens_new_presets_vs_hf`` proves equal to the image processor's.
 """
 
 from __future__ import annotations
 
-import ast
-import string
 import types
 
 import numpy as np
@@ -28,28 +27,8 @@ tokenizers = pytest.importorskip("tokenizers")
 from fusion_spec import presets, tokens  # noqa: E402
 from fusion_spec.errors import FusionSpecError  # noqa: E402
 
-from test_tokens_vs_hf import MODELS  # noqa: E402
-
-SPECIALS = (["<image>", "<fake_token_around_image>", "<global-img>", "[IMG]", "[IMG_BREAK]", "[IMG_END]",
-             "<start_of_image>", "<end_of_image>", "<image_soft_token>", "<|vision_start|>", "<|vision_end|>",
-             "<|image_pad|>", "<|video_pad|>", "<|image_start|>", "<|image_end|>", "<|image|>", "<|patch|>",
-             "<|tile_x_separator|>", "<|tile_y_separator|>", "<img>", "</img>", "<IMG_CONTEXT>", "<video>",
-             "<|START_OF_IMG|>", "<|END_OF_IMG|>", "<|IMG_PATCH|>", "<|IMG_LINE_BREAK|>", "TILE_GLOBAL",
-             "<end_of_utterance>", "<bos>", "<eos>", "<pad>"]
-            + [f"TILE_{i}" for i in range(1, 13)] + [f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)])
-
-
-def tiny_tokenizer(**special):
-    from tokenizers import AddedToken, Regex, Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {t: i for i, t in enumerate(["<unk>", *string.printable])}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")  # one token a character
-    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIALS])
-    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>", bos_token="<bos>",
-                                   eos_token="<eos>", **special)
-
+import hf_oracles as hf  # noqa: E402
+from hf_oracles import tiny_tokenizer  # noqa: E402
 
 def runs(toks: list[str]) -> list[tuple[str, int]]:
     out: list[list] = []
@@ -213,21 +192,14 @@ def test_idefics2(splitting):
     assert_contains(got, expected(tokens.layout(preset, 300, 500), after=" b"), f"idefics2 splitting={splitting}")
 
 
-def _pixtral_replace_image_token():
-    tree = ast.parse((MODELS / "pixtral/processing_pixtral.py").read_text())
-    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "PixtralProcessor")
-    fn = next(n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "replace_image_token")
-    namespace: dict = {}
-    exec(compile(ast.Module(body=[fn], type_ignores=[]), "processing_pixtral.py", "exec"), namespace)
-    return namespace["replace_image_token"]
-
-
 @pytest.mark.parametrize("name", ["pixtral", "mistral-3"])
 def test_pixtral_and_mistral3(name):
     from transformers.models.pixtral.image_processing_pil_pixtral import PixtralImageProcessorPil
 
     pipe, tok = presets.get(name).pipeline, tiny_tokenizer()
-    replace = _pixtral_replace_image_token()
+    replace = hf.source_method("pixtral/processing_pixtral.py", "PixtralProcessor", "replace_image_token")
+    # PixtralProcessor cannot be built here (its module imports torchvision): the method runs on the
+    # settings its __init__ would store, named as __init__ names them.
     fake = types.SimpleNamespace(patch_size=pipe.patch_size, spatial_merge_size=pipe.merge_size, image_token="[IMG]",
                                  image_break_token="[IMG_BREAK]", image_end_token="[IMG_END]")
     ip = PixtralImageProcessorPil(size={"longest_edge": pipe.longest_edge}, patch_size=pipe.patch_size * pipe.merge_size)
@@ -239,11 +211,10 @@ def test_pixtral_and_mistral3(name):
 
 
 def test_llama4():
-    from transformers.models.llama4.processing_llama4 import Llama4Processor
-
     tok, pipe = tiny_tokenizer(), presets.get("llama-4").pipeline
+    processor = hf.llama4_processor()
     for h, w in SIZES + [(336, 336), (1000, 1000)]:
-        text = "a" + Llama4Processor._prompt_split_image(None, pipe.grid(h, w), pipe.tokens_per_tile) + "b"
+        text = "a" + processor._prompt_split_image(pipe.grid(h, w), pipe.tokens_per_tile) + "b"
         got = runs(tok.convert_ids_to_tokens(tok(text)["input_ids"]))
         assert got == expected(tokens.layout("llama-4", h, w)), (h, w)
 

@@ -1,11 +1,8 @@
 """M-RoPE position ids equal the installed transformers' ``get_rope_index`` of Qwen2-VL, Qwen2.5-VL and
-Qwen3-VL on random mixed text / image / video batches with padding (no model is built: the method
-only reads ``config.vision_config``)."""
+Qwen3-VL on random mixed text / image / video batches with padding (the method of a real, tiny random
+model: ``hf_oracles.rope_model``)."""
 
 from __future__ import annotations
-
-import functools
-import types
 
 import numpy as np
 import pytest
@@ -16,22 +13,18 @@ from fusion_spec.ops import mrope_position_ids
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-MODELS = {  # name -> (transformers module, class, extra settings of our operator)
-    "qwen2-vl": ("qwen2_vl.modeling_qwen2_vl", "Qwen2VLModel", {}),
-    "qwen2.5-vl": ("qwen2_5_vl.modeling_qwen2_5_vl", "Qwen2_5_VLModel", {"tokens_per_second": 2}),
-    "qwen3-vl": ("qwen3_vl.modeling_qwen3_vl", "Qwen3VLModel", {"split_video_frames": True}),
+import hf_oracles as hf  # noqa: E402
+
+MODELS = {  # name -> extra settings of our operator
+    "qwen2-vl": {},
+    "qwen2.5-vl": {"tokens_per_second": 2},
+    "qwen3-vl": {"split_video_frames": True},
 }
 BATCHES = 400  # per model, 1-4 rows each: about 1,000 sequences per model
 
 
 def hf_rope_index(model: str, merge: int, tokens_per_second: int):
-    import importlib
-    module, cls, _ = MODELS[model]
-    klass = getattr(importlib.import_module("transformers.models." + module), cls)
-    vision = types.SimpleNamespace(spatial_merge_size=merge, tokens_per_second=tokens_per_second)
-    fake = types.SimpleNamespace(config=types.SimpleNamespace(vision_config=vision),
-                                 get_vision_position_ids=functools.partial(klass.get_vision_position_ids, None))
-    return functools.partial(klass.get_rope_index, fake)
+    return hf.rope_model(model, merge, tokens_per_second).get_rope_index
 
 
 def random_batch(rng: np.random.Generator, merge: int, split_frames: bool, with_seconds: bool):
@@ -77,7 +70,7 @@ def random_batch(rng: np.random.Generator, merge: int, split_frames: bool, with_
 @pytest.mark.parametrize("model", sorted(MODELS))
 def test_equals_transformers_get_rope_index(model):
     rng = np.random.default_rng(sum(map(ord, model)))
-    extra = MODELS[model][2]
+    extra = MODELS[model]
     tps = extra.get("tokens_per_second", 1)
     rows = media = 0
     for n in range(BATCHES):

@@ -14,15 +14,16 @@ of the arithmetic disagrees on some of them), so that the test can fail.
 from __future__ import annotations
 
 import math
-import types
 
 import numpy as np
 import pytest
 
 transformers = pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")
+pytest.importorskip("PIL")
+pytest.importorskip("tokenizers")
 
-from test_tokens_vs_hf import _source_function  # noqa: E402
+import hf_oracles as hf  # noqa: E402
 
 from fusion_spec import ops, presets, tokens  # noqa: E402
 
@@ -54,12 +55,7 @@ def _pairs(side: np.ndarray, hit) -> list[tuple[int, int]]:
 # ------------------------------------------------------------------------------------- LLaVA-NeXT
 
 def _hf_llava_next_count(h: int, w: int, pins) -> int:
-    from transformers.models.llava_next.processing_llava_next import LlavaNextProcessor
-
-    proc = object.__new__(LlavaNextProcessor)
-    proc.image_processor = types.SimpleNamespace(image_grid_pinpoints=[list(p) for p in pins])
-    proc.patch_size, proc.num_additional_image_tokens = 14, 1
-    return proc._get_number_of_features(h, w, 336, 336) - 1  # "default" strategy drops the class token
+    return hf.llava_next_features(h, w, pins)  # "default" strategy: the class token dropped
 
 
 PINPOINT_LISTS = {
@@ -148,7 +144,7 @@ def test_llava_next_best_resolution_at_products_a_hair_below_an_integer():
 def test_qwen2_vl_at_resize_values_a_hair_off_an_integer():
     """smart_resize's ``floor(h / beta / factor)`` (too many pixels), ``ceil(h * beta / factor)`` (too
     few) and ``round(h / factor)`` (halves to even) at sizes a hair off an integer or exactly on .5."""
-    hf = _source_function("qwen2_vl/image_processing_qwen2_vl.py", "smart_resize")[0]
+    smart_resize = hf.smart_resize()
     pipe = presets.get("qwen2-vl").pipeline
     factor, lo, hi = pipe.patch_size * pipe.merge_size, pipe.min_pixels, pipe.max_pixels
 
@@ -171,7 +167,7 @@ def test_qwen2_vl_at_resize_values_a_hair_off_an_integer():
     for h, w in sizes + halves:
         if max(h, w) / min(h, w) > pipe.max_aspect_ratio:
             continue
-        rh, rw = hf(h, w, factor=factor, min_pixels=lo, max_pixels=hi)
+        rh, rw = smart_resize(h, w, factor=factor, min_pixels=lo, max_pixels=hi)
         assert tokens.smart_resize(h, w, factor, lo, hi) == (rh, rw), (h, w)
         assert tokens.count("qwen2-vl", h, w) == (rh // 14) * (rw // 14) // 4, (h, w)
 
@@ -181,9 +177,7 @@ def test_qwen2_vl_at_resize_values_a_hair_off_an_integer():
 def test_internvl_grid_at_aspects_a_hair_off_a_tie():
     """``|w / h - c / r|`` for two grids within a few ulps of each other (exact ties in real numbers
     become float ties or near-ties: the comparison order and the area rule decide)."""
-    canvas, ns = _source_function("got_ocr2/image_processing_got_ocr2.py", "get_optimal_tiled_canvas")
-    ns["get_all_supported_aspect_ratios"] = _source_function(
-        "got_ocr2/image_processing_got_ocr2.py", "get_all_supported_aspect_ratios")[0]
+    canvas = hf.got_ocr2_canvas()
     ratios = sorted({c / r for c in range(1, 13) for r in range(1, 13) if c * r <= 12})
 
     def hit(h, w):
@@ -207,9 +201,7 @@ def test_internvl_grid_at_aspects_a_hair_off_a_tie():
 def test_mllama_canvas_at_scale_ties_and_exact_fits():
     """``min(canvas_w / w, canvas_h / h)`` equal for two canvases (``a * h == b * w``) or exactly 1 (a
     side equal to a canvas side): the ``>= 1`` test and the smallest-area tie rule decide."""
-    canvas, ns = _source_function("mllama/image_processing_mllama.py", "get_optimal_tiled_canvas")
-    ns["get_all_supported_aspect_ratios"] = _source_function(
-        "mllama/image_processing_mllama.py", "get_all_supported_aspect_ratios")[0]
+    canvas = hf.mllama_canvas()
     fits = [(k * 560 // d, m * 560 // e) for k in range(1, 5) for m in range(1, 5) for d in (1, 2, 3) for e in (1, 2)]
     ties = [(a * s, b * s) for a in range(1, 5) for b in range(1, 5) for s in (1, 7, 139, 140, 141, 280, 559, 561)]
     sizes = sorted(set(fits + ties))

@@ -1,16 +1,17 @@
 """tokens.count of the newer presets against the installed transformers processors' own arithmetic.
 
-Each processor's counting function is called as it is (with a stand-in ``self`` holding the preset's
-settings, or compiled from its source file where the module needs torchvision), over thousands of sizes:
+Each processor's counting function is called as it is, on a real processor object or as a public
+function (``hf_oracles``; compiled from its source file where the module needs torchvision), over
+thousands of sizes:
 a grid of edge sizes, random sizes, extreme aspect ratios, and sizes whose float arithmetic lands on or
 just below an integer (``side * edge / other`` exact). No image is decoded, so the sweep is pure arithmetic.
 """
 
 from __future__ import annotations
 
+import collections
 import math
 import random
-import types
 
 import numpy as np
 import pytest
@@ -21,7 +22,8 @@ pytest.importorskip("PIL")
 from fusion_spec import presets, tokens  # noqa: E402
 from fusion_spec.errors import FusionSpecError  # noqa: E402
 
-from test_tokens_vs_hf import SIZES, _source_function  # noqa: E402
+import hf_oracles as hf  # noqa: E402
+from test_tokens_vs_hf import SIZES  # noqa: E402
 
 
 def exact_ratio_sizes(edge: int, n: int = 600, seed: int = 0) -> list[tuple[int, int]]:
@@ -89,15 +91,12 @@ def test_patch_rows_match_pixtral_processor(name):
 
 @pytest.mark.parametrize("name, module", [("idefics3", "idefics3"), ("smolvlm", "smolvlm")])
 def test_split_tiles_match_image_processor(name, module):
-    import importlib
-
-    mod = importlib.import_module(f"transformers.models.{module}.image_processing_pil_{module}")
-    klass = next(v for k, v in vars(mod).items() if k.endswith("ImageProcessorPil"))
+    klass = hf.pil_image_processor(module)
     pipe = presets.get(name).pipeline
-    fake = types.SimpleNamespace(do_image_splitting=True, max_image_size={"longest_edge": pipe.tile_size},
-                                 size={"longest_edge": pipe.longest_edge})
+    ip = klass(do_image_splitting=True, max_image_size={"longest_edge": pipe.tile_size},
+               size={"longest_edge": pipe.longest_edge})
     for h, w in sweep(pipe.longest_edge):
-        patches, rows, cols = klass.get_number_of_image_patches(fake, h, w)
+        patches, rows, cols = ip.get_number_of_image_patches(h, w, {})
         assert tokens.breakdown(name, h, w).crops == max(patches, 1), (h, w)
         assert tokens.count(name, h, w) == max(patches, 1) * pipe.tokens_per_tile, (h, w)
         assert pipe.grid(h, w) == (rows, cols)
@@ -113,8 +112,9 @@ def test_pan_and_scan_matches_gemma3_processor(ratio, crops, max_crops):
 
     preset = presets.get("gemma-3").with_pipeline(pan_and_scan=True, min_crop_size=crops, max_num_crops=max_crops,
                                                   min_ratio_to_activate=ratio)
+    processor = Gemma3ImageProcessorPil()
     for h, w in sweep(crops):
-        got = Gemma3ImageProcessorPil.pan_and_scan(None, no_image(h, w, channels_first=True), crops, max_crops, ratio)
+        got = processor.pan_and_scan(no_image(h, w, channels_first=True), crops, max_crops, ratio)
         assert tokens.breakdown(preset, h, w).crops == 1 + len(got), (h, w)
         assert tokens.count(preset, h, w) == 256 * (1 + len(got))
     assert tokens.count("gemma-3", 100, 5000) == 256  # off by default, as in the processor's defaults
@@ -133,25 +133,25 @@ def test_gemma3_defaults_are_the_processors():
 # ------------------------------------------------------------------------- Llama 4
 
 def _llama4_fit():
-    import collections
-
+    """Llama 4's tile fit (its image processor module imports torchvision: compiled from its source)."""
     import torch
 
+    from transformers.image_utils import SizeDict
+
     src = "llama4/image_processing_llama4.py"
-    fit, ns = _source_function(src, "get_best_fit")
-    ns["torch"] = torch
-    find, ns2 = _source_function(src, "find_supported_resolutions")
-    ns2["get_factors"] = _source_function(src, "get_factors")[0]
-    ns2["defaultdict"] = collections.defaultdict
+    fit = hf.source_function(src, "get_best_fit", torch=torch)
+    find = hf.source_function(src, "find_supported_resolutions", defaultdict=collections.defaultdict,
+                              get_factors=hf.source_function(src, "get_factors"), SizeDict=SizeDict)
     return fit, find
 
 
 @pytest.mark.parametrize("max_tiles", [16, 4, 7])
 def test_llama4_tiles_match_image_processor(max_tiles):
     import torch
+    from transformers.image_utils import SizeDict
 
     fit, find = _llama4_fit()
-    resolutions = torch.tensor(find(max_num_chunks=max_tiles, patch_size=types.SimpleNamespace(height=336, width=336)))
+    resolutions = torch.tensor(find(max_num_chunks=max_tiles, patch_size=SizeDict(height=336, width=336)))
     preset = presets.get("llama-4").with_pipeline(max_tiles=max_tiles)
     assert [(r // 336, c // 336) for r, c in resolutions.tolist()] == preset.pipeline.canvases()
     for h, w in sweep(336)[:: (2 if max_tiles == 16 else 5)]:
@@ -165,12 +165,12 @@ def test_llama4_tiles_match_image_processor(max_tiles):
 
 @pytest.mark.parametrize("name", ["qwen2.5-vl", "qwen3-vl"])
 def test_smart_resize_presets_match_hf(name):
-    hf = _source_function("qwen2_vl/image_processing_qwen2_vl.py", "smart_resize")[0]
+    smart_resize = hf.smart_resize()
     pipe = presets.get(name).pipeline
     factor = pipe.patch_size * pipe.merge_size
     for h, w in sweep(factor):
         try:
-            rh, rw = hf(h, w, factor=factor, min_pixels=pipe.min_pixels, max_pixels=pipe.max_pixels)
+            rh, rw = smart_resize(h, w, factor=factor, min_pixels=pipe.min_pixels, max_pixels=pipe.max_pixels)
         except ValueError:
             with pytest.raises(FusionSpecError, match="aspect ratio"):
                 tokens.count(name, h, w)
@@ -195,15 +195,10 @@ def test_qwen_processor_counts_agree_with_the_image_processor():
 # ------------------------------------------------------------------------- LLaVA-OneVision
 
 def test_anyres_max_matches_onevision_processor():
-    from transformers.models.llava_onevision.processing_llava_onevision import LlavaOnevisionProcessor
-
     pipe = presets.get("llava-onevision").pipeline
-    fake = types.SimpleNamespace(image_processor=types.SimpleNamespace(
-        image_grid_pinpoints=[list(p) for p in pipe.grid_pinpoints]), num_image_tokens=729,
-        vision_aspect_ratio=f"anyres_max_{pipe.max_tiles}")
-    fake._get_unpadded_features = types.MethodType(LlavaOnevisionProcessor._get_unpadded_features, fake)
+    processor = hf.llava_onevision_processor(pipe.grid_pinpoints, pipe.max_tiles)
     for h, w in sweep(384):
-        want = LlavaOnevisionProcessor._get_number_of_features(fake, h, w, 384, 384)  # strategy "full": no -1
+        want = processor._get_number_of_features(h, w, 384, 384)  # strategy "full": no -1
         assert tokens.count("llava-onevision", h, w) == want, (h, w)
 
 

@@ -1,30 +1,25 @@
 """tokens.count against the real processors' own code (transformers), over a wide sweep of sizes.
 
-Two levels:
-* the processors' pure functions, taken from the installed transformers source (imported where the
-  module imports without torchvision/PIL, otherwise compiled from the file's own function definition);
+Two levels, both reached through ``hf_oracles`` (public functions and real processor objects only):
+* the processors' counting functions and methods, over thousands of sizes;
 * the image processors themselves (PIL backends, need Pillow) run on real arrays for a smaller sweep.
 """
 
 from __future__ import annotations
 
-import ast
-import functools
-import importlib.util
-import math
-import pathlib
 import random
-import types
 
 import numpy as np
 import pytest
 
 transformers = pytest.importorskip("transformers")
+pytest.importorskip("PIL")
+pytest.importorskip("tokenizers")
+
+import hf_oracles as hf  # noqa: E402
 
 from fusion_spec import presets, tokens  # noqa: E402
 from fusion_spec.errors import FusionSpecError  # noqa: E402
-
-MODELS = pathlib.Path(transformers.__file__).parent / "models"
 
 EDGES = [1, 2, 13, 14, 27, 28, 29, 42, 55, 56, 57, 100, 199, 200, 201, 223, 224, 225, 333, 335, 336, 337,
          447, 448, 449, 500, 559, 560, 561, 671, 672, 673, 895, 896, 1000, 1007, 1008, 1009, 1343, 1344,
@@ -42,31 +37,12 @@ def _sizes() -> list[tuple[int, int]]:
 SIZES = _sizes()
 
 
-def _source_function(relpath: str, name: str):
-    """The function ``name`` compiled from the installed transformers file (its own code, verbatim)."""
-    path = MODELS / relpath
-    tree = ast.parse(path.read_text())
-    node = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == name)
-    node.decorator_list = [d for d in node.decorator_list if "lru_cache" not in ast.unparse(d)]
-    module = ast.Module(body=[node], type_ignores=[])
-    namespace = {"math": math, "np": np, "lru_cache": functools.lru_cache}
-    exec(compile(module, str(path), "exec"), namespace)
-    return namespace[name], namespace
-
-
 # ------------------------------------------------------------------------------------- LLaVA-NeXT
 
 def _hf_llava_next(h: int, w: int) -> int:
-    from transformers.models.llava_next.processing_llava_next import LlavaNextProcessor
-
     pipe = presets.get("llava-next").pipeline
-    proc = object.__new__(LlavaNextProcessor)
-    proc.image_processor = types.SimpleNamespace(image_grid_pinpoints=[list(p) for p in pipe.grid_pinpoints])
-    proc.patch_size = pipe.patch_size
-    proc.num_additional_image_tokens = pipe.num_additional_image_tokens
-    proc.vision_feature_select_strategy = pipe.feature_strategy
-    n = proc._get_number_of_features(h, w, pipe.image_size, pipe.image_size)
-    return n - 1 if proc.vision_feature_select_strategy == "default" else n
+    assert (pipe.patch_size, pipe.num_additional_image_tokens) == (14, 1)
+    return hf.llava_next_features(h, w, pipe.grid_pinpoints, pipe.feature_strategy, pipe.image_size)
 
 
 def test_llava_next_select_best_resolution_matches_hf():
@@ -90,24 +66,19 @@ def test_llava_next_peers_goldens_match_hf_too():
 
 
 def test_llava_next_other_pinpoints_and_full_strategy():
-    from transformers.models.llava_next.processing_llava_next import LlavaNextProcessor
-
     pins = ((336, 336), (336, 672), (672, 336), (672, 672), (336, 1008), (1008, 336), (1008, 672), (672, 1008),
             (1008, 1008), (336, 1344), (1344, 336))  # llava-onevision-like list
     for strategy in ("default", "full"):
         preset = presets.get("llava-next").with_pipeline(grid_pinpoints=pins, feature_strategy=strategy)
-        proc = object.__new__(LlavaNextProcessor)
-        proc.image_processor = types.SimpleNamespace(image_grid_pinpoints=[list(p) for p in pins])
-        proc.patch_size, proc.num_additional_image_tokens = 14, 1
         for h, w in SIZES[::7]:
-            want = proc._get_number_of_features(h, w, 336, 336) - (strategy == "default")
+            want = hf.llava_next_features(h, w, pins, strategy)
             assert tokens.count(preset, h, w) == want, (h, w, strategy)
 
 
 # ------------------------------------------------------------------------------------- Qwen2-VL
 
 def _hf_smart_resize():
-    return _source_function("qwen2_vl/image_processing_qwen2_vl.py", "smart_resize")[0]
+    return hf.smart_resize()
 
 
 @pytest.mark.parametrize("max_pixels", [28 * 28 * 1280, 28 * 28 * 16384, 256 * 28 * 28])
@@ -138,18 +109,14 @@ def test_qwen2_vl_aspect_limit_is_hfs():
 # ------------------------------------------------------------------------------------- InternVL
 
 def test_internvl_grid_matches_got_ocr2():
-    canvas, ns = _source_function("got_ocr2/image_processing_got_ocr2.py", "get_optimal_tiled_canvas")
-    ratios, _ = _source_function("got_ocr2/image_processing_got_ocr2.py", "get_all_supported_aspect_ratios")
-    ns["get_all_supported_aspect_ratios"] = ratios
+    canvas = hf.got_ocr2_canvas()
     for min_t, max_t in [(1, 12), (1, 6), (2, 9), (1, 40)]:
         for h, w in SIZES[:: (1 if max_t == 12 else 5)]:
             assert tokens.internvl_grid(h, w, 448, min_t, max_t) == tuple(canvas((h, w), (448, 448), min_t, max_t))
 
 
 def test_internvl_count_matches_hf_tile_rule():
-    canvas, ns = _source_function("got_ocr2/image_processing_got_ocr2.py", "get_optimal_tiled_canvas")
-    ns["get_all_supported_aspect_ratios"] = _source_function(
-        "got_ocr2/image_processing_got_ocr2.py", "get_all_supported_aspect_ratios")[0]
+    canvas = hf.got_ocr2_canvas()
     for h, w in SIZES:
         c, r = canvas((h, w), (448, 448), 1, 12)
         patches = 1 + (c * r if c * r > 1 else 0)  # GotOcr2ImageProcessor.get_number_of_image_patches
@@ -159,9 +126,7 @@ def test_internvl_count_matches_hf_tile_rule():
 # ------------------------------------------------------------------------------------- Llama-3.2-Vision
 
 def test_mllama_canvas_matches_hf():
-    canvas, ns = _source_function("mllama/image_processing_mllama.py", "get_optimal_tiled_canvas")
-    ns["get_all_supported_aspect_ratios"] = _source_function(
-        "mllama/image_processing_mllama.py", "get_all_supported_aspect_ratios")[0]
+    canvas = hf.mllama_canvas()
     for max_tiles in (4, 1, 6):
         for h, w in SIZES[:: (1 if max_tiles == 4 else 4)]:
             want = tuple(int(x) for x in canvas(h, w, max_tiles, 560))
@@ -204,7 +169,6 @@ def _image(h: int, w: int) -> np.ndarray:
 
 
 def test_qwen2_vl_image_processor():
-    pytest.importorskip("PIL")
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
     pipe = presets.get("qwen2-vl").pipeline
@@ -218,7 +182,6 @@ def test_qwen2_vl_image_processor():
 
 
 def test_internvl_image_processor():
-    pytest.importorskip("PIL")
     from transformers.models.got_ocr2.image_processing_pil_got_ocr2 import GotOcr2ImageProcessorPil
 
     ip = GotOcr2ImageProcessorPil(size={"height": 448, "width": 448}, crop_to_patches=True, min_patches=1,
@@ -230,7 +193,6 @@ def test_internvl_image_processor():
 
 
 def test_mllama_image_processor():
-    pytest.importorskip("PIL")
     from transformers.models.mllama.image_processing_pil_mllama import MllamaImageProcessorPil
 
     ip = MllamaImageProcessorPil(size={"height": 560, "width": 560}, max_image_tiles=4)
@@ -243,7 +205,6 @@ def test_mllama_image_processor():
 
 @pytest.mark.parametrize("splitting", [False, True])
 def test_idefics2_image_processor(splitting):
-    pytest.importorskip("PIL")
     from transformers.models.idefics2.image_processing_pil_idefics2 import Idefics2ImageProcessorPil
 
     ip = Idefics2ImageProcessorPil(do_image_splitting=splitting)
@@ -260,7 +221,6 @@ def test_idefics2_image_processor(splitting):
 
 
 def test_llava_next_image_processor_patches():
-    pytest.importorskip("PIL")
     from transformers.models.llava_next.image_processing_pil_llava_next import LlavaNextImageProcessorPil
 
     pipe = presets.get("llava-next").pipeline
@@ -271,11 +231,3 @@ def test_llava_next_image_processor_patches():
         assert tuple(int(x) for x in out["image_sizes"][0]) == (h, w)
         # patches in pixel_values = grid crops + base image, what tokens.breakdown reports
         assert out["pixel_values"].shape[1] >= tokens.breakdown("llava-next", h, w).crops
-
-
-def test_sources_present():
-    # guards the source-compiling helper against a silently moved file
-    for rel in ("qwen2_vl/image_processing_qwen2_vl.py", "got_ocr2/image_processing_got_ocr2.py",
-                "mllama/image_processing_mllama.py"):
-        assert (MODELS / rel).exists()
-    assert importlib.util.find_spec("transformers.models.llava_next.processing_llava_next") is not None
