@@ -115,7 +115,7 @@ MUTANTS: list[Mutant] = [
     M("projection.bias_dropped", "projection", "fusion_spec/ops/projection.py", "return linear(x, w, b, op=op)",
       "return linear(x, w, None, op=op)", "LLaVA-1.0 linear projector without its bias"),
     # --- LLaVA-NeXT anyres
-    M("anyres.unpad_int", "anyres", "fusion_spec/tokens.py", "new_h = int(round(height * (grid_w / width), 7))",
+    M("anyres.unpad_int", "anyres", "fusion_spec/tokens/anyres.py", "new_h = int(round(height * (grid_w / width), 7))",
       "new_h = int(height * (grid_w / width))", "unpadding with int() instead of rounding (transformers < 4.47)"),
     M("anyres.newline_first", "anyres", "fusion_spec/ops/anyres.py", "xp.concat([kept, column], axis=1)",
       "xp.concat([column, kept], axis=1)", "image_newline at the start of each row instead of the end"),
@@ -223,7 +223,7 @@ MUTANTS: list[Mutant] = [
       "allowed = (causal & window)[None, ...] | block", "allowed = (causal[None, ...] | block) & window[None, ...]",
       "PaliGemma 2 prefix block cut by the sliding window (Gemma 3's rule)"),
     # --- not operators: token math, cost model, interop, the verifier (judged by tests only)
-    M("tokens.llava_next_newline_per_column", "", "fusion_spec/tokens.py", "return rows * cols + rows + base",
+    M("tokens.llava_next_newline_per_column", "", "fusion_spec/tokens/anyres.py", "return rows * cols + rows + base",
       "return rows * cols + cols + base", "one newline per column instead of per row", "tokens"),
     M("cost.qformer_cross_blocks", "", "fusion_spec/cost.py",
       "h, intermediate_size, h])\n    n_cross = len(range(0, num_layers, cross_attention_frequency))",
