@@ -1,8 +1,9 @@
 """The golden bundle: ``manifest.json`` plus one safetensors file per case, loaded with integrity checks.
 
 Also the pieces every consumer shares: rebuilding a case's operator from the manifest
-(:func:`target`), running it on arrays of any backend (:func:`call`), and rounding float64 values to
-a lower dtype exactly as the runner feeds them (:func:`round_to`).
+(:func:`target`), running it on arrays of any backend (:func:`call`), rounding float64 values to
+a lower dtype exactly as the runner feeds them (:func:`round_to`), and the manifest's schema, each
+case's gradient object included (:func:`check_cases`).
 """
 
 from __future__ import annotations
