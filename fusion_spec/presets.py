@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from . import cost
+from . import cost, tokens
 from .errors import FusionSpecError
 from .tokens import (AnyRes, AnyResMax, CanvasTiles, DynamicTiles, FixedGrid, Llama4Tiles, PanAndScan, PatchRows, Pipeline,
                      Resampler, SmartResize, SplitTiles, TokenCount)
+from .tokens.per_preset import use_presets
 
 #: family -> spec class name in :mod:`fusion_spec.specs`.
 SPEC_CLASSES = {
@@ -82,13 +83,10 @@ class Preset:
 
     def tokens(self, height: int, width: int) -> int:
         """:func:`fusion_spec.tokens.count` for this preset."""
-        from . import tokens
-
         return tokens.count(self, height, width)
 
     def breakdown(self, height: int, width: int) -> TokenCount:
-        from . import tokens
-
+        """:func:`fusion_spec.tokens.breakdown` for this preset."""
         return tokens.breakdown(self, height, width)
 
     def num_params(self) -> int:
@@ -462,3 +460,6 @@ def get(name: str) -> Preset:
     if name not in _PRESETS:
         raise FusionSpecError("presets.get", "name", "one of " + ", ".join(_PRESETS), repr(name))
     return _PRESETS[name]
+
+
+use_presets(get, Preset)  # fusion_spec.tokens' per-preset figures look names up here (it never imports presets)

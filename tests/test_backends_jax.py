@@ -208,6 +208,7 @@ def subprocess_results():
     return json.loads(line[len("RESULT"):])
 
 
+@pytest.mark.slow  # the subprocess_results fixture: JAX in a fresh process on 4 host devices, ~8 s
 def test_grad_matches_reference_finite_differences(subprocess_results):
     r = subprocess_results
     assert r["x64"] and r["grad_dtype"] == "float64"
@@ -222,6 +223,7 @@ def test_float64_is_left_to_the_reference():
     assert bj.attention_kernel(q.astype("float64"), k, v, mask=None, scale=1.0) is NotImplemented
 
 
+@pytest.mark.slow  # the subprocess_results fixture (see above)
 @pytest.mark.parametrize("label", ["projector", "toy_attention"])
 @pytest.mark.parametrize("dtype,tol", [("float32", 1e-5), ("float64", 1e-12)])
 def test_sharded_jit_equals_unsharded(subprocess_results, label, dtype, tol):

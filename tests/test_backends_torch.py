@@ -265,6 +265,7 @@ def test_gradcheck_module_parameters():
 
 # --- torch.compile -----------------------------------------------------------------------------
 
+@pytest.mark.slow  # torch.compile(fullgraph=True) of a resampler module: ~25 s
 def test_compile_fullgraph():
     torch._dynamo.reset()
     spec = ToyResampler()

@@ -130,6 +130,7 @@ def test_registered_in_the_main_cli_when_listed():
     assert args.func is cli.run_check_module
 
 
+@pytest.mark.slow  # a fresh interpreter importing torch and transformers: ~5 s
 def test_runs_as_a_module_in_a_fresh_process(tmp_path):
     import subprocess
     import sys

@@ -106,6 +106,7 @@ def assert_regenerates(directory: Path) -> None:
                     assert ratio <= 0.25, (name, key, ratio)
 
 
+@pytest.mark.slow  # regenerates the whole bundle, gradients included: ~70 s
 def test_regenerated_bundle_matches_the_checked_in_one(tmp_path):
     """CI guard: the checked-in bundle is what `fusion-spec goldens generate` writes."""
     generate.write(tmp_path)
@@ -271,12 +272,26 @@ def test_tolerance_model_numbers():
     assert tolerance.error_ratio(np.array([np.nan]), np.array([0.0]), 1, 1)[0] == np.inf
 
 
-@pytest.mark.parametrize("backend", ["torch", "jax", "mlx"])
+@pytest.mark.parametrize("backend", ["torch", pytest.param("jax", marks=pytest.mark.slow), "mlx"])  # jax: ~6 s
 def test_other_backends_pass_float32_attention(backend, bundle):
     pytest.importorskip("mlx.core" if backend == "mlx" else backend)
     results, _ = runner.run([backend], ["float32", "bfloat16"], bundle=bundle,
                             select=lambda e: e["family"] in ("attention", "merge_tokens"))
     assert results and all(r.status == "pass" for r in results), runner.failures(results)
+
+
+@pytest.mark.parametrize("backend", runner.ALL)
+def test_first_case_of_every_family_passes_on_every_backend(backend, bundle):
+    """The first case of each bundle family, in float32, on each backend ``--backend all`` runs: what the
+    fast tier (``pytest -m "not slow"``) keeps of the conformance suite on every backend."""
+    if not runner.installed(backend):
+        pytest.skip(f"{backend} is not installed here (its extra of pyproject.toml brings it)")
+    first: dict[str, str] = {}
+    for e in bundle.cases:
+        first.setdefault(e["family"], e["id"])
+    results, _ = runner.run([backend], ["float32"], bundle=bundle, select=lambda e: e["id"] in first.values())
+    assert sorted(r.case for r in results) == sorted(first.values())
+    assert all(r.status == "pass" for r in results), runner.failures(results)
 
 
 def test_backend_all_skips_uninstalled_with_a_note(monkeypatch, capsys):
@@ -378,6 +393,7 @@ def test_verify_requires_an_outputs_directory(tmp_path, bundle):
     assert main(["goldens", "verify", str(PACKAGE_BUNDLE), "--outputs", str(tmp_path / "nope")]) == 2
 
 
+@pytest.mark.slow  # regenerates the whole bundle: ~70 s alone, less after the test above (gradients are cached)
 def test_goldens_generate_cli_writes_a_bundle(tmp_path, capsys):
     assert main(["goldens", "generate", str(tmp_path)]) == 0
     assert "cases" in capsys.readouterr().out

@@ -369,7 +369,7 @@ def test_cross_attention_layers_schedule():
 
 # ---------------------------------------------------------------- other backends
 
-@pytest.mark.parametrize("backend", ["torch", "jax", "mlx"])
+@pytest.mark.parametrize("backend", ["torch", pytest.param("jax", marks=pytest.mark.slow), "mlx"])  # jax: ~9 s
 def test_backends_agree(backend):
     spec_f = GatedCrossAttentionBlock(hidden_size=8, vision_dim=6, num_heads=2, only_attend_immediate_media=False)
     spec_m = GatedCrossAttentionBlock(variant="mllama", hidden_size=8, vision_dim=8, num_heads=2, mask_dialect="meta")

@@ -36,6 +36,7 @@ def _sample() -> list[str]:
     return list(SAMPLE)
 
 
+@pytest.mark.slow  # an ONNX export and onnxruntime run per case: 2-5 s each
 @pytest.mark.parametrize("case", _sample())
 def test_exported_graphs_pass_the_case_on_onnxruntime(case):
     result = runner.run_case(BUNDLE, BUNDLE.case(case), "onnxruntime", "float32")
@@ -47,6 +48,7 @@ def _graph(case: str, dtype: str = "float64") -> tuple[dict, onnx.Graph]:
     return entry, onnx.export(entry, BUNDLE.tensors(entry), dtype)
 
 
+@pytest.mark.slow  # an ONNX export per case: 3-7 s each
 @pytest.mark.parametrize("case, sizes", [
     ("mlp_projection.gelu", {"input.x": {0: 5, 1: 13}}),
     ("gated_xattn.flamingo.immediate.text_before_image",
@@ -75,6 +77,7 @@ def test_dynamic_axes_take_other_sizes_and_match_the_reference(case, sizes):
         np.testing.assert_allclose(got["output." + name], w, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.slow  # an ONNX export: ~3 s
 def test_axes_the_config_fixes_are_static_and_enforced_by_onnxruntime():
     entry, graph = _graph("mlp_projection.gelu")
     spec = spec_from_manifest(entry["op"], entry["config"])
@@ -85,6 +88,7 @@ def test_axes_the_config_fixes_are_static_and_enforced_by_onnxruntime():
         graph.run({"input.x": wrong})
 
 
+@pytest.mark.slow  # an ONNX export per case: 2-4 s each
 @pytest.mark.parametrize("case", ["mlp_projection.gelu", "q_former.encoder_mask",
                                   "gated_xattn.flamingo.immediate.text_before_image"])
 def test_parameters_are_initializers_named_as_the_spec(case):
@@ -106,6 +110,7 @@ def test_a_value_dependent_operator_is_refused_by_name():
         onnx.export(entry, BUNDLE.tensors(entry))
 
 
+@pytest.mark.slow  # the presets' modules at their real sizes: ~9 s
 def test_preset_cases_scale_only_the_axes_the_config_fixes():
     entry, tensors = onnx.preset_case("blip2", "qformer")
     shapes = {i["name"]: i["shape"] for i in entry["inputs"]}
@@ -125,6 +130,7 @@ def _cli(capsys, *argv) -> tuple[int, str, str]:
     return code, out.out, out.err
 
 
+@pytest.mark.slow  # ONNX exports through the command line: ~2 s
 def test_cli_writes_checked_graphs_with_their_description(capsys, tmp_path):
     code, out, err = _cli(capsys, "export-onnx", "--case", "preset.llava-1.5.small", tmp_path / "onnx",
                           "--json", tmp_path / "report.json")
@@ -138,6 +144,7 @@ def test_cli_writes_checked_graphs_with_their_description(capsys, tmp_path):
     assert [g["check"] for g in report["graphs"]] == ["pass"]
 
 
+@pytest.mark.slow  # an ONNX export of a preset at its real size: ~4 s
 def test_cli_preset_with_a_hugging_face_state_dict(capsys, tmp_path):
     from fusion_spec import presets
     spec = presets.get("llava-1.5").fusion_specs()["multi_modal_projector"]

@@ -21,7 +21,8 @@ from fusion_spec.xp import to_numpy
 
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FEW = settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-BACKENDS = [b for b in backends.available()] + ["numpy"]
+# JAX compiles every shape the examples draw (~20 s for the three tests below): the slow tier runs it.
+BACKENDS = [pytest.param(b, marks=pytest.mark.slow) if b == "jax" else b for b in backends.available()] + ["numpy"]
 
 
 def rng_arrays(seed, *shapes):

@@ -22,11 +22,26 @@ from ..errors import FusionSpecError
 from ..xp import _FAST_PATHS, register_fast_path, unregister_fast_path
 
 BACKENDS = ("torch", "jax", "mlx")
+#: Every adapter module of this package by name, with the framework it imports and the extra that
+#: installs it: the three backends and the ONNX export (traced by PyTorch). The conformance suite, which
+#: the ONNX export builds on, reaches them only through :func:`adapter` and :func:`load`.
+ADAPTERS = {"torch": ("torch", "torch"), "jax": ("jax", "jax"), "mlx": ("mlx", "mlx"), "onnx": ("torch", "onnx")}
 
 
 def available() -> list[str]:
     """The backends whose framework is installed (``torch``, ``jax``, ``mlx``)."""
     return [name for name in BACKENDS if importlib.util.find_spec(name) is not None]
+
+
+def adapter(name: str) -> ModuleType:
+    """Import ``fusion_spec.backends.<name>`` (a key of :data:`ADAPTERS`) and return it, switching nothing on."""
+    if name not in ADAPTERS:
+        raise FusionSpecError("backends.adapter", "name", "one of " + ", ".join(ADAPTERS), repr(name))
+    framework, extra = ADAPTERS[name]
+    if importlib.util.find_spec(framework) is None:
+        raise FusionSpecError("backends.adapter", "name", f"an installed {framework} (pip install "
+                              f"'fusion-spec[{extra}]')", repr(name))
+    return importlib.import_module(f"{__name__}.{name}")
 
 
 def load(name: str) -> ModuleType:
@@ -36,7 +51,7 @@ def load(name: str) -> ModuleType:
     if importlib.util.find_spec(name) is None:
         raise FusionSpecError("backends.load", "name", f"an installed framework (pip install 'fusion-spec[{name}]')",
                               repr(name))
-    module = importlib.import_module(f"{__name__}.{name}")
+    module = adapter(name)
     module.fast_paths(True)
     return module
 

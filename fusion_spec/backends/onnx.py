@@ -31,7 +31,8 @@ import numpy as np
 import torch as _torch
 
 from .. import __version__
-from ..conformance.bundle import Bundle, call, spec_from_manifest, target, tuples
+from ..conformance import tolerance
+from ..conformance.bundle import Bundle, call, round_to, spec_from_manifest, target, tuples
 from ..errors import FusionSpecError
 from ..specs.base import Spec
 from .torch import fast_paths, place
@@ -156,9 +157,6 @@ def check(graph: Graph, entry: Mapping[str, Any], tensors: Mapping[str, np.ndarr
     rounded to its dtype, against the float64 NumPy reference on the same rounded values. The
     tolerance is the case's; an entry without one (a preset at real sizes) gets the bundle's tolerance
     model (:mod:`~fusion_spec.conformance.tolerance`) applied to its error model and sizes."""
-    from ..conformance import tolerance
-    from ..conformance.bundle import reduction, rms, round_to
-    from ..conformance.runner import compare_tensors
     dtype = graph.source["dtype"]
     rounded = {k: round_to(v, dtype) for k, v in tensors.items() if not k.startswith("output.")}
     want = {k: np.asarray(v) for k, v in call(entry, rounded).items()}
@@ -166,9 +164,9 @@ def check(graph: Graph, entry: Mapping[str, Any], tensors: Mapping[str, np.ndarr
     if "tolerance" in entry:
         tol = entry["tolerance"][dtype]
     else:
-        tol = tolerance.tolerance(dtype, entry["error_model"]["stages"], reduction(rounded.values()),
-                                  rms(list(want.values())))
-    status, ratio, _, _ = compare_tensors([{"name": n} for n in want], got, want, tol)
+        tol = tolerance.tolerance(dtype, entry["error_model"]["stages"], tolerance.reduction(rounded.values()),
+                                  tolerance.rms(list(want.values())))
+    status, ratio, _, _ = tolerance.compare_tensors([{"name": n} for n in want], got, want, tol)
     return status, ratio
 
 

@@ -1,8 +1,9 @@
 """The golden bundle: ``manifest.json`` plus one safetensors file per case, loaded with integrity checks.
 
 Also the pieces every consumer shares: rebuilding a case's operator from the manifest
-(:func:`target`), running it on arrays of any backend (:func:`call`), and rounding float64 values to
-a lower dtype exactly as the runner feeds them (:func:`round_to`).
+(:func:`target`), running it on arrays of any backend (:func:`call`), rounding float64 values to
+a lower dtype exactly as the runner feeds them (:func:`round_to`), and the manifest's schema, each
+case's gradient object included (:func:`check_cases`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from .. import ops, specs
 from ..errors import FusionSpecError
 from ..specs.base import Spec
 from . import safetensors_io, strict_json
+from .tolerance import DTYPES
 
 FORMAT_VERSION = 2  # 2: gradient goldens (<id>.grad.safetensors, the case's 'grad' object)
 PACKAGE_BUNDLE = Path(__file__).resolve().parent / "bundle"
@@ -294,9 +296,6 @@ def check_cases(cases: Any, where: str = "manifest.json") -> list[dict[str, Any]
     integers and a ``dtype``; ``tolerance`` has finite non-negative ``rtol``/``atol`` for every dtype;
     ``sha256`` is 64 lowercase hex digits.
     """
-    from . import grad
-    from .tolerance import DTYPES
-
     if not isinstance(cases, list):
         raise FusionSpecError("conformance", f"{where} cases", "a list of case objects", type(cases).__name__)
     ids: set[str] = set()
@@ -354,22 +353,48 @@ def check_cases(cases: Any, where: str = "manifest.json") -> list[dict[str, Any]
                 fail(f"tolerance['{dtype}']", "finite non-negative rtol and atol", tol.get(dtype))
         if not isinstance(c.get("sha256"), str) or not _SHA256.fullmatch(c["sha256"]):
             fail("sha256", "64 lowercase hexadecimal digits", c.get("sha256"))
-        grad.check_entry(c, files)
+        check_grad(c, files)
     return cases
+
+
+#: The file name ending of a case's gradient goldens (``<id>.grad.safetensors``).
+GRAD_SUFFIX = ".grad.safetensors"
+_GRAD_GROUPS = (("cotangents", "cotangent."), ("inputs", "grad.input."), ("params", "grad.param."))
+
+
+def grad_described(g: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """``{tensor name in the gradient file: {name, shape, dtype}}`` of a case's ``grad`` object."""
+    return {prefix + t["name"]: t for group, prefix in _GRAD_GROUPS for t in g[group]}
+
+
+def check_grad(entry: Mapping[str, Any], files: set[str]) -> None:
+    """Check a case's ``grad`` object (if any) against the format; ``files`` holds every file name seen
+    so far and gets the gradient file added. Raises :class:`FusionSpecError` naming the case."""
+    g = entry.get("grad")
+    if g is None:
+        return
+
+    def fail(field: str, expected: str, got: Any) -> None:
+        raise FusionSpecError(f"conformance case '{entry.get('id')}'", f"grad {field}", expected, repr(got)[:200])
+
+    if not isinstance(g, dict):
+        fail("", "an object", g)
+    f = g.get("file")
+    if not isinstance(f, str) or not SAFE_NAME.fullmatch(f) or not f.endswith(GRAD_SUFFIX) or f in files:
+        fail("file", f"a unique plain file name ending in {GRAD_SUFFIX}", f)
+    files.add(f)
+    for group, _ in _GRAD_GROUPS:
+        items = g.get(group)
+        if not isinstance(items, list) or not all(
+                isinstance(t, dict) and isinstance(t.get("name"), str) and isinstance(t.get("dtype"), str)
+                and bounded_shape(t.get("shape")) for t in items):
+            fail(group, "a list of {name, shape, dtype}", items)
+    tol = g.get("tolerance")
+    if not isinstance(tol, dict) or not all(valid_tolerance(tol.get(d)) for d in DTYPES):
+        fail("tolerance", "finite non-negative rtol and atol for every dtype", tol)
+    if not isinstance(g.get("sha256"), str) or not _SHA256.fullmatch(g["sha256"]):
+        fail("sha256", "64 lowercase hexadecimal digits", g.get("sha256"))
 
 
 def describe(arr: np.ndarray) -> dict[str, Any]:
     return {"shape": list(arr.shape), "dtype": np.asarray(arr).dtype.name}
-
-
-def reduction(arrays: Iterable[np.ndarray]) -> int:
-    """The error model's longest reduction: the largest axis of any input or parameter (at least 1)."""
-    return max([1] + [max(np.shape(a), default=1) for a in arrays])
-
-
-def rms(arrays: list[np.ndarray]) -> float:
-    flat = [np.asarray(a, dtype=np.float64).ravel() for a in arrays if np.asarray(a).dtype.kind == "f"]
-    if not flat or not sum(f.size for f in flat):
-        return 0.0
-    v = np.concatenate(flat)
-    return float(math.sqrt(float(np.mean(v * v))))

@@ -19,8 +19,8 @@ import numpy as np
 
 from .. import __version__
 from ..specs.base import _NORM_WEIGHT, Spec
-from . import grad, safetensors_io, tolerance
-from .bundle import FORMAT_VERSION, MANIFEST, PACKAGE_BUNDLE, TRUSTED_HASH, call, describe, reduction, rms, sha256
+from . import backward, safetensors_io, tolerance
+from .bundle import FORMAT_VERSION, MANIFEST, PACKAGE_BUNDLE, TRUSTED_HASH, call, describe, sha256
 from .cases import FAMILIES, Case
 
 #: Meaning of each flag a case may carry (Wycheproof-style).
@@ -116,8 +116,8 @@ def _entry(family: str, case: Case) -> tuple[dict[str, Any], bytes]:
     matrices = sum(1 for a in params.values() if a.ndim >= 2)
     norms = sum(1 for n in params if _NORM_WEIGHT.search(n))
     stages = 1 + matrices + norms + case.stages
-    longest = reduction([*arrays.values(), *params.values()])
-    scale = rms(list(outs.values()))
+    longest = tolerance.reduction([*arrays.values(), *params.values()])
+    scale = tolerance.rms(list(outs.values()))
     data = safetensors_io.dumps(tensors)
     entry |= {
         "outputs": [{"name": n, **describe(a)} for n, a in outs.items()],
@@ -146,7 +146,7 @@ def build() -> tuple[dict[str, Any], dict[str, bytes]]:
                 raise ValueError(f"duplicate case id {case.id!r}")
             entries.append(entry)
             files[entry["file"]] = data
-            gradient = grad.golden(entry, safetensors_io.loads(data), case.seed)
+            gradient = backward.golden(entry, safetensors_io.loads(data), case.seed)
             if gradient is not None:
                 files[gradient[0]] = gradient[1]
     manifest = {

@@ -11,8 +11,6 @@ rounded values (for float64 the bundle's stored outputs are the reference); the 
 from __future__ import annotations
 
 import contextlib
-import importlib
-import importlib.util
 import json
 import math
 import os
@@ -25,19 +23,17 @@ from typing import Any
 
 import numpy as np
 
+from .. import backends as adapters
 from ..errors import FusionSpecError
 from ..xp import LOW_PRECISION, to_numpy
 from . import tolerance
-from .bundle import Bundle, call, round_to, target
+from .arrays import BACKENDS, backend_settings, converter, device_of, installed
+from .bundle import Bundle, call, target
+from .reference import Reference
 
-BACKENDS = ("numpy", "torch", "jax", "mlx", "strict", "dask", "ndonnx", "onnxruntime")
 #: What ``--backend all`` runs: every backend but the ONNX ones, which trace each case into a graph
 #: (~20 minutes each for the bundle on a laptop CPU) and are asked for by name.
 ALL = ("numpy", "torch", "jax", "mlx", "strict", "dask")
-STRICT_API_VERSION = "2023.12"
-_MODULES = {"numpy": ("numpy",), "torch": ("torch",), "jax": ("jax",), "mlx": ("mlx.core",),
-            "strict": ("array_api_strict",), "dask": ("dask.array",), "ndonnx": ("ndonnx",),
-            "onnxruntime": ("onnxruntime", "onnxscript", "torch")}  # exported by torch.export, run by onnxruntime
 _CPU_ONLY = ("strict", "dask", "ndonnx", "onnxruntime")
 
 
@@ -60,23 +56,12 @@ class Result:
         return self.status in ("pass", "skip")
 
 
-def installed(backend: str) -> bool:
-    """Whether ``backend``'s array library (and what it needs) imports here."""
-    try:
-        for module in _MODULES[backend]:
-            importlib.import_module(module)
-    except Exception:  # noqa: BLE001 -- a broken install counts as not installed
-        return False
-    return True
-
-
 def activate_fast_paths(backend: str) -> str | None:
     """Register ``backend``'s fast paths (``fusion_spec.backends.load``), switched on even if a caller
     turned them off earlier. Returns the adapter module's name, or ``None`` for NumPy (none needed)."""
-    from .. import backends
-    if backend not in backends.BACKENDS:
+    if backend not in adapters.BACKENDS:
         return None
-    return backends.load(backend).__name__
+    return adapters.load(backend).__name__
 
 
 def supports(backend: str, dtype: str, device: str) -> str | None:
@@ -111,138 +96,10 @@ def supports(backend: str, dtype: str, device: str) -> str | None:
     return None
 
 
-def converter(backend: str, dtype: str, device: str) -> Callable[[str, np.ndarray], Any]:
-    """``f(name, float64-or-int-or-bool NumPy array) -> backend array`` in ``dtype`` on ``device``
-    (floating arrays only change dtype; their values are already representable in it)."""
-    if backend == "numpy":
-        return lambda name, a: a.astype(dtype) if a.dtype.kind == "f" else a
-    if backend == "torch":
-        import torch
-        tdt = getattr(torch, dtype)
-        return lambda name, a: torch.from_numpy(np.require(a, requirements="C")).to(
-            device=device, dtype=tdt if a.dtype.kind == "f" else None)
-    if backend == "jax":
-        import jax
-        import jax.numpy as jnp
-        dev = jax.devices("gpu" if device == "cuda" else "cpu")[0]
-
-        def to_jax(name: str, a: np.ndarray) -> Any:
-            # device_put of a NumPy array in the final dtype: jnp.asarray/astype would compile a
-            # conversion for every new shape, which was most of the suite's JAX compiles.
-            return jax.device_put(a.astype(jnp.bfloat16 if dtype == "bfloat16" else dtype) if a.dtype.kind == "f"
-                                  else a, dev)
-        return to_jax
-    if backend == "mlx":
-        import mlx.core as mx
-        mdt = getattr(mx, dtype)
-        mx.set_default_device(mx.gpu if device == "cuda" else mx.cpu)
-        return lambda name, a: (mx.array(a.astype(np.float32)).astype(mdt) if dtype == "bfloat16" else
-                                mx.array(a, dtype=mdt)) if a.dtype.kind == "f" else mx.array(a)
-    if backend == "strict":
-        import array_api_strict as xps
-        return lambda name, a: xps.asarray(a.astype(dtype) if a.dtype.kind == "f" else a)
-    if backend == "dask":
-        import dask.array as da
-        return lambda name, a: da.from_array(a.astype(dtype) if a.dtype.kind == "f" else a)
-    if backend == "ndonnx":
-        import ndonnx
-        return lambda name, a: ndonnx.asarray(a.astype(dtype) if a.dtype.kind == "f" else a)
-    raise FusionSpecError("conformance", "backend", "one of " + ", ".join(BACKENDS), repr(backend))
-
-
-def device_of(backend: str, array: Any) -> str:
-    """Where a backend's array lives: ``"cpu"`` or ``"cuda"`` (any accelerator)."""
-    if backend == "torch":
-        kind = array.device.type
-    elif backend == "jax":
-        kind = next(iter(array.devices())).platform
-    elif backend == "mlx":
-        import mlx.core as mx
-        kind = "cpu" if mx.default_device() == mx.cpu else "gpu"
-    else:
-        kind = "cpu"
-    return "cpu" if kind == "cpu" else "cuda"
-
-
-@contextlib.contextmanager
-def backend_settings(backend: str):
-    """JAX needs ``jax_enable_x64`` for float64 and int64 arrays; array-api-strict is held to the 2023.12
-    standard (the version the operators are written against). Both are restored afterwards."""
-    if backend == "strict":
-        import array_api_strict
-        with array_api_strict.ArrayAPIStrictFlags(api_version=STRICT_API_VERSION):
-            yield
-        return
-    if backend != "jax":
-        yield
-        return
-    import jax
-    before = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    try:
-        yield
-    finally:
-        jax.config.update("jax_enable_x64", before)
-
-
 def compare(entry: Mapping[str, Any], got: Mapping[str, np.ndarray], want: Mapping[str, np.ndarray],
             dtype: str) -> tuple[str, float, float, str]:
     """``(status, worst ratio, max abs error, detail)`` of ``got`` against ``want`` for one case's outputs."""
-    return compare_tensors(entry["outputs"], got, want, entry["tolerance"][dtype])
-
-
-def compare_tensors(described: list[Mapping[str, Any]], got: Mapping[str, Any], want: Mapping[str, np.ndarray],
-                    tol: Mapping[str, float], what: str = "output") -> tuple[str, float, float, str]:
-    """``(status, worst ratio, max abs error, detail)`` of the ``described`` tensors (``{name, ...}``) of
-    ``got`` against ``want``: floating ones by :func:`.tolerance.error_ratio` with ``tol``, integer and
-    boolean ones exactly. The one comparison of outputs and gradients alike."""
-    worst, worst_abs, details = 0.0, 0.0, []
-    for o in described:
-        name = o["name"]
-        if name not in got:
-            return "fail", math.inf, math.inf, f"{what} '{name}' missing"
-        g, w = np.asarray(got[name]), np.asarray(want[name])
-        if tuple(g.shape) != tuple(w.shape):
-            return "fail", math.inf, math.inf, f"{what} '{name}' has shape {list(g.shape)}, expected {list(w.shape)}"
-        if w.dtype.kind != "f":
-            if g.dtype.kind not in "biu":  # 1.5 must not pass as 1: exact outputs come as integers or booleans
-                return "fail", math.inf, math.inf, f"{what} '{name}' has dtype {g.dtype}, expected an integer " \
-                    f"or boolean array ({w.dtype})"
-            bad = int(np.count_nonzero(g.astype(np.int64) != w.astype(np.int64)))
-            if bad:
-                return "fail", math.inf, math.inf, f"{what} '{name}': {bad} of {w.size} exact values differ"
-            continue
-        if g.dtype.kind not in "fiub":
-            return "fail", math.inf, math.inf, f"{what} '{name}' has dtype {g.dtype}, expected a floating array"
-        ratio, err = tolerance.error_ratio(g, w, tol["rtol"], tol["atol"])
-        if not ratio <= worst:  # NaN-safe: a NaN ratio is never better than the worst so far
-            worst, details = ratio if ratio == ratio else math.inf, [f"worst in '{name}'"]
-        worst_abs = max(worst_abs, err)
-    return ("pass" if tolerance.passes(worst) else "fail"), worst, worst_abs, "; ".join(details)
-
-
-class Reference:
-    """Float64 NumPy reference outputs on inputs rounded to a dtype (cached per case and dtype)."""
-
-    def __init__(self, bundle: Bundle) -> None:
-        self.bundle = bundle
-        self._cache: dict[tuple[str, str], dict[str, np.ndarray]] = {}
-
-    def inputs(self, entry: Mapping[str, Any], dtype: str) -> dict[str, np.ndarray]:
-        return {k: round_to(v, dtype) for k, v in self.bundle.tensors(entry).items() if not k.startswith("output.")}
-
-    def outputs(self, entry: Mapping[str, Any], dtype: str, rounded: Mapping[str, np.ndarray] | None = None
-                ) -> dict[str, np.ndarray]:
-        key = (entry["id"], dtype)
-        if key not in self._cache:
-            if dtype == "float64":
-                tensors = self.bundle.tensors(entry)
-                out = {o["name"]: tensors["output." + o["name"]] for o in entry["outputs"]}
-            else:
-                rounded = rounded if rounded is not None else self.inputs(entry, dtype)
-                out = {k: np.asarray(v) for k, v in call(entry, rounded).items()}
-            self._cache[key] = out
-        return self._cache[key]
+    return tolerance.compare_tensors(entry["outputs"], got, want, entry["tolerance"][dtype])
 
 
 def run_case(bundle: Bundle, entry: Mapping[str, Any], backend: str, dtype: str, device: str = "cpu",
@@ -284,8 +141,7 @@ _JITTED: dict[str, Callable[..., Any]] = {}
 def _run_onnx(entry: Mapping[str, Any], rounded: Mapping[str, np.ndarray], dtype: str) -> dict[str, np.ndarray]:
     """The case exported as ``fusion-spec export-onnx`` writes it (:func:`fusion_spec.backends.onnx.export`:
     parameters as initializers, free axes dynamic) and run by onnxruntime."""
-    from ..backends import onnx
-    got = onnx.export(entry, rounded, dtype).run(rounded)
+    got = adapters.adapter("onnx").export(entry, rounded, dtype).run(rounded)
     return {k.removeprefix("output."): v for k, v in got.items()}
 
 
@@ -349,10 +205,11 @@ def _jit(entry: Mapping[str, Any]) -> Callable[..., Any]:
 def run(backends: Iterable[str] = ("numpy",), dtypes: Iterable[str] = ("float64", "float32"), device: str = "cpu",
         bundle: Bundle | None = None, select: Callable[[Mapping[str, Any]], bool] | None = None,
         progress: Callable[[int, int, str], None] | None = None, case_runner: Callable[..., Result] | None = None,
-        reference: Any = None) -> tuple[list[Result], list[str]]:
+        reference: Reference | None = None, kind: str = "forward") -> tuple[list[Result], list[str]]:
     """Run the suite. Returns every :class:`Result` and notes (skipped backends/dtypes, fast paths used).
-    ``case_runner`` (default :func:`run_case`) and its ``reference`` run one case (``--grad`` passes
-    :func:`.grad.run_case`)."""
+    ``case_runner`` (default :func:`run_case`) runs one case against ``reference``, whose results of
+    ``kind`` (:data:`.reference.KINDS`) are computed before the case is timed (``--grad`` passes
+    :func:`.grad.run_case` and ``"gradient"``)."""
     bundle = bundle or Bundle()
     case_runner = case_runner or run_case
     reference = reference or Reference(bundle)
@@ -384,7 +241,7 @@ def run(backends: Iterable[str] = ("numpy",), dtypes: Iterable[str] = ("float64"
             if progress:
                 progress(done, total, f"{backend} {dtype} {entry['id']}")
             with contextlib.suppress(Exception):  # a failing reference is reported by run_case
-                reference.outputs(entry, dtype)  # computed first: not the backend's time
+                reference.get(entry, dtype, kind)  # computed first: not the backend's time
             start = time.perf_counter()
             result = case_runner(bundle, entry, backend, dtype, device, reference)
             result.seconds = time.perf_counter() - start

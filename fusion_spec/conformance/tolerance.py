@@ -1,4 +1,8 @@
-"""The tolerance model: how far a backend's result may be from the float64 reference, per dtype.
+"""The tolerance model: how far a backend's result may be from the float64 reference, per dtype, and
+the one comparison under it (:func:`compare_tensors`).
+
+The generator, the runner, the verifier, the gradient checks and the ONNX export all use this module;
+it imports nothing of fusion_spec, so that each of them can.
 
 Metric (elementwise, over every element of every floating output of a case):
 
@@ -35,6 +39,8 @@ enough to catch a LayerNorm eps of 1e-5 instead of 1e-12 (a change of ~5e-6 at u
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -90,3 +96,52 @@ def error_ratio(got: np.ndarray, want: np.ndarray, rtol: float, atol: float) -> 
 def passes(ratio: float) -> bool:
     """The pass rule, written so that a NaN ratio fails: ``0 <= ratio <= 1``."""
     return bool(ratio <= 1.0)
+
+
+# --- the error model's sizes -----------------------------------------------------------------------
+
+def reduction(arrays: Iterable[np.ndarray]) -> int:
+    """The error model's longest reduction: the largest axis of any input or parameter (at least 1)."""
+    return max([1] + [max(np.shape(a), default=1) for a in arrays])
+
+
+def rms(arrays: list[np.ndarray]) -> float:
+    """The root mean square over every element of the floating ``arrays`` (0.0 when there are none): the
+    error model's ``scale``."""
+    flat = [np.asarray(a, dtype=np.float64).ravel() for a in arrays if np.asarray(a).dtype.kind == "f"]
+    if not flat or not sum(f.size for f in flat):
+        return 0.0
+    v = np.concatenate(flat)
+    return float(math.sqrt(float(np.mean(v * v))))
+
+
+# --- comparing tensors -------------------------------------------------------------------------------
+
+def compare_tensors(described: list[Mapping[str, Any]], got: Mapping[str, Any], want: Mapping[str, np.ndarray],
+                    tol: Mapping[str, float], what: str = "output") -> tuple[str, float, float, str]:
+    """``(status, worst ratio, max abs error, detail)`` of the ``described`` tensors (``{name, ...}``) of
+    ``got`` against ``want``: floating ones by :func:`error_ratio` with ``tol``, integer and boolean ones
+    exactly. The one comparison of outputs and gradients alike."""
+    worst, worst_abs, details = 0.0, 0.0, []
+    for o in described:
+        name = o["name"]
+        if name not in got:
+            return "fail", math.inf, math.inf, f"{what} '{name}' missing"
+        g, w = np.asarray(got[name]), np.asarray(want[name])
+        if tuple(g.shape) != tuple(w.shape):
+            return "fail", math.inf, math.inf, f"{what} '{name}' has shape {list(g.shape)}, expected {list(w.shape)}"
+        if w.dtype.kind != "f":
+            if g.dtype.kind not in "biu":  # 1.5 must not pass as 1: exact outputs come as integers or booleans
+                return "fail", math.inf, math.inf, f"{what} '{name}' has dtype {g.dtype}, expected an integer " \
+                    f"or boolean array ({w.dtype})"
+            bad = int(np.count_nonzero(g.astype(np.int64) != w.astype(np.int64)))
+            if bad:
+                return "fail", math.inf, math.inf, f"{what} '{name}': {bad} of {w.size} exact values differ"
+            continue
+        if g.dtype.kind not in "fiub":
+            return "fail", math.inf, math.inf, f"{what} '{name}' has dtype {g.dtype}, expected a floating array"
+        ratio, err = error_ratio(g, w, tol["rtol"], tol["atol"])
+        if not ratio <= worst:  # NaN-safe: a NaN ratio is never better than the worst so far
+            worst, details = ratio if ratio == ratio else math.inf, [f"worst in '{name}'"]
+        worst_abs = max(worst_abs, err)
+    return ("pass" if passes(worst) else "fail"), worst, worst_abs, "; ".join(details)

@@ -21,8 +21,12 @@ from .. import __version__
 from ..errors import FusionSpecError
 from ..xp import to_numpy
 from . import safetensors_io
+from .arrays import converter
+from .backward import load
 from .bundle import PACKAGE_BUNDLE, Bundle, call, inside, round_to, target, trusted_manifest_sha256
-from .runner import Reference, Result, compare_tensors, converter
+from .reference import Reference
+from .runner import Result
+from .tolerance import compare_tensors
 
 _CODE_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16"}
 
@@ -176,12 +180,11 @@ def export(directory: str | Path, source: str | Path = PACKAGE_BUNDLE) -> Path:
     bundle = Bundle(source)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    from . import grad
     for entry in bundle.cases:
         bundle.tensors(entry)  # integrity check before copying
         shutil.copyfile(bundle.path / entry["file"], directory / entry["file"])
         if "grad" in entry:
-            grad.load(bundle, entry)
+            load(bundle, entry)
             shutil.copyfile(bundle.path / entry["grad"]["file"], directory / entry["grad"]["file"])
     shutil.copyfile(bundle.path / "manifest.json", directory / "manifest.json")
     return directory

@@ -15,7 +15,8 @@ import numpy as np
 
 from ..errors import FusionSpecError
 from ..specs.base import Spec
-from .registry import CONVERTERS, Converter, converter_for, register, supported, _load_all
+from . import families  # noqa: F401 -- each family registers its converters (none imports torch here)
+from .registry import CONVERTERS, Converter, converter_for, register, supported
 
 
 def from_module(module: Any) -> tuple[Spec, dict[str, np.ndarray]]:
@@ -25,7 +26,6 @@ def from_module(module: Any) -> tuple[Spec, dict[str, np.ndarray]]:
 
 def to_state_dict(spec: Spec, params: Mapping[str, Any], target: str) -> dict[str, np.ndarray]:
     """The state dict (NumPy arrays) that the real module class ``target`` loads with ``strict=True``."""
-    _load_all()
     conv = CONVERTERS.get(target)
     if conv is None:
         raise FusionSpecError("interop.to_state_dict", "target", "one of: " + ", ".join(sorted(CONVERTERS)), repr(target))

@@ -1,4 +1,9 @@
-"""Converters between real models' fusion modules and (spec, params), keyed by the module's class."""
+"""Converters between real models' fusion modules and (spec, params), keyed by the module's class.
+
+Each family's module registers its converters here when it is imported; the package
+(``fusion_spec/interop/__init__.py``) imports every family (:mod:`.families`), so importing
+``fusion_spec.interop`` or anything in it fills :data:`CONVERTERS`.
+"""
 
 from __future__ import annotations
 
@@ -40,25 +45,20 @@ CONVERTERS: dict[str, Converter] = {}
 
 
 def register(converter: Converter) -> Converter:
+    """Add ``converter`` to :data:`CONVERTERS` under its module class name and return it."""
     CONVERTERS[converter.module_class] = converter
     return converter
 
 
 def supported() -> list[str]:
     """The module class names :func:`from_module` accepts."""
-    _load_all()
     return sorted(CONVERTERS)
 
 
 def converter_for(module: Any) -> Converter:
-    _load_all()
+    """The converter of ``module``'s class (or of the nearest base class that has one)."""
     for cls in type(module).__mro__:
         if cls.__name__ in CONVERTERS:
             return CONVERTERS[cls.__name__]
     raise FusionSpecError("interop.from_module", "module", "one of: " + ", ".join(sorted(CONVERTERS)),
                           type(module).__name__)
-
-
-def _load_all() -> None:
-    # Importing each family module registers its converters; none of them imports torch at import time.
-    from . import families  # noqa: F401

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 
 from .. import validate as check
 from ..errors import FusionSpecError
-from ..tokens import llava_next_unpadded, select_best_resolution
+from ..tokens.anyres import llava_next_unpadded, select_best_resolution
 from ..xp import Array, namespace
 from .resize import resize_bilinear
 

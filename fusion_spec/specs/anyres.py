@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from .. import ops
 from ..errors import FusionSpecError
 from ..ops.anyres import DEFAULT_PINPOINTS, anyres_grid, anyres_max_size
-from ..tokens import llava_next_unpadded
+from ..tokens.anyres import llava_next_unpadded
 from ..xp import Array
 from .base import Spec
 

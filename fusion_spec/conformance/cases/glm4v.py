@@ -1,0 +1,18 @@
+"""GLM-4V's patch merger, at shapes the real HF module can be built with
+(tests/test_interop_glm4v.py runs each case through it).
+"""
+
+from __future__ import annotations
+
+from ... import specs
+from .base import Case, _c, normal
+
+
+def glm4v_cases() -> list[Case]:
+    """GLM-4V's patch merger (after the vision model's downsample convolution)."""
+    G = specs.Glm4vPatchMerger
+    return [
+        _c("glm4v.patch_merger", G(dim=6, context_dim=10), ("x", normal(9, 6)), flags=("glm4v", "erf-gelu")),
+        _c("glm4v.patch_merger.gelu_batched", G(dim=4, context_dim=7, hidden_act="gelu"),
+           ("x", normal(2, 3, 4)), flags=("glm4v", "erf-gelu")),
+    ]
