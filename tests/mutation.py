@@ -42,7 +42,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "mutation.md"
 COPIED = ("fusion_spec", "tests", "pyproject.toml", "README.md", "docs", "mkdocs.yml")
-BF16_U = 2.0 ** -8
+LOW = ("bfloat16", "float16")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -288,7 +288,7 @@ _FAST_PATHS.clear()  # the package's own NumPy fast paths (GELU) would run inste
 bundle_dir, family, out = sys.argv[1:4]
 bundle = Bundle(bundle_dir)
 entries = [e for e in bundle.cases if e["family"] == family]
-for dtype, backend in (("float64", "numpy"), ("float32", "numpy"), ("bfloat16", "torch")):
+for dtype, backend in (("float64", "numpy"), ("float32", "numpy"), ("bfloat16", "torch"), ("float16", "torch")):
     for entry in entries:
         bundle.cases = [entry]
         try:
@@ -324,9 +324,11 @@ def _env(copy: Path) -> dict[str, str]:
 
 
 def kill_matrix(mutant: Mutant, copy: Path, work: Path) -> dict:
-    """Per dtype: killed?, worst ratio and failing cases; plus the float64 size of the change."""
+    """Per dtype: killed?, worst ratio, failing cases and (bfloat16, float16) the sign test's z farthest
+    from 0; plus the exact size of the change (float64), per output RMS and per rounding of each dtype."""
     from fusion_spec.conformance.bundle import PACKAGE_BUNDLE, Bundle
-    from fusion_spec.conformance.runner import Reference
+    from fusion_spec.conformance.reference import Reference
+    from fusion_spec.conformance.tolerance import UNIT_ROUNDOFF
     from fusion_spec.conformance.verify import verify
 
     out = work / mutant.id
@@ -338,17 +340,19 @@ def kill_matrix(mutant: Mutant, copy: Path, work: Path) -> dict:
     reference = Reference(bundle)
     rms = {e["id"]: e["error_model"]["output_rms"] for e in bundle.cases}
     row = {}
-    for dtype in ("float64", "float32", "bfloat16"):
+    for dtype in ("float64", "float32", *LOW):
         (out / dtype).mkdir(parents=True, exist_ok=True)
         results = verify(bundle, out / dtype, select=lambda e: e["family"] == mutant.family)
         bad = [r for r in results if not r.ok]
         row[dtype] = {"killed": bool(bad), "cases": len(results), "failing": [r.case for r in bad],
-                      "ratio": max((r.ratio for r in results), default=0.0)}
-        if dtype == "float64":  # the exact change: per output RMS, and measured with the bf16 tolerance
+                      "ratio": max((r.ratio for r in results), default=0.0),
+                      "bias": max((r.bias for r in results), key=abs, default=0.0)}
+        if dtype == "float64":  # the exact change: per output RMS, per rounding, and under each low tolerance
             row["change"] = max((r.max_abs / max(rms[r.case], 1e-300) for r in results), default=0.0)
-            row["bf16_visible"] = max((_ratio(bundle, reference, r.case, out / dtype, "bfloat16")
-                                       for r in results), default=0.0)
-            row["bf16_rtol"] = min(bundle.case(r.case)["tolerance"]["bfloat16"]["rtol"] for r in results)
+            for low in LOW:
+                row[f"{low}_roundings"] = row["change"] / UNIT_ROUNDOFF[low]
+                row[f"{low}_visible"] = max((_ratio(bundle, reference, r.case, out / dtype, low) for r in results),
+                                            default=0.0)
     shutil.rmtree(out, ignore_errors=True)
     return row
 
@@ -409,18 +413,23 @@ def _summary(row: dict) -> str:
     parts = []
     if "matrix" in row:
         parts.append(" ".join(f"{dt}:{'killed' if row['matrix'][dt]['killed'] else 'SURVIVED'}"
-                              for dt in ("float32", "bfloat16")))
+                              for dt in ("float32", *LOW)))
     if "tests" in row:
         parts.append(f"tests: {row['tests']['by'] or 'SURVIVED'}")
     return "  ".join(parts)
 
 
 def failures(results: dict[str, dict]) -> list[str]:
-    """What makes the run fail: float32 survivors of the kill matrix and survivors of the tests."""
+    """What makes the run fail: float32 survivors of the kill matrix, bfloat16 and float16 survivors whose
+    exact change is larger than one rounding of the output, and survivors of the tests."""
     bad = []
     for mid, row in results.items():
         if "matrix" in row and not row["matrix"]["float32"]["killed"]:
             bad.append(f"{mid} survives the bundle in float32")
+        for low in LOW if "matrix" in row else ():
+            if not row["matrix"][low]["killed"] and row["matrix"][f"{low}_roundings"] > 1:
+                bad.append(f"{mid} survives the bundle in {low} with a change of "
+                           f"{row['matrix'][f'{low}_roundings']:.2g} roundings")
         if "tests" in row and not row["tests"]["killed"]:
             bad.append(f"{mid} survives its tests ({' '.join(_by_id(mid).tests)})")
     return bad
@@ -442,17 +451,25 @@ def _cell(m: dict) -> str:
     return f"killed ({len(m['failing'])}/{m['cases']}, ratio {m['ratio']:.1e})".replace("inf", "∞")
 
 
+def _low_cell(m: dict, dtype: str) -> str:
+    """A bfloat16 or float16 cell: a survivor says by how much (roundings of the output, the exact
+    change under the tolerance) and what the sign test saw."""
+    cell = _cell(m[dtype])
+    if not m[dtype]["killed"]:
+        z = m[dtype]["bias"]
+        cell += (f": the exact change is {m[f'{dtype}_roundings']:.2g} roundings ({m[f'{dtype}_visible']:.2g}x the "
+                 f"tolerance); sign test z {z:+.1f}" + (" BIAS reported" if abs(z) >= 5 else ""))
+    return cell
+
+
 def _matrix_rows(results: dict[str, dict]) -> dict[str, str]:
     rows = {}
     for mid, row in results.items():
         if "matrix" not in row:
             continue
         m = row["matrix"]
-        bf16 = _cell(m["bfloat16"])
-        if not m["bfloat16"]["killed"]:
-            bf16 += (f": the exact change is {m['bf16_visible']:.2g}x the bf16 tolerance (rtol >= {m['bf16_rtol']:.2g}"
-                     f" = {m['bf16_rtol'] / BF16_U:.0f} u)")
-        rows[mid] = f"| `{mid}` | {row['family']} | {_cell(m['float32'])} | {bf16} | {m['change']:.1e} |"
+        rows[mid] = (f"| `{mid}` | {row['family']} | {_cell(m['float32'])} | {_low_cell(m, 'bfloat16')} | "
+                     f"{_low_cell(m, 'float16')} | {m['change']:.1e} |")
     return rows
 
 
@@ -467,9 +484,10 @@ def _report_rows(results: dict[str, dict]) -> dict[str, str]:
 
 def _matrix_table(rows: list[str]) -> str:
     found = statuses("\n".join(rows))
-    n, k32, k16 = len(found), sum(r[2] == "killed" for r in found), sum(r[3] == "killed" for r in found)
-    head = ["| mutant | family | float32 | bfloat16 | change / output RMS |", "|---|---|---|---|---|"]
-    return "\n".join(head + rows + [f"\nKilled: float32 {k32}/{n}, bfloat16 {k16}/{n}."])
+    n = len(found)
+    k32, kb, kh = (sum(r[i] == "killed" for r in found) for i in (2, 3, 4))
+    head = ["| mutant | family | float32 | bfloat16 | float16 | change / output RMS |", "|---|---|---|---|---|---|"]
+    return "\n".join(head + rows + [f"\nKilled: float32 {k32}/{n}, bfloat16 {kb}/{n}, float16 {kh}/{n}."])
 
 
 def _report_table(rows: list[str]) -> str:

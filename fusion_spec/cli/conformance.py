@@ -28,10 +28,12 @@ GOLDENS_EXAMPLES = """examples:
 
 VERIFY_EXAMPLES = """examples:
   fusion-spec goldens verify bundle/ --outputs out/
+  fusion-spec goldens verify bundle/ --outputs out/ --dtype bfloat16
   fusion-spec goldens verify bundle/ --outputs out/ --case 'q_former.*' --output out --json report.json
 
 OUT/<case id>.safetensors holds one tensor output.<name> per output of the case (see the bundle
-format page). Exit status: 0 every checked case passed, 1 a case failed or is missing, 2 a usage error."""
+format page). Each case is judged at the dtype the table's "judged at" column names: --dtype when given
+(a file stored in a lower precision then fails), else the dtype the file stores. Exit status: 0 every checked case passed, 1 a case failed or is missing, 2 a usage error."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -39,9 +41,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     from ..conformance.tolerance import DTYPES
 
     p = sub.add_parser("conformance", help="run the conformance suite on a backend and print error vs tolerance",
-                       description="Run every golden case on a backend in a dtype. For each case the error "
-                       "metric is max |got - want| / (atol + rtol |want|) against the float64 reference on the "
-                       "same rounded inputs; a case passes when it is <= 1.", epilog=CONFORMANCE_EXAMPLES)
+                       description="Run every golden case on a backend in a dtype. Each output is judged "
+                       "elementwise, max |got - want| / (atol + rtol |want|), and normwise, RMS(got - want) / "
+                       "(norm max(RMS(want), S)), against the float64 reference on the same rounded inputs; a case "
+                       "passes when both are <= 1.", epilog=CONFORMANCE_EXAMPLES)
     p.add_argument("--backend", default="numpy", choices=[*BACKENDS, "all"],
                    help="array library to run on, e.g. --backend torch; 'all' = every installed one except ndonnx and "
                    "onnxruntime (slow: name them) (default numpy)")
@@ -82,7 +85,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     exp.set_defaults(func=_export)
     ver = gsub.add_parser("verify", help="check another implementation's outputs against the bundle",
                           epilog=VERIFY_EXAMPLES, description="Compare OUT/<case id>.safetensors with each "
-                          "case's reference, in the dtype of the outputs.")
+                          "case's reference, at the claimed dtype (--dtype) or else the dtype of the outputs.")
     ver.add_argument("dir", type=input_dir, help="the bundle directory, e.g. bundle/")
     ver.add_argument("--outputs", type=input_dir, required=True, metavar="OUT",
                      help="directory of <case id>.safetensors files holding output.<name> tensors, e.g. --outputs out/")
@@ -93,6 +96,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     ver.add_argument("--trust-bundle", action="store_true",
                      help="check against DIR even if its manifest is not the one this fusion-spec ships (its "
                      "tolerances are then not vouched for, and every result says so), e.g. --trust-bundle")
+    ver.add_argument("--dtype", choices=list(DTYPES), default=None,
+                     help="the precision the implementation claims: every case is judged at it, and a file stored "
+                     "in a lower precision fails (default: each file's own dtype), e.g. --dtype float32")
     ver.add_argument("--grad", action="store_true", help="OUT holds gradients (grad.input.<name>, "
                      "grad.param.<name>) of the differentiable cases instead of outputs, e.g. --grad")
     json_argument(ver, "every result")
@@ -149,9 +155,9 @@ def _conformance(args: argparse.Namespace) -> int:
         out(bad)
     n_bad = sum(not r.ok for r in results)
     out(f"\n{plural(len(results), 'run')} of {plural(len({r.case for r in results}), 'case')} in {elapsed:.1f}s: "
-        f"{len(results) - n_bad} passed, {n_bad} failed")
+        f"{len(results) - n_bad} passed, {n_bad} failed{runner.bias_note(results)}")
     if args.json:
-        write_json(args.json, [r.__dict__ for r in results])
+        write_json(args.json, [runner.as_json(r) for r in results])
     return 1 if n_bad else 0
 
 
@@ -197,25 +203,29 @@ def _verify(args: argparse.Namespace) -> int:
     if args.grad:
         if args.output:
             raise UsageError("goldens verify: --output selects forward outputs; with --grad every gradient is checked")
-        results = verify_grad(bundle, args.outputs, select, trust=args.trust_bundle)
+        results = verify_grad(bundle, args.outputs, select, trust=args.trust_bundle, dtype=args.dtype)
     elif args.output:
         known = {o["name"] for e in bundle.cases if select is None or select(e) for o in e["outputs"]}
         unknown = sorted(set(args.output) - known)
         if unknown:
             raise UsageError(f"goldens verify: --output {', '.join(unknown)}: no selected case has such an output "
                              f"(outputs: {', '.join(sorted(known))})")
-        results = verify(bundle, args.outputs, select, outputs=set(args.output), trust=args.trust_bundle)
+        results = verify(bundle, args.outputs, select, outputs=set(args.output), trust=args.trust_bundle,
+                         dtype=args.dtype)
     else:
-        results = verify(bundle, args.outputs, select, trust=args.trust_bundle)
+        results = verify(bundle, args.outputs, select, trust=args.trust_bundle, dtype=args.dtype)
     if not results:
         print("fusion-spec goldens verify: no case matches --case", file=sys.stderr)
         return 1
-    rows = [[r.case, r.dtype, r.status.upper() if not r.ok else r.status, runner.fmt_ratio(r).split()[0]
-             if r.status in ("pass", "fail") else "-", f"{r.max_abs:.3g}" if r.status in ("pass", "fail") else "-",
-             r.detail] for r in results]
-    out(runner.table(["case", "dtype", "status", "error/tol", "max |err|", "detail"], rows))
+    measured = ("pass", "fail")
+    rows = [[r.case, r.dtype, r.stored or "-", r.status.upper() if not r.ok else r.status,
+             runner.fmt_ratio(r).split()[0] if r.status in measured else "-",
+             f"{r.max_abs:.3g}" if r.status in measured else "-", runner.fmt_bias(r), r.detail] for r in results]
+    out(runner.table(["case", "judged at", "stored", "status", "error/tol", "max |err|", "bias z", "detail"], rows))
     n_bad = sum(not r.ok for r in results)
-    out(f"\n{plural(len(results), 'case')}: {len(results) - n_bad} passed, {n_bad} failed or missing")
+    judged = ", ".join(sorted({r.dtype for r in results if r.dtype != "-"})) or "-"
+    out(f"\n{plural(len(results), 'case')} judged at {judged}: {len(results) - n_bad} passed, {n_bad} failed or "
+        f"missing{runner.bias_note(results)}")
     if args.json:
-        write_json(args.json, [r.__dict__ for r in results])
+        write_json(args.json, [runner.as_json(r) for r in results])
     return 1 if n_bad else 0

@@ -22,9 +22,11 @@ from .. import ops, specs
 from ..errors import FusionSpecError
 from ..specs.base import Spec
 from . import safetensors_io, strict_json
-from .tolerance import DTYPES
+from .tolerance import DTYPES, round_to  # noqa: F401 -- round_to: the bundle's rounding rule, read from here
 
-FORMAT_VERSION = 2  # 2: gradient goldens (<id>.grad.safetensors, the case's 'grad' object)
+#: 2: gradient goldens (<id>.grad.safetensors, the case's 'grad' object); 3: the normwise tolerance
+#: ``norm`` and measured float16/bfloat16 tolerances with their ``baseline``.
+FORMAT_VERSION = 3
 PACKAGE_BUNDLE = Path(__file__).resolve().parent / "bundle"
 MANIFEST = "manifest.json"
 
@@ -113,22 +115,6 @@ def outputs_of(result: Any) -> dict[str, Any]:
         else:
             out[name] = value
     return out
-
-
-# --- dtype rounding ---------------------------------------------------------------------------------
-
-def round_to(x: np.ndarray, dtype: str) -> np.ndarray:
-    """Float64 ``x`` rounded (to nearest even) to ``dtype``'s values, returned as float64 so that any
-    backend converts it to ``dtype`` exactly. Integer and boolean arrays are returned unchanged."""
-    x = np.asarray(x)
-    if x.dtype.kind != "f" or dtype == "float64":
-        return x
-    if dtype in ("float32", "float16"):
-        return x.astype(dtype).astype(np.float64)
-    if dtype == "bfloat16":  # 8 significant bits, float32's exponent range
-        m, e = np.frexp(x.astype(np.float64))
-        return np.ldexp(np.rint(m * 256.0) / 256.0, e)
-    raise FusionSpecError("conformance.round_to", "dtype", "float64, float32, float16 or bfloat16", repr(dtype))
 
 
 # --- the bundle on disk -----------------------------------------------------------------------------
@@ -253,9 +239,9 @@ def _read_inside(directory: Path, name: str, limit: int, op: str, what: str) -> 
 
 
 def valid_tolerance(t: Any) -> bool:
-    """Whether ``t`` is ``{rtol, atol}`` with both finite non-negative numbers."""
+    """Whether ``t`` is ``{rtol, atol, norm}`` with all three finite non-negative numbers."""
     return isinstance(t, dict) and all(type(t.get(k)) in (int, float) and math.isfinite(t[k]) and t[k] >= 0
-                                       for k in ("rtol", "atol"))
+                                       for k in ("rtol", "atol", "norm"))
 
 
 def bounded_shape(shape: Any) -> bool:
@@ -347,10 +333,10 @@ def check_cases(cases: Any, where: str = "manifest.json") -> list[dict[str, Any]
                     fail(f"inputs '{t['name']}'", "a bool 'keyword' (and a string 'list' if present)", t)
         tol = c.get("tolerance")
         if not isinstance(tol, dict):
-            fail("tolerance", "an object of {rtol, atol} per dtype", tol)
+            fail("tolerance", "an object of {rtol, atol, norm} per dtype", tol)
         for dtype in DTYPES:
             if not valid_tolerance(tol.get(dtype)):
-                fail(f"tolerance['{dtype}']", "finite non-negative rtol and atol", tol.get(dtype))
+                fail(f"tolerance['{dtype}']", "finite non-negative rtol, atol and norm", tol.get(dtype))
         if not isinstance(c.get("sha256"), str) or not _SHA256.fullmatch(c["sha256"]):
             fail("sha256", "64 lowercase hexadecimal digits", c.get("sha256"))
         check_grad(c, files)
@@ -391,7 +377,7 @@ def check_grad(entry: Mapping[str, Any], files: set[str]) -> None:
             fail(group, "a list of {name, shape, dtype}", items)
     tol = g.get("tolerance")
     if not isinstance(tol, dict) or not all(valid_tolerance(tol.get(d)) for d in DTYPES):
-        fail("tolerance", "finite non-negative rtol and atol for every dtype", tol)
+        fail("tolerance", "finite non-negative rtol, atol and norm for every dtype", tol)
     if not isinstance(g.get("sha256"), str) or not _SHA256.fullmatch(g["sha256"]):
         fail("sha256", "64 lowercase hexadecimal digits", g.get("sha256"))
 

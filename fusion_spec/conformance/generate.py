@@ -1,7 +1,9 @@
 """Regenerate the golden bundle: ``python -m fusion_spec.conformance.generate [DIR]``.
 
 Inputs come from ``numpy.random.default_rng([case seed, 1])``, parameters from ``spec.init(case seed)``
-(the case seed is the CRC-32 of the case id), outputs from the NumPy reference in float64. The files
+(the case seed is the CRC-32 of the case id), outputs from the NumPy reference in float64. The float16
+and bfloat16 tolerances come from the measurements in ``baselines.json`` (:mod:`.baseline`); a case
+without one (new, or changed) is measured first, which needs PyTorch, JAX and MLX. The files
 are byte-deterministic on a given platform (see :mod:`.safetensors_io`); float64 results of BLAS
 matrix products may differ in the last bit between CPU/BLAS builds, which is why the regeneration
 test runs where the bundle is maintained.
@@ -19,7 +21,8 @@ import numpy as np
 
 from .. import __version__
 from ..specs.base import _NORM_WEIGHT, Spec
-from . import backward, safetensors_io, tolerance
+from ..xp import LOW_PRECISION
+from . import backward, baseline, safetensors_io, tolerance
 from .bundle import FORMAT_VERSION, MANIFEST, PACKAGE_BUNDLE, TRUSTED_HASH, call, describe, sha256
 from .cases import FAMILIES, Case
 
@@ -137,8 +140,11 @@ def _store(a: np.ndarray) -> np.ndarray:
 
 
 def build() -> tuple[dict[str, Any], dict[str, bytes]]:
-    """The manifest and ``{file name: bytes}`` of every case."""
+    """The manifest and ``{file name: bytes}`` of every case. Cases without a current measurement in
+    ``baselines.json`` are measured, and the file is updated."""
     entries, files = [], {}
+    measurements = baseline.load()
+    before = json.dumps(measurements, sort_keys=True)
     for family, fn in FAMILIES.items():
         for case in fn():
             entry, data = _entry(family, case)
@@ -146,9 +152,16 @@ def build() -> tuple[dict[str, Any], dict[str, bytes]]:
                 raise ValueError(f"duplicate case id {case.id!r}")
             entries.append(entry)
             files[entry["file"]] = data
-            gradient = backward.golden(entry, safetensors_io.loads(data), case.seed)
+            tensors = safetensors_io.loads(data)
+            gradient = backward.golden(entry, tensors, case.seed)
             if gradient is not None:
                 files[gradient[0]] = gradient[1]
+            measured = baseline.lookup(measurements, entry, tensors, case.seed, measure_missing=True,
+                                       log=lambda line: print(line, file=sys.stderr, flush=True))
+            measured_tolerances(entry, measured)
+    if json.dumps(measurements, sort_keys=True) != before:
+        measurements["cases"] = {k: measurements["cases"][k] for k in sorted(measurements["cases"])}
+        baseline.save(measurements)
     manifest = {
         "format_version": FORMAT_VERSION,
         "generator": f"fusion_spec {__version__}",
@@ -159,15 +172,40 @@ def build() -> tuple[dict[str, Any], dict[str, bytes]]:
                           "cotangent.<output>": "(in <id>.grad.safetensors) the fixed random cotangent of an output",
                           "grad.input.<name>, grad.param.<name>": "(in <id>.grad.safetensors) the float64 "
                           "vector-Jacobian product sum_o <cotangent.o, d output.o / d name>"},
-        "metric": "pass iff max over elements of |got - want| / (atol + rtol * |want|) <= 1; "
-                  "integer and boolean outputs must match exactly",
-        "tolerance_model": {"rtol": "SAFETY * stages * (1 + sqrt(reduction)) * u(dtype)",
-                            "atol": "rtol * output_rms", "SAFETY": tolerance.SAFETY,
-                            "u": tolerance.UNIT_ROUNDOFF},
+        "metric": "pass iff, for every floating output o, max over elements of |got - want| / (atol + rtol * "
+                  "|want|) <= 1 and RMS(got_o - want_o) / (norm * max(RMS(want_o), S)) <= 1, S the RMS of all "
+                  "the case's floating reference outputs; integer and boolean outputs must match exactly",
+        "tolerance_model": {
+            "float64, float32": {"rtol": "SAFETY * stages * (1 + sqrt(reduction)) * u(dtype)",
+                                 "atol": "rtol * output_rms", "norm": "rtol", "SAFETY": tolerance.SAFETY},
+            "float16, bfloat16": {"rtol": "max(FACTOR * baseline.elem, FLOOR_ELEM * u(dtype))",
+                                  "atol": "rtol * output_rms",
+                                  "norm": "max(FACTOR * baseline.norm, FLOOR_NORM * u(dtype))",
+                                  "FACTOR": tolerance.FACTOR, "FLOOR_ELEM": tolerance.FLOOR_ELEM,
+                                  "FLOOR_NORM": tolerance.FLOOR_NORM,
+                                  "baseline": "the largest error of the honest implementations " + ", ".join(
+                                      baseline.HONEST) + " (elem: max |got - want| / (|want| + S); norm: "
+                                      "RMS(got - want) / max(RMS(want), S)); 'by' names the one with the "
+                                      "largest normwise error"},
+            "u": tolerance.UNIT_ROUNDOFF},
         "flags": FLAGS,
         "cases": entries,
     }
     return manifest, files
+
+
+def measured_tolerances(entry: dict[str, Any], measured: dict[str, Any]) -> None:
+    """Set the case's float16 and bfloat16 tolerances (and its gradients') from its measured baselines
+    (:func:`.tolerance.measured`), recording each baseline beside them."""
+    parts = [(entry, measured["forward"], entry["error_model"]["output_rms"])]
+    if "grad" in entry:
+        parts.append((entry["grad"], measured["grad"], entry["grad"]["error_model"]["grad_rms"]))
+    for target, by_dtype, scale in parts:
+        target["baseline"] = {}
+        for dtype in LOW_PRECISION:
+            largest = baseline.largest(by_dtype[dtype])
+            target["tolerance"][dtype] = tolerance.measured(dtype, largest["elem"], largest["norm"], scale)
+            target["baseline"][dtype] = largest
 
 
 def manifest_bytes(manifest: dict[str, Any]) -> bytes:

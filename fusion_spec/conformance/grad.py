@@ -26,10 +26,10 @@ from .backward import (AUTODIFF, cotangents, differentiable, error_model, finite
                        outputs, reference_vjp, vjp)
 from .bundle import Bundle, grad_described, round_to
 from .reference import Reference
-from .runner import Result, table
+from .runner import Result, judge, table
 from .runner import run as run_suite
 from .tolerance import compare_tensors
-from .verify import outcome, read_results, require_trust
+from .verify import claimed, outcome, read_results, require_trust
 
 __all__ = ["AUTODIFF", "compare", "cotangents", "differentiable", "error_model", "fd_table", "finite_differences",
            "golden", "leaves", "load", "main", "outputs", "produce", "reference_vjp", "run", "run_case", "verify", "vjp"]
@@ -40,8 +40,11 @@ def compare(entry: Mapping[str, Any], got: Mapping[str, np.ndarray], want: Mappi
     """``(status, worst ratio, max abs error, detail)`` of gradients ``got`` against ``want`` (keyed by leaf,
     ``input.<name>`` / ``param.<name>``) with the case's gradient tolerance for ``dtype``: the forward
     rule of :func:`fusion_spec.conformance.tolerance.compare_tensors`."""
-    leaves_ = [{"name": k, "dtype": "float64"} for k in want]
-    return compare_tensors(leaves_, got, want, entry["grad"]["tolerance"][dtype], "gradient")
+    return compare_tensors(_leaves(want), got, want, entry["grad"]["tolerance"][dtype], "gradient")
+
+
+def _leaves(want: Mapping[str, np.ndarray]) -> list[dict[str, str]]:
+    return [{"name": k, "dtype": "float64"} for k in want]
 
 
 def run_case(bundle: Bundle, entry: Mapping[str, Any], backend: str, dtype: str, device: str = "cpu",
@@ -54,8 +57,7 @@ def run_case(bundle: Bundle, entry: Mapping[str, Any], backend: str, dtype: str,
         got = vjp(entry, tensors, cot, backend, dtype, device)
     except Exception as exc:  # noqa: BLE001 -- a backend failure is a result, reported per case
         return Result(entry["id"], backend, dtype, "error", math.inf, math.inf, f"{type(exc).__name__}: {exc}", tol)
-    status, ratio, err, detail = compare(entry, got, want, dtype)
-    return Result(entry["id"], backend, dtype, status, ratio, err, detail, tol)
+    return judge(entry["id"], backend, dtype, _leaves(want), got, want, tol, "gradient")
 
 
 def run(backends, dtypes, device: str = "cpu", bundle: Bundle | None = None,
@@ -70,12 +72,13 @@ def run(backends, dtypes, device: str = "cpu", bundle: Bundle | None = None,
 
 
 def verify(bundle: Bundle, out_dir: str | Path, select: Callable[[Mapping[str, Any]], bool] | None = None,
-           trust: bool = False) -> list[Result]:
+           trust: bool = False, dtype: str | None = None) -> list[Result]:
     """``goldens verify --grad``: ``OUT/<id>.safetensors`` holds another implementation's
     ``grad.input.<name>`` / ``grad.param.<name>`` for each differentiable case, computed on the
-    bundle's inputs, parameters and cotangents rounded to the gradients' dtype. One ``Result`` per case,
-    with the same guarantees as :func:`fusion_spec.conformance.verify.verify` (trusted manifest, files
-    checked before they are read, never a crash for a bad file)."""
+    bundle's inputs, parameters and cotangents rounded to the dtype it is judged at: ``dtype`` (the
+    claim; files stored in a lower precision fail) or else the gradients' stored dtype. One ``Result``
+    per case, with the same guarantees as :func:`fusion_spec.conformance.verify.verify` (trusted
+    manifest, files checked before they are read, never a crash for a bad file)."""
     out_dir = Path(out_dir)
     trusted = require_trust(bundle, out_dir, trust, "goldens verify --grad")
     reference = Reference(bundle)
@@ -86,17 +89,23 @@ def verify(bundle: Bundle, out_dir: str | Path, select: Callable[[Mapping[str, A
         if not isinstance(read, tuple):
             results.append(outcome(read, trusted))
             continue
-        tensors, dtype = read
+        tensors, stored = read
+        judged = claimed(entry["id"], "gradients", stored, dtype)
+        if isinstance(judged, Result):
+            results.append(outcome(judged, trusted))
+            continue
         try:
-            _, _, want = reference.gradients(entry, dtype)
+            _, _, want = reference.gradients(entry, judged)
         except Exception as exc:  # noqa: BLE001 -- a case the reference cannot run is that case's error
-            results.append(outcome(Result(entry["id"], "gradients", dtype, "error", math.inf, math.inf,
-                                          f"reference failed: {type(exc).__name__}: {str(exc)[:300]}"), trusted))
+            results.append(outcome(Result(entry["id"], "gradients", judged, "error", math.inf, math.inf,
+                                          f"reference failed: {type(exc).__name__}: {str(exc)[:300]}",
+                                          stored=stored), trusted))
             continue
         got = {k[len("grad."):]: v for k, v in tensors.items()}
-        status, ratio, err, detail = compare(entry, got, want, dtype)
-        results.append(outcome(Result(entry["id"], "gradients", dtype, status, ratio, err, detail,
-                                      entry["grad"]["tolerance"][dtype]), trusted))
+        result = judge(entry["id"], "gradients", judged, _leaves(want), got, want, entry["grad"]["tolerance"][judged],
+                       "gradient")
+        result.stored = stored
+        results.append(outcome(result, trusted))
     return results
 
 

@@ -43,13 +43,20 @@ class Result:
 
     case: str
     backend: str
-    dtype: str
+    dtype: str             # the dtype the result was judged at (inputs rounded to it, its tolerance)
     status: str            # "pass", "fail", "error" (the backend raised) or "skip"
-    ratio: float = 0.0     # worst |got - want| / (atol + rtol |want|) over all outputs
+    ratio: float = 0.0     # worst elementwise or normwise error / tolerance over all outputs
     max_abs: float = 0.0   # worst |got - want|
     detail: str = ""
     tolerance: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0   # time the backend took on this case (conversion, run, comparison)
+    bias: float = 0.0      # the rounding-direction sign test's z (tolerance.rounding_bias): a report, no verdict
+    stored: str = ""       # the dtype an output file stored its floating tensors in (goldens verify)
+
+    @property
+    def biased(self) -> bool:
+        """Whether the sign test reports a systematic bias below the tolerance (``|bias| >= BIAS_Z``)."""
+        return abs(self.bias) >= tolerance.BIAS_Z
 
     @property
     def ok(self) -> bool:
@@ -102,6 +109,16 @@ def compare(entry: Mapping[str, Any], got: Mapping[str, np.ndarray], want: Mappi
     return tolerance.compare_tensors(entry["outputs"], got, want, entry["tolerance"][dtype])
 
 
+def judge(case: str, backend: str, dtype: str, described: list[Mapping[str, Any]], got: Mapping[str, Any],
+          want: Mapping[str, np.ndarray], tol: Mapping[str, float], what: str = "output") -> Result:
+    """The :class:`Result` of ``got`` against ``want`` judged at ``dtype`` with ``tol``: the verdict of
+    :func:`.tolerance.compare_tensors`, and beside it the rounding-direction test
+    (:func:`.tolerance.bias_of`) below float64."""
+    status, ratio, err, detail = tolerance.compare_tensors(described, got, want, tol, what)
+    bias = tolerance.bias_of(described, got, want, dtype) if dtype != "float64" else 0.0
+    return Result(case, backend, dtype, status, ratio, err, detail, dict(tol), bias=bias)
+
+
 def run_case(bundle: Bundle, entry: Mapping[str, Any], backend: str, dtype: str, device: str = "cpu",
              reference: Reference | None = None) -> Result:
     """Run one case on one backend and dtype and compare with the reference."""
@@ -129,8 +146,7 @@ def run_case(bundle: Bundle, entry: Mapping[str, Any], backend: str, dtype: str,
     if where != {device}:  # a result computed elsewhere than asked proves nothing about that device
         return Result(entry["id"], backend, dtype, "error", math.inf, math.inf,
                       f"outputs are on {sorted(where)}, not on {device}", tol)
-    status, ratio, err, detail = compare(entry, got, want, dtype)
-    return Result(entry["id"], backend, dtype, status, ratio, err, detail, tol)
+    return judge(entry["id"], backend, dtype, entry["outputs"], got, want, tol)
 
 
 #: Jitted case functions by structure (op, config, runtime): cases of the same structure share one
@@ -351,10 +367,33 @@ def summary_table(results: list[Result]) -> str:
 
 
 def failures(results: list[Result]) -> str:
+    """A line per failed result, then a line per result that passed with a rounding bias reported."""
     bad = [r for r in results if not r.ok]
-    return "\n".join(f"FAIL {r.backend} {r.dtype} {r.case}: ratio {fmt_ratio(r).split()[0]}, max |err| "
-                     f"{r.max_abs:.3g}, tolerance rtol {r.tolerance.get('rtol')} atol {r.tolerance.get('atol')}"
-                     + (f" ({r.detail})" if r.detail else "") for r in bad)
+    lines = [f"FAIL {r.backend} {r.dtype} {r.case}: ratio {fmt_ratio(r).split()[0]}, max |err| {r.max_abs:.3g}, "
+             f"tolerance rtol {r.tolerance.get('rtol')} atol {r.tolerance.get('atol')} norm {r.tolerance.get('norm')}"
+             + (f" ({r.detail})" if r.detail else "") for r in bad]
+    lines += [f"BIAS {r.backend} {r.dtype} {r.case}: passes, but its rounding errors lean to one side (sign test z = "
+              f"{r.bias:+.1f}, |z| >= {tolerance.BIAS_Z:g}): a systematic change smaller than the tolerance"
+              for r in results if r.ok and r.biased]
+    return "\n".join(lines)
+
+
+def fmt_bias(r: Result) -> str:
+    """The sign test's z, with ``BIAS`` when it reports a bias (``-`` where it was not computed)."""
+    if r.status not in ("pass", "fail") or r.dtype in ("float64", "-"):
+        return "-"
+    return f"{r.bias:+.1f}" + (" BIAS" if r.biased else "")
+
+
+def bias_note(results: list[Result]) -> str:
+    """``"; 2 with a rounding bias reported"`` when any result has one (a report, not a failure)."""
+    n = sum(r.biased for r in results)
+    return f"; {n} with a rounding bias reported (sign test |z| >= {tolerance.BIAS_Z:g}, not a failure)" if n else ""
+
+
+def as_json(r: Result) -> dict[str, Any]:
+    """A result as the command line's JSON writes it: every field, ``dtype`` also as ``judged_dtype``."""
+    return {**r.__dict__, "judged_dtype": r.dtype, "biased": r.biased}
 
 
 class Progress:

@@ -1,10 +1,12 @@
 """Check outputs written by another implementation against the bundle (``fusion-spec goldens verify``).
 
 ``OUT/<case id>.safetensors`` holds that implementation's ``output.<name>`` tensors for the case.
-Float64 outputs are compared with the bundle's stored float64 outputs. Outputs in a lower precision
-(F32, F16, BF16) are compared with the float64 reference recomputed on the case's inputs and
-parameters rounded to that dtype (which is what that implementation should have been fed: see
-``docs/conformance/format.md``), with the tolerance for that dtype.
+Each case is judged at one dtype: the dtype the implementation claims (``--dtype``), or else the
+dtype its file stores the outputs in. The claim can never be met by a file stored in a lower
+precision (a float32 claim by BF16 outputs). Float64 is compared with the bundle's stored float64
+outputs; a lower dtype with the float64 reference recomputed on the case's inputs and parameters
+rounded to that dtype (which is what the implementation should have been fed: see
+``docs/conformance/format.md``), with that dtype's tolerance. The dtype judged at is in every result.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ from .arrays import converter
 from .backward import load
 from .bundle import PACKAGE_BUNDLE, Bundle, call, inside, round_to, target, trusted_manifest_sha256
 from .reference import Reference
-from .runner import Result
-from .tolerance import compare_tensors
+from .runner import Result, judge
+from .tolerance import DTYPES, UNIT_ROUNDOFF
 
 _CODE_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16"}
 
@@ -36,12 +38,14 @@ class UntrustedBundle(FusionSpecError):
 
 
 def verify(bundle: Bundle, out_dir: str | Path, select: Callable[[Mapping[str, Any]], bool] | None = None,
-           outputs: Collection[str] | None = None, trust: bool = False) -> list[Result]:
+           outputs: Collection[str] | None = None, trust: bool = False, dtype: str | None = None) -> list[Result]:
     """One :class:`Result` per bundle case (``backend`` = ``"outputs"``); status ``missing`` when
     ``OUT/<id>.safetensors`` does not exist. ``select(entry)`` restricts the check to some cases (an
     implementation of a few operators verifies just those); ``outputs`` to some output names (an
     implementation that returns only ``embeddings`` of ``scatter_placeholders``); a case with none of
-    them is skipped.
+    them is skipped. ``dtype`` is the precision the implementation claims: every case is judged at it, and
+    a file storing its outputs in a lower precision fails; without it, each file is judged at the dtype
+    it stores.
 
     The tolerances and cases are the manifest's, so the manifest must be the one this fusion_spec
     ships (its sha256 is recorded in the package): otherwise :class:`UntrustedBundle` is raised, unless
@@ -55,8 +59,21 @@ def verify(bundle: Bundle, out_dir: str | Path, select: Callable[[Mapping[str, A
     for entry in (e for e in bundle.cases if select is None or select(e)):
         names = [o["name"] for o in entry["outputs"] if outputs is None or o["name"] in outputs]
         if names:
-            results.append(outcome(_verify_case(reference, entry, out_dir, names), trusted))
+            results.append(outcome(_verify_case(reference, entry, out_dir, names, dtype), trusted))
     return results
+
+
+def claimed(cid: str, label: str, stored: str, claim: str | None) -> str | Result:
+    """The dtype a file is judged at: the ``claim``, or the ``stored`` dtype when there is none; a ``fail``
+    :class:`Result` when the file stores a lower precision than the claim (more unit roundoff)."""
+    if claim is None:
+        return stored
+    if claim not in DTYPES:
+        raise FusionSpecError("goldens verify", "--dtype", "one of " + ", ".join(DTYPES), repr(claim))
+    if UNIT_ROUNDOFF[stored] > UNIT_ROUNDOFF[claim]:
+        return Result(cid, label, claim, "fail", math.inf, math.inf, f"stored as {stored}, a lower precision than "
+                      f"the claimed {claim}: {stored} values cannot meet a {claim} claim", stored=stored)
+    return claim
 
 
 def require_trust(bundle: Bundle, out_dir: Path, trust: bool, command: str) -> bool:
@@ -79,23 +96,27 @@ def outcome(result: Result, trusted: bool) -> Result:
     return result
 
 
-def _verify_case(reference: Reference, entry: Mapping[str, Any], out_dir: Path, names: list[str]) -> Result:
+def _verify_case(reference: Reference, entry: Mapping[str, Any], out_dir: Path, names: list[str],
+                 claim: str | None) -> Result:
     """Never raises for a bad output file or case: every problem is this case's ``error`` or ``fail``."""
     cid = entry["id"]
     allowed = {f"output.{o['name']}": o for o in entry["outputs"]}
     read = read_results(out_dir, cid, allowed, [f"output.{n}" for n in names], "outputs")
     if not isinstance(read, tuple):
         return read
-    tensors, dtype = read
+    tensors, stored = read
+    dtype = claimed(cid, "outputs", stored, claim)
+    if isinstance(dtype, Result):
+        return dtype
     try:
         want = reference.outputs(entry, dtype)
     except Exception as exc:  # noqa: BLE001 -- a case the reference cannot run is that case's error, not a crash
         return Result(cid, "outputs", dtype, "error", math.inf, math.inf,
-                      f"reference failed on the bundle's case: {type(exc).__name__}: {str(exc)[:300]}")
+                      f"reference failed on the bundle's case: {type(exc).__name__}: {str(exc)[:300]}", stored=stored)
     got = {k[len("output."):]: v for k, v in tensors.items()}
-    status, ratio, err, detail = compare_tensors([allowed[f"output.{n}"] for n in names], got, want,
-                                                 entry["tolerance"][dtype])
-    return Result(cid, "outputs", dtype, status, ratio, err, detail, entry["tolerance"][dtype])
+    result = judge(cid, "outputs", dtype, [allowed[f"output.{n}"] for n in names], got, want, entry["tolerance"][dtype])
+    result.stored = stored
+    return result
 
 
 def read_results(out_dir: Path, cid: str, allowed: Mapping[str, Mapping[str, Any]], wanted: Collection[str],
