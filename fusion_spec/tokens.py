@@ -46,10 +46,7 @@ MAX_TILES = 256
 
 
 def _bounded(op: str, name: str, value: object, top: int) -> int:
-    validate.positive_int(op, name, value)
-    if value > top:  # type: ignore[operator]
-        raise FusionSpecError(op, name, f"an integer >= 1 and <= {top}", repr(value))
-    return value  # type: ignore[return-value]
+    return validate.positive_int(op, name, value, maximum=top)
 
 
 def _size(op: str, height: object, width: object) -> tuple[int, int]:
@@ -179,8 +176,8 @@ class SmartResize:
         op = "tokens.SmartResize"
         validate.positive_int(op, "patch_size", self.patch_size)
         validate.positive_int(op, "merge_size", self.merge_size)
-        validate.positive_int(op, "min_pixels", self.min_pixels)
-        validate.positive_int(op, "max_pixels", self.max_pixels)
+        _bounded(op, "min_pixels", self.min_pixels, MAX_SIDE * MAX_SIDE)
+        _bounded(op, "max_pixels", self.max_pixels, MAX_SIDE * MAX_SIDE)
         validate.positive_int(op, "max_aspect_ratio", self.max_aspect_ratio)
         if self.min_pixels > self.max_pixels:
             raise FusionSpecError(op, "min_pixels", f"<= max_pixels {self.max_pixels}", self.min_pixels)
