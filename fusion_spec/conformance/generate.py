@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
+from ..errors import printable
+from ..files import write as write_file
 from ..specs.base import _NORM_WEIGHT, Spec
 from . import grad, safetensors_io, tolerance
 from .bundle import FORMAT_VERSION, MANIFEST, PACKAGE_BUNDLE, TRUSTED_HASH, call, describe, reduction, rms, sha256
@@ -187,10 +189,10 @@ def write(directory: str | Path = PACKAGE_BUNDLE) -> dict[str, Any]:
         if old.name not in files:
             old.unlink()
     for name, data in files.items():
-        (directory / name).write_bytes(data)
+        write_file(directory / name, data, op="goldens generate", arg="dir")
     text = manifest_bytes(manifest)
-    (directory / MANIFEST).write_bytes(text)
-    (directory / TRUSTED_HASH).write_text(sha256(text) + "\n", encoding="ascii")
+    write_file(directory / MANIFEST, text, op="goldens generate", arg="dir")
+    write_file(directory / TRUSTED_HASH, (sha256(text) + "\n").encode("ascii"), op="goldens generate", arg="dir")
     return manifest
 
 
@@ -199,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     directory = Path(argv[0]) if argv else PACKAGE_BUNDLE
     manifest = write(directory)
     size = sum(p.stat().st_size for p in directory.iterdir() if p.is_file())
-    print(f"wrote {len(manifest['cases'])} cases to {directory} ({size / 1e6:.2f} MB)")
+    print(f"wrote {len(manifest['cases'])} cases to {printable(directory)} ({size / 1e6:.2f} MB)")
     return 0
 
 

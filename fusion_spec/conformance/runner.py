@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import FusionSpecError
+from ..errors import FusionSpecError, printable
 from ..xp import LOW_PRECISION, to_numpy
 from . import tolerance
 from .bundle import Bundle, call, round_to, target
@@ -407,6 +407,9 @@ def fmt_ratio(r: Result) -> str:
 
 
 def table(headers: list[str], rows: list[list[str]]) -> str:
+    """Aligned columns; every cell goes through :func:`fusion_spec.errors.printable`, so a name read from
+    a file (a case's detail) can neither break a row, forge one, nor fail to print."""
+    headers, rows = [printable(h) for h in headers], [[printable(c) for c in r] for r in rows]
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
     line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
     return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])
@@ -495,9 +498,9 @@ def summary_table(results: list[Result]) -> str:
 
 def failures(results: list[Result]) -> str:
     bad = [r for r in results if not r.ok]
-    return "\n".join(f"FAIL {r.backend} {r.dtype} {r.case}: ratio {fmt_ratio(r).split()[0]}, max |err| "
+    return "\n".join(printable(f"FAIL {r.backend} {r.dtype} {r.case}: ratio {fmt_ratio(r).split()[0]}, max |err| "
                      f"{r.max_abs:.3g}, tolerance rtol {r.tolerance.get('rtol')} atol {r.tolerance.get('atol')}"
-                     + (f" ({r.detail})" if r.detail else "") for r in bad)
+                     + (f" ({r.detail})" if r.detail else "")) for r in bad)
 
 
 class Progress:
