@@ -85,10 +85,11 @@ class Graph:
     def run(self, inputs: Mapping[str, np.ndarray], path: str | Path | None = None) -> dict[str, np.ndarray]:
         """The graph run by onnxruntime (CPU) on ``{"input.<name>": array}`` (other keys, such as a case
         file's ``param.*``, are ignored; floating arrays are cast to the graph's dtype); returns
-        ``{"output.<name>": array}``. ``path``: the saved ``.onnx`` to run instead of the in-memory model
-        (needed past 2 GB)."""
+        ``{"output.<name>": array}``. ``path``: the saved ``.onnx``, run instead of the in-memory model
+        only past 2 GB (where onnxruntime must read the external data beside it)."""
         import onnxruntime
-        model = str(path) if path is not None else self.model.SerializeToString()
+        large = self.model.ByteSize() >= _PROTOBUF_LIMIT
+        model = str(path) if path is not None and large else self.model.SerializeToString()
         session = onnxruntime.InferenceSession(model, providers=["CPUExecutionProvider"])
         missing = sorted(set(self.inputs) - set(inputs))
         if missing:

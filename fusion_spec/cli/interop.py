@@ -41,6 +41,8 @@ OP = "check-module"
 #: Most weights (elements) check-module reads, and most input elements: 2**28 (2 GiB in float64), above
 #: the largest supported module of a released model (InternVL-78B's projector: 1.7e8 weights).
 MAX_WEIGHTS = 2 ** 28
+#: Most elements ``--inputs`` may hold: 2**24 (a check needs a few tokens; the random inputs have 100).
+MAX_INPUTS = 2 ** 24
 #: Largest ``--config`` file read (a model's config.json is a few kilobytes).
 MAX_CONFIG_BYTES = 1 << 20
 
@@ -77,11 +79,12 @@ def _activation(config: Mapping[str, Any]) -> str:
 
 
 def _merge_factor(config: Mapping[str, Any]) -> int:
-    """``downsample_ratio`` (InternVL: 0.5) as the merge factor ``k = 1 / ratio``, a whole number."""
+    """``downsample_ratio`` (InternVL: 0.5) as the merge factor ``k = 1 / ratio``, a whole number in
+    ``[1, 64]``."""
     def valid(v: Any) -> bool:
-        return (type(v) in (int, float) and math.isfinite(v) and 0 < v <= 1
-                and abs(round(1 / v) * v - 1) <= 1e-9)
-    return round(1 / _setting(config, "downsample_ratio", 0.5, valid, "1/k for a whole number k >= 1 (0.5 in InternVL)"))
+        return type(v) in (int, float) and 1 / 64 <= v <= 1 and abs(round(1 / v) * v - 1) <= 1e-9
+    return round(1 / _setting(config, "downsample_ratio", 0.5, valid,
+                              "1/k for a whole number k in [1, 64] (0.5 in InternVL)"))
 
 
 def _ns(**kw: Any) -> types.SimpleNamespace:
@@ -180,11 +183,11 @@ def _read_config(path: str | None) -> dict[str, Any]:
     return config
 
 
-def _bounded_total(table: Mapping[str, tuple], arg: str) -> None:
-    """The tensors of ``table`` hold at most :data:`MAX_WEIGHTS` elements (checked before reading them)."""
+def _bounded_total(table: Mapping[str, tuple], arg: str, limit: int) -> None:
+    """The tensors of ``table`` hold at most ``limit`` elements (checked before reading them)."""
     total = sum(math.prod(entry[1]) for entry in table.values())
-    if total > MAX_WEIGHTS:
-        raise FusionSpecError(OP, arg, f"at most {MAX_WEIGHTS} elements in the tensors read", f"{total}")
+    if total > limit:
+        raise FusionSpecError(OP, arg, f"at most {limit} elements in the tensors read", f"{total}")
 
 
 def _read_inputs(path: str) -> tuple[tuple[np.ndarray, ...], dict[str, np.ndarray]]:
@@ -203,7 +206,7 @@ def _read_inputs(path: str) -> tuple[tuple[np.ndarray, ...], dict[str, np.ndarra
                 raise FusionSpecError(OP, "--inputs", "tensors named input.<i> (positional) or runtime.<name>", name)
         if sorted(positional) != list(range(len(positional))) or not positional:
             raise FusionSpecError(OP, "--inputs", "input.0, input.1, ... without gaps", sorted(positional))
-        _bounded_total(f.table, "--inputs")
+        _bounded_total(f.table, "--inputs", MAX_INPUTS)
         tensors = f.tensors()
     safetensors_io.require_finite(tensors, OP, "--inputs")
     return (tuple(tensors[positional[i]] for i in range(len(positional))),
@@ -227,7 +230,7 @@ def load_module(name: str, checkpoint: str, prefix: str = "", config_path: str |
         if not table:
             raise FusionSpecError(OP, "--prefix", "a prefix some checkpoint keys start with",
                                   f"{prefix!r} (keys: {sorted(f.table)[:6]}{'...' if len(f.table) > 6 else ''})")
-        _bounded_total(table, "--checkpoint")
+        _bounded_total(table, "--checkpoint", MAX_WEIGHTS)
         with torch.device("meta"):  # sizes only: nothing is allocated before the names and shapes agree
             module = BUILDERS[name][0]({k: v[1] for k, v in table.items()}, config)
         expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}

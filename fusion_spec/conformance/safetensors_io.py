@@ -225,14 +225,18 @@ class File:
     def tensor(self, name: str) -> np.ndarray:
         """The tensor ``name`` of :attr:`table`, read from its own bytes only."""
         code, shape, begin, end = self.table[name]
+        data = bytearray(end - begin)  # read into place: the tensor's bytes are held once
         try:
             self._file.seek(self._data + begin)
-            data = self._file.read(end - begin)
+            got = self._file.readinto(data)
         except OSError as exc:
             raise FusionSpecError("safetensors.read", self.where, "a readable file",
                                   f"{type(exc).__name__}: {exc.strerror or exc}") from None
-        self._changed(len(data), end - begin)
-        return _array(data, code, shape)
+        self._changed(got, end - begin)
+        arr = np.frombuffer(data, dtype=DTYPES[code]).reshape(shape)
+        if code == "BF16":
+            return (arr.astype(np.uint32) << 16).view(np.float32)
+        return arr if arr.dtype.isnative else arr.astype(arr.dtype.newbyteorder("="))
 
     def tensors(self, names: Iterable[str] | None = None) -> dict[str, np.ndarray]:
         """The tensors ``names`` (default: all of them), each read by :meth:`tensor`."""
