@@ -506,6 +506,17 @@ DIRECT = {
     "tokens.count 10**12 x 10**12": lambda: tokens.count("qwen2-vl", HUGE, HUGE),
     "tokens.SmartResize max_pixels 10**30": lambda: tokens.SmartResize(max_pixels=10 ** 30),
     "validate.positive_int 10**400": lambda: validate.positive_int("op", "n", 10 ** 400),
+    "pack_anyres_features image_size 10**12": lambda: ops.pack_anyres_features(
+        np.zeros((5, 4, 3)), {"image_newline": np.zeros(3)}, grid=(2, 2), image_size=(HUGE, HUGE)),
+    "pack_anyres_features grid 10**12": lambda: ops.pack_anyres_features(
+        np.zeros((5, 4, 3)), {"image_newline": np.zeros(3)}, grid=(HUGE, HUGE), image_size=(10, 10)),
+    "interleave_tokens tokens_per_image 10**12": lambda: ops.interleave_tokens(
+        [np.zeros(1, np.int64)], [], text_vocab_size=5, image_vocab_size=4, image_offset=5, boi_id=9, eoi_id=10,
+        tokens_per_image=HUGE),
+    "unfold_merge grids 10**12": lambda: ops.unfold_merge(np.zeros((4, 3)), factor=2, grids=[(HUGE, HUGE)]),
+    "attention chunk_size 10**12": lambda: ops.attention(*[np.zeros((1, 1, 2, 3))] * 3, chunk_size=HUGE),
+    "mrope_position_ids a 10**12 grid": lambda: ops.mrope_position_ids(np.ones((1, 4), np.int64),
+                                                                        np.array([[1, HUGE, HUGE]])),
 }
 
 
