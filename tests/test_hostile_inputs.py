@@ -17,6 +17,7 @@ writing through links. The interop converters' audit is tests/test_interop_modul
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import math
@@ -364,12 +365,14 @@ def test_overlong_and_oversized_checkpoint_headers(tmp_path, interop_ready, reli
         "a 95 MB header": sparse(tmp_path / "a.safetensors", (95_000_000).to_bytes(8, "little") + b"{", 95_000_008),
         "a header 1 byte over the bound": sparse(tmp_path / "b.safetensors", (limit + 1).to_bytes(8, "little") + b"{",
                                                  limit + 9),
-        "a header longer than the file": sparse(tmp_path / "c.safetensors", (10 ** 6).to_bytes(8, "little") + b"{", 100),
+        "a header longer than the file": sparse(tmp_path / "c.safetensors", (10 ** 6).to_bytes(8, "little") + b"{",
+                                                100),
         "a header length of 2**64-1": raw_file("{}", length=2 ** 64 - 1),
         "a 2 MB header of empty lists": raw_file(b'{"x":{"dtype":"F64","shape":[' + b"[]," * ((limit - 64) // 3)
                                                  + b'[]],"data_offsets":[0,0]}}'),
-        "a 2 MB header of 2-letter strings": raw_file(b'{"__metadata__":{"k":"v"},"x":{"dtype":"F64","shape":["'
-                                                      + b'ab","' * ((limit - 100) // 5) + b'ab"],"data_offsets":[0,0]}}'),
+        "a 2 MB header of 2-letter strings": raw_file(
+            b'{"__metadata__":{"k":"v"},"x":{"dtype":"F64","shape":["' + b'ab","' * ((limit - 100) // 5)
+            + b'ab"],"data_offsets":[0,0]}}'),
     }
     for what, data in crafted.items():
         path = data if isinstance(data, Path) else tmp_path / "d.safetensors"
@@ -478,13 +481,13 @@ def test_every_size_field_of_every_spec(reliability_counts):
     seen = set()
     for call in (c for c in CALLS if c.spec is not None):
         cls = type(call.spec)
-        for f in specs.base.dataclasses.fields(cls):
+        for f in dataclasses.fields(cls):
             for put in _int_slots(getattr(call.spec, f.name)):
                 if (cls, f.name) in seen:
                     continue
                 seen.add((cls, f.name))
                 bounded_call(reliability_counts, f"{cls.__name__}({f.name}=10**12)",
-                             lambda f=f, p=put: specs.base.dataclasses.replace(call.spec, **{f.name: p(HUGE)}).init(),
+                             lambda f=f, p=put: dataclasses.replace(call.spec, **{f.name: p(HUGE)}).init(),
                              False)
     assert len(seen) > 40
 
@@ -593,7 +596,8 @@ def test_json_to_dev_full_is_one_line(reliability_counts):
 @pytest.mark.parametrize("name", ["tokens.xyz", "tokens", "tokens.PNG.exe", "tokens.\ud800"])
 def test_an_unknown_plot_extension_is_one_line_before_the_table(name, tmp_path, reliability_counts):
     pytest.importorskip("matplotlib")
-    err = one_line_error(reliability_counts, f"--plot {name!r}", "tokens", "--size", "224x224", "--plot", tmp_path / name)
+    err = one_line_error(reliability_counts, f"--plot {name!r}", "tokens", "--size", "224x224", "--plot",
+                         tmp_path / name)
     assert "--plot" in err and (".png" in err or "\\ud800" in err)  # a name no file system takes: refused as such
     assert not any(tmp_path.iterdir())
 
@@ -602,8 +606,9 @@ def test_an_unknown_plot_extension_is_one_line_before_the_table(name, tmp_path, 
 def test_export_onnx_params_with_nan_or_inf(value, tmp_path, onnx_ready, reliability_counts):
     bias = np.zeros(2048, np.float32)
     bias[7] = value
+    weight = np.zeros((2048, 1152), np.float32)
     safetensors_io.save(tmp_path / "p.safetensors", {"multi_modal_projector.bias": bias,
-                                                     "multi_modal_projector.weight": np.zeros((2048, 1152), np.float32)})
+                                                     "multi_modal_projector.weight": weight})
     err = one_line_error(reliability_counts, f"--params with {value}", "export-onnx", "--preset", "paligemma",
                          "--params", tmp_path / "p.safetensors", tmp_path / "onnx")
     assert "finite" in err
@@ -766,7 +771,8 @@ def test_no_command_writes_through_a_link(command, tmp_path, reliability_counts,
         import onnx
 
         from fusion_spec.backends import onnx as backend
-        monkeypatch.setattr(backend, "export", lambda entry, tensors, dtype: backend.Graph(onnx.ModelProto(), {}, {}, {}))
+        monkeypatch.setattr(backend, "export",
+                            lambda entry, tensors, dtype: backend.Graph(onnx.ModelProto(), {}, {}, {}))
     if command == "goldens generate":  # the refusal comes at the first file: no need to compute every case
         from fusion_spec.conformance import generate
         monkeypatch.setattr(generate, "build", lambda: ({"cases": []}, {f"{GELU}.safetensors": b"x"}))

@@ -99,7 +99,8 @@ EXAMPLES: dict[str, Example] = {
         "LlavaOnevisionMultiModalProjector", "VideoLlavaMultiModalProjector")},
     **{name: _anyres for name in ("LlavaNextModel", "LlavaNextForConditionalGeneration", "LlavaOnevisionModel",
                                   "LlavaOnevisionForConditionalGeneration")},
-    **{name: _tokens(lambda m: m.ln_q.weight.shape[0], batch=False) for name in ("PatchMerger", "Qwen2_5_VLPatchMerger")},
+    **{name: _tokens(lambda m: m.ln_q.weight.shape[0], batch=False)
+       for name in ("PatchMerger", "Qwen2_5_VLPatchMerger")},
     "Qwen3VLVisionPatchMerger": _tokens(lambda m: m.norm.weight.shape[0], batch=False),
     **{name: _grid(4, lambda m, spec: spec.vision_dim) for name in (
         "InternVLMultiModalProjector", "InternVLModel", "InternVLForConditionalGeneration")},

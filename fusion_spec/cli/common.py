@@ -222,9 +222,12 @@ def run(parser: argparse.ArgumentParser, argv: Iterable[str] | None) -> int:
         # The reader (e.g. `| head`) has gone: stop quietly.
         _discard_stdout()
         return 141
-    except OSError as exc:  # writing stdout failed (`--json - > /dev/full`: no space left)
-        _discard_stdout()
-        return _fail(prog, f"{exc.filename or 'standard output'}: {exc.strerror or exc}")
+    except OSError as exc:  # e.g. writing stdout failed (`--json - > /dev/full`: no space left on device)
+        try:
+            sys.stdout.flush()  # what the command printed before, if stdout still takes it
+        except OSError:
+            _discard_stdout()
+        return _fail(prog, f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}")
 
 
 def _discard_stdout() -> None:

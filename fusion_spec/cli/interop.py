@@ -22,7 +22,6 @@ in the file (a whole model's shard) are never read.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import types

@@ -124,8 +124,8 @@ def media_attention_mask(media_locations: Array, num_media: int, tokens_per_medi
     check.positive_int(op, "tokens_per_media", tokens_per_media)
     if text_len is not None:
         check.positive_int(op, "text_len", text_len, minimum=0)
-    check.elements(op, "num_media * tokens_per_media", (media_locations.shape[0], media_locations.shape[1]
-                                                         if text_len is None else text_len, num_media, tokens_per_media))
+    rows = media_locations.shape[1] if text_len is None else text_len
+    check.elements(op, "num_media * tokens_per_media", (media_locations.shape[0], rows, num_media, tokens_per_media))
     xp = namespace(media_locations)
     counts = xp.astype(media_locations, xp.int32)
     if use_cached_media:
