@@ -18,9 +18,13 @@ from . import validate
 from .errors import FusionSpecError
 
 
+#: Largest count the cost arithmetic accepts: beyond exact float arithmetic (and any real model).
+EXACT = 2 ** 53
+
+
 def _pos(op: str, **values: int) -> None:
     for name, v in values.items():
-        validate.positive_int(op, name, v)
+        validate.positive_int(op, name, v, maximum=EXACT)
 
 
 # ------------------------------------------------------------------------------- primitives
@@ -108,7 +112,7 @@ def _dims(op: str, dims: Sequence[int]) -> list[int]:
     if len(dims) < 2:
         raise FusionSpecError(op, "dims", "at least two layer widths (input, output)", repr(dims))
     for d in dims:
-        validate.positive_int(op, "dims", d)
+        validate.positive_int(op, "dims", d, maximum=EXACT)
     return dims
 
 
@@ -278,12 +282,9 @@ def context_budget(tokens_per_image: int, images: int, context: int) -> ContextB
     """``used = tokens_per_image * images``; ``fraction = used / context``; ``remaining = context - used``
     (negative when it overflows); ``max_images = context // tokens_per_image``."""
     op = "cost.context_budget"
-    validate.positive_int(op, "tokens_per_image", tokens_per_image, minimum=0)
-    validate.positive_int(op, "images", images, minimum=0)
-    validate.positive_int(op, "context", context)
-    for name, value in (("tokens_per_image", tokens_per_image), ("images", images), ("context", context)):
-        if value > 2 ** 53:  # beyond exact float arithmetic (and any real context)
-            raise FusionSpecError(op, name, "an integer <= 2**53", repr(value))
+    validate.positive_int(op, "tokens_per_image", tokens_per_image, minimum=0, maximum=EXACT)
+    validate.positive_int(op, "images", images, minimum=0, maximum=EXACT)
+    validate.positive_int(op, "context", context, maximum=EXACT)
     used = tokens_per_image * images
     max_images = context // tokens_per_image if tokens_per_image else -1
     return ContextBudget(tokens_per_image, images, context, used, context - used, used / context,
@@ -298,13 +299,13 @@ def parse_context(text: str | int) -> int:
     """``"4K"``/``"4k"`` -> 4096, ``"128K"`` -> 131072, ``"5000"`` or ``5000`` -> 5000."""
     op = "cost.parse_context"
     if isinstance(text, int) and not isinstance(text, bool):
-        return validate.positive_int(op, "context", text)
+        return validate.positive_int(op, "context", text, maximum=EXACT)
     s = str(text).strip().upper()
     try:
         value = int(s[:-1]) * 1024 if s.endswith("K") else int(s)
     except ValueError:
         raise FusionSpecError(op, "context", "a token count such as 4096 or 4K, 8K, 32K, 128K", repr(text)) from None
-    return validate.positive_int(op, "context", value)
+    return validate.positive_int(op, "context", value, maximum=EXACT)
 
 
 def attention_cost_ratio(n_before: int, n_after: int) -> float:
@@ -312,11 +313,8 @@ def attention_cost_ratio(n_before: int, n_after: int) -> float:
 
     576 -> 64 tokens is ``9 ** 2 = 81.0`` times less attention work (score and mixing FLOPs).
     """
-    validate.positive_int("cost.attention_cost_ratio", "n_before", n_before)
-    validate.positive_int("cost.attention_cost_ratio", "n_after", n_after)
-    if max(n_before, n_after) > 2 ** 53:
-        raise FusionSpecError("cost.attention_cost_ratio", "n_before, n_after", "integers <= 2**53",
-                              f"{n_before}, {n_after}")
+    validate.positive_int("cost.attention_cost_ratio", "n_before", n_before, maximum=EXACT)
+    validate.positive_int("cost.attention_cost_ratio", "n_after", n_after, maximum=EXACT)
     return (n_before / n_after) ** 2
 
 

@@ -11,6 +11,16 @@ import numpy as np
 from .errors import FusionSpecError
 from .xp import Array, dtype_name, is_floating
 
+#: Largest value any size argument accepts (a width, length, count, vocabulary size, token id, image
+#: side or grid size: 16.7M; real models stay far below), checked before any loop or allocation.
+MAX_SIZE = 2 ** 24
+#: Largest number of layers (real models: at most ~100).
+MAX_LAYERS = 1024
+#: Most elements of an array whose size comes from size arguments alone (an operator's output sized
+#: by its arguments, a spec's parameters): 2**31, above every real model's (the largest preset's
+#: fusion module has 6.5e8 parameters). Counted without ever multiplying past it.
+MAX_ELEMENTS = 2 ** 31
+
 
 def array(op: str, name: str, x: Any, rank: int | Sequence[int] | None = None) -> Array:
     """``x`` must be an array (of any backend) of the given rank(s)."""
@@ -84,11 +94,27 @@ def is_int(value: Any) -> bool:
     return torch is not None and isinstance(value, torch.SymInt)
 
 
-def positive_int(op: str, name: str, value: Any, minimum: int = 1) -> int:
-    """``value`` must be an int >= minimum (bools rejected)."""
+def positive_int(op: str, name: str, value: Any, minimum: int = 1, maximum: int = MAX_SIZE) -> int:
+    """``value`` must be an int in ``[minimum, maximum]`` (bools rejected): the one check of every size
+    argument, so that none can start a loop or an allocation of absurd size (``10**12`` layers). A
+    tracer's symbolic size is checked against ``minimum`` only (its traced value is not its range)."""
     if not is_int(value) or value < minimum:
-        raise FusionSpecError(op, name, f"an integer >= {minimum}", repr(value))
+        raise FusionSpecError(op, name, f"an integer >= {minimum}", repr(value)[:100])
+    if isinstance(value, (int, np.integer)) and value > maximum:
+        raise FusionSpecError(op, name, f"an integer >= {minimum} and <= {maximum}", repr(value)[:100])
     return value
+
+
+def elements(op: str, name: str, sizes: Sequence[Any], maximum: int = MAX_ELEMENTS) -> int:
+    """The product of ``sizes`` (the shape an argument asks for), at most ``maximum`` (default
+    :data:`MAX_ELEMENTS`); checked before the array is made. Symbolic sizes are not counted."""
+    count = 1
+    for s in sizes:
+        if isinstance(s, (int, np.integer)):
+            count *= max(int(s), 0)
+            if count > maximum:
+                raise FusionSpecError(op, name, f"a size of at most {maximum} elements", f"shape {tuple(sizes)}")
+    return count
 
 
 def positive_float(op: str, name: str, value: Any) -> float:

@@ -39,6 +39,7 @@ CLEAN = {
     "bad operator inputs": "rejected with FusionSpecError naming the operator",
     "hostile files (issue classes)": "refused (FusionSpecError or that case's error/fail) within the time and "
                                      "memory bounds",
+    "converter settings (module instance changed)": "refused by the converter (FusionSpecError)",
 }
 
 

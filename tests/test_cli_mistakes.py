@@ -199,7 +199,7 @@ def _outputs(tmp_path, ids):
 def test_verify_grammar_and_json(capsys, tmp_path):
     out = _outputs(tmp_path, ["primitives.gelu", "primitives.silu"])
     code, text, _ = run(capsys, "goldens", "verify", PACKAGE_BUNDLE, "--outputs", out, "--case", "primitives.gelu")
-    assert code == 0 and "\n1 case: 1 passed, 0 failed or missing" in text
+    assert code == 0 and "\n1 case judged at float64: 1 passed, 0 failed or missing" in text
     code, text, _ = run(capsys, "goldens", "verify", PACKAGE_BUNDLE, "--outputs", out, "--case", "primitives.gelu",
                         "--case", "primitives.silu", "--json", "-")
     assert code == 0 and [r["status"] for r in json.loads(text)] == ["pass", "pass"]

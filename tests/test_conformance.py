@@ -12,7 +12,7 @@ import pytest
 from fusion_spec import FusionSpecError, presets, specs
 from fusion_spec.cli import main
 from fusion_spec.conformance import generate, runner, safetensors_io, tolerance
-from fusion_spec.conformance.bundle import PACKAGE_BUNDLE, Bundle, round_to, spec_from_manifest
+from fusion_spec.conformance.bundle import FORMAT_VERSION, PACKAGE_BUNDLE, Bundle, round_to, spec_from_manifest
 from fusion_spec.conformance.cases import all_cases
 from fusion_spec.conformance.verify import export, produce, verify
 from fusion_spec.specs.base import Spec
@@ -117,11 +117,12 @@ def test_bundle_size_and_manifest_shape(bundle):
     size = sum(p.stat().st_size for p in PACKAGE_BUNDLE.iterdir())
     assert size < 20e6
     m = bundle.manifest
-    assert m["format_version"] == 2 and m["generator"].startswith("fusion_spec ")
+    assert m["format_version"] == FORMAT_VERSION == 3 and m["generator"].startswith("fusion_spec ")
     for e in bundle.cases:
-        assert {"id", "op", "config", "file", "inputs", "params", "outputs", "tolerance", "sha256"} <= set(e)
+        assert {"id", "op", "config", "file", "inputs", "params", "outputs", "tolerance", "sha256", "baseline"} <= set(e)
         assert set(e["tolerance"]) == set(tolerance.DTYPES)
-        assert all(t["rtol"] > 0 and t["atol"] > 0 for t in e["tolerance"].values())
+        assert all(t["rtol"] > 0 and t["atol"] > 0 and 0 < t["norm"] < 1 for t in e["tolerance"].values())
+        assert set(e["baseline"]) == {"float16", "bfloat16"}
         tensors = bundle.tensors(e)
         assert all(a.dtype in (np.float64, np.int64, np.bool_) for a in tensors.values())
         for f in e["flags"]:
@@ -219,9 +220,9 @@ def test_cli_reports_integrity_errors(bundle_copy, capsys):
 
 def test_unknown_format_version_is_rejected(bundle_copy):
     m = json.loads((bundle_copy / "manifest.json").read_text())
-    m["format_version"] = 1  # format 1 had no gradient goldens
+    m["format_version"] = 2  # format 2 had no normwise tolerance and modelled float16/bfloat16 ones
     (bundle_copy / "manifest.json").write_text(json.dumps(m))
-    with pytest.raises(FusionSpecError, match="format_version.*expected 2.*got 1"):
+    with pytest.raises(FusionSpecError, match="format_version.*expected 3.*got 2"):
         Bundle(bundle_copy)
 
 
@@ -382,7 +383,7 @@ def test_verify_checks_only_the_selected_cases(tmp_path, bundle, capsys):
     assert main(args + ["--case", "q_former.*"]) == 0
     text = capsys.readouterr().out
     n = sum(e["id"].startswith("q_former.") for e in bundle.cases)
-    assert n >= 3 and f"{n} cases: {n} passed" in text and "mlp_projection" not in text
+    assert n >= 3 and f"{n} cases judged at float64: {n} passed" in text and "mlp_projection" not in text
     assert main(args) == 1  # without --case every other case is missing
     assert main(args + ["--case", "no_such_case*"]) == 1
 

@@ -33,7 +33,7 @@ from conftest import time_limit
 from fusion_spec import FusionSpecError, ops, specs
 from fusion_spec.cli import main as cli_main
 from fusion_spec.conformance import runner, safetensors_io
-from fusion_spec.conformance.bundle import MANIFEST, Bundle, sha256
+from fusion_spec.conformance.bundle import FORMAT_VERSION, MANIFEST, Bundle, sha256
 from fusion_spec.conformance.cases import FAMILIES
 from fusion_spec.conformance.generate import _entry, manifest_bytes
 from fusion_spec.conformance.verify import produce, verify
@@ -57,7 +57,7 @@ def _build() -> tuple[dict, dict[str, bytes]]:
                 entries.append(entry)
                 files[entry["file"]] = data
     assert sorted(e["id"] for e in entries) == sorted(CASE_IDS)
-    return {"format_version": 2, "cases": entries}, files
+    return {"format_version": FORMAT_VERSION, "cases": entries}, files
 
 
 MANIFEST_DATA, FILES = _build()
@@ -144,11 +144,11 @@ def _delete(path: tuple):
 L, A, S, P = CASE_IDS
 MANIFEST_MUTATIONS = {
     "format_version missing": _delete(("format_version",)),
-    "format_version 1": _set(("format_version",), 1),
-    "format_version 3": _set(("format_version",), 3),
-    "format_version '2'": _set(("format_version",), "2"),
+    "format_version 2 (no normwise tolerance)": _set(("format_version",), FORMAT_VERSION - 1),
+    "format_version next": _set(("format_version",), FORMAT_VERSION + 1),
+    "format_version as a string": _set(("format_version",), str(FORMAT_VERSION)),
     "format_version true": _set(("format_version",), True),
-    "format_version 2.0": _set(("format_version",), 2.0),
+    "format_version as a float": _set(("format_version",), float(FORMAT_VERSION)),
     "cases missing": _delete(("cases",)),
     "cases not a list": _set(("cases",), {"a": 1}),
     "case not an object": lambda m: m["cases"].append("primitives.linear.bias"),
@@ -216,8 +216,10 @@ MANIFEST_MUTATIONS = {
     "tolerance negative": lambda m: _case(m, L)["tolerance"]["float64"].__setitem__("rtol", -1.0),
     "tolerance string": lambda m: _case(m, L)["tolerance"]["float64"].__setitem__("atol", "1e-3"),
     "tolerance bool": lambda m: _case(m, L)["tolerance"]["float64"].__setitem__("atol", True),
+    "tolerance without norm": lambda m: _case(m, L)["tolerance"]["bfloat16"].pop("norm"),
+    "tolerance norm negative": lambda m: _case(m, L)["tolerance"]["float16"].__setitem__("norm", -0.1),
     "tolerance zero (exact float64 demanded of float32 rounding)": lambda m: _case(m, L)["tolerance"].__setitem__(
-        "float32", {"rtol": 0.0, "atol": 0.0}),
+        "float32", {"rtol": 0.0, "atol": 0.0, "norm": 0.0}),
 }
 
 

@@ -13,8 +13,10 @@
 // format's rule): for float64 the golden outputs; for lower precisions it is recomputed here for the
 // ops above, and for any other op the float64 goldens are used and the JSON line says so
 // ("reference": "float64 goldens, unrounded inputs"; `fusion-spec goldens verify` recomputes it).
-// Metric: ratio = max |got - want| / (atol + rtol * |want|) with the case's tolerance for the
-// outputs' dtype; pass iff ratio <= 1. Prints one JSON line; exit status 0 pass, 1 fail, 2 error
+// Metric, with the case's tolerance {rtol, atol, norm} for the outputs' dtype, for every floating
+// output o: elementwise max |got - want| / (atol + rtol * |want|), and normwise
+// RMS(got_o - want_o) / (norm * max(RMS(want_o), S)) with S the RMS of all the case's floating
+// reference outputs together; ratio = the worst of both; pass iff ratio <= 1. Prints one JSON line; exit status 0 pass, 1 fail, 2 error
 // (unreadable bundle or outputs file, unknown case).
 //
 //   node verify_case.mjs BUNDLE_DIR CASE_ID --grad [GRADS.safetensors]
@@ -28,7 +30,7 @@ import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 
-const FORMAT_VERSION = 2;
+const FORMAT_VERSION = 3;
 
 class BundleError extends Error {}
 
@@ -227,9 +229,27 @@ function elementRatio(a, b, tol) {
   return Number.isNaN(err) || !(allowed > 0) ? Infinity : err / allowed;
 }
 
+function rms(values) {
+  let sum = 0;
+  for (const v of values) sum += v * v;
+  return values.length ? Math.sqrt(sum / values.length) : 0;
+}
+
+// The normwise ratio: 0 for equal tensors, Infinity for any other difference with a zero allowance
+// or a NaN/infinite error.
+function normRatio(g, w, tol, scale) {
+  const err = w.map((b, i) => { const a = Number(g[i]); return a === b ? 0 : Math.abs(a - b); });
+  const size = rms(err);
+  if (size === 0) return 0;
+  const allowed = tol.norm * Math.max(rms(w), scale);
+  return Number.isFinite(size) && allowed > 0 ? size / allowed : Infinity;
+}
+
 function compare(entry, got, want, dtype) {
   const tol = entry.tolerance[dtype];
-  let worst = 0;
+  const floating = entry.outputs.filter((o) => o.dtype.startsWith("float")).map((o) => want[o.name].data.map(Number));
+  const scale = rms(floating.flat());
+  let worst = 0, how = "";
   for (const o of entry.outputs) {
     const g = got[o.name], w = want[o.name];
     if (!g) return { ok: false, ratio: Infinity, detail: `output ${o.name} missing` };
@@ -238,10 +258,15 @@ function compare(entry, got, want, dtype) {
     const exact = !o.dtype.startsWith("float");
     for (let i = 0; i < w.data.length; i++) {
       const a = Number(g.data[i]), b = Number(w.data[i]);
-      worst = Math.max(worst, exact ? (a === b ? 0 : Infinity) : elementRatio(a, b, tol));
+      const r = exact ? (a === b ? 0 : Infinity) : elementRatio(a, b, tol);
+      if (!(r <= worst)) [worst, how] = [r, `worst in '${o.name}' (elementwise)`];
+    }
+    if (!exact) {
+      const r = normRatio(g.data, w.data.map(Number), tol, scale);
+      if (!(r <= worst)) [worst, how] = [r, `worst in '${o.name}' (normwise)`];
     }
   }
-  return { ok: worst <= 1, ratio: worst };
+  return { ok: worst <= 1, ratio: worst, detail: how };
 }
 
 function mainGrad(bundleDir, caseId, gradsFile) {

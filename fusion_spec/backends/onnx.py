@@ -22,6 +22,7 @@ import io
 import itertools
 import json
 import logging
+import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch as _torch
 
-from .. import __version__
+from .. import __version__, files
 from ..conformance import tolerance
 from ..conformance.bundle import Bundle, call, round_to, spec_from_manifest, target, tuples
 from ..errors import FusionSpecError
@@ -63,26 +64,33 @@ class Graph:
         import onnx
         path = Path(path)
         onnx_file, info_file = path.with_name(path.name + ".onnx"), path.with_name(path.name + ".json")
-        files = [onnx_file, info_file]
+        written = [onnx_file, info_file]
         if self.model.ByteSize() < _PROTOBUF_LIMIT:
-            onnx_file.write_bytes(self.model.SerializeToString())
-        else:
+            serialized = self.model.SerializeToString()
+            files.write(onnx_file, serialized, op="onnx.save", arg="path")
+            digest = hashlib.sha256(serialized).hexdigest()
+        else:  # onnx writes the two files itself: into a private directory, then moved into place
             data = onnx_file.with_name(onnx_file.name + ".data")
-            onnx.save_model(self.model, str(onnx_file), save_as_external_data=True, all_tensors_to_one_file=True,
-                            location=data.name)
-            files.append(data)
-        info = {"fusion_spec": __version__, "opset": OPSET, "sha256": _sha256(onnx_file), "source": self.source,
+            with tempfile.TemporaryDirectory(dir=onnx_file.parent, prefix=".fusion-spec-") as tmp:
+                onnx.save_model(self.model, str(Path(tmp) / onnx_file.name), save_as_external_data=True,
+                                all_tensors_to_one_file=True, location=data.name)
+                digest = _sha256(Path(tmp) / onnx_file.name)
+                for target in (data, onnx_file):
+                    files.install(Path(tmp) / target.name, target, op="onnx.save", arg="path")
+            written.append(data)
+        info = {"fusion_spec": __version__, "opset": OPSET, "sha256": digest, "source": self.source,
                 "inputs": self.inputs, "outputs": self.outputs}
-        info_file.write_text(json.dumps(info, indent=1) + "\n")
-        return files
+        files.write(info_file, (json.dumps(info, indent=1) + "\n").encode(), op="onnx.save", arg="path")
+        return written
 
     def run(self, inputs: Mapping[str, np.ndarray], path: str | Path | None = None) -> dict[str, np.ndarray]:
         """The graph run by onnxruntime (CPU) on ``{"input.<name>": array}`` (other keys, such as a case
         file's ``param.*``, are ignored; floating arrays are cast to the graph's dtype); returns
-        ``{"output.<name>": array}``. ``path``: the saved ``.onnx`` to run instead of the in-memory model
-        (needed past 2 GB)."""
+        ``{"output.<name>": array}``. ``path``: the saved ``.onnx``, run instead of the in-memory model
+        only past 2 GB (where onnxruntime must read the external data beside it)."""
         import onnxruntime
-        model = str(path) if path is not None else self.model.SerializeToString()
+        large = self.model.ByteSize() >= _PROTOBUF_LIMIT
+        model = str(path) if path is not None and large else self.model.SerializeToString()
         session = onnxruntime.InferenceSession(model, providers=["CPUExecutionProvider"])
         missing = sorted(set(self.inputs) - set(inputs))
         if missing:
@@ -346,7 +354,7 @@ def _values(values: Any) -> dict[str, dict[str, Any]]:
 
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with files.open_regular(path, op="onnx.save", arg="path") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()

@@ -34,8 +34,9 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable
 
+from .. import validate
 from . import common
-from .common import Parser, int_at_least, json_argument, write_json
+from .common import Parser, float_in, int_at_least, json_argument, write_json
 
 CASES = ("projector", "attention", "gated_xattn", "perceiver", "qformer", "idefics2", "qwen2_vl_merger")
 
@@ -192,6 +193,7 @@ def count_flops(runner: Runner, fn: Callable[[], Any] | None) -> int | None:
 # --- cases ---------------------------------------------------------------------------------------
 
 def _rand(runner: Runner, *shape: int, seed: int = 0):
+    validate.elements("fusion-spec bench", "shape", shape)  # --batch, --text-len: bounded before allocating
     return runner.np.random.default_rng(seed).standard_normal(shape).astype("float32")
 
 
@@ -463,8 +465,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--case", action="append", choices=CASES,
                    help="only this case (repeatable; default all), e.g. --case projector")
     p.add_argument("--small", action="store_true", help="scaled-down shapes that run on a CPU in seconds, e.g. --small")
-    p.add_argument("--batch", type=int_at_least(1), help="every case's batch (default: each case's own), e.g. --batch 4")
-    p.add_argument("--text-len", type=int_at_least(1), help="gated_xattn's text length (default 2048), e.g. --text-len 256")
+    p.add_argument("--batch", type=int_at_least(1, 1024),
+                   help="every case's batch (default: each case's own), e.g. --batch 4")
+    p.add_argument("--text-len", type=int_at_least(1, 2 ** 20),
+                   help="gated_xattn's text length (default 2048), e.g. --text-len 256")
     p.add_argument("--compile", default="none", choices=["none", "default", "reduce-overhead", "max-autotune",
                                                          "max-autotune-no-cudagraphs"],
                    help="torch.compile(fullgraph=True) our torch module with this mode, e.g. --compile default")
@@ -475,11 +479,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-peers", action="store_true", help="do not build the peers' modules, e.g. --no-peers")
     p.add_argument("--no-fast-paths", action="store_true",
                    help="run our modules on the reference primitives, e.g. --no-fast-paths")
-    p.add_argument("--repeat", type=int_at_least(1), default=20, metavar="N",
+    p.add_argument("--repeat", type=int_at_least(1, 100_000), default=20, metavar="N",
                    help="timed calls per case, e.g. --repeat 50 (default 20)")
-    p.add_argument("--warmup", type=int_at_least(0), default=3, metavar="N",
+    p.add_argument("--warmup", type=int_at_least(0, 10_000), default=3, metavar="N",
                    help="untimed calls first, e.g. --warmup 5 (default 3)")
-    p.add_argument("--max-seconds", type=float, default=20.0, metavar="S",
+    p.add_argument("--max-seconds", type=float_in(0.001, 86_400), default=20.0, metavar="S",
                    help="stop repeating a case after this long, e.g. --max-seconds 5 (default 20)")
     json_argument(p, "every figure")
     p.add_argument("--verbose", action="store_true", help="print tracebacks of failing cases, e.g. --verbose")

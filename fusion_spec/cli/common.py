@@ -10,13 +10,17 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+import math
 import os
+import stat
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import FusionSpecError
+from .. import files
+from ..errors import FusionSpecError, printable
+from ..validate import MAX_SIZE
 
 #: The extra that installs each optional array library (``pip install "fusion-spec[EXTRA]"``).
 EXTRAS = {"torch": "torch", "jax": "jax", "mlx": "mlx", "transformers": "interop", "matplotlib": "plot"}
@@ -69,18 +73,25 @@ def require(module: str, needed_for: str, extra: str | None = None) -> Any:
 
 def note(message: str) -> None:
     """A remark for the user (not the command's result): stderr, so stdout stays the result."""
-    print(f"note: {message}", file=sys.stderr)
+    print(f"note: {printable(message)}", file=sys.stderr)
 
 
 # --- argument types: checked while parsing, before any work ------------------------------------------
 
 def output_file(value: str) -> str:
-    """``-`` (stdout) or a path whose folder exists and that is not itself a folder."""
+    """``-`` (stdout) or a path whose folder exists and that is absent or a regular file (not a link, a
+    FIFO, a device or a folder). Checked early, for a clear message before any work; the writing itself
+    (:func:`fusion_spec.files.write`) checks again and never writes through anything else."""
     if value == "-":
         return value
     path = Path(value)
-    if path.is_dir():
-        raise argparse.ArgumentTypeError(f"{value} is a directory, expected a file name")
+    try:
+        mode = path.lstat().st_mode
+    except OSError:
+        mode = None
+    if mode is not None and not stat.S_ISREG(mode):
+        raise argparse.ArgumentTypeError(f"{printable(value)} is {files.kind(mode)}, expected a new or regular file "
+                                         "(nothing is written through a link or into a special file)")
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise argparse.ArgumentTypeError(f"directory {parent} does not exist (create it first)")
@@ -109,17 +120,36 @@ def input_dir(value: str) -> Path:
     return path
 
 
-def int_at_least(low: int) -> Callable[[str], int]:
-    """An integer ``>= low``."""
+def int_at_least(low: int, high: int = MAX_SIZE) -> Callable[[str], int]:
+    """An integer in ``[low, high]`` (default high: :data:`fusion_spec.validate.MAX_SIZE`, the bound of
+    every size argument), checked before any work."""
     def parse(value: str) -> int:
         try:
-            n = int(value)
+            n = int(value) if len(value) <= 40 else None
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {value!r}") from None
+            n = None
+        if n is None:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {printable(value, 40)!r}")
         if n < low:
             raise argparse.ArgumentTypeError(f"must be >= {low}, got {n}")
+        if n > high:
+            raise argparse.ArgumentTypeError(f"must be <= {high}, got {n}")
         return n
-    parse.__name__ = f"integer >= {low}"
+    parse.__name__ = f"integer in [{low}, {high}]"
+    return parse
+
+
+def float_in(low: float, high: float) -> Callable[[str], float]:
+    """A finite number in ``[low, high]`` (NaN and infinity refused)."""
+    def parse(value: str) -> float:
+        try:
+            x = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {printable(value, 40)!r}") from None
+        if not (math.isfinite(x) and low <= x <= high):
+            raise argparse.ArgumentTypeError(f"must be a finite number in [{low:g}, {high:g}], got {x}")
+        return x
+    parse.__name__ = f"number in [{low:g}, {high:g}]"
     return parse
 
 
@@ -136,12 +166,13 @@ def one_of(kind: str, names: Sequence[str], listing: str = "") -> Callable[[str]
 
 
 def write_json(destination: str, data: Any) -> None:
-    """``data`` as indented JSON to the file ``destination``, or to stdout for ``-``."""
+    """``data`` as indented JSON to the file ``destination`` (:func:`fusion_spec.files.write`: never
+    through a link or into a special file), or to stdout for ``-``."""
     text = json.dumps(data, indent=1, default=str) + "\n"
     if destination == "-":
         sys.stdout.write(text)
     else:
-        Path(destination).write_text(text)
+        files.write(destination, text.encode("utf-8"), op="fusion-spec", arg="--json")
 
 
 def json_argument(p: argparse.ArgumentParser, what: str) -> None:
@@ -171,7 +202,9 @@ def run(parser: argparse.ArgumentParser, argv: Iterable[str] | None) -> int:
         if not hasattr(args, "func"):
             parser.print_help(sys.stderr)
             return 2
-        return int(args.func(args) or 0)
+        status = int(args.func(args) or 0)
+        sys.stdout.flush()  # a full disk or a closed pipe behind stdout is reported here, not at exit
+        return status
     except (FusionSpecError, UsageError) as exc:
         return _fail(prog, str(exc))
     except FileNotFoundError as exc:
@@ -186,13 +219,28 @@ def run(parser: argparse.ArgumentParser, argv: Iterable[str] | None) -> int:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
-        # The reader (e.g. `| head`) has gone: stop quietly. Point stdout at devnull so that Python's
-        # final flush does not fail again.
+        # The reader (e.g. `| head`) has gone: stop quietly.
+        _discard_stdout()
+        return 141
+    except OSError as exc:  # e.g. writing stdout failed (`--json - > /dev/full`: no space left on device)
+        try:
+            sys.stdout.flush()  # what the command printed before, if stdout still takes it
+        except OSError:
+            _discard_stdout()
+        return _fail(prog, f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}")
+
+
+def _discard_stdout() -> None:
+    """Point stdout at devnull, so that Python's final flush of what stdout still holds does not fail
+    again (with a traceback) at exit."""
+    try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        return 141
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # stdout is not a file (a test's StringIO)
+        pass
 
 
 def _fail(prog: str, message: str) -> int:
-    print(f"{prog}: error: {' '.join(message.split())}", file=sys.stderr)
+    print(f"{prog}: error: {printable(' '.join(message.split()))}", file=sys.stderr)
     return 2

@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ..errors import printable
 from .common import UsageError, input_dir, install_hint, json_argument, note, printer, write_json
 
 CONFORMANCE_EXAMPLES = """examples:
@@ -187,7 +188,7 @@ def _export(args: argparse.Namespace) -> int:
     if not args.dir.parent.is_dir():
         raise UsageError(f"goldens export: directory {args.dir.parent} does not exist (create it first)")
     path = export(args.dir)
-    print(f"exported the conformance bundle to {path}")
+    print(f"exported the conformance bundle to {printable(path)}")
     return 0
 
 
@@ -198,7 +199,7 @@ def _verify(args: argparse.Namespace) -> int:
     from ..conformance.verify import verify
 
     out = printer(args)
-    bundle = Bundle(args.dir)
+    bundle = Bundle(args.dir, trust=args.trust_bundle, command="goldens verify")  # refused before parsing
     select = _selector(args.case)
     if args.grad:
         if args.output:

@@ -8,7 +8,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .common import UsageError, input_dir, input_file, json_argument, one_of, printer, require, write_json
+from ..errors import FusionSpecError, printable
+from .common import UsageError, input_dir, input_file, int_at_least, json_argument, one_of, printer, require, write_json
 
 EXAMPLES = """examples:
   fusion-spec export-onnx --case preset.llava-1.5.small onnx/     one bundle case: its spec, config and parameters
@@ -43,7 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--params", type=input_file, metavar="FILE",
                    help="with --preset: the module weights, a safetensors file keyed by the spec's names, with "
                    "or without the module's prefix (a Hugging Face state_dict's), e.g. --params mm_projector.safetensors")
-    p.add_argument("--seed", type=int, default=0, help="with --preset and no --params: the init seed, e.g. --seed 1 (default 0)")
+    p.add_argument("--seed", type=int_at_least(0, 2 ** 63 - 1), default=0,
+                   help="with --preset and no --params: the init seed, e.g. --seed 1 (default 0)")
     p.add_argument("--bundle", type=input_dir, default=None, metavar="DIR",
                    help="bundle directory to take cases from, e.g. --bundle bundle/ (default: the packaged one)")
     p.add_argument("--no-check", action="store_true", help="write without running the graphs, e.g. --no-check")
@@ -55,7 +57,6 @@ def _export_onnx(args: argparse.Namespace) -> int:
     for module, extra in (("torch", "onnx"), ("onnxscript", "onnx"), ("onnxruntime", "onnx")):
         require(module, "export-onnx", extra)
     from ..backends import onnx
-    from ..conformance import safetensors_io
     from ..conformance.bundle import Bundle
 
     if args.params and not args.preset:
@@ -74,9 +75,9 @@ def _export_onnx(args: argparse.Namespace) -> int:
         modules = get(args.preset).fusion_specs()
         if not modules:
             raise UsageError(f"export-onnx: preset {args.preset!r} has no fusion module to export")
-        weights = safetensors_io.read(args.params) if args.params else None
+        weights = _read_params(args.params, modules) if args.params else {}
         jobs = [(f"{args.preset}.{m}", lambda m=m: onnx.preset_case(
-                    args.preset, m, _module_params(weights, m, modules[m]), args.seed, bundle)) for m in modules]
+                    args.preset, m, weights.get(m), args.seed, bundle)) for m in modules]
     args.dir.mkdir(parents=True, exist_ok=True)
 
     out = printer(args)
@@ -94,20 +95,37 @@ def _export_onnx(args: argparse.Namespace) -> int:
         records.append(record)
         dynamic = ", ".join(f"{k}[{','.join(str(d) for d in v['shape'])}]" for k, v in graph.inputs.items())
         verdict = "" if args.no_check else f"  {record['check']} (error/tolerance {_ratio(record['worst_ratio'])})"
-        out(f"{files[0]}  {dynamic}{verdict}")
+        out(f"{printable(files[0])}  {dynamic}{verdict}")
     if args.json:
         write_json(args.json, {"dtype": args.dtype, "graphs": records})
     return 1 if failed else 0
 
 
-def _module_params(weights: dict[str, Any] | None, module: str, spec: Any) -> dict[str, Any] | None:
-    """The tensors of ``weights`` for one module: the spec's names, or those names after ``<module>.``."""
-    if weights is None:
-        return None
-    names = spec.param_shapes()
-    prefixed = {k[len(module) + 1:]: v for k, v in weights.items() if k.startswith(module + ".")}
-    chosen = prefixed if set(names) <= set(prefixed) else weights
-    return {k: chosen[k] for k in names if k in chosen}
+def _read_params(path: str, modules: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``{module: {spec name: array}}`` from ``--params``: for each module its spec's names, or those names
+    after ``<module>.`` when all of them are there. Only those tensors are read, each after its shape
+    (the spec's) and dtype (floating) are checked from the header; they must hold finite values. A
+    missing one is reported by the module's own parameter check."""
+    from ..conformance import safetensors_io
+    op = "export-onnx"
+    out: dict[str, dict[str, Any]] = {}
+    with safetensors_io.File(path, where=f"--params {path}", max_header=safetensors_io.CHECKPOINT_HEADER_BYTES) as f:
+        for module, spec in modules.items():
+            shapes = spec.param_shapes()
+            prefixed = {name: f"{module}.{name}" for name in shapes}
+            keys = prefixed if all(k in f.table for k in prefixed.values()) else {name: name for name in shapes}
+            chosen = {}
+            for name, key in keys.items():
+                if key not in f.table:
+                    continue
+                code, shape = f.table[key][:2]
+                if shape != tuple(shapes[name]) or code not in safetensors_io.FLOATING:
+                    raise FusionSpecError(op, f"--params['{key}']", f"a floating tensor of shape {tuple(shapes[name])}",
+                                          f"{code} of shape {shape}")
+                chosen[name] = f.tensor(key)
+            safetensors_io.require_finite(chosen, op, "--params")
+            out[module] = chosen
+    return out
 
 
 def _ratio(value: float) -> str:

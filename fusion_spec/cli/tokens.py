@@ -7,11 +7,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
-from .. import cost, presets, tokens
-from ..errors import FusionSpecError
+from .. import cost, files, presets, tokens
+from ..errors import FusionSpecError, printable
 from .common import Parser, install_hint, int_at_least, json_argument, note, one_of, output_file, printer, require, run, \
     write_json
 
@@ -25,18 +26,21 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """``--size``: ``HEIGHTxWIDTH`` (also ``H×W``, ``H,W``), each side >= 1."""
+    """``--size``: ``HEIGHTxWIDTH`` (also ``H×W``, ``H,W``), each side in ``[1, tokens.MAX_SIDE]``."""
     parts = str(text).strip().lower().replace("×", "x").replace(",", "x").split("x")
     if len(parts) != 2:
-        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH such as 672x1344, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH such as 672x1344, got {printable(text, 40)!r}")
     sides = []
     for side, part in zip(("height", "width"), parts):
         try:
             value = int(part.strip())
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{side} must be a whole number of pixels, got {part.strip()!r}") from None
+            raise argparse.ArgumentTypeError(f"{side} must be a whole number of pixels, "
+                                             f"got {printable(part.strip(), 40)!r}") from None
         if value < 1:
             raise argparse.ArgumentTypeError(f"{side} must be >= 1, got {value}")
+        if value > tokens.MAX_SIDE:
+            raise argparse.ArgumentTypeError(f"{side} must be <= {tokens.MAX_SIDE}, got {value}")
         sides.append(value)
     return sides[0], sides[1]
 
@@ -46,15 +50,18 @@ SUFFIXES = {"K": 1024, "M": 1024 * 1024}
 
 
 def parse_context(text: str) -> int:
-    """``--context``: a token count (``5000``) or ``4K``, ``128K``, ``1M`` (K = 1024, M = 1024 * 1024)."""
+    """``--context``: a token count (``5000``) or ``4K``, ``128K``, ``1M`` (K = 1024, M = 1024 * 1024), at
+    most ``cost.EXACT`` (2**53)."""
     s = str(text).strip().upper()
     scale = SUFFIXES.get(s[-1:], 1)
     try:
         value = int(s[:-1] if scale > 1 else s) * scale
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a token count such as 5000, 4K, 128K or 1M, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected a token count such as 5000, 4K, 128K or 1M, got {printable(text, 40)!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1 token, got {value}")
+    if value > cost.EXACT:
+        raise argparse.ArgumentTypeError(f"must be <= {cost.EXACT} tokens, got {value}")
     return value
 
 
@@ -66,6 +73,7 @@ def run_tokens(args: argparse.Namespace) -> int:
     names = args.preset or presets.names()
     if args.plot:
         require("matplotlib", "--plot")  # before any output, not after the table
+        plot_format(args.plot)
     rows, records = [], []
     for name in names:
         b = tokens.breakdown(name, height, width)
@@ -120,8 +128,21 @@ def run_presets(args: argparse.Namespace) -> int:
     return 0
 
 
+def plot_format(path: str) -> str:
+    """The image format of ``path``'s extension, if matplotlib writes it; else :class:`FusionSpecError`
+    naming ``--plot`` (checked before anything is drawn or printed)."""
+    from matplotlib.figure import Figure
+    supported = Figure().canvas.get_supported_filetypes()
+    fmt = os.path.splitext(str(path))[1][1:].lower()
+    if fmt not in supported:
+        raise FusionSpecError("fusion-spec tokens", "--plot", "a file name ending in one of "
+                              + ", ".join("." + f for f in sorted(supported)), repr(str(path)))
+    return fmt
+
+
 def plot(names: Sequence[str], path: str, aspect: float = 1.0, max_side: int = 2048) -> None:
-    """Draw tokens against image height (width = height * aspect) for ``names`` into ``path``.
+    """Draw tokens against image height (width = height * aspect) for ``names`` into ``path`` (its
+    extension names the format: :func:`plot_format`), written by :func:`fusion_spec.files.write`.
 
     matplotlib is an optional dependency (``pip install fusion-spec[plot]``), imported only here.
     """
@@ -133,24 +154,27 @@ def plot(names: Sequence[str], path: str, aspect: float = 1.0, max_side: int = 2
     except ImportError:
         raise FusionSpecError("fusion-spec tokens", "--plot", f"matplotlib installed ({install_hint('matplotlib')})",
                               "matplotlib is not installed") from None
+    fmt = plot_format(path)
     sides = list(range(28, max_side + 1, 28))
     fig, ax = plt.subplots(figsize=(8, 5))
-    for name in names:
-        ys = []
-        for h in sides:
-            try:
-                ys.append(tokens.count(name, h, max(1, round(h * aspect))))
-            except FusionSpecError:
-                ys.append(float("nan"))
-        ax.plot(sides, ys, label=name)
-    ax.set_xlabel(f"image height in px (width = {aspect:g} x height)")
-    ax.set_ylabel("visual tokens per image")
-    ax.set_yscale("log")
-    ax.grid(True, alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    try:
+        for name in names:
+            ys = []
+            for h in sides:
+                try:
+                    ys.append(tokens.count(name, h, max(1, round(h * aspect))))
+                except FusionSpecError:
+                    ys.append(float("nan"))
+            ax.plot(sides, ys, label=name)
+        ax.set_xlabel(f"image height in px (width = {aspect:g} x height)")
+        ax.set_ylabel("visual tokens per image")
+        ax.set_yscale("log")
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        files.write(path, lambda f: fig.savefig(f, format=fmt, dpi=120), op="fusion-spec tokens", arg="--plot")
+    finally:
+        plt.close(fig)
 
 
 TOKENS_EXAMPLES = """examples:

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import files
 from ..errors import FusionSpecError
 from ..xp import LOW_PRECISION, to_numpy
 from . import backward, tolerance
@@ -194,12 +195,13 @@ def load(path: Path = FILE) -> dict[str, Any]:
     """``baselines.json``: ``{"measured_with": {...}, "cases": {id: {"key", "forward", "grad"?}}}``."""
     if not path.is_file():
         return {"measured_with": {}, "cases": {}}
-    return json.loads(path.read_text(encoding="utf-8"))
+    return json.loads(files.read_bytes(path, op="conformance.baseline", arg="baselines.json", limit=64 << 20))
 
 
 def save(data: Mapping[str, Any], path: Path = FILE) -> None:
-    text = json.dumps(data, indent=1, sort_keys=True)
-    path.write_text(text + "\n", encoding="utf-8")
+    """Write ``baselines.json`` (sorted keys: diffs stay readable)."""
+    text = json.dumps(data, indent=1, sort_keys=True) + "\n"
+    files.write(path, text.encode("utf-8"), op="conformance.baseline", arg="baselines.json")
 
 
 def versions() -> dict[str, str]:

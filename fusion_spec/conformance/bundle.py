@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import ops, specs
+from .. import __version__, files, ops, specs
 from ..errors import FusionSpecError
 from ..specs.base import Spec
 from . import safetensors_io, strict_json
@@ -126,19 +126,29 @@ def sha256(data: bytes) -> str:
 class Bundle:
     """A bundle directory: the manifest, with each case's tensors loaded and checked on demand.
 
+    The manifest is read once (:func:`fusion_spec.files.open_regular`: a regular file in the
+    directory, not a link, at most :data:`MAX_MANIFEST_BYTES`) and hashed before it is parsed:
+    ``trust=False`` refuses a manifest that is not the packaged one (:class:`UntrustedManifest`,
+    naming ``command``) without parsing it. Any manifest is then parsed within the caps
+    :data:`MAX_MANIFEST_VALUES` (counted on its bytes first) and :data:`MAX_CASES`.
+
     Raises :class:`FusionSpecError` for a missing or unparseable manifest, an unknown
     ``format_version``, and (naming the case) a missing, tampered or truncated case file.
     """
 
-    def __init__(self, path: str | Path = PACKAGE_BUNDLE) -> None:
+    def __init__(self, path: str | Path = PACKAGE_BUNDLE, *, trust: bool = True, command: str = "conformance") -> None:
         self.path = Path(path)
         mpath = self.path / MANIFEST
-        if not mpath.is_file():
-            raise FusionSpecError("conformance", "bundle", f"a directory holding {MANIFEST}", str(self.path))
-        data = _read_inside(self.path, MANIFEST, MAX_MANIFEST_BYTES, "conformance", f"{mpath}")
+        try:
+            data = files.read_bytes(MANIFEST, op="conformance", arg="bundle", limit=MAX_MANIFEST_BYTES,
+                                    directory=self.path, role="the bundle")
+        except files.Missing:
+            raise FusionSpecError("conformance", "bundle", f"a directory holding {MANIFEST}", str(self.path)) from None
         #: sha256 of ``manifest.json``: equal to :func:`trusted_manifest_sha256` for the packaged bundle.
         self.manifest_sha256 = sha256(data)
-        self.manifest = strict_json.loads(data, op="conformance", where=str(mpath))
+        if not trust and not self.trusted:
+            raise UntrustedManifest.of(self.path, self.manifest_sha256, command)
+        self.manifest = parse_manifest(data, str(mpath))
         version = self.manifest.get("format_version") if isinstance(self.manifest, dict) else None
         if type(version) is not int or version != FORMAT_VERSION:
             raise FusionSpecError("conformance", f"{mpath} format_version",
@@ -159,22 +169,32 @@ class Bundle:
 
     def tensors(self, entry: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """The case's tensors (``input.*``, ``param.*``, ``output.*``): see :meth:`read`."""
-        listed = {prefix + t["name"]: t for group, prefix in (("inputs", "input."), ("params", "param."),
-                                                               ("outputs", "output.")) for t in entry[group]}
-        return self.read(f"conformance case '{entry['id']}'", entry["file"], entry["sha256"], listed)
+        return self.read(f"conformance case '{entry['id']}'", entry["file"], entry["sha256"], listed(entry))
 
     def read(self, where: str, file: str, digest: str, listed: Mapping[str, Mapping[str, Any]]
              ) -> dict[str, np.ndarray]:
-        """The tensors of the bundle's ``file``, after checking, in this order: that it is a file inside the
-        bundle no larger than ``listed`` declares (``stat``, nothing read yet), its sha256 against
-        ``digest``, that it holds exactly the ``listed`` tensors (name -> ``{shape, dtype}``) and that
-        every floating value is finite. Every problem raises :class:`FusionSpecError` naming ``where``."""
+        """The tensors of the bundle's ``file``: see :meth:`checked`."""
+        return self.checked(where, file, digest, listed)[1]
+
+    def checked(self, where: str, file: str, digest: str, listed: Mapping[str, Mapping[str, Any]]
+                ) -> tuple[bytes, dict[str, np.ndarray]]:
+        """``(bytes, tensors)`` of the bundle's ``file``, after checking, in this order: that it is a
+        regular file of the bundle directory (not a link) no larger than ``listed`` declares (nothing
+        read yet); its sha256 against ``digest``, hashed while streaming (nothing kept: a large wrong
+        file costs no memory); then, reading it again (and checking the hash of what was read), that it
+        holds exactly the ``listed`` tensors (name -> ``{shape, dtype}``) and that every floating value
+        is finite. Every problem raises :class:`FusionSpecError` naming ``where``."""
         limit = 8 + safetensors_io.MAX_HEADER_BYTES + declared_bytes(listed.values())
-        data = _read_inside(self.path, file, limit, where, "file")
-        got = sha256(data)
-        if got != digest:
-            raise FusionSpecError(where, "file", f"{file} with sha256 {digest}",
-                                  f"sha256 {got} ({len(data)} bytes): the file was modified or truncated")
+        with files.open_regular(file, op=where, arg="file", limit=limit, directory=self.path, role="the bundle") as f:
+            got, size = _streamed_sha256(f, limit)
+            if got != digest:
+                raise FusionSpecError(where, "file", f"{file} with sha256 {digest}",
+                                      f"sha256 {got} ({size} bytes): the file was modified or truncated")
+            f.seek(0)
+            data = f.read(limit + 1)
+        if sha256(data) != digest:
+            raise FusionSpecError(where, "file", f"{file} with sha256 {digest}", "other bytes on the second read "
+                                  "(the file changed while it was read)")
         tensors = safetensors_io.loads(data, where=f"{where} file {file}")
         for name, t in listed.items():
             if name not in tensors or list(tensors[name].shape) != list(t["shape"]) \
@@ -187,15 +207,50 @@ class Bundle:
         if extra:
             raise FusionSpecError(where, "file", f"only the tensors the manifest lists in {file}",
                                   f"unlisted tensors {extra[:5]}")
-        for name, arr in tensors.items():
-            if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-                raise FusionSpecError(where, name, "finite values (goldens, inputs and parameters are never NaN "
-                                      "or infinite)", f"{int(np.count_nonzero(~np.isfinite(arr)))} non-finite values")
-        return tensors
+        safetensors_io.require_finite(tensors, where, f"{file} (goldens, inputs and parameters are never NaN "
+                                      "or infinite)")
+        return data, tensors
 
 
-#: Largest manifest read (the packaged one is ~0.3 MB).
-MAX_MANIFEST_BYTES = 64 << 20
+def listed(entry: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """``{tensor name in the case file: {name, shape, dtype}}`` of a case's inputs, params and outputs."""
+    return {prefix + t["name"]: t for group, prefix in (("inputs", "input."), ("params", "param."),
+                                                        ("outputs", "output.")) for t in entry[group]}
+
+
+def _streamed_sha256(f: Any, limit: int) -> tuple[str, int]:
+    """``(sha256, size)`` of what ``f`` holds from its position, read in 1 MiB blocks (none kept) and
+    never past ``limit + 1`` bytes (a file that grows is caught by the second read)."""
+    digest, size = hashlib.sha256(), 0
+    while size <= limit:
+        block = f.read(min(1 << 20, limit + 1 - size))
+        if not block:
+            break
+        digest.update(block)
+        size += len(block)
+    return digest.hexdigest(), size
+
+
+class UntrustedManifest(FusionSpecError):
+    """A bundle whose manifest is not the one this fusion_spec ships, where only that one is accepted."""
+
+    @classmethod
+    def of(cls, path: Path, digest: str, command: str) -> UntrustedManifest:
+        """The error for the bundle at ``path`` whose manifest has sha256 ``digest``, raised by ``command``."""
+        return cls(command, "bundle", f"the manifest shipped with fusion_spec {__version__} "
+                   f"(sha256 {trusted_manifest_sha256()})", f"{path / MANIFEST} with sha256 {digest}: its cases "
+                   "and tolerances are not vouched for (export the packaged bundle again, or pass --trust-bundle "
+                   "to check against it)")
+
+
+#: Largest manifest read (the packaged one is 0.65 MB); a larger one is refused before it is read.
+MAX_MANIFEST_BYTES = 4 << 20
+#: Most JSON values a manifest may hold, counted on its bytes before it is parsed (every comma, ``[``
+#: and ``{``, an upper bound; the packaged one has ~55,000): parsing then costs at most ~40 MB of
+#: Python objects, whatever the text is made of.
+MAX_MANIFEST_VALUES = 500_000
+#: Most cases a manifest may list (the packaged one: 179).
+MAX_CASES = 2_000
 #: Most elements one tensor of a case may declare (the packaged bundle's largest has ~10^5).
 MAX_ELEMENTS = 1 << 28
 #: Where the packaged manifest's sha256 is recorded (written by the generator with the manifest).
@@ -204,38 +259,18 @@ TRUSTED_HASH = "manifest.sha256"
 
 def trusted_manifest_sha256() -> str:
     """The sha256 of the manifest this fusion_spec ships, as recorded in the package."""
-    return (PACKAGE_BUNDLE / TRUSTED_HASH).read_text(encoding="ascii").strip()
+    return files.read_bytes(TRUSTED_HASH, op="conformance", arg="package", limit=1024,
+                            directory=PACKAGE_BUNDLE).decode("ascii").strip()
 
 
-def inside(directory: Path, name: str, op: str, what: str, role: str = "the bundle") -> Path:
-    """The real path of ``directory/name``, refused (:class:`FusionSpecError`) when it leads outside
-    ``directory`` (a link out of a bundle or an outputs directory) or does not resolve."""
-    try:
-        real, home = (directory / name).resolve(strict=True), directory.resolve(strict=True)
-    except OSError as exc:
-        raise FusionSpecError(op, what, f"{name} in {directory}", f"{type(exc).__name__}: "
-                              f"{exc.strerror or exc}") from None
-    if real.parent != home:
-        raise FusionSpecError(op, what, f"{name}, a file inside {directory}", f"a link to {real} (outside "
-                              f"{role}: refused)")
-    return real
-
-
-def _read_inside(directory: Path, name: str, limit: int, op: str, what: str) -> bytes:
-    """The bytes of ``directory/name`` (:func:`inside`), refused when it is larger than ``limit``
-    (checked with ``stat`` before reading)."""
-    real = inside(directory, name, op, what)
-    try:
-        if not real.is_file():
-            raise FusionSpecError(op, what, f"{name}, a regular file in {directory}", "not a regular file")
-        size = real.stat().st_size
-        if size > limit:
-            raise FusionSpecError(op, what, f"{name} of at most {limit} bytes (what the manifest declares)",
-                                  f"{size} bytes")
-        return real.read_bytes()
-    except OSError as exc:
-        raise FusionSpecError(op, what, f"{name} in {directory}", f"{type(exc).__name__}: "
-                              f"{exc.strerror or exc}") from None
+def parse_manifest(data: bytes, where: str) -> Any:
+    """The manifest's JSON value (:mod:`.strict_json`), refused before parsing when its bytes could hold
+    more than :data:`MAX_MANIFEST_VALUES` values."""
+    values = data.count(b",") + data.count(b"[") + data.count(b"{") + 1
+    if values > MAX_MANIFEST_VALUES:
+        raise FusionSpecError("conformance", where, f"a manifest of at most {MAX_MANIFEST_VALUES} JSON values",
+                              f"up to {values} (counted before parsing)")
+    return strict_json.loads(data, op="conformance", where=where)
 
 
 def valid_tolerance(t: Any) -> bool:
@@ -284,6 +319,8 @@ def check_cases(cases: Any, where: str = "manifest.json") -> list[dict[str, Any]
     """
     if not isinstance(cases, list):
         raise FusionSpecError("conformance", f"{where} cases", "a list of case objects", type(cases).__name__)
+    if len(cases) > MAX_CASES:
+        raise FusionSpecError("conformance", f"{where} cases", f"at most {MAX_CASES} cases", len(cases))
     ids: set[str] = set()
     files: set[str] = set()
     for i, c in enumerate(cases):

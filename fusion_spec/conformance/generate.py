@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
+from ..errors import printable
+from ..files import write as write_file
 from ..specs.base import _NORM_WEIGHT, Spec
 from ..xp import LOW_PRECISION
 from . import backward, baseline, safetensors_io, tolerance
@@ -82,7 +84,10 @@ FLAGS |= {
 }
 
 
-def _entry(family: str, case: Case) -> tuple[dict[str, Any], bytes]:
+def _entry(family: str, case: Case, measurements: dict[str, Any] | None = None) -> tuple[dict[str, Any], bytes]:
+    """One case's manifest entry and file. Its float16 and bfloat16 tolerances come from
+    ``measurements`` (``baselines.json``, loaded when not given), measured first if it has none for the
+    case (:func:`.baseline.lookup`)."""
     spec = case.target if isinstance(case.target, Spec) else None
     params = spec.init(case.seed) if spec is not None else {}
     params |= {name: np.asarray(g(np.random.default_rng([case.seed, 4]))) for name, g in case.param_values}
@@ -130,6 +135,9 @@ def _entry(family: str, case: Case) -> tuple[dict[str, Any], bytes]:
         "flags": list(case.flags),
         "notes": case.notes,
     }
+    measured = baseline.lookup(baseline.load() if measurements is None else measurements, entry, tensors, case.seed,
+                               measure_missing=True, log=lambda line: print(line, file=sys.stderr, flush=True))
+    measured_tolerances(entry, measured, "forward")
     return entry, data
 
 
@@ -147,7 +155,7 @@ def build() -> tuple[dict[str, Any], dict[str, bytes]]:
     before = json.dumps(measurements, sort_keys=True)
     for family, fn in FAMILIES.items():
         for case in fn():
-            entry, data = _entry(family, case)
+            entry, data = _entry(family, case, measurements)
             if entry["file"] in files:
                 raise ValueError(f"duplicate case id {case.id!r}")
             entries.append(entry)
@@ -156,9 +164,7 @@ def build() -> tuple[dict[str, Any], dict[str, bytes]]:
             gradient = backward.golden(entry, tensors, case.seed)
             if gradient is not None:
                 files[gradient[0]] = gradient[1]
-            measured = baseline.lookup(measurements, entry, tensors, case.seed, measure_missing=True,
-                                       log=lambda line: print(line, file=sys.stderr, flush=True))
-            measured_tolerances(entry, measured)
+                measured_tolerances(entry["grad"], measurements["cases"][entry["id"]], "grad")
     if json.dumps(measurements, sort_keys=True) != before:
         measurements["cases"] = {k: measurements["cases"][k] for k in sorted(measurements["cases"])}
         baseline.save(measurements)
@@ -194,18 +200,17 @@ def build() -> tuple[dict[str, Any], dict[str, bytes]]:
     return manifest, files
 
 
-def measured_tolerances(entry: dict[str, Any], measured: dict[str, Any]) -> None:
-    """Set the case's float16 and bfloat16 tolerances (and its gradients') from its measured baselines
+def measured_tolerances(part: dict[str, Any], measured: dict[str, Any], direction: str) -> None:
+    """Set the float16 and bfloat16 tolerances of a case (``part`` its entry, ``direction`` "forward")
+    or of its gradients (its ``grad`` object, "grad") from the case's measured baselines
     (:func:`.tolerance.measured`), recording each baseline beside them."""
-    parts = [(entry, measured["forward"], entry["error_model"]["output_rms"])]
-    if "grad" in entry:
-        parts.append((entry["grad"], measured["grad"], entry["grad"]["error_model"]["grad_rms"]))
-    for target, by_dtype, scale in parts:
-        target["baseline"] = {}
-        for dtype in LOW_PRECISION:
-            largest = baseline.largest(by_dtype[dtype])
-            target["tolerance"][dtype] = tolerance.measured(dtype, largest["elem"], largest["norm"], scale)
-            target["baseline"][dtype] = largest
+    model = part["error_model"]
+    scale = model["output_rms"] if direction == "forward" else model["grad_rms"]
+    part["baseline"] = {}
+    for dtype in LOW_PRECISION:
+        largest = baseline.largest(measured[direction][dtype])
+        part["tolerance"][dtype] = tolerance.measured(dtype, largest["elem"], largest["norm"], scale)
+        part["baseline"][dtype] = largest
 
 
 def manifest_bytes(manifest: dict[str, Any]) -> bytes:
@@ -225,10 +230,10 @@ def write(directory: str | Path = PACKAGE_BUNDLE) -> dict[str, Any]:
         if old.name not in files:
             old.unlink()
     for name, data in files.items():
-        (directory / name).write_bytes(data)
+        write_file(directory / name, data, op="goldens generate", arg="dir")
     text = manifest_bytes(manifest)
-    (directory / MANIFEST).write_bytes(text)
-    (directory / TRUSTED_HASH).write_text(sha256(text) + "\n", encoding="ascii")
+    write_file(directory / MANIFEST, text, op="goldens generate", arg="dir")
+    write_file(directory / TRUSTED_HASH, (sha256(text) + "\n").encode("ascii"), op="goldens generate", arg="dir")
     return manifest
 
 
@@ -237,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     directory = Path(argv[0]) if argv else PACKAGE_BUNDLE
     manifest = write(directory)
     size = sum(p.stat().st_size for p in directory.iterdir() if p.is_file())
-    print(f"wrote {len(manifest['cases'])} cases to {directory} ({size / 1e6:.2f} MB)")
+    print(f"wrote {len(manifest['cases'])} cases to {printable(directory)} ({size / 1e6:.2f} MB)")
     return 0
 
 

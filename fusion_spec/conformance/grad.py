@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import files
 from . import safetensors_io
 from .backward import (AUTODIFF, cotangents, differentiable, error_model, finite_differences, golden, leaves, load,
                        outputs, reference_vjp, vjp)
@@ -125,8 +126,9 @@ def produce(bundle: Bundle, out_dir: str | Path, dtype: str = "float64", backend
         cot = {k: round_to(v, dtype) for k, v in cot.items()}
         grads = producer(entry, tensors, cot) if producer else vjp(entry, tensors, cot, backend, dtype)
         store = np.float32 if dtype == "bfloat16" else dtype
-        (out_dir / f"{entry['id']}.safetensors").write_bytes(safetensors_io.dumps(
-            {f"grad.{k}": np.asarray(g).astype(store) for k, g in grads.items()}, bfloat16=dtype == "bfloat16"))
+        files.write(out_dir / f"{entry['id']}.safetensors", safetensors_io.dumps(
+            {f"grad.{k}": np.asarray(g).astype(store) for k, g in grads.items()}, bfloat16=dtype == "bfloat16"),
+            op="goldens produce --grad", arg="out_dir")
     return out_dir
 
 

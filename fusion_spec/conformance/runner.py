@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from .. import backends as adapters
-from ..errors import FusionSpecError
+from ..errors import FusionSpecError, printable
 from ..xp import LOW_PRECISION, to_numpy
 from . import tolerance
 from .arrays import BACKENDS, backend_settings, converter, device_of, installed
@@ -280,6 +280,9 @@ def fmt_ratio(r: Result) -> str:
 
 
 def table(headers: list[str], rows: list[list[str]]) -> str:
+    """Aligned columns; every cell goes through :func:`fusion_spec.errors.printable`, so a name read from
+    a file (a case's detail) can neither break a row, forge one, nor fail to print."""
+    headers, rows = [printable(h) for h in headers], [[printable(c) for c in r] for r in rows]
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
     line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
     return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])
@@ -369,11 +372,11 @@ def summary_table(results: list[Result]) -> str:
 def failures(results: list[Result]) -> str:
     """A line per failed result, then a line per result that passed with a rounding bias reported."""
     bad = [r for r in results if not r.ok]
-    lines = [f"FAIL {r.backend} {r.dtype} {r.case}: ratio {fmt_ratio(r).split()[0]}, max |err| {r.max_abs:.3g}, "
+    lines = [printable(f"FAIL {r.backend} {r.dtype} {r.case}: ratio {fmt_ratio(r).split()[0]}, max |err| {r.max_abs:.3g}, "
              f"tolerance rtol {r.tolerance.get('rtol')} atol {r.tolerance.get('atol')} norm {r.tolerance.get('norm')}"
-             + (f" ({r.detail})" if r.detail else "") for r in bad]
-    lines += [f"BIAS {r.backend} {r.dtype} {r.case}: passes, but its rounding errors lean to one side (sign test z = "
-              f"{r.bias:+.1f}, |z| >= {tolerance.BIAS_Z:g}): a systematic change smaller than the tolerance"
+             + (f" ({r.detail})" if r.detail else "")) for r in bad]
+    lines += [printable(f"BIAS {r.backend} {r.dtype} {r.case}: passes, but its rounding errors lean to one side (sign test z = "
+              f"{r.bias:+.1f}, |z| >= {tolerance.BIAS_Z:g}): a systematic change smaller than the tolerance")
               for r in results if r.ok and r.biased]
     return "\n".join(lines)
 

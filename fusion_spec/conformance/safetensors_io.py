@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import FusionSpecError
+from .. import files
+from ..errors import FusionSpecError, printable
 from . import strict_json
 
 #: safetensors dtype code -> NumPy dtype (little-endian). BF16 is read as its raw uint16 bits.
@@ -27,6 +28,8 @@ DTYPES: dict[str, np.dtype] = {
     "I64": np.dtype("<i8"), "I32": np.dtype("<i4"), "I16": np.dtype("<i2"), "I8": np.dtype("i1"),
     "U8": np.dtype("u1"), "BOOL": np.dtype("?"),
 }
+#: The floating dtype codes (a weight or a floating output has one of these).
+FLOATING = ("F64", "F32", "F16", "BF16")
 #: NumPy dtype name -> safetensors dtype code (what :func:`dumps` writes).
 CODES = {"float64": "F64", "float32": "F32", "float16": "F16", "int64": "I64", "int32": "I32",
           "int16": "I16", "int8": "I8", "uint8": "U8", "bool": "BOOL"}
@@ -65,12 +68,16 @@ MAX_HEADER_BYTES = 1 << 20
 MAX_DIMS = 64
 #: Largest dimension accepted (2**63 - 1: what a signed 64-bit integer holds).
 MAX_DIM = 2 ** 63 - 1
+#: The nonzero dimensions of a shape must multiply to less than this, even when another dimension is 0
+#: (``[2**62, 2**62, 0]`` holds no element, but no array library can make that shape: its byte size
+#: at 8 bytes per element overflows 64 bits).
+MAX_EXTENT = 2 ** 60
 
 
 def _header_length(prefix: bytes, size: int, where: str, limit: int = MAX_HEADER_BYTES) -> int:
     """The header length ``n`` from the file's first 8 bytes, checked against the file ``size``."""
     op = "safetensors.header"
-    if size < 8:
+    if size < 8 or len(prefix) < 8:
         raise FusionSpecError(op, where, "a safetensors file (8-byte header length first)", f"{size} bytes")
     n = int.from_bytes(prefix[:8], "little")
     if n > size - 8 or n > limit:
@@ -101,19 +108,20 @@ def header(data: bytes, *, where: str = "safetensors") -> dict:
 
 def element_count(shape: object, limit: int) -> int | None:
     """The element count of a ``shape`` (a list of at most :data:`MAX_DIMS` integers in
-    ``[0, MAX_DIM]``); ``None`` if malformed. Counting stops past ``limit``: any count above it is
-    returned as ``limit + 1``, so a hostile shape costs at most 64 multiplications of small numbers."""
+    ``[0, MAX_DIM]`` whose nonzero ones multiply to less than :data:`MAX_EXTENT`); ``None`` if
+    malformed. A count above ``limit`` is returned as ``limit + 1``. Multiplying stops as soon as the
+    product passes :data:`MAX_EXTENT`, so a hostile shape costs at most 64 small multiplications."""
     if not isinstance(shape, list) or len(shape) > MAX_DIMS \
             or not all(type(s) is int and 0 <= s <= MAX_DIM for s in shape):
         return None
+    extent = 1
+    for s in shape:
+        extent *= s or 1
+        if extent >= MAX_EXTENT:
+            return None
     if 0 in shape:
         return 0
-    count = 1
-    for s in shape:
-        count *= s
-        if count > limit:
-            return limit + 1
-    return count
+    return extent if extent <= limit else limit + 1
 
 
 def entries(head: Mapping[str, object], data_size: int, *, where: str = "safetensors") -> dict[str, tuple]:
@@ -128,7 +136,7 @@ def entries(head: Mapping[str, object], data_size: int, *, where: str = "safeten
             if not isinstance(info, dict) or not all(isinstance(v, str) for v in info.values()):
                 raise FusionSpecError(op, f"{where}: __metadata__", "a JSON object of strings", repr(info)[:200])
             continue
-        what = f"{where}: tensor '{name[:100]}'"
+        what = f"{where}: tensor '{printable(name, 100)}'"
         if not isinstance(info, dict) or not {"dtype", "shape", "data_offsets"} <= set(info):
             raise FusionSpecError(op, what, "an object with dtype, shape and data_offsets", repr(info)[:200])
         code, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
@@ -136,8 +144,8 @@ def entries(head: Mapping[str, object], data_size: int, *, where: str = "safeten
             raise FusionSpecError(op, what, "a dtype among " + ", ".join(DTYPES), repr(code)[:100])
         count = element_count(shape, data_size)
         if count is None:
-            raise FusionSpecError(op, what, f"a shape: a list of at most {MAX_DIMS} integers in [0, 2**63)",
-                                  repr(shape)[:200])
+            raise FusionSpecError(op, what, f"a shape: a list of at most {MAX_DIMS} integers in [0, 2**63) whose "
+                                  "nonzero ones multiply to less than 2**60", repr(shape)[:200])
         if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int for o in offsets)):
             raise FusionSpecError(op, what, "data_offsets [begin, end] (integers)", repr(offsets)[:200])
         begin, end = offsets
@@ -152,7 +160,7 @@ def entries(head: Mapping[str, object], data_size: int, *, where: str = "safeten
     position = 0
     for name, (_, _, begin, end) in sorted(out.items(), key=lambda item: (item[1][2], item[1][3])):
         if begin != position:
-            raise FusionSpecError(op, f"{where}: tensor '{name[:100]}'", f"data starting at byte {position} "
+            raise FusionSpecError(op, f"{where}: tensor '{printable(name, 100)}'", f"data starting at byte {position} "
                                   "(tensors tile the data section with no gap or overlap)",
                                   f"data_offsets [{begin}, {end}]")
         position = end
@@ -162,14 +170,12 @@ def entries(head: Mapping[str, object], data_size: int, *, where: str = "safeten
     return out
 
 
-def _arrays(body: memoryview | bytes, table: Mapping[str, tuple]) -> dict[str, np.ndarray]:
-    out = {}
-    for name, (code, shape, begin, end) in table.items():
-        arr = np.frombuffer(body[begin:end], dtype=DTYPES[code]).reshape(shape)
-        if code == "BF16":
-            arr = (arr.astype(np.uint32) << 16).view(np.float32)
-        out[name] = arr.astype(arr.dtype.newbyteorder("="), copy=True)
-    return out
+def _array(data: memoryview | bytes, code: str, shape: tuple[int, ...]) -> np.ndarray:
+    """One tensor's bytes as a native-order NumPy array (a copy); BF16 becomes float32 (exactly)."""
+    arr = np.frombuffer(data, dtype=DTYPES[code]).reshape(shape)
+    if code == "BF16":
+        arr = (arr.astype(np.uint32) << 16).view(np.float32)
+    return arr.astype(arr.dtype.newbyteorder("="), copy=True)
 
 
 def loads(data: bytes, *, where: str = "safetensors") -> dict[str, np.ndarray]:
@@ -179,53 +185,118 @@ def loads(data: bytes, *, where: str = "safetensors") -> dict[str, np.ndarray]:
     """
     n = _header_length(data[:8], len(data), where)
     body = memoryview(data)[8 + n:]
-    return _arrays(body, entries(_parse_header(data[8:8 + n], where), len(body), where=where))
+    table = entries(_parse_header(data[8:8 + n], where), len(body), where=where)
+    return {name: _array(body[begin:end], code, shape) for name, (code, shape, begin, end) in table.items()}
+
+
+class File:
+    """A safetensors file opened for reading (:func:`fusion_spec.files.open_regular`: once, never
+    blocking, a regular file of at most ``max_bytes``; with ``directory``, that directory's own entry,
+    not a link), whose header has been read and checked (:func:`entries`). Nothing else is read until
+    :meth:`tensor` asks for one tensor: it seeks to that tensor's bytes and reads only those, so a
+    file's other tensors cost nothing however large they claim or are.
+
+    ``table``: name -> ``(dtype code, shape, begin, end)``. Use as a context manager (or :meth:`close`).
+    """
+
+    def __init__(self, path: str | Path, *, where: str | None = None, max_bytes: int | None = None,
+                 max_header: int = MAX_HEADER_BYTES, directory: str | Path | None = None,
+                 role: str | None = None) -> None:
+        self.where = where or str(path)
+        self._file = files.open_regular(path, op="safetensors.read", arg=self.where, limit=max_bytes,
+                                        directory=directory, role=role)
+        try:
+            self.size = os.fstat(self._file.fileno()).st_size
+            n = _header_length(self._file.read(8), self.size, self.where, max_header)
+            text = self._file.read(n)
+            self._changed(len(text), n)
+            self._data = 8 + n
+            self.table: dict[str, tuple] = entries(_parse_header(text, self.where), self.size - 8 - n,
+                                                   where=self.where)
+        except BaseException:
+            self._file.close()
+            raise
+
+    def _changed(self, got: int, want: int) -> None:
+        if got != want:
+            raise FusionSpecError("safetensors.read", self.where, f"{want} bytes", f"{got} (the file changed "
+                                  "while it was read)")
+
+    def tensor(self, name: str) -> np.ndarray:
+        """The tensor ``name`` of :attr:`table`, read from its own bytes only."""
+        code, shape, begin, end = self.table[name]
+        data = bytearray(end - begin)  # read into place: the tensor's bytes are held once
+        try:
+            self._file.seek(self._data + begin)
+            got = self._file.readinto(data)
+        except OSError as exc:
+            raise FusionSpecError("safetensors.read", self.where, "a readable file",
+                                  f"{type(exc).__name__}: {exc.strerror or exc}") from None
+        self._changed(got, end - begin)
+        arr = np.frombuffer(data, dtype=DTYPES[code]).reshape(shape)
+        if code == "BF16":
+            return (arr.astype(np.uint32) << 16).view(np.float32)
+        return arr if arr.dtype.isnative else arr.astype(arr.dtype.newbyteorder("="))
+
+    def tensors(self, names: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+        """The tensors ``names`` (default: all of them), each read by :meth:`tensor`."""
+        return {name: self.tensor(name) for name in (self.table if names is None else names)}
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> File:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 Check = Callable[[dict[str, tuple]], None]
 
 
 def read(path: str | Path, *, where: str | None = None, max_bytes: int | None = None,
-         check: Check | None = None, max_header: int = MAX_HEADER_BYTES) -> dict[str, np.ndarray]:
-    """The tensors of the safetensors file at ``path``, reading no more than the header declares.
+         check: Check | None = None, max_header: int = MAX_HEADER_BYTES,
+         directory: str | Path | None = None, role: str | None = None) -> dict[str, np.ndarray]:
+    """The tensors of the safetensors file at ``path`` (a :class:`File`), reading no more than the
+    header declares.
 
-    In order, before the next step reads anything: the file's size (``stat``) against ``max_bytes``; the
-    8-byte header length against the size and :data:`MAX_HEADER_BYTES`; the header (:func:`entries`:
-    the tensors must tile exactly the rest of the file); then ``check(entries)``, a caller's test of the
-    names, dtypes and shapes (raising :class:`FusionSpecError`). Only then is the data section read.
+    In order, before the next step reads anything: the opened file (a regular file; its size against
+    ``max_bytes``); the 8-byte header length against the size and ``max_header``; the header
+    (:func:`entries`: the tensors must tile exactly the rest of the file); then ``check(entries)``, a
+    caller's test of the names, dtypes and shapes (raising :class:`FusionSpecError` or its own
+    exception). Only then are the tensors read.
     """
-    where = where or str(path)
-    try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if max_bytes is not None and size > max_bytes:
-                raise FusionSpecError("safetensors.read", where, f"a file of at most {max_bytes} bytes",
-                                      f"{size} bytes")
-            n = _header_length(f.read(8), size, where, max_header)
-            table = entries(_parse_header(f.read(n), where), size - 8 - n, where=where)
-            if check is not None:
-                check(table)
-            body = f.read(size - 8 - n)
-    except OSError as exc:
-        raise FusionSpecError("safetensors.read", where, "a readable file", f"{type(exc).__name__}: "
-                              f"{exc.strerror or exc}") from None
-    if len(body) != size - 8 - n:
-        raise FusionSpecError("safetensors.read", where, f"{size - 8 - n} bytes of data", f"{len(body)} "
-                              "(the file changed while it was read)")
-    return _arrays(body, table)
+    with File(path, where=where, max_bytes=max_bytes, max_header=max_header, directory=directory, role=role) as f:
+        if check is not None:
+            check(f.table)
+        return f.tensors()
 
 
-def save(path, tensors: Mapping[str, np.ndarray]) -> None:
-    with open(path, "wb") as f:
-        f.write(dumps(tensors))
+def require_finite(tensors: Mapping[str, np.ndarray], op: str, where: str) -> None:
+    """Every floating tensor holds only finite values, else :class:`FusionSpecError` naming the first
+    tensor that does not."""
+    for name, arr in tensors.items():
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            raise FusionSpecError(op, f"{where}: {printable(name, 100)}", "finite values (no NaN or infinity)",
+                                  f"{int(np.count_nonzero(~np.isfinite(arr)))} non-finite values")
 
 
-#: The reference library's header limit, for checkpoints a user names (a whole model's header is large).
-CHECKPOINT_HEADER_BYTES = 100_000_000
+def save(path: str | Path, tensors: Mapping[str, np.ndarray]) -> None:
+    """Write ``tensors`` (:func:`dumps`) to ``path`` (:func:`fusion_spec.files.write`: never through a link)."""
+    files.write(path, dumps(tensors), op="safetensors.save", arg=str(path))
 
 
-def load(path) -> dict[str, np.ndarray]:
-    """The tensors of a checkpoint file (:func:`read` with the reference library's header limit)."""
+#: Largest header of a checkpoint a user names (``check-module --checkpoint``/``--inputs``,
+#: ``export-onnx --params``). A fusion module needs a few tensors, but the file may be a whole model's
+#: shard that lists every tensor of the model: a shard lists a few hundred to a few thousand (about
+#: 150 bytes each), so 2 MiB leaves room for 10,000 or more. The reference library allows 100 MB, whose
+#: parse takes tens of seconds and gigabytes; 2 MiB parses in well under a second and 64 MB at worst.
+CHECKPOINT_HEADER_BYTES = 2 << 20
+
+
+def load(path: str | Path) -> dict[str, np.ndarray]:
+    """Every tensor of a checkpoint file (:func:`read` with :data:`CHECKPOINT_HEADER_BYTES`)."""
     return read(path, max_header=CHECKPOINT_HEADER_BYTES)
 
 

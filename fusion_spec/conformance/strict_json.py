@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from typing import Any
 
 from ..errors import FusionSpecError
@@ -59,12 +60,16 @@ def loads(data: bytes | str, *, op: str, where: str, max_depth: int = MAX_DEPTH)
 
 
 def _check_depth(value: Any, op: str, where: str, max_depth: int) -> None:
-    """Iterative (a recursive walk is what a deep document would crash)."""
-    stack = [(value, 0)]
+    """Iterative (a recursive walk is what a deep document would crash), with one iterator per open
+    level: memory grows with the depth, not with the number of values (a million siblings cost nothing)."""
+    stack: list[Iterator[Any]] = [iter((value,))]
     while stack:
-        item, depth = stack.pop()
-        if isinstance(item, (list, dict)):
-            if depth >= max_depth:
-                raise FusionSpecError(op, where, f"JSON nested at most {max_depth} levels deep",
-                                      "deeper nesting")
-            stack.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
+        for item in stack[-1]:
+            if isinstance(item, (list, dict)):
+                if len(stack) > max_depth:
+                    raise FusionSpecError(op, where, f"JSON nested at most {max_depth} levels deep",
+                                          "deeper nesting")
+                stack.append(iter(item.values() if isinstance(item, dict) else item))
+                break
+        else:
+            stack.pop()

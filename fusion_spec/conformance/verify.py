@@ -12,20 +12,19 @@ rounded to that dtype (which is what the implementation should have been fed: se
 from __future__ import annotations
 
 import math
-import shutil
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .. import __version__
-from ..errors import FusionSpecError
+from .. import files
+from ..errors import FusionSpecError, printable
 from ..xp import to_numpy
 from . import safetensors_io
 from .arrays import converter
-from .backward import load
-from .bundle import PACKAGE_BUNDLE, Bundle, call, inside, round_to, target, trusted_manifest_sha256
+from .bundle import (MANIFEST, MAX_MANIFEST_BYTES, PACKAGE_BUNDLE, Bundle, UntrustedManifest, call, grad_described,
+                     listed, round_to, sha256, target)
 from .reference import Reference
 from .runner import Result, judge
 from .tolerance import DTYPES, UNIT_ROUNDOFF
@@ -33,7 +32,7 @@ from .tolerance import DTYPES, UNIT_ROUNDOFF
 _CODE_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16"}
 
 
-class UntrustedBundle(FusionSpecError):
+class UntrustedBundle(UntrustedManifest):
     """The bundle's manifest is not the one this fusion_spec ships (see :func:`verify`)."""
 
 
@@ -82,10 +81,7 @@ def require_trust(bundle: Bundle, out_dir: Path, trust: bool, command: str) -> b
     if not out_dir.is_dir():
         raise FusionSpecError(command, "--outputs", "a directory of <case id>.safetensors files", str(out_dir))
     if not bundle.trusted and not trust:
-        raise UntrustedBundle(command, "bundle", f"the manifest shipped with fusion_spec {__version__} "
-                              f"(sha256 {trusted_manifest_sha256()})", f"{bundle.path / 'manifest.json'} with "
-                              f"sha256 {bundle.manifest_sha256}: its cases and tolerances are not vouched for "
-                              "(export the packaged bundle again, or pass --trust-bundle to check against it)")
+        raise UntrustedBundle.of(bundle.path, bundle.manifest_sha256, command)
     return bundle.trusted
 
 
@@ -124,11 +120,11 @@ def read_results(out_dir: Path, cid: str, allowed: Mapping[str, Mapping[str, Any
     """``(tensors, dtype of the floating ones)`` of another implementation's ``OUT/<cid>.safetensors``, or
     the :class:`Result` that ends the case (``missing``, ``error`` for an unreadable or hostile file,
     ``fail`` for one holding other tensors than ``allowed`` or the ``wanted`` ones with other shapes or
-    dtypes). Names, shapes and dtypes are checked from the header, before any data is read, and the
-    file's size from ``stat``; a link out of ``out_dir`` is refused."""
-    path = out_dir / f"{cid}.safetensors"
-    if not path.exists() and not path.is_symlink():
-        return Result(cid, label, "-", "missing", math.inf, math.inf, f"{path.name} not found")
+    dtypes). The file is opened once (:class:`.safetensors_io.File`): a regular file of ``out_dir``, not a
+    link, and never a blocking open; its size, names, shapes and dtypes are checked from the opened
+    file and its header before any data is read."""
+    name = f"{cid}.safetensors"
+    path = out_dir / name
     found: dict[str, str] = {}
 
     def check(table: dict[str, tuple]) -> None:
@@ -149,11 +145,14 @@ def read_results(out_dir: Path, cid: str, allowed: Mapping[str, Mapping[str, Any
                 found[key] = code
 
     try:
-        inside(out_dir, path.name, "goldens verify", str(path), "the outputs directory")
-        tensors = safetensors_io.read(path, where=str(path), check=check, max_bytes=8 + safetensors_io.MAX_HEADER_BYTES
+        tensors = safetensors_io.read(name, where=str(path), check=check, directory=out_dir,
+                                      role="the outputs directory",
+                                      max_bytes=8 + safetensors_io.MAX_HEADER_BYTES
                                       + sum(8 * math.prod(t["shape"]) for t in allowed.values()))
+    except files.Missing:
+        return Result(cid, label, "-", "missing", math.inf, math.inf, f"{name} not found")
     except _Mismatch as exc:
-        return Result(cid, label, "-", "fail", math.inf, math.inf, str(exc))
+        return Result(cid, label, "-", "fail", math.inf, math.inf, printable(exc))
     except FusionSpecError as exc:
         return Result(cid, label, "-", "error", math.inf, math.inf, str(exc))
     codes = set(found.values())
@@ -191,21 +190,29 @@ def produce(bundle: Bundle, out_dir: str | Path, dtype: str = "float64", backend
             a = to_numpy(value)
             arrays["output." + name] = a.astype(np.float32 if dtype == "bfloat16" else dtype) \
                 if a.dtype.kind == "f" else a.astype(np.int64) if a.dtype.kind in "iu" else a
-        (out_dir / f"{entry['id']}.safetensors").write_bytes(
-            safetensors_io.dumps(arrays, bfloat16=dtype == "bfloat16"))
+        files.write(out_dir / f"{entry['id']}.safetensors", safetensors_io.dumps(arrays, bfloat16=dtype == "bfloat16"),
+                    op="goldens produce", arg="out_dir")
     return out_dir
 
 
 def export(directory: str | Path, source: str | Path = PACKAGE_BUNDLE) -> Path:
-    """Copy the bundle (manifest, case and gradient files, each checked against its sha256) to ``directory``."""
+    """Copy the bundle (manifest, case and gradient files, each checked against its sha256) to
+    ``directory``: the bytes checked are the bytes written (:func:`fusion_spec.files.write`, which
+    never writes through a link or into a special file)."""
     bundle = Bundle(source)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     for entry in bundle.cases:
-        bundle.tensors(entry)  # integrity check before copying
-        shutil.copyfile(bundle.path / entry["file"], directory / entry["file"])
+        where = f"conformance case '{entry['id']}'"
+        copies = [(entry["file"], entry["sha256"], listed(entry))]
         if "grad" in entry:
-            load(bundle, entry)
-            shutil.copyfile(bundle.path / entry["grad"]["file"], directory / entry["grad"]["file"])
-    shutil.copyfile(bundle.path / "manifest.json", directory / "manifest.json")
+            copies.append((entry["grad"]["file"], entry["grad"]["sha256"], grad_described(entry["grad"])))
+        for file, digest, tensors in copies:
+            data, _ = bundle.checked(where, file, digest, tensors)
+            files.write(directory / file, data, op="goldens export", arg="dir")
+    manifest = files.read_bytes(MANIFEST, op="goldens export", arg="bundle", directory=bundle.path,
+                                limit=MAX_MANIFEST_BYTES)
+    if sha256(manifest) != bundle.manifest_sha256:
+        raise FusionSpecError("goldens export", "bundle", f"{MANIFEST} as it was read", "other bytes (it changed)")
+    files.write(directory / MANIFEST, manifest, op="goldens export", arg="dir")
     return directory

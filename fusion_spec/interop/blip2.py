@@ -17,6 +17,10 @@ Names: the spec's parameters are the BLIP-2 checkpoint's keys (``query_tokens``,
   loads with ``strict=True``.
 Q-Formers built with ``use_qformer_text_input=True`` carry text-branch weights that never touch the
 queries; they are rejected rather than dropped silently.
+
+Every setting is read from the Q-Former's modules, not its config: the eps of each LayerNorm (all must
+agree), each attention's head size and score scale, which layers cross-attend, the widths. The config's
+``num_hidden_layers`` (the encoder's loop runs that many layers) must equal the layers present.
 """
 
 from __future__ import annotations
@@ -28,23 +32,55 @@ import numpy as np
 
 from ..errors import FusionSpecError
 from ..specs.qformer import QFormer
-from .common import cast_like, checked_state_dict, run_torch, to_numpy
+from .common import (activation_name, cast_like, checked_state_dict, plain_attention, norm_eps, one_value, run_torch,
+                     to_numpy)
 from .registry import Converter, register
 
 _OP = "interop.from_module"
 FULL_CLASSES = ("Blip2Model", "Blip2ForConditionalGeneration")
 
 
-def _qformer_spec(c: Any, **kw: Any) -> QFormer:
-    if c.hidden_act != "gelu":
-        raise FusionSpecError(_OP, "qformer.config.hidden_act", "'gelu' (erf form)", repr(c.hidden_act))
+def _qformer_spec(qformer: Any, **kw: Any) -> QFormer:
+    """The ``QFormer`` that ``qformer`` (a ``Blip2QFormerModel``) computes, read from its modules."""
+    c = qformer.config
     if c.use_qformer_text_input:
         raise FusionSpecError(_OP, "qformer.config.use_qformer_text_input", "False (the text branch is not part of "
                               "the image fusion)", True)
-    return QFormer(vision_dim=c.encoder_hidden_size, hidden_size=c.hidden_size, num_layers=c.num_hidden_layers,
-                   num_heads=c.num_attention_heads, intermediate_size=c.intermediate_size,
-                   cross_attention_frequency=c.cross_attention_frequency, num_visual_tokens=None,
-                   layer_norm_eps=c.layer_norm_eps, **kw)
+    layers = list(qformer.encoder.layer)
+    if c.num_hidden_layers != len(layers):
+        raise FusionSpecError(_OP, "qformer.config.num_hidden_layers", f"{len(layers)} (the layers the module has; "
+                              "its encoder runs this many)", c.num_hidden_layers)
+    cross = [i for i, layer in enumerate(layers) if layer.has_cross_attention]
+    if any(layer.has_cross_attention != hasattr(layer, "crossattention") for layer in layers):
+        raise FusionSpecError(_OP, "qformer.encoder.layer", "has_cross_attention exactly on the layers with a "
+                              "crossattention module", cross)
+    frequency = cross[1] if len(cross) > 1 else len(layers)
+    if not cross or cross != list(range(0, len(layers), frequency)):
+        raise FusionSpecError(_OP, "qformer.encoder.layer", "cross-attention on layers 0, f, 2f, ... (BLIP-2's "
+                              "cross_attention_frequency)", f"on layers {cross}")
+    attentions = {f"qformer.encoder.layer.{i}.{kind}": getattr(layer, kind).attention for i, layer in enumerate(layers)
+                  for kind in ("attention", "crossattention") if hasattr(layer, kind)}
+    head_size = one_value(_OP, "attention_head_size", {k: a.attention_head_size for k, a in attentions.items()})
+    hidden = qformer.layernorm.normalized_shape[0]
+    for label, a in attentions.items():
+        plain_attention(_OP, f"{label}.attention", a, head_size)
+        if a.query.out_features != hidden or hidden % head_size:
+            raise FusionSpecError(_OP, f"{label}.attention", f"heads of {head_size} spanning the width {hidden}",
+                                  f"query width {a.query.out_features}")
+    norms = {"qformer.layernorm": qformer.layernorm}
+    for i, layer in enumerate(layers):
+        for kind in ("attention", "crossattention"):
+            if hasattr(layer, kind):
+                norms[f"qformer.encoder.layer.{i}.{kind}.output.LayerNorm"] = getattr(layer, kind).output.LayerNorm
+        norms[f"qformer.encoder.layer.{i}.output_query.LayerNorm"] = layer.output_query.LayerNorm
+        if activation_name(layer.intermediate_query.intermediate_act_fn, "act") != "gelu":
+            raise FusionSpecError(_OP, f"qformer.encoder.layer.{i}.intermediate_query.intermediate_act_fn",
+                                  "GELU (erf form)", type(layer.intermediate_query.intermediate_act_fn).__name__)
+    return QFormer(vision_dim=layers[0].crossattention.attention.key.in_features, hidden_size=hidden,
+                   num_layers=len(layers), num_heads=hidden // head_size,
+                   intermediate_size=layers[0].intermediate_query.dense.out_features,
+                   cross_attention_frequency=frequency, num_visual_tokens=None,
+                   layer_norm_eps=norm_eps(_OP, "LayerNorm eps", norms), **kw)
 
 
 def _pick(state: Mapping[str, Any], shapes: Mapping[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
@@ -56,7 +92,7 @@ def _pick(state: Mapping[str, Any], shapes: Mapping[str, tuple[int, ...]]) -> di
 
 def full_from_module(module: Any) -> tuple[QFormer, dict[str, np.ndarray]]:
     q, proj = module.query_tokens, module.language_projection
-    spec = _qformer_spec(module.qformer.config, num_queries=int(q.shape[1]), output_dim=proj.out_features)
+    spec = _qformer_spec(module.qformer, num_queries=int(q.shape[1]), output_dim=proj.out_features)
     state = {"query_tokens": q, **{"qformer." + k: v for k, v in module.qformer.state_dict().items()},
              **{"language_projection." + k: v for k, v in proj.state_dict().items()}}
     shapes = spec.param_shapes()
@@ -67,7 +103,7 @@ def full_from_module(module: Any) -> tuple[QFormer, dict[str, np.ndarray]]:
 
 
 def bare_from_module(module: Any) -> tuple[QFormer, dict[str, np.ndarray]]:
-    spec = _qformer_spec(module.config, learned_queries=False, language_projection=False)
+    spec = _qformer_spec(module, learned_queries=False, language_projection=False)
     state = {"qformer." + k: v for k, v in module.state_dict().items()}
     shapes = spec.param_shapes()
     extra = [k for k in state if k not in shapes]

@@ -1,7 +1,11 @@
-"""Helpers shared by the converters: torch tensors to NumPy, checked state dicts, running a module."""
+"""Helpers shared by the converters: torch tensors to NumPy, checked state dicts, running a module, and
+reading numeric settings from the module instance itself (:func:`one_value`, :func:`norm_eps`,
+:func:`plain_attention`): a converter reads every setting from the module it converts, never from a
+config the module may no longer follow, and refuses a module it cannot describe."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -36,6 +40,34 @@ def activation_name(act: Any, where: str) -> str:
         return "silu"
     raise FusionSpecError("interop.from_module", where, "an activation among GELU (erf: 'gelu', 'gelu_python'), "
                           "GELU tanh ('gelu_pytorch_tanh', 'gelu_new', 'gelu_fast') or SiLU ('silu', 'swish')", name)
+
+
+def one_value(op: str, where: str, values: Mapping[str, Any]) -> Any:
+    """The value that every entry of ``values`` (label -> a setting read from a submodule) holds;
+    :class:`FusionSpecError` naming them when they differ (the spec has one such setting)."""
+    distinct = set(values.values())
+    if len(distinct) != 1:
+        shown = ", ".join(f"{k}={v!r}" for k, v in list(values.items())[:6])
+        raise FusionSpecError(op, where, "one value throughout the module (the spec has one)", shown or "none")
+    return distinct.pop()
+
+
+def norm_eps(op: str, where: str, norms: Mapping[str, Any]) -> float:
+    """The eps of every norm in ``norms`` (label -> LayerNorm or RMSNorm instance: ``eps`` or HF's
+    ``variance_epsilon``), read from each instance; they must agree (:func:`one_value`)."""
+    return float(one_value(op, where, {label: float(m.eps if hasattr(m, "eps") else m.variance_epsilon)
+                                       for label, m in norms.items()}))
+
+
+def plain_attention(op: str, where: str, attn: Any, head_dim: int, scale: str = "scaling") -> None:
+    """An attention module computes what the spec's attention does: its stored score scale (attribute
+    ``scale``) is ``head_dim ** -0.5``, and it is not causal (HF's ``is_causal`` flag, where it has one)."""
+    value = getattr(attn, scale)
+    if not math.isclose(float(value), head_dim ** -0.5, rel_tol=1e-12):
+        raise FusionSpecError(op, f"{where}.{scale}", f"head_dim ** -0.5 = {head_dim ** -0.5!r} (the spec's score "
+                              "scale)", repr(value))
+    if getattr(attn, "is_causal", False):
+        raise FusionSpecError(op, f"{where}.is_causal", "False (every query attends to every key)", True)
 
 
 def checked_state_dict(op: str, spec: Spec, params: Mapping[str, Any],

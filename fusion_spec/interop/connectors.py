@@ -31,7 +31,7 @@ from ..errors import FusionSpecError
 from ..specs.connectors import (AyaVisionProjector, Gemma3Projector, Idefics2Connector, Idefics3Connector, Llama4PixelShuffleMLP, Llama4Projector,
                                 PaliGemmaProjector)
 from .common import activation_name, cast_like, checked_state_dict, module_params, run_forward, run_torch
-from .idefics2 import _mask
+from .idefics2 import _mask, resampler_settings
 from .registry import Converter, register
 
 _OP = "interop.from_module"
@@ -53,9 +53,19 @@ def gemma3_from_module(module: Any) -> tuple[Gemma3Projector, dict[str, np.ndarr
     p, t = module.patches_per_image, module.tokens_per_side
     if t < 1 or p % t or module.kernel_size != p // t:
         raise FusionSpecError(_OP, "module.tokens_per_side", f"a divisor of patches_per_image={p}", t)
+    pool = module.avg_pool  # the pooling the module runs: its own settings, not kernel_size beside it
+    k = p // t
+    if (_pair(pool.kernel_size), _pair(pool.stride), _pair(pool.padding), pool.ceil_mode, pool.divisor_override) \
+            != ((k, k), (k, k), (0, 0), False, None):
+        raise FusionSpecError(_OP, "module.avg_pool", f"AvgPool2d(kernel_size={k}, stride={k}) (patches_per_image / "
+                              "tokens_per_side)", repr(pool))
     spec = Gemma3Projector(vision_dim, llm_dim, patches_per_image=p, tokens_per_side=t,
                            eps=module.mm_soft_emb_norm.eps)
     return spec, module_params(_OP, module, spec)
+
+
+def _pair(value: Any) -> tuple[Any, Any]:
+    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
 
 
 register(Converter("Gemma3MultiModalProjector", "transformers", Gemma3Projector, gemma3_from_module,
@@ -170,15 +180,12 @@ for _name, _norm in (("AyaVisionMultiModalProjector", True), ("Cohere2VisionMult
 
 
 def idefics2_from_module(module: Any) -> tuple[Idefics2Connector, dict[str, np.ndarray]]:
-    mp, c = module.modality_projection, module.perceiver_resampler.config
-    if c.hidden_act not in ("silu", "swish"):
-        raise FusionSpecError(_OP, "module.perceiver_resampler.config.hidden_act", "'silu' (the resampler's gated "
-                              "FFN)", repr(c.hidden_act))
+    """The projection MLP and the perceiver, each setting read from the modules (the perceiver's by
+    :func:`fusion_spec.interop.idefics2.resampler_settings`)."""
+    mp = module.modality_projection
     spec = Idefics2Connector(mp.gate_proj.in_features, mp.down_proj.out_features, mp.gate_proj.out_features,
                              activation_name(mp.act_fn, "module.modality_projection.act_fn"),
-                             resampler_n_latents=c.resampler_n_latents, resampler_depth=c.resampler_depth,
-                             resampler_n_heads=c.resampler_n_heads, resampler_head_dim=c.resampler_head_dim,
-                             num_key_value_heads=c.num_key_value_heads, rms_norm_eps=c.rms_norm_eps)
+                             **resampler_settings(module.perceiver_resampler, "module.perceiver_resampler"))
     return spec, module_params(_OP, module, spec)
 
 

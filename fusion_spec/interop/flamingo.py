@@ -17,20 +17,23 @@ import numpy as np
 
 from ..errors import FusionSpecError
 from ..specs.cross_attention import CrossAttention, GatedCrossAttentionBlock
-from .common import cast_like, checked_state_dict, module_params, to_numpy
+from .common import cast_like, checked_state_dict, plain_attention, module_params, norm_eps, to_numpy
 from .registry import Converter, register
 
 _OP = "interop.from_module"
 
 
 def _attn_config(attn: Any) -> dict[str, Any]:
+    """The attention's settings, read from the instance: heads, the stored score scale (must be
+    dim_head ** -0.5), the LayerNorm's eps, the media rule."""
     heads = int(attn.heads)
     inner = attn.to_q.out_features
     if inner % heads or attn.to_kv.out_features != 2 * inner:
         raise FusionSpecError(_OP, "module.to_q / to_kv", f"widths heads*dim_head and 2*heads*dim_head (heads={heads})",
                               (attn.to_q.out_features, attn.to_kv.out_features))
+    plain_attention(_OP, "module", attn, inner // heads, scale="scale")
     return dict(hidden_size=attn.to_q.in_features, vision_dim=attn.to_kv.in_features, num_heads=heads,
-                head_dim=inner // heads, norm_eps=float(attn.norm.eps),
+                head_dim=inner // heads, norm_eps=norm_eps(_OP, "module.norm.eps", {"norm": attn.norm}),
                 only_attend_immediate_media=bool(attn.only_attend_immediate_media))
 
 
@@ -43,9 +46,7 @@ def masked_from_module(module: Any) -> tuple[CrossAttention, dict[str, np.ndarra
 def block_from_module(module: Any) -> tuple[GatedCrossAttentionBlock, dict[str, np.ndarray]]:
     """``GatedCrossAttentionBlock(dim, dim_visual, dim_head, heads, ff_mult, only_attend_immediate_media)``."""
     cfg = _attn_config(module.attn)
-    if float(module.ff[0].eps) != cfg["norm_eps"]:
-        raise FusionSpecError(_OP, "module.ff[0].eps", f"the attention LayerNorm's eps {cfg['norm_eps']}",
-                              module.ff[0].eps)
+    norm_eps(_OP, "LayerNorm eps", {"module.attn.norm": module.attn.norm, "module.ff[0]": module.ff[0]})
     spec = GatedCrossAttentionBlock(variant="flamingo", ff_dim=module.ff[1].out_features, **cfg)
     return spec, module_params(_OP, module, spec)
 

@@ -13,7 +13,7 @@ import numpy as np
 from ..errors import FusionSpecError
 from ..ops.resampler import DEFAULT_EPS
 from ..specs.resampler import PerceiverResampler
-from .common import cast_like, checked_state_dict, module_params, run_forward
+from .common import cast_like, checked_state_dict, plain_attention, module_params, norm_eps, one_value, run_forward
 from .registry import Converter, register
 
 _OP = "interop.from_module"
@@ -23,15 +23,16 @@ def from_module(module: Any) -> tuple[PerceiverResampler, dict[str, np.ndarray]]
     """``PerceiverResampler(dim, depth, dim_head, heads, num_latents, max_num_media, max_num_frames, ff_mult)``."""
     num_latents, dim = tuple(module.latents.shape)
     attn, ff = module.layers[0][0], module.layers[0][1]
-    heads = int(attn.heads)
+    heads = one_value(_OP, "heads", {f"module.layers[{i}][0].heads": int(layer[0].heads)
+                                     for i, layer in enumerate(module.layers)})
     dim_head = attn.to_q.out_features // heads
+    for i, layer in enumerate(module.layers):
+        plain_attention(_OP, f"module.layers[{i}][0]", layer[0], dim_head, scale="scale")
     if ff[1].out_features % dim:
         raise FusionSpecError(_OP, "module.layers[0][1]", f"an FFN width that is a multiple of dim={dim} (integer ff_mult)",
                               ff[1].out_features)
-    eps = {float(m.eps) for m in module.modules() if type(m).__name__ == "LayerNorm"}
-    if len(eps) != 1:
-        raise FusionSpecError(_OP, "module", "one LayerNorm eps throughout", sorted(eps))
-    eps_value = eps.pop()
+    eps_value = norm_eps(_OP, "LayerNorm eps", {name: m for name, m in module.named_modules()
+                                                if type(m).__name__ == "LayerNorm"})
     frames = None if module.frame_embs is None else int(module.frame_embs.shape[0])
     media = None if module.media_time_embs is None else int(module.media_time_embs.shape[0])
     spec = PerceiverResampler.flamingo(dim, depth=len(module.layers), dim_head=dim_head, heads=heads,

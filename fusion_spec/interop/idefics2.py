@@ -2,6 +2,10 @@
 
 Names are the module's state_dict keys. The module's ``attention_mask`` (0/1 integers, ``[B, S]``,
 required by HF) becomes the spec's boolean mask; ``run_module`` passes all-ones when none is given.
+
+Every setting is read from the module's layers, not its config: the heads, KV heads and head size the
+attention reshapes with (one value across layers), its score scale (head_dim ** -0.5), the RMSNorms'
+eps (one value), the MLP's activation (SiLU) and width (4x).
 """
 
 from __future__ import annotations
@@ -13,20 +17,41 @@ import numpy as np
 
 from ..errors import FusionSpecError
 from ..specs.resampler import PerceiverResampler
-from .common import cast_like, checked_state_dict, module_params, run_torch
+from .common import (activation_name, cast_like, checked_state_dict, plain_attention, module_params, norm_eps, one_value,
+                     run_torch)
 from .registry import Converter, register
 
 _OP = "interop.from_module"
 
 
+def resampler_settings(module: Any, where: str = "module") -> dict[str, Any]:
+    """The arguments of :meth:`PerceiverResampler.idefics2` that an ``Idefics2PerceiverResampler`` computes
+    with, read from its modules (see the module docstring); :class:`FusionSpecError` where it cannot be one."""
+    n_latents, hidden = tuple(module.latents.shape)
+    layers = list(module.layers)
+    attns = {f"{where}.layers.{i}.self_attn": layer.self_attn for i, layer in enumerate(layers)}
+    head_dim = one_value(_OP, f"{where} head_dim", {k: a.head_dim for k, a in attns.items()})
+    heads = one_value(_OP, f"{where} num_heads", {k: a.num_heads for k, a in attns.items()})
+    kv_heads = one_value(_OP, f"{where} num_key_value_heads", {k: a.num_key_value_heads for k, a in attns.items()})
+    for label, a in attns.items():
+        plain_attention(_OP, label, a, head_dim)
+    norms = {f"{where}.norm": module.norm}
+    for i, layer in enumerate(layers):
+        for name in ("input_latents_norm", "input_context_norm", "post_attention_layernorm"):
+            norms[f"{where}.layers.{i}.{name}"] = getattr(layer, name)
+        if activation_name(layer.mlp.act_fn, f"{where}.layers.{i}.mlp.act_fn") != "silu":
+            raise FusionSpecError(_OP, f"{where}.layers.{i}.mlp.act_fn", "SiLU (the spec's gated FFN)",
+                                  type(layer.mlp.act_fn).__name__)
+        if layer.mlp.gate_proj.out_features != 4 * hidden:
+            raise FusionSpecError(_OP, f"{where}.layers.{i}.mlp.gate_proj", f"out_features 4 * {hidden}",
+                                  layer.mlp.gate_proj.out_features)
+    return dict(resampler_n_latents=n_latents, resampler_depth=len(layers), resampler_n_heads=heads,
+                resampler_head_dim=head_dim, num_key_value_heads=kv_heads,
+                rms_norm_eps=norm_eps(_OP, f"{where} RMSNorm eps", norms))
+
+
 def from_module(module: Any) -> tuple[PerceiverResampler, dict[str, np.ndarray]]:
-    c = module.config
-    if c.hidden_act not in ("silu", "swish"):
-        raise FusionSpecError(_OP, "module.config.hidden_act", "'silu' (the spec's gated FFN)", repr(c.hidden_act))
-    spec = PerceiverResampler.idefics2(c.hidden_size, resampler_n_latents=c.resampler_n_latents,
-                                       resampler_depth=c.resampler_depth, resampler_n_heads=c.resampler_n_heads,
-                                       resampler_head_dim=c.resampler_head_dim,
-                                       num_key_value_heads=c.num_key_value_heads, rms_norm_eps=c.rms_norm_eps)
+    spec = PerceiverResampler.idefics2(module.latents.shape[1], **resampler_settings(module))
     return spec, module_params(_OP, module, spec)
 
 

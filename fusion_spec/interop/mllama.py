@@ -17,27 +17,27 @@ import numpy as np
 
 from ..errors import FusionSpecError
 from ..specs.cross_attention import GatedCrossAttentionBlock
-from .common import cast_like, checked_state_dict, module_params, to_numpy
+from .common import activation_name, cast_like, checked_state_dict, plain_attention, module_params, norm_eps, to_numpy
 from .registry import Converter, register
 
 _OP = "interop.from_module"
 
 
 def from_module(module: Any) -> tuple[GatedCrossAttentionBlock, dict[str, np.ndarray]]:
-    """Config from the layer's ``MllamaTextConfig``: hidden_size, heads, KV heads, intermediate size, eps."""
+    """Every setting read from the layer's modules: the heads and head size the attention reshapes with,
+    its score scale (must be head_dim ** -0.5), the widths, the MLP's activation (SiLU), and the eps of
+    the four RMSNorms (one value: the spec has one)."""
     attn = module.cross_attn
-    cfg = attn.config
-    act = getattr(cfg, "hidden_act", "silu")
-    if act not in ("silu", "swish"):
-        raise FusionSpecError(_OP, "module.mlp.act_fn", "SiLU (hidden_act 'silu')", act)
-    eps = {float(m.variance_epsilon) for m in (module.input_layernorm, module.post_attention_layernorm,
-                                               attn.q_norm, attn.k_norm)}
-    if len(eps) != 1:
-        raise FusionSpecError(_OP, "module", "one RMSNorm eps throughout", sorted(eps))
-    spec = GatedCrossAttentionBlock(variant="mllama", hidden_size=attn.hidden_size, vision_dim=attn.k_proj.in_features,
-                                    num_heads=attn.num_heads, num_kv_heads=attn.num_key_value_heads,
-                                    head_dim=attn.head_dim, ff_dim=module.mlp.gate_proj.out_features,
-                                    norm_eps=eps.pop())
+    if activation_name(module.mlp.act_fn, "module.mlp.act_fn") != "silu":
+        raise FusionSpecError(_OP, "module.mlp.act_fn", "SiLU (hidden_act 'silu')", type(module.mlp.act_fn).__name__)
+    plain_attention(_OP, "module.cross_attn", attn, attn.head_dim)
+    eps = norm_eps(_OP, "RMSNorm eps", {"module.input_layernorm": module.input_layernorm,
+                                        "module.post_attention_layernorm": module.post_attention_layernorm,
+                                        "module.cross_attn.q_norm": attn.q_norm, "module.cross_attn.k_norm": attn.k_norm})
+    spec = GatedCrossAttentionBlock(variant="mllama", hidden_size=attn.o_proj.out_features,
+                                    vision_dim=attn.k_proj.in_features, num_heads=attn.num_heads,
+                                    num_kv_heads=attn.num_key_value_heads, head_dim=attn.head_dim,
+                                    ff_dim=module.mlp.gate_proj.out_features, norm_eps=eps)
     return spec, module_params(_OP, module, spec)
 
 

@@ -121,4 +121,4 @@ def _image_size(op: str, image_size: Sequence[int]) -> tuple[int, int]:
         raise FusionSpecError(op, "image_size", "(height, width) of the original image", repr(image_size)) from exc
     if height < 1 or width < 1:
         raise FusionSpecError(op, "image_size", "positive (height, width)", f"{height}x{width}")
-    return height, width
+    return check.positive_int(op, "image_size", height), check.positive_int(op, "image_size", width)

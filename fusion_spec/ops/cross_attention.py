@@ -122,12 +122,15 @@ def media_attention_mask(media_locations: Array, num_media: int, tokens_per_medi
     check.boolean(op, "media_locations", media_locations, rank=2)
     check.positive_int(op, "num_media", num_media)
     check.positive_int(op, "tokens_per_media", tokens_per_media)
+    if text_len is not None:
+        check.positive_int(op, "text_len", text_len, minimum=0)
+    rows = media_locations.shape[1] if text_len is None else text_len
+    check.elements(op, "num_media * tokens_per_media", (media_locations.shape[0], rows, num_media, tokens_per_media))
     xp = namespace(media_locations)
     counts = xp.astype(media_locations, xp.int32)
     if use_cached_media:
         if text_len is None:
             text_len = media_locations.shape[1]
-        check.positive_int(op, "text_len", text_len, minimum=0)
         total = xp.sum(counts, axis=1, keepdims=True)
         text_time = xp.broadcast_to(total, (media_locations.shape[0], text_len))
     else:
@@ -156,6 +159,7 @@ def mllama_cross_attention_mask(cross_attention_mask: Array, num_vision_tokens: 
     op = "mllama_cross_attention_mask"
     check.array(op, "cross_attention_mask", cross_attention_mask, rank=4)
     check.positive_int(op, "num_vision_tokens", num_vision_tokens)
+    check.elements(op, "num_vision_tokens", (*cross_attention_mask.shape, num_vision_tokens))
     xp = namespace(cross_attention_mask)
     m = cross_attention_mask if dtype_name(cross_attention_mask) == "bool" else (cross_attention_mask != 0)
     b, lq, n_img, n_tiles = m.shape
@@ -334,7 +338,7 @@ def gated_cross_attention_stack(x: Array, media: Array, params: Mapping[str, Arr
     Every block sees the same ``media`` and runtime arguments; keywords are those of
     :func:`gated_cross_attention_block`. Shapes as for one block.
     """
-    check.positive_int("gated_cross_attention_stack", "num_layers", num_layers)
+    check.positive_int("gated_cross_attention_stack", "num_layers", num_layers, maximum=check.MAX_LAYERS)
     for i in range(num_layers):
         sub = check.subtree(params, f"layers.{i}")
         if not sub:
@@ -354,7 +358,7 @@ def cross_attention_layers(num_llm_layers: int, *, every_n_layers: int | None = 
     cross-attention layer, replacing a self-attention layer). Give exactly one of the two.
     """
     op = "cross_attention_layers"
-    check.positive_int(op, "num_llm_layers", num_llm_layers)
+    check.positive_int(op, "num_llm_layers", num_llm_layers, maximum=check.MAX_LAYERS)
     if (every_n_layers is None) == (layers is None):
         raise FusionSpecError(op, "every_n_layers / layers", "exactly one of them", f"{every_n_layers!r} / {layers!r}")
     if every_n_layers is not None:

@@ -37,7 +37,7 @@ def mlp_projection(x: Array, params: Mapping[str, Array], *, depth: int = 2, act
     """
     op = "mlp_projection"
     check.floating(op, "x", x, rank=3)
-    check.positive_int(op, "depth", depth)
+    check.positive_int(op, "depth", depth, maximum=check.MAX_LAYERS)
     act = activation_fn(activation, op)
     width = x.shape[-1]
     if norm:

@@ -65,7 +65,7 @@ def q_former(image_embeds: Array, params: Mapping[str, Array], *, num_layers: in
     GELU is the erf form. Post-LN throughout; no final norm.
     """
     check.floating(OP, "image_embeds", image_embeds, rank=3)
-    check.positive_int(OP, "num_layers", num_layers)
+    check.positive_int(OP, "num_layers", num_layers, maximum=check.MAX_LAYERS)
     check.positive_int(OP, "num_heads", num_heads)
     check.positive_int(OP, "cross_attention_frequency", cross_attention_frequency)
     eps = check.positive_float(OP, "layer_norm_eps", layer_norm_eps)

@@ -98,7 +98,8 @@ def perceiver_resampler(x: Array, params: Mapping[str, Array], *, num_layers: in
     the latents; the mask (idefics2) covers the context and the latents always attend.
     """
     check.choice(OP, "variant", variant, VARIANTS)
-    for name, value in (("num_layers", num_layers), ("num_heads", num_heads), ("head_dim", head_dim)):
+    check.positive_int(OP, "num_layers", num_layers, maximum=check.MAX_LAYERS)
+    for name, value in (("num_heads", num_heads), ("head_dim", head_dim)):
         check.positive_int(OP, name, value)
     kv_heads = num_heads if num_kv_heads is None else check.positive_int(OP, "num_kv_heads", num_kv_heads)
     if num_heads % kv_heads:

@@ -47,7 +47,8 @@ def resize_bilinear(x: Array, *, size: Sequence[int]) -> Array:
     if isinstance(size, (str, bytes)) or not hasattr(size, "__len__") or len(size) != 2:
         raise FusionSpecError(op, "size", "(height, width) of the output", repr(size))
     h, w = (check.positive_int(op, "size", v) for v in size)
-    rows, cols, _ = x.shape
+    rows, cols, channels = x.shape
+    check.elements(op, "size", (h, w, channels))
     if rows < 1 or cols < 1:
         raise FusionSpecError(op, "x", "a map of at least 1x1", f"shape {tuple(x.shape)}")
     xp = namespace(x)

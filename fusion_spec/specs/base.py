@@ -13,16 +13,13 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import FusionSpecError
-from ..validate import is_int
+from ..validate import MAX_ELEMENTS, MAX_LAYERS, MAX_SIZE, is_int
 from ..xp import Array
 
 _NORM_WEIGHT = re.compile(r"(^|\.)(\w*norm\w*|LayerNorm|ln_\w+|ln)\.weight$", re.IGNORECASE)
 _DTYPES = ("float64", "float32", "float16")
 
-#: Largest width, count or vocabulary size a config accepts (16.7M; real models stay far below).
-MAX_SIZE = 2 ** 24
-#: Largest number of layers (real models: at most ~100).
-MAX_LAYERS = 1024
+# MAX_SIZE (widths, counts, vocabularies) and MAX_LAYERS are fusion_spec.validate's, shared by every check.
 _LAYER_FIELDS = ("num_layers", "depth")
 
 
@@ -90,6 +87,9 @@ class Spec:
         """
         if dtype not in _DTYPES:
             raise FusionSpecError(f"{type(self).__name__}.init", "dtype", "one of " + ", ".join(_DTYPES), repr(dtype))
+        if self.num_params() > MAX_ELEMENTS:
+            raise FusionSpecError(f"{type(self).__name__}.init", "config", f"at most {MAX_ELEMENTS} parameters",
+                                  self.num_params())
         rng = np.random.default_rng(seed)
         out = {}
         for name, shape in self.param_shapes().items():

@@ -19,10 +19,7 @@ MAX_TILES = 256
 
 
 def _bounded(op: str, name: str, value: object, top: int) -> int:
-    validate.positive_int(op, name, value)
-    if value > top:  # type: ignore[operator]
-        raise FusionSpecError(op, name, f"an integer >= 1 and <= {top}", repr(value))
-    return value  # type: ignore[return-value]
+    return validate.positive_int(op, name, value, maximum=top)
 
 
 def _size(op: str, height: object, width: object) -> tuple[int, int]:

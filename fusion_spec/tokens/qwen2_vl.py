@@ -27,8 +27,8 @@ class SmartResize:
         op = "tokens.SmartResize"
         validate.positive_int(op, "patch_size", self.patch_size)
         validate.positive_int(op, "merge_size", self.merge_size)
-        validate.positive_int(op, "min_pixels", self.min_pixels)
-        validate.positive_int(op, "max_pixels", self.max_pixels)
+        _bounded(op, "min_pixels", self.min_pixels, MAX_SIDE * MAX_SIDE)
+        _bounded(op, "max_pixels", self.max_pixels, MAX_SIDE * MAX_SIDE)
         validate.positive_int(op, "max_aspect_ratio", self.max_aspect_ratio)
         if self.min_pixels > self.max_pixels:
             raise FusionSpecError(op, "min_pixels", f"<= max_pixels {self.max_pixels}", self.min_pixels)
