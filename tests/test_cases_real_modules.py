@@ -231,8 +231,8 @@ def _stack(spec: GatedCrossAttentionStack) -> tuple[Any, str, Run, str]:
 
 
 def _torch_run(module: Any, x: np.ndarray) -> np.ndarray:
-    with torch.no_grad():
-        return module(torch.from_numpy(x)).numpy()
+    from fusion_spec.interop.common import run_forward
+    return run_forward(module, x)  # x in the module's dtype
 
 
 QUERIES: list[np.ndarray] = []  # the learned queries of the case being run (Blip2QFormerModel takes them as input)
@@ -281,6 +281,36 @@ def test_case_named_after_a_model_runs_through_its_module_and_passes_verify(cid,
     [result] = verify(BUNDLE, out_dir, lambda e: e["id"] == cid)
     assert result.status == "pass", f"{cid} through {type(module).__name__} ({dtype}): {result}"
     assert result.dtype == dtype
+
+
+LOW = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@pytest.mark.parametrize("low", sorted(LOW))
+@pytest.mark.parametrize("cid", NAMED)
+def test_case_named_after_a_model_passes_with_its_module_in_low_precision(cid, low, tmp_path):
+    """The measured float16 and bfloat16 tolerances hold for an implementation they were not measured on:
+    the real module itself, run in that dtype (its own kernels and float32 islands), on the case's
+    inputs rounded to it, judged by ``goldens verify --dtype``."""
+    if cid in NOT_RUNNABLE:
+        pytest.skip(NOT_RUNNABLE[cid])
+    entry = BUNDLE.case(cid)
+    spec = spec_from_manifest(entry["op"], entry["config"])
+    runtime = dict(entry["runtime"])
+    module, target, run, _ = real_module(spec, runtime)
+    tensors = {k: round_to(v, low) for k, v in BUNDLE.tensors(entry).items() if not k.startswith("output.")}
+    load(module, target, spec, {k[len("param."):]: v for k, v in tensors.items() if k.startswith("param.")})
+    module.to(LOW[low])
+    inputs = {i["name"]: tensors["input." + i["name"]] for i in entry["inputs"]}
+    runtime = {k: tuple(v) if isinstance(v, list) else v for k, v in runtime.items() if k != "grid"}
+    outs = run(module, inputs, runtime)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    safetensors_io.save(out_dir / f"{cid}.safetensors",
+                        {f"output.{k}": np.asarray(v, dtype=np.float32) for k, v in outs.items()})
+    [result] = verify(BUNDLE, out_dir, lambda e: e["id"] == cid, dtype=low)
+    assert result.status == "pass", f"{cid} through {type(module).__name__} in {low}: {result}"
+    assert result.dtype == low
 
 
 def test_every_named_case_is_covered():

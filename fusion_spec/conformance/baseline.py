@@ -184,7 +184,8 @@ def _rounded_up(errors: dict[str, float]) -> dict[str, float]:
 def largest(measured: Mapping[str, Mapping[str, float]]) -> dict[str, Any]:
     """The baseline of one case, dtype and direction: ``{elem, norm, by}``, the largest of each measure
     over the implementations and the implementation that made the largest normwise error."""
-    by = max(measured, key=lambda impl: (measured[impl]["norm"], measured[impl]["elem"]))
+    # ties go to the first implementation in HONEST order, so that the file's key order does not matter
+    by = max(sorted(measured, key=HONEST.index), key=lambda impl: (measured[impl]["norm"], measured[impl]["elem"]))
     return {"elem": max(m["elem"] for m in measured.values()), "norm": max(m["norm"] for m in measured.values()),
             "by": by}
 

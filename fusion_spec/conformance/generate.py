@@ -62,6 +62,8 @@ FLAGS = {
     "m-rope": "Qwen2-VL-style three-axis (temporal, height, width) rope position ids",
     "image-mask": "a self-attention mask with bidirectional image (Gemma 3) or prefix (PaliGemma) blocks",
     "gate-zero": "tanh gates at their init value 0: the gated branches' weights get exactly zero gradient",
+    "low-precision": "designed for float16 and bfloat16: inputs where a slip that is below one rounding "
+                     "elsewhere changes the output by more than the measured tolerance",
 }
 # today's connectors: Gemma 3, Idefics3/SmolVLM, Llama 4, PaliGemma, Aya Vision, Idefics2
 FLAGS |= {

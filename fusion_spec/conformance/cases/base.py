@@ -79,5 +79,6 @@ class Case:
 
 
 def _c(id: str, target: Spec | str, *args: tuple[str, Generator], kwargs=(), runtime=None, stages: int = 0,
-       flags=(), notes: str = "") -> Case:
-    return Case(id, target, tuple(args), tuple(kwargs), dict(runtime or {}), stages, tuple(flags), notes)
+       flags=(), notes: str = "", params=()) -> Case:
+    return Case(id, target, tuple(args), tuple(kwargs), dict(runtime or {}), stages, tuple(flags), notes,
+                tuple(params))

@@ -85,3 +85,17 @@ def gated_cross_attention_cases() -> list[Case]:
            x(2, 6), ("media", normal(2, 8, 16)), kwargs=[("cross_attention_mask", const(cam))], stages=2 * 7,
            flags=mm),
     ]
+
+
+def gated_cross_attention_low_precision_cases() -> list[Case]:
+    G = specs.GatedCrossAttentionBlock
+    open_gate = const([1.5])
+    return [
+        _c("gated_xattn.flamingo.open_gates", G(hidden_size=16, vision_dim=12, num_heads=4, head_dim=3, ff_dim=32),
+           ("x", normal(1, 5, 16)), ("media", normal(1, 1, 3, 12)),
+           kwargs=[("media_locations", locations("I...."))], stages=7,
+           flags=("multi-head", "erf-gelu", "media-locations", "mask", "low-precision"),
+           params=(("attn_gate", open_gate), ("ff_gate", open_gate)),
+           notes="attn_gate = ff_gate = 1.5 (a trained model's gates are far from their init 0): tanh(1.5) = "
+                 "0.905, so a gate used without tanh scales each branch by 1.66"),
+    ]

@@ -43,3 +43,15 @@ def primitive_slip_cases() -> list[Case]:
            runtime={"eps": 1e-6}, stages=3,
            notes="variance ~ 1e-8, 100x below eps 1e-6: eps x10 or /10 changes the output by 68% or 200%"),
     ]
+
+
+# Cases designed for float16 and bfloat16: each makes a slip visible that changes the family's other
+# cases by less than one rounding of their outputs (the kill matrix is in docs/mutation.md).
+
+def primitive_low_precision_cases() -> list[Case]:
+    return [
+        _c("primitives.gelu.negative_tail", "gelu", ("x", normal(3, 11, std=0.4, mean=-3.5)), stages=2,
+           flags=("erf-gelu", "low-precision"),
+           notes="x in about [-4.7, -2.3], where GELU's tanh form differs from the erf form by 3% to 60% of "
+                 "the value (0.03% of the output RMS at unit-scale inputs, below one bfloat16 rounding)"),
+    ]

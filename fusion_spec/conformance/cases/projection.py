@@ -47,3 +47,14 @@ def projection_slip_cases() -> list[Case]:
         _c("linear_projection.bias_dominates", specs.LinearProjection(vision_dim=6, llm_dim=8),
            ("x", normal(1, 3, 6, std=0.01)), notes="inputs 100x smaller than the bias: a dropped bias shows in bfloat16"),
     ]
+
+
+def projection_low_precision_cases() -> list[Case]:
+    tail = specs.MLPProjection(vision_dim=8, llm_dim=8, num_visual_tokens=4)
+    return [
+        _c("mlp_projection.gelu_negative_tail", tail, ("x", normal(2, 4, 8)), flags=("erf-gelu", "low-precision"),
+           params=(("linear_1.weight", normal(8, 8, std=0.05)), ("linear_1.bias", const([-3.5] * 8)),
+                   ("linear_2.bias", const([0.0] * 8))),
+           notes="the hidden pre-activations sit in about [-3.9, -3.1], where the tanh GELU differs from "
+                 "the erf GELU by 8% to 30%: a projector with the tanh form fails in every dtype"),
+    ]

@@ -57,3 +57,14 @@ def resampler_slip_cases() -> list[Case]:
            ("x", normal(2, 6, 12, std=1e-3)), stages=5, flags=("multi-head", "grouped-query"),
            notes="context rows with mean(x^2) ~ 1e-6 = the RMSNorm eps: an eps of 1e-5 or 1e-7 shows"),
     ]
+
+
+def resampler_low_precision_cases() -> list[Case]:
+    P = specs.PerceiverResampler
+    return [
+        _c("resampler.flamingo.small_variance_media", P.flamingo(dim=8, depth=1, dim_head=4, heads=2, num_latents=3,
+                                                                  ff_mult=2),
+           ("x", normal(2, 6, 8, std=3e-3)), stages=5, flags=("multi-head", "erf-gelu", "low-precision"),
+           notes="media with variance ~1e-5, the LayerNorm eps: an eps of 1e-4 changes the normalised "
+                 "media, hence every key and value, by more than a bfloat16 rounding"),
+    ]
