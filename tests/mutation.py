@@ -8,14 +8,15 @@ working tree is never edited) and asks two questions:
 1. **Kill matrix** (operator mutants, those with a ``family``): the mutated package is treated as
    *another implementation*. In a subprocess it writes its outputs for every case of its bundle
    family with ``fusion_spec.conformance.verify.produce``: NumPy float64 and float32, and PyTorch
-   bfloat16 (NumPy has none; no fast paths, not even the package's own NumPy GELU, so the mutated
-   code runs). This process, running the unmutated package, checks them with ``goldens verify``. A
+   bfloat16 and float16 (NumPy has no bfloat16; no fast paths, not even the package's own NumPy GELU,
+   so the mutated code runs). This process, running the unmutated package, checks them with ``goldens verify``. A
    mutant is killed in a dtype when at least one case of its family fails (or cannot be produced).
 2. **Test kill**: ``pytest -x`` on the mutant's test files, one after the other, run in the mutated
    copy; the first failing test is what killed it. The bundle byte-identity test is deselected:
    regenerating the bundle after a wrong change would silence it, so it protects nothing.
 
-The exit status is 1 when any operator mutant survives in float32 or any mutant survives its tests.
+The exit status is 1 when any operator mutant survives in float32, survives in bfloat16 or float16
+although its exact change is larger than one rounding of the output, or any mutant survives its tests.
 ``--write-docs`` rewrites the generated tables in ``docs/mutation.md``; with ``--only``, the rows of
 the mutants run (added or replaced), keeping the other mutants' documented rows.
 
