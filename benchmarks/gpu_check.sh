@@ -3,6 +3,9 @@
 #   env.txt                      GPU, driver, torch/jax versions
 #   pytest_backends.txt          tests/test_backends_*.py (the CUDA tests run here; nothing skips for want of a GPU)
 #   conformance_<be>_<dt>.txt/.json   fusion-spec conformance --backend torch|jax --device cuda --dtype float32|bfloat16|float16
+#                                (the float16/bfloat16 tolerances were measured on CPU kernels: cuDNN/flash attention
+#                                and cuBLAS must pass them too; the JSON's "bias" column is the rounding-direction report)
+#   grad_<be>_<dt>.txt/.json     the same with --grad (each backend's autodiff on CUDA)
 #   bench_<be>_<dt>_<variant>.txt/.json  the benchmark at the real models' shapes
 # Usage: OUT=/path bash benchmarks/gpu_check.sh   (PYTHON=... to pick the interpreter)
 set -u
@@ -35,6 +38,13 @@ for be in torch jax; do
   for dt in float32 bfloat16 float16; do
     run "conformance_${be}_${dt}" $PY -c "import sys; from fusion_spec.cli import main; sys.exit(main())" conformance --backend $be --device cuda --dtype $dt \
       --json "$OUT/conformance_${be}_${dt}.json"
+  done
+done
+
+for be in torch jax; do
+  for dt in bfloat16 float16; do
+    run "grad_${be}_${dt}" $PY -c "import sys; from fusion_spec.cli import main; sys.exit(main())" conformance --grad --backend $be \
+      --device cuda --dtype $dt --json "$OUT/grad_${be}_${dt}.json"
   done
 done
 

@@ -308,3 +308,20 @@ def test_every_backend_passes_float16_and_bfloat16_with_no_bias_report(bundle, b
     results, _ = runner.run([backend], list(LOW), bundle=bundle)
     assert results and all(r.ok for r in results), runner.failures(results)
     assert not [(r.case, r.dtype, r.bias) for r in results if r.biased]
+
+
+def test_gradients_keep_to_the_same_rules(bundle, tmp_path):
+    """``goldens verify --grad``: bfloat16 gradients pass at bfloat16, never meet a float32 claim, and
+    fail once scaled by 1.2 (round 2's verifier passed those)."""
+    pytest.importorskip("torch")
+    from fusion_spec.conformance import grad
+    select = lambda e: e["id"] == CASE  # noqa: E731
+    out = grad.produce(bundle, tmp_path / "bf16", "bfloat16", "torch", select=select)
+    (r,) = grad.verify(bundle, out, select)
+    assert (r.status, r.dtype, r.stored) == ("pass", "bfloat16", "bfloat16"), r
+    (r,) = grad.verify(bundle, out, select, dtype="float32")
+    assert (r.status, r.dtype) == ("fail", "float32") and "lower precision" in r.detail
+    scaled = grad.produce(bundle, tmp_path / "scaled", "bfloat16", "torch", select=select,
+                          producer=lambda e, t, c: {k: v * 1.2 for k, v in grad.vjp(e, t, c, "torch", "bfloat16").items()})
+    (r,) = grad.verify(bundle, scaled, select)
+    assert (r.status, r.dtype) == ("fail", "bfloat16"), r
