@@ -261,29 +261,39 @@ def load(module: Any, target: str, spec: Any, params: dict[str, np.ndarray]) -> 
     module.eval()
 
 
-@pytest.mark.parametrize("cid", NAMED)
-def test_case_named_after_a_model_runs_through_its_module_and_passes_verify(cid, tmp_path):
+def through_module(cid: str, tmp_path: Any, low: str | None = None) -> tuple[Any, Any]:
+    """``(verify's result, the module)`` of case ``cid`` run through its real module: in the dtype the
+    module computes in (float64, or float32 where it has a float32 island), or in ``low`` (the module
+    converted to float16 or bfloat16, judged at that claim)."""
     if cid in NOT_RUNNABLE:
         pytest.skip(NOT_RUNNABLE[cid])
     entry = BUNDLE.case(cid)
     spec = spec_from_manifest(entry["op"], entry["config"])
     runtime = dict(entry["runtime"])
     module, target, run, dtype = real_module(spec, runtime)
-    tensors = {k: round_to(v, dtype) for k, v in BUNDLE.tensors(entry).items() if not k.startswith("output.")}
+    tensors = {k: round_to(v, low or dtype) for k, v in BUNDLE.tensors(entry).items() if not k.startswith("output.")}
     load(module, target, spec, {k[len("param."):]: v for k, v in tensors.items() if k.startswith("param.")})
+    if low:
+        module.to(LOW[low])
     inputs = {i["name"]: tensors["input." + i["name"]] for i in entry["inputs"]}
     runtime = {k: tuple(v) if isinstance(v, list) else v for k, v in runtime.items() if k != "grid"}
     outs = run(module, inputs, runtime)
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     safetensors_io.save(out_dir / f"{cid}.safetensors",
-                        {f"output.{k}": np.asarray(v, dtype=dtype) for k, v in outs.items()})
-    [result] = verify(BUNDLE, out_dir, lambda e: e["id"] == cid)
-    assert result.status == "pass", f"{cid} through {type(module).__name__} ({dtype}): {result}"
-    assert result.dtype == dtype
+                        {f"output.{k}": np.asarray(v, dtype=np.float32 if low else dtype) for k, v in outs.items()})
+    [result] = verify(BUNDLE, out_dir, lambda e: e["id"] == cid, dtype=low)
+    assert result.dtype == (low or dtype)
+    return result, module
 
 
 LOW = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@pytest.mark.parametrize("cid", NAMED)
+def test_case_named_after_a_model_runs_through_its_module_and_passes_verify(cid, tmp_path):
+    result, module = through_module(cid, tmp_path)
+    assert result.status == "pass", f"{cid} through {type(module).__name__} ({result.dtype}): {result}"
 
 
 @pytest.mark.parametrize("low", sorted(LOW))
@@ -292,25 +302,8 @@ def test_case_named_after_a_model_passes_with_its_module_in_low_precision(cid, l
     """The measured float16 and bfloat16 tolerances hold for an implementation they were not measured on:
     the real module itself, run in that dtype (its own kernels and float32 islands), on the case's
     inputs rounded to it, judged by ``goldens verify --dtype``."""
-    if cid in NOT_RUNNABLE:
-        pytest.skip(NOT_RUNNABLE[cid])
-    entry = BUNDLE.case(cid)
-    spec = spec_from_manifest(entry["op"], entry["config"])
-    runtime = dict(entry["runtime"])
-    module, target, run, _ = real_module(spec, runtime)
-    tensors = {k: round_to(v, low) for k, v in BUNDLE.tensors(entry).items() if not k.startswith("output.")}
-    load(module, target, spec, {k[len("param."):]: v for k, v in tensors.items() if k.startswith("param.")})
-    module.to(LOW[low])
-    inputs = {i["name"]: tensors["input." + i["name"]] for i in entry["inputs"]}
-    runtime = {k: tuple(v) if isinstance(v, list) else v for k, v in runtime.items() if k != "grid"}
-    outs = run(module, inputs, runtime)
-    out_dir = tmp_path / "out"
-    out_dir.mkdir()
-    safetensors_io.save(out_dir / f"{cid}.safetensors",
-                        {f"output.{k}": np.asarray(v, dtype=np.float32) for k, v in outs.items()})
-    [result] = verify(BUNDLE, out_dir, lambda e: e["id"] == cid, dtype=low)
+    result, module = through_module(cid, tmp_path, low)
     assert result.status == "pass", f"{cid} through {type(module).__name__} in {low}: {result}"
-    assert result.dtype == low
 
 
 def test_every_named_case_is_covered():

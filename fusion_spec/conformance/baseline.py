@@ -24,12 +24,13 @@ cases when none is given) and writes ``baselines.json``; it needs PyTorch, JAX a
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import hashlib
 import json
 import platform
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -109,9 +110,10 @@ def _stage_rounded() -> ExitStack:
 
 # --- running the honest implementations ------------------------------------------------------------------
 
-def outputs_of(impl: str, entry: Mapping[str, Any], rounded: Mapping[str, np.ndarray], dtype: str) -> dict[str, np.ndarray]:
-    """The case's outputs by honest implementation ``impl`` on ``rounded`` inputs and parameters, as
-    float64 NumPy arrays (integer and boolean outputs as they are)."""
+@contextlib.contextmanager
+def _running(impl: str) -> Iterator[str]:
+    """Inside: honest implementation ``impl`` set up (the stage rounding, or the backend's fast paths);
+    yields the backend whose arrays it runs on."""
     from . import runner
     backend = "torch" if impl == "rounded" else impl
     with ExitStack() as stack:
@@ -119,22 +121,23 @@ def outputs_of(impl: str, entry: Mapping[str, Any], rounded: Mapping[str, np.nda
             stack.enter_context(_stage_rounded())
         else:
             runner.activate_fast_paths(backend)
-        stack.enter_context(backend_settings(backend))
+        yield backend
+
+
+def outputs_of(impl: str, entry: Mapping[str, Any], rounded: Mapping[str, np.ndarray], dtype: str) -> dict[str, np.ndarray]:
+    """The case's outputs by honest implementation ``impl`` on ``rounded`` inputs and parameters, as
+    float64 NumPy arrays (integer and boolean outputs as they are)."""
+    from . import runner
+    with _running(impl) as backend, backend_settings(backend):
         fn = runner._jit(entry) if backend == "jax" else target(entry)
         out = call(entry, rounded, converter(backend, dtype, "cpu"), fn)
         return {k: _float64(to_numpy(v)) for k, v in out.items()}
 
 
 def gradients_of(impl: str, entry: Mapping[str, Any], rounded: Mapping[str, np.ndarray], cot: Mapping[str, np.ndarray],
-             dtype: str) -> dict[str, np.ndarray]:
+                 dtype: str) -> dict[str, np.ndarray]:
     """The case's VJP by honest implementation ``impl`` (see :func:`outputs_of`)."""
-    from . import runner
-    backend = "torch" if impl == "rounded" else impl
-    with ExitStack() as stack:
-        if impl == "rounded":
-            stack.enter_context(_stage_rounded())
-        else:
-            runner.activate_fast_paths(backend)
+    with _running(impl) as backend:
         return backward.vjp(entry, rounded, cot, backend, dtype)
 
 
