@@ -240,8 +240,8 @@ MUTANTS: list[Mutant] = [
       'error_ratio(g, w, 10 * tol["rtol"], tol["atol"])',
       "the verifier compares with rtol x10", "verify"),
     M("verify_grad.rtol_x10", "", "fusion_spec/conformance/grad.py",
-      'entry["grad"]["tolerance"][dtype], "gradient")',
-      '{**entry["grad"]["tolerance"][dtype], "rtol": 10 * entry["grad"]["tolerance"][dtype]["rtol"]}, "gradient")',
+      'entry["grad"]["tolerance"][judged],',
+      '{**entry["grad"]["tolerance"][judged], "rtol": 10 * entry["grad"]["tolerance"][judged]["rtol"]},',
       "the gradient verifier (goldens verify --grad) compares with rtol x10", "verify_grad"),
 ]
 del M

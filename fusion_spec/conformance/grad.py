@@ -29,19 +29,10 @@ from .bundle import Bundle, grad_described, round_to
 from .reference import Reference
 from .runner import Result, judge, table
 from .runner import run as run_suite
-from .tolerance import compare_tensors
 from .verify import claimed, outcome, read_results, require_trust
 
-__all__ = ["AUTODIFF", "compare", "cotangents", "differentiable", "error_model", "fd_table", "finite_differences",
+__all__ = ["AUTODIFF", "cotangents", "differentiable", "error_model", "fd_table", "finite_differences",
            "golden", "leaves", "load", "main", "outputs", "produce", "reference_vjp", "run", "run_case", "verify", "vjp"]
-
-
-def compare(entry: Mapping[str, Any], got: Mapping[str, np.ndarray], want: Mapping[str, np.ndarray], dtype: str
-            ) -> tuple[str, float, float, str]:
-    """``(status, worst ratio, max abs error, detail)`` of gradients ``got`` against ``want`` (keyed by leaf,
-    ``input.<name>`` / ``param.<name>``) with the case's gradient tolerance for ``dtype``: the forward
-    rule of :func:`fusion_spec.conformance.tolerance.compare_tensors`."""
-    return compare_tensors(_leaves(want), got, want, entry["grad"]["tolerance"][dtype], "gradient")
 
 
 def _leaves(want: Mapping[str, np.ndarray]) -> list[dict[str, str]]:
