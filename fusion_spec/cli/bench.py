@@ -37,7 +37,6 @@ import statistics
 import sys
 import time
 import traceback
-from pathlib import Path
 from typing import Any, Callable
 
 from .. import validate
@@ -329,14 +328,10 @@ def case_attention(r: Runner) -> Built:
 
 
 def _open_flamingo_helpers() -> Any:
-    found = importlib.util.find_spec("open_flamingo")
-    if found is None or not found.submodule_search_locations:
-        raise Skip("open_flamingo not installed (pip install --no-deps open-flamingo==2.0.1 einops einops-exts)")
-    path = Path(list(found.submodule_search_locations)[0]) / "src" / "helpers.py"
-    spec = importlib.util.spec_from_file_location("_open_flamingo_helpers", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    try:
+        return common.open_flamingo_helpers()
+    except common.UsageError as exc:
+        raise Skip(str(exc)) from None
 
 
 def _from_peer(r: Runner, peer: Any, args: tuple, kwargs: dict, shape: str, name: str,
