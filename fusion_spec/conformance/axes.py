@@ -53,6 +53,7 @@ AXES: dict[str, dict[int, tuple[str, ...]]] = {
     "image_grid_thw": {2: ("images", "thw")},
     "video_grid_thw": {2: ("videos", "thw")},
     "second_per_grid_ts": {1: ("videos",)},
+    "position_ids": {3: ("thw", "batch", "seq_len")},
     "hidden_states": {3: ("batch", "seq_len", "hidden")},
     "visual_embeds": {2: ("visual_tokens", "hidden")},
     "visual_pos_masks": {2: ("batch", "seq_len")},
