@@ -169,7 +169,7 @@ def _cli(capsys, *argv) -> tuple[int, str, str]:
 @pytest.mark.slow  # ONNX exports through the command line: ~2 s
 def test_cli_writes_checked_graphs_with_their_description(capsys, tmp_path):
     code, out, err = _cli(capsys, "export-onnx", "--case", "preset.llava-1.5.small", tmp_path / "onnx",
-                          "--json", tmp_path / "report.json")
+                          "--json", tmp_path / "report.json", "--progress")
     assert code == 0, err
     assert "pass" in out and "input.x[batch,tokens,16]" in out
     steps = [line.split(": ", 2)[2].split(" (")[0] for line in err.splitlines() if line.startswith("export-onnx: ")]

@@ -25,7 +25,8 @@ the sha256 of the .onnx). Graph inputs and outputs are named as in the bundle's 
 (input.x, output.out), dynamic axes as the bundle names its inputs' axes (batch, tokens, text_len);
 parameters are initializers named as the spec names them. Each graph is run by onnxruntime on its
 example inputs and compared with the float64 NumPy reference before it counts as written
-(--no-check skips that). Each step of each module is reported on stderr as it starts.
+(--no-check skips that). Each step of each module is reported on stderr as it starts (on a terminal,
+or anywhere with --progress).
 
 Memory and time: the peak resident memory stays under 0.5 GB + 18 bytes per parameter of the largest
 module (measured on a 2-core machine: --preset llava-1.5, 2.1e7 parameters, 0.84 GB and 9 s;
@@ -58,6 +59,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bundle", type=input_dir, default=None, metavar="DIR",
                    help="bundle directory to take cases from, e.g. --bundle bundle/ (default: the packaged one)")
     p.add_argument("--no-check", action="store_true", help="write without running the graphs, e.g. --no-check")
+    p.add_argument("--progress", action="store_true",
+                   help="report each step of each module on stderr also when stderr is not a terminal (on a "
+                   "terminal it always is), e.g. --progress")
     json_argument(p, "what was written and each check's result")
     p.set_defaults(func=_export_onnx)
 
@@ -92,7 +96,7 @@ def _export_onnx(args: argparse.Namespace) -> int:
     out = printer(args)
     records, failed = [], 0
     for number, (name, build) in enumerate(jobs, start=1):
-        step = _Steps(f"{name} ({number}/{len(jobs)})")
+        step = _Steps(f"{name} ({number}/{len(jobs)})", args.progress or sys.stderr.isatty())
         step("building the example inputs and parameters")
         entry, tensors = build()
         expected = None
@@ -129,16 +133,19 @@ _STEPS = {"tracing": "tracing the operator (torch.export)", "exporting": "writin
 
 class _Steps:
     """Progress on stderr, one line a step: ``export-onnx: blip2.qformer (1/1): tracing the operator
-    (torch.export) (at 17.2 s, peak memory 1.9 GB)``."""
+    (torch.export) (at 17.2 s, peak memory 1.9 GB)``; silent unless ``shown`` (stderr is a terminal, or
+    ``--progress``), so that a failure in a script's log stays the one line it is."""
 
-    def __init__(self, what: str) -> None:
-        self.what, self.start = what, time.monotonic()
+    def __init__(self, what: str, shown: bool) -> None:
+        self.what, self.start, self.shown = what, time.monotonic(), shown
 
     def __call__(self, step: str) -> None:
-        print(f"export-onnx: {self.what}: {step} (at {self._where()})", file=sys.stderr, flush=True)
+        if self.shown:
+            print(f"export-onnx: {self.what}: {step} (at {self._where()})", file=sys.stderr, flush=True)
 
     def done(self) -> None:
-        print(f"export-onnx: {self.what}: done ({self._where()})", file=sys.stderr, flush=True)
+        if self.shown:
+            print(f"export-onnx: {self.what}: done ({self._where()})", file=sys.stderr, flush=True)
 
     def _where(self) -> str:
         peak = _peak_memory()

@@ -534,10 +534,13 @@ def _broadcast_zeros(module: Any, dtype: Any) -> None:
 
 
 def _weights_read(module: Any, name: str) -> set[str]:
-    """The state_dict keys of ``module`` that its fusion spec reads: ``to_state_dict(from_module(module))``."""
+    """The state_dict keys of ``module`` that its fusion spec reads: ``to_state_dict(from_module(module))``,
+    its copies of the (zero) weights bounded by :data:`MAX_WEIGHTS` elements before they are made."""
     from .. import interop
+    from ..interop.common import copy_budget
     conv = interop.registry.CONVERTERS[name]
-    spec, params = conv.from_module(module)
+    with copy_budget(MAX_WEIGHTS, "--checkpoint"):
+        spec, params = conv.from_module(module)
     return set(conv.to_state_dict(spec, params))
 
 
