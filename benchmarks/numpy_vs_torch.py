@@ -26,15 +26,6 @@ from fusion_spec.cli import bench
 CASES = ("projector", "gated_xattn", "qwen2_vl_merger", "perceiver", "qformer", "idefics2")
 
 
-def blas_info() -> str:
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return "threadpoolctl not installed (pip install threadpoolctl): BLAS unknown"
-    return "; ".join(f"{i['internal_api']} {i.get('version') or ''} {i.get('architecture') or ''} "
-                     f"{i['num_threads']} threads ({i['prefix']})" for i in threadpool_info())
-
-
 def interleaved_medians(fns: list[Callable[[], Any]], runs: int, warmup: int = 1) -> list[tuple[float, float]]:
     """Median (wall, CPU) seconds per call of each function; the calls alternate between them. The CPU
     time (all threads of this process) is the steadier figure on a machine shared with other jobs."""
@@ -77,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     print(f"numpy {np.__version__}, torch {torch.__version__} ({torch.get_num_threads()} threads), float32, "
           f"batch {args.batch}, median of {args.runs} alternating runs")
-    print("BLAS:", blas_info())
+    print("BLAS:", bench.blas_info())
     rows = []
     with torch.inference_mode():
         for name in args.case or CASES:

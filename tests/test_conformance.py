@@ -302,7 +302,7 @@ def test_backend_all_skips_uninstalled_with_a_note(monkeypatch, capsys):
     captured = capsys.readouterr()
     for b in ("torch", "jax", "mlx"):
         assert f"{b}: not installed, skipped" in captured.err  # notes go to stderr
-    assert "gqa" in captured.out and "worst" in captured.out
+    assert "attention  " in captured.out and "worst" in captured.out
 
 
 def test_cli_conformance_reports_failures_and_exits_1(monkeypatch, capsys, tmp_path):
@@ -314,6 +314,26 @@ def test_cli_conformance_reports_failures_and_exits_1(monkeypatch, capsys, tmp_p
     assert "FAIL numpy float64 primitives.gelu:" in out and "1 failed" in out
     rows = json.loads((tmp_path / "r.json").read_text())
     assert {r["case"]: r["status"] for r in rows} == {"primitives.gelu": "fail", "primitives.gelu_tanh": "pass"}
+
+
+def test_cli_conformance_default_is_a_row_per_family_and_cases_a_row_per_case(capsys):
+    """The default table has one row per family (cases, passed/run per backend/dtype, worst ratio);
+    --cases lists every case under its family, each family's header once."""
+    assert main(["conformance", "--dtype", "float32"]) == 0
+    out = capsys.readouterr().out
+    families = list(dict.fromkeys(e["family"] for e in Bundle().cases))
+    table = out.split("\n\n")[0].splitlines()
+    assert table[0].split() == ["family", "cases", "numpy", "f32", "worst", "worst", "case"]
+    assert [row.split()[0] for row in table[2:]] == families
+    sizes = {f: sum(e["family"] == f for e in Bundle().cases) for f in families}
+    assert all(row.split()[1] == str(sizes[row.split()[0]]) == row.split()[2].split("/")[1] for row in table[2:])
+    assert "linear_projection.b1" not in out  # no per-case rows
+
+    assert main(["conformance", "--dtype", "float32", "--cases"]) == 0
+    out = capsys.readouterr().out
+    headers = [line for line in out.split("\n\n")[0].splitlines()[3:] if not line.startswith(" ")]
+    assert headers == families  # each family once, in bundle order (ids such as 'preset.*' span two)
+    assert "  linear_projection.b1" in out
 
 
 def test_cli_rejects_unknown_backend(capsys):

@@ -773,7 +773,7 @@ def test_no_command_writes_through_a_link(command, tmp_path, reliability_counts,
 
         from fusion_spec.backends import onnx as backend
         monkeypatch.setattr(backend, "export",
-                            lambda entry, tensors, dtype: backend.Graph(onnx.ModelProto(), {}, {}, {}))
+                            lambda entry, tensors, dtype, progress=None: backend.Graph(onnx.ModelProto(), {}, {}, {}))
     if command == "goldens generate":  # the refusal comes at the first file: no need to compute every case
         from fusion_spec.conformance import generate
         monkeypatch.setattr(generate, "build", lambda: ({"cases": []}, {f"{GELU}.safetensors": b"x"}))

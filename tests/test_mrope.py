@@ -136,3 +136,19 @@ def test_whole_operator_traces_under_jax_jit():
         got = jitted(*(jax.numpy.asarray(a) for a in (types_, images, videos, mask)))
         np.testing.assert_array_equal(np.asarray(got.position_ids), want.position_ids)
         np.testing.assert_array_equal(np.asarray(got.rope_deltas), want.rope_deltas)
+
+
+def test_all_padding_row():
+    """A row with no real token gets position 0 on every axis and rope_delta 1 (max 0 + 1 - 0 tokens),
+    beside a normal row; transformers' get_rope_index raises on it (torch.cat of no runs), so this is
+    the spec's own definition, stated on docs/ops/mrope.md."""
+    types_ = np.array([[0, 1, 1, 1, 1, 0], [0, 0, 0, 0, 0, 0]])
+    mask = np.array([[True] * 6, [False] * 6])
+    got = mrope_position_ids(types_, np.array([[1, 4, 4]]), spatial_merge_size=2, attention_mask=mask)
+    assert got.position_ids[:, 1].tolist() == [[0] * 6] * 3 and got.rope_deltas[1].tolist() == [1]
+    alone = mrope_position_ids(types_[:1], np.array([[1, 4, 4]]), spatial_merge_size=2, attention_mask=mask[:1])
+    np.testing.assert_array_equal(got.position_ids[:, :1], alone.position_ids)  # the other row is unaffected
+    for model in MODELS:
+        with pytest.raises(Exception, match="non-empty list"):
+            hf_rope_index(model, 2, 1)(torch.zeros(types_.shape, dtype=torch.long), torch.from_numpy(types_),
+                                       torch.tensor([[1, 4, 4]]), None, attention_mask=torch.from_numpy(mask))

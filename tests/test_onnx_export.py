@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 
 import numpy as np
 import pytest
@@ -104,6 +105,41 @@ def test_parameters_are_initializers_named_as_the_spec(case):
     assert {i.name for i in graph.model.graph.input} == {"input." + i["name"] for i in entry["inputs"]}
 
 
+@pytest.mark.slow  # an ONNX export per case: 2-4 s each
+@pytest.mark.parametrize("case, want", [
+    ("attention.gqa", {"input.q": ["batch", "heads", "queries", 4], "input.k": ["batch", "kv_heads", "keys", 4],
+                       "input.v": ["batch", "kv_heads", "keys", 4], "output.out": ["batch", "heads", "queries", 4]}),
+    ("gated_xattn.flamingo.immediate.text_before_image",
+     {"input.x": ["batch", "text_len", 16], "input.media": ["batch", "media", "visual_tokens", 12],
+      "input.media_locations": ["batch", "text_len"], "output.out": ["batch", "text_len", 16]}),
+    ("mlp_projection.gelu", {"input.x": ["batch", "tokens", 12]}),
+    ("mrope.qwen2-vl.image_between_text", {"input.image_grid_thw": ["images", 3]}),
+])
+def test_dynamic_axes_are_named_as_the_bundle_names_them(case, want):
+    """The graph's dim_params are the bundle's axis names (conformance.axes), not torch.export's s21;
+    the .json description and the ONNX model say the same."""
+    import onnx as onnx_lib
+    _, graph = _graph(case, "float32")
+    described = graph.inputs | graph.outputs
+    assert {name: described[name]["shape"] for name in want} == want
+    values = {v.name: v for v in [*graph.model.graph.input, *graph.model.graph.output]}
+    for name, shape in want.items():
+        dims = values[name].type.tensor_type.shape.dim
+        assert [d.dim_param or d.dim_value for d in dims] == shape
+    text = onnx_lib.printer.to_text(graph.model.graph)
+    assert not re.search(r"\bs\d+\b", " ".join(d.dim_param for v in graph.model.graph.value_info
+                                                for d in v.type.tensor_type.shape.dim)), text[:2000]
+
+
+def test_every_bundle_input_axis_has_a_name():
+    """Each input of every case is listed in conformance.axes at its rank, so that no exported graph
+    (and no case table) falls back to a made-up axis name; names never clash with a digit-only size."""
+    from fusion_spec.conformance import axes
+    unnamed = sorted({(i["name"], len(i["shape"])) for e in BUNDLE.cases for i in e["inputs"]
+                      if any(rank == 2 for _, rank in axes.ranked_axis_names(i["name"], len(i["shape"])))})
+    assert not unnamed, f"add these inputs' axis names to fusion_spec/conformance/axes.py: {unnamed}"
+
+
 def test_a_value_dependent_operator_is_refused_by_name():
     entry = BUNDLE.case("early_fusion.split")
     with pytest.raises(FusionSpecError, match="early_fusion.split.*not traceable"):
@@ -133,9 +169,14 @@ def _cli(capsys, *argv) -> tuple[int, str, str]:
 @pytest.mark.slow  # ONNX exports through the command line: ~2 s
 def test_cli_writes_checked_graphs_with_their_description(capsys, tmp_path):
     code, out, err = _cli(capsys, "export-onnx", "--case", "preset.llava-1.5.small", tmp_path / "onnx",
-                          "--json", tmp_path / "report.json")
+                          "--json", tmp_path / "report.json", "--progress")
     assert code == 0, err
-    assert "pass" in out
+    assert "pass" in out and "input.x[batch,tokens,16]" in out
+    steps = [line.split(": ", 2)[2].split(" (")[0] for line in err.splitlines() if line.startswith("export-onnx: ")]
+    assert steps == ["building the example inputs and parameters", "computing the float64 reference for the check",
+                     "tracing the operator", "writing the ONNX graph", "saving",
+                     "checking: onnxruntime against the reference", "done"], err
+    assert "preset.llava-1.5.small (1/1)" in err
     info = json.loads((tmp_path / "onnx" / "preset.llava-1.5.small.json").read_text())
     data = (tmp_path / "onnx" / "preset.llava-1.5.small.onnx").read_bytes()
     assert info["sha256"] == hashlib.sha256(data).hexdigest()

@@ -5,8 +5,13 @@ PyTorch's array namespace with the fast paths off, so no fused kernel stands in 
 written by ``torch.onnx``. Parameters are initializers named exactly as the spec names them
 (``linear_1.weight``), so a real model's weights can be swapped in by name. Every input axis is traced
 as symbolic; the axes the operator's code fixes (widths, a config's token count, a square grid) become
-static and the rest stay dynamic: batch, tokens, text length, media count. Data-dependent checks are
-skipped inside the graph, as under any compiler (``fusion_spec.xp.known``).
+static and the rest stay dynamic: batch, tokens, text length, media count, each named as the bundle
+names its inputs' axes (:mod:`fusion_spec.conformance.axes`: ``batch``, ``tokens``, ``text_len``).
+Data-dependent checks are skipped inside the graph, as under any compiler (``fusion_spec.xp.known``).
+
+Memory: ``fusion-spec export-onnx`` of a module of ``P`` parameters peaks under ``0.5 GB + 18 P`` bytes
+of resident memory over the reference, the export, the save and the check (measured: BLIP-2's
+Q-Former, ``P = 1.07e8``, 2.2 GB; see docs/onnx.md).
 
 Requires ``torch``, ``onnx``, ``onnxscript`` (``pip install 'fusion-spec[onnx]'``); running a graph
 needs ``onnxruntime``.
@@ -22,9 +27,10 @@ import io
 import itertools
 import json
 import logging
+import re
 import tempfile
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +38,7 @@ import numpy as np
 import torch as _torch
 
 from .. import __version__, files
-from ..conformance import tolerance
+from ..conformance import axes, tolerance
 from ..conformance.bundle import Bundle, call, round_to, spec_from_manifest, target, tuples
 from ..errors import FusionSpecError
 from ..specs.base import Spec
@@ -86,11 +92,11 @@ class Graph:
     def run(self, inputs: Mapping[str, np.ndarray], path: str | Path | None = None) -> dict[str, np.ndarray]:
         """The graph run by onnxruntime (CPU) on ``{"input.<name>": array}`` (other keys, such as a case
         file's ``param.*``, are ignored; floating arrays are cast to the graph's dtype); returns
-        ``{"output.<name>": array}``. ``path``: the saved ``.onnx``, run instead of the in-memory model
-        only past 2 GB (where onnxruntime must read the external data beside it)."""
+        ``{"output.<name>": array}``. ``path``: the saved ``.onnx`` (:meth:`save`), which onnxruntime
+        then reads itself instead of a serialized copy of the in-memory model (and must, past 2 GB, to
+        find the external data beside it)."""
         import onnxruntime
-        large = self.model.ByteSize() >= _PROTOBUF_LIMIT
-        model = str(path) if path is not None and large else self.model.SerializeToString()
+        model = str(path) if path is not None else self.model.SerializeToString()
         session = onnxruntime.InferenceSession(model, providers=["CPUExecutionProvider"])
         missing = sorted(set(self.inputs) - set(inputs))
         if missing:
@@ -124,26 +130,32 @@ class _Case(_torch.nn.Module):
         return tuple(o.clone() if any(o is i for i in inputs) else o for o in out.values())
 
 
-def export(entry: Mapping[str, Any], tensors: Mapping[str, np.ndarray], dtype: str = "float32") -> Graph:
+def export(entry: Mapping[str, Any], tensors: Mapping[str, np.ndarray], dtype: str = "float32",
+           progress: Callable[[str], None] | None = None) -> Graph:
     """The case ``entry`` (a manifest entry: ``op``, ``config``, ``inputs``, ``params``, ``runtime``) as
     an ONNX :class:`Graph`. ``tensors`` holds its ``param.*`` values (the initializers, cast to
     ``dtype``) and example ``input.*`` arrays (floating ones cast to ``dtype``) that fix the static axes;
-    any other sizes of the dynamic axes are accepted by the graph."""
+    any other sizes of the dynamic axes are accepted by the graph. ``progress(step)`` is told each step
+    as it starts (``"tracing"``, ``"exporting"``)."""
     if dtype not in ("float32", "float64", "float16"):
         raise FusionSpecError("onnx.export", "dtype", "float32, float64 or float16", repr(dtype))
     where = f"onnx.export of '{entry.get('id')}'"
+    progress = progress or (lambda step: None)
 
     def cast(a: np.ndarray) -> _torch.Tensor:
         return _torch.from_numpy(np.array(a, dtype=dtype if a.dtype.kind == "f" else a.dtype))  # a copy, 0-d kept
     params = {p["name"]: cast(tensors["param." + p["name"]]) for p in entry["params"]}
     args = tuple(cast(tensors["input." + i["name"]]) for i in entry["inputs"])
     module = _Case(entry, params).eval()
+    del params  # the module holds them
     dynamic = (tuple({axis: _torch.export.Dim.AUTO for axis in range(a.ndim)} for a in args),)
     with fast_paths(False), _quiet(), _size_oblivious():
+        progress("tracing")
         module(*args)  # the eager run fixes the output names and reports a bad case as the operator's error
         try:
             with _generic_erf_in_float64():
                 program = _torch.export.export(module, args, dynamic_shapes=dynamic, strict=False)
+            progress("exporting")
             onnx_program = _torch.onnx.export(program, args, input_names=module.names,
                                               output_names=module.output_names, dynamo=True, opset_version=OPSET,
                                               optimize=False, verbose=False, custom_translation_table=_translations())
@@ -151,7 +163,9 @@ def export(entry: Mapping[str, Any], tensors: Mapping[str, np.ndarray], dtype: s
             raise FusionSpecError(where, "case", "an operator torch.export can trace",
                                   f"{type(exc).__name__}: {_first_line(exc)}") from exc
     model = onnx_program.model_proto
+    del onnx_program, program, module  # the torch side's copy of the weights: only the ONNX model's is kept
     _static_dims(model)
+    _name_dims(model)
     if dtype == "float64":
         _no_float32_constants(model, where)
     return Graph(model, _values(model.graph.input), _values(model.graph.output),
@@ -159,22 +173,42 @@ def export(entry: Mapping[str, Any], tensors: Mapping[str, np.ndarray], dtype: s
                   "runtime": entry.get("runtime", {}), "dtype": dtype})
 
 
-def check(graph: Graph, entry: Mapping[str, Any], tensors: Mapping[str, np.ndarray],
-          path: str | Path | None = None) -> tuple[str, float]:
-    """``(status, worst error/tolerance ratio)`` of ``graph`` run by onnxruntime on the example inputs
-    rounded to its dtype, against the float64 NumPy reference on the same rounded values. The
-    tolerance is the case's; an entry without one (a preset at real sizes) gets the bundle's tolerance
-    model (:mod:`~fusion_spec.conformance.tolerance`) applied to its error model and sizes."""
-    dtype = graph.source["dtype"]
+@dataclasses.dataclass(frozen=True)
+class Expected:
+    """What a graph must compute (:func:`expect`): the example inputs rounded to its dtype (``input.*``),
+    the float64 reference on the rounded inputs and parameters, and the tolerance."""
+
+    dtype: str
+    inputs: dict[str, np.ndarray]
+    outputs: dict[str, np.ndarray]
+    tolerance: dict[str, float]
+
+
+def expect(entry: Mapping[str, Any], tensors: Mapping[str, np.ndarray], dtype: str) -> Expected:
+    """The float64 NumPy reference of the case on its inputs and parameters rounded to ``dtype``, for
+    :func:`check`. The tolerance is the case's; an entry without one (a preset at real sizes) gets the
+    bundle's tolerance model (:mod:`~fusion_spec.conformance.tolerance`) applied to its error model and
+    sizes. Only the rounded inputs are kept, not the rounded parameters (the graph holds its own)."""
     rounded = {k: round_to(v, dtype) for k, v in tensors.items() if not k.startswith("output.")}
     want = {k: np.asarray(v) for k, v in call(entry, rounded).items()}
-    got = {k.removeprefix("output."): v for k, v in graph.run(rounded, path).items()}
     if "tolerance" in entry:
         tol = entry["tolerance"][dtype]
     else:
         tol = tolerance.tolerance(dtype, entry["error_model"]["stages"], tolerance.reduction(rounded.values()),
                                   tolerance.rms(list(want.values())))
-    status, ratio, _, _ = tolerance.compare_tensors([{"name": n} for n in want], got, want, tol)
+    return Expected(dtype, {k: v for k, v in rounded.items() if k.startswith("input.")}, want, dict(tol))
+
+
+def check(graph: Graph, expected: Expected, path: str | Path | None = None) -> tuple[str, float]:
+    """``(status, worst error/tolerance ratio)`` of ``graph`` run by onnxruntime on the rounded example
+    inputs against :func:`expect`'s reference, with the conformance metric. ``path``: the saved
+    ``.onnx``, which onnxruntime then reads itself (no second in-memory copy of the model)."""
+    if expected.dtype != graph.source["dtype"]:
+        raise FusionSpecError("onnx.check", "expected", f"a reference at the graph's dtype {graph.source['dtype']}",
+                              expected.dtype)
+    got = {k.removeprefix("output."): v for k, v in graph.run(expected.inputs, path).items()}
+    want = expected.outputs
+    status, ratio, _, _ = tolerance.compare_tensors([{"name": n} for n in want], got, want, expected.tolerance)
     return status, ratio
 
 
@@ -340,6 +374,42 @@ def _static_dims(model: Any) -> None:
         for d in value.type.tensor_type.shape.dim:
             if d.HasField("dim_param") and d.dim_param.isdigit():
                 d.dim_value = int(d.dim_param)
+
+
+def _name_dims(model: Any) -> None:
+    """Name the dynamic axes as the bundle names its inputs' axes (:mod:`fusion_spec.conformance.axes`)
+    instead of torch.export's symbols (``s21``), on the inputs, the outputs and the intermediate values
+    (an output axis written as an expression, ``s21*s22``, becomes ``batch*tokens``).
+
+    A symbol on several input axes takes the most specific of their names (``text_len`` from
+    ``media_locations`` over ``tokens`` from the ``x`` beside it); two symbols that would get one name
+    keep it for the first and give the other its input's name in front (``k_heads``), so that equal
+    names still mean equal sizes."""
+    graph = model.graph
+    best: dict[str, tuple[int, int, str, str]] = {}  # symbol -> (rank of name, first axis, name, input)
+    position = 0
+    for value in graph.input:
+        name = value.name.removeprefix("input.")
+        dims = value.type.tensor_type.shape.dim
+        for d, (axis_name, rank) in zip(dims, axes.ranked_axis_names(name, len(dims))):
+            if d.HasField("dim_param"):
+                proposal = (rank, position, axis_name, name)
+                best[d.dim_param] = min(best.get(d.dim_param, proposal), proposal)
+            position += 1
+    rename: dict[str, str] = {}
+    for symbol, (_, _, axis_name, name) in sorted(best.items(), key=lambda item: item[1][1]):
+        chosen, n = axis_name, 2
+        while chosen in rename.values():
+            chosen = f"{name}_{axis_name}" if n == 2 else f"{name}_{axis_name}_{n - 1}"
+            n += 1
+        rename[symbol] = chosen
+    if not rename:
+        return
+    symbols = re.compile(r"\b(?:" + "|".join(map(re.escape, sorted(rename, key=len, reverse=True))) + r")\b")
+    for value in [*graph.input, *graph.output, *graph.value_info]:
+        for d in value.type.tensor_type.shape.dim:
+            if d.HasField("dim_param"):
+                d.dim_param = symbols.sub(lambda m: rename[m.group(0)], d.dim_param)
 
 
 def _values(values: Any) -> dict[str, dict[str, Any]]:

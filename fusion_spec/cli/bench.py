@@ -17,6 +17,12 @@ latents x 1024), ``perceiver`` (open_flamingo ``PerceiverResampler``, 8x5x257x10
 1280 -> 3584, 2x2 merge, 16x1024 patches). The last five take the spec and parameters from
 ``fusion_spec.interop.from_module(peer)`` and call our module with the peer's own arguments; a case whose spec, converter or peer is missing is reported as skipped, with why.
 
+Every time is the median of ``--repeat`` calls, shown with the spread of those calls (max / min); a
+spread above :data:`UNSTABLE_SPREAD` flags the figure ``UNSTABLE`` (in the table, the JSON and a note
+on stderr): other work on the machine changed the timings while they were taken, and the median may
+be off by as much. The BLAS libraries loaded in the process (threadpoolctl: which library, version,
+kernel architecture, threads) are printed first and stored with every case in the JSON.
+
 ``--backend numpy`` times the NumPy reference itself (``spec.apply`` on float32 arrays) against the
 same peers; ``--batch N`` sets every case's batch. ``python benchmarks/bench_backends.py`` runs the
 same code; ``benchmarks/numpy_vs_torch.py`` runs the NumPy comparison interleaved.
@@ -31,7 +37,6 @@ import statistics
 import sys
 import time
 import traceback
-from pathlib import Path
 from typing import Any, Callable
 
 from .. import validate
@@ -39,6 +44,50 @@ from . import common
 from .common import Parser, float_in, int_at_least, json_argument, write_json
 
 CASES = ("projector", "attention", "gated_xattn", "perceiver", "qformer", "idefics2", "qwen2_vl_merger")
+
+#: A timing whose slowest call took more than this many times its fastest is flagged ``UNSTABLE``: on a
+#: quiet machine repeated calls of these cases stay within a few tens of percent of each other.
+UNSTABLE_SPREAD = 2.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Timing:
+    """Seconds per call over the repeats: the median (the figure reported), the fastest and slowest."""
+
+    median: float
+    min: float
+    max: float
+    repeats: int
+
+    @property
+    def spread(self) -> float:
+        """max / min over the repeats (1 = every call took the same time)."""
+        return self.max / self.min if self.min > 0 else float("inf")
+
+    @property
+    def unstable(self) -> bool:
+        return self.spread > UNSTABLE_SPREAD
+
+    def as_json(self, prefix: str) -> dict[str, Any]:
+        """``{prefix}_ms`` (the median), ``{prefix}_min_ms``, ``{prefix}_max_ms``, ``{prefix}_repeats``,
+        ``{prefix}_spread``, ``{prefix}_unstable``."""
+        return {f"{prefix}_ms": 1e3 * self.median, f"{prefix}_min_ms": 1e3 * self.min,
+                f"{prefix}_max_ms": 1e3 * self.max, f"{prefix}_repeats": self.repeats,
+                f"{prefix}_spread": self.spread, f"{prefix}_unstable": self.unstable}
+
+
+def blas_info() -> str:
+    """The BLAS and OpenMP libraries loaded in this process, as threadpoolctl reports them: library,
+    version, kernel architecture, threads (and where it was loaded from)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return 'BLAS unknown: threadpoolctl is not installed (pip install "fusion-spec[bench]")'
+    libs = threadpool_info()
+    if not libs:
+        return "no BLAS or OpenMP library loaded that threadpoolctl knows"
+    return "; ".join(" ".join(str(v) for v in (i["internal_api"], i.get("version"), i.get("architecture")) if v)
+                     + f", {i['num_threads']} threads ({i['prefix']})" for i in libs)
 
 
 @dataclasses.dataclass
@@ -148,8 +197,9 @@ class Runner:
             out = fn()
         return lambda: (graph.replay(), out)[1]
 
-    def time(self, fn: Callable[[], Any]) -> float:
-        """Median seconds per call."""
+    def time(self, fn: Callable[[], Any]) -> Timing:
+        """Seconds per call: median, min and max over ``--repeat`` calls (fewer past ``--max-seconds``,
+        at least 3) after ``--warmup`` untimed ones."""
         for _ in range(self.args.warmup):
             self.sync(fn())
         times = []
@@ -160,10 +210,11 @@ class Runner:
             times.append(time.perf_counter() - start)
             if time.perf_counter() > deadline and len(times) >= 3:
                 break
-        return statistics.median(times)
+        return Timing(statistics.median(times), min(times), max(times), len(times))
 
-    def peak_tflops(self) -> tuple[float, str]:
-        """A large matmul's TFLOP/s in the benchmark dtype on this backend/device."""
+    def peak_tflops(self) -> tuple[float, str, Timing]:
+        """A large matmul's TFLOP/s in the benchmark dtype on this backend/device (from its median time),
+        what was multiplied, and the timing."""
         n = 1024 if self.args.small or self.device == "cpu" else 8192
         rng = self.np.random.default_rng(0)
         a, b = (rng.standard_normal((n, n)).astype("float32") for _ in range(2))
@@ -178,7 +229,8 @@ class Runner:
         else:
             ma, mb = self.to_ours(a), self.to_ours(b)
             fn = lambda: ma @ mb  # noqa: E731
-        return 2 * n ** 3 / self.time(fn) / 1e12, f"{n}x{n}x{n} {self.dtype} matmul"
+        timing = self.time(fn)
+        return 2 * n ** 3 / timing.median / 1e12, f"{n}x{n}x{n} {self.dtype} matmul", timing
 
 
 def count_flops(runner: Runner, fn: Callable[[], Any] | None) -> int | None:
@@ -276,14 +328,10 @@ def case_attention(r: Runner) -> Built:
 
 
 def _open_flamingo_helpers() -> Any:
-    found = importlib.util.find_spec("open_flamingo")
-    if found is None or not found.submodule_search_locations:
-        raise Skip("open_flamingo not installed (pip install --no-deps open-flamingo==2.0.1 einops einops-exts)")
-    path = Path(list(found.submodule_search_locations)[0]) / "src" / "helpers.py"
-    spec = importlib.util.spec_from_file_location("_open_flamingo_helpers", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    try:
+        return common.open_flamingo_helpers()
+    except common.UsageError as exc:
+        raise Skip(str(exc)) from None
 
 
 def _from_peer(r: Runner, peer: Any, args: tuple, kwargs: dict, shape: str, name: str,
@@ -403,11 +451,13 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, r: Runner) -> int:
     out = common.printer(args)
-    peak, peak_what = r.peak_tflops()
+    peak, peak_what, peak_timing = r.peak_tflops()
     out(f"backend {r.backend}, device {r.device}, dtype {r.dtype}, fast paths "
           f"{'off' if args.no_fast_paths else 'on'}, compile {args.compile}, cuda graphs {args.cuda_graphs}, "
           f"peer compile {args.peer_compile}{', small shapes' if args.small else ''}")
-    out(f"peak: {peak:.2f} TFLOP/s ({peak_what})")
+    out(f"BLAS: {blas_info()}")
+    out(f"peak: {peak:.2f} TFLOP/s ({peak_what}; max/min {peak_timing.spread:.2f}"
+        f"{' UNSTABLE' if peak_timing.unstable else ''})")
     rows, records = [], []
     for name in args.case or CASES:
         rec: dict[str, Any] = {"case": name}
@@ -419,10 +469,11 @@ def _run(args: argparse.Namespace, r: Runner) -> int:
             flops = built.flops or count_flops(r, built.flop_fn)
             t_ours = r.time(ours)
             t_peer = r.time(built.peer) if built.peer is not None else None
-            rec.update(shape=built.shape, ours_ms=1e3 * t_ours, peer=built.peer_name,
-                       peer_ms=None if t_peer is None else 1e3 * t_peer,
-                       speedup=None if t_peer is None else t_peer / t_ours, flops=flops,
-                       tflops=None if not flops else flops / t_ours / 1e12)
+            rec.update(shape=built.shape, **t_ours.as_json("ours"), peer=built.peer_name,
+                       **(t_peer.as_json("peer") if t_peer is not None else {"peer_ms": None}),
+                       speedup=None if t_peer is None else t_peer.median / t_ours.median, flops=flops,
+                       tflops=None if not flops else flops / t_ours.median / 1e12,
+                       unstable=t_ours.unstable or (t_peer is not None and t_peer.unstable))
             rec["peak_share"] = None if rec["tflops"] is None else rec["tflops"] / peak
         except Skip as exc:
             rec.update(skipped=str(exc))
@@ -430,23 +481,33 @@ def _run(args: argparse.Namespace, r: Runner) -> int:
             rec.update(error=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
             if args.verbose:
                 traceback.print_exc()
+        rec["blas"] = blas_info()  # after the case ran: every library it loaded is in the process
         records.append(rec)
         rows.append(_row(rec))
-    out(_table(rows, ["case", "shape", "ours ms", "peer ms", "peer/ours", "TFLOP/s", "% peak", "peer / note"]))
+    out(_table(rows, ["case", "shape", "ours ms", "max/min", "peer ms", "max/min", "peer/ours", "TFLOP/s", "% peak",
+                      "peer / note"]))
+    unstable = [rec["case"] for rec in records if rec.get("unstable")] + (["peak"] if peak_timing.unstable else [])
+    if unstable:
+        common.note(f"UNSTABLE timings ({', '.join(unstable)}): the slowest of the repeated calls took more than "
+                    f"{UNSTABLE_SPREAD:g}x the fastest, so other work on the machine was changing the timings; "
+                    "rerun on a quiet machine (or with more --repeat) before comparing these figures")
     if args.json:
         write_json(args.json, {"backend": r.backend, "device": r.device, "dtype": r.dtype, "peak_tflops": peak,
-                               "peak": peak_what, "options": vars(args) | {"func": None}, "cases": records})
+                               "peak": peak_what, **peak_timing.as_json("peak"), "blas": blas_info(),
+                               "unstable_spread": UNSTABLE_SPREAD, "options": vars(args) | {"func": None},
+                               "cases": records})
     return 0
 
 
 def _row(rec: dict[str, Any]) -> list[str]:
     if "skipped" in rec or "error" in rec:
-        return [rec["case"], "", "", "", "", "", "", "skipped: " + rec["skipped"] if "skipped" in rec
+        return [rec["case"], "", "", "", "", "", "", "", "", "skipped: " + rec["skipped"] if "skipped" in rec
                 else "ERROR " + rec["error"]]
     f = lambda v, fmt: "-" if v is None else format(v, fmt)  # noqa: E731
-    return [rec["case"], rec["shape"], f(rec["ours_ms"], ".3f"), f(rec["peer_ms"], ".3f"), f(rec["speedup"], ".2f"),
-            f(rec["tflops"], ".2f"), f(None if rec["peak_share"] is None else 100 * rec["peak_share"], ".0f"),
-            rec["peer"] or "-"]
+    return [rec["case"], rec["shape"], f(rec["ours_ms"], ".3f"), f(rec["ours_spread"], ".2f"), f(rec["peer_ms"], ".3f"),
+            f(rec.get("peer_spread"), ".2f"), f(rec["speedup"], ".2f"), f(rec["tflops"], ".2f"),
+            f(None if rec["peak_share"] is None else 100 * rec["peak_share"], ".0f"),
+            ("UNSTABLE  " if rec["unstable"] else "") + (rec["peer"] or "-")]
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
@@ -480,7 +541,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-fast-paths", action="store_true",
                    help="run our modules on the reference primitives, e.g. --no-fast-paths")
     p.add_argument("--repeat", type=int_at_least(1, 100_000), default=20, metavar="N",
-                   help="timed calls per case, e.g. --repeat 50 (default 20)")
+                   help="timed calls per case: the table gives their median and max/min, and flags a max/min above "
+                   f"{UNSTABLE_SPREAD:g} UNSTABLE, e.g. --repeat 50 (default 20)")
     p.add_argument("--warmup", type=int_at_least(0, 10_000), default=3, metavar="N",
                    help="untimed calls first, e.g. --warmup 5 (default 3)")
     p.add_argument("--max-seconds", type=float_in(0.001, 86_400), default=20.0, metavar="S",

@@ -71,6 +71,26 @@ def require(module: str, needed_for: str, extra: str | None = None) -> Any:
         raise UsageError(f"{needed_for} needs {top}, which is not installed ({install_hint(top, extra)})") from None
 
 
+def open_flamingo_helpers() -> Any:
+    """open_flamingo's ``src/helpers.py`` (its fusion modules), loaded by file path: the package itself
+    pins torch 2.0.1 and imports open_clip, so it is installed with ``--no-deps`` and never imported
+    whole. A :class:`UsageError` naming the install command when it is missing."""
+    import importlib.util
+    name = "_fusion_spec_open_flamingo_helpers"
+    if name in sys.modules:
+        return sys.modules[name]
+    found = importlib.util.find_spec("open_flamingo")
+    path = Path(list(found.submodule_search_locations)[0]) / "src" / "helpers.py" if found and \
+        found.submodule_search_locations else None
+    if path is None or not path.is_file():
+        raise UsageError("open_flamingo is not installed (pip install --no-deps open-flamingo==2.0.1 einops einops-exts)")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sys.modules[name] = module
+    return module
+
+
 def note(message: str) -> None:
     """A remark for the user (not the command's result): stderr, so stdout stays the result."""
     print(f"note: {printable(message)}", file=sys.stderr)

@@ -14,8 +14,9 @@ from ..errors import printable
 from .common import UsageError, input_dir, install_hint, json_argument, note, printer, write_json
 
 CONFORMANCE_EXAMPLES = """examples:
-  fusion-spec conformance                                   NumPy, float64 and float32
-  fusion-spec conformance --backend all --summary-only      every installed backend
+  fusion-spec conformance                                   NumPy, float64 and float32: a row per family
+  fusion-spec conformance --cases --case 'mrope.*'          a row per case
+  fusion-spec conformance --backend all --summary-only      every installed backend: a row per backend
   fusion-spec conformance --backend torch --dtype bfloat16 --case 'q_former.*'
   fusion-spec conformance --backend jax --json results.json
   fusion-spec conformance --backend torch --device cuda --dtype all --wide
@@ -56,10 +57,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="bundle directory, e.g. --bundle bundle/ (default: the packaged one)")
     p.add_argument("--case", action="append", metavar="PATTERN",
                    help="only cases whose id matches (glob; repeatable), e.g. --case 'attention.*'")
-    p.add_argument("--summary-only", action="store_true", help="omit the per-case table, e.g. --summary-only")
+    p.add_argument("--cases", action="store_true",
+                   help="a row per case (error/tolerance per backend/dtype) instead of a row per family, e.g. --cases")
+    p.add_argument("--summary-only", action="store_true",
+                   help="only the row per backend/dtype (no family or case table), e.g. --summary-only")
     p.add_argument("--wide", action="store_true",
-                   help="per-case table with every backend/dtype column and the max |err| of each cell; by "
-                   "default it is cut to 100 columns, e.g. --wide")
+                   help="the per-case table (implies --cases) with every backend/dtype column and the max |err| of "
+                   "each cell; by default it is cut to 100 columns, e.g. --wide")
     p.add_argument("--no-cache", action="store_true",
                    help="do not keep JAX's compiled cases for the next run (by default they are kept in "
                    "$XDG_CACHE_HOME/fusion_spec/jax or ~/.cache/fusion_spec/jax), e.g. --no-cache")
@@ -147,7 +151,7 @@ def _conformance(args: argparse.Namespace) -> int:
         print(f"fusion-spec conformance: no case was run: {why}", file=sys.stderr)
         return 1
     if not args.summary_only:
-        out(runner.case_table(results, wide=args.wide))
+        out(runner.case_table(results, wide=args.wide) if args.cases or args.wide else runner.family_table(results))
         out()
     out(runner.summary_table(results))
     bad = runner.failures(results)

@@ -52,6 +52,7 @@ class Result:
     seconds: float = 0.0   # time the backend took on this case (conversion, run, comparison)
     bias: float = 0.0      # the rounding-direction sign test's z (tolerance.rounding_bias): a report, no verdict
     stored: str = ""       # the dtype an output file stored its floating tensors in (goldens verify)
+    family: str = ""       # the case's family in the bundle (:func:`run` sets it)
 
     @property
     def biased(self) -> bool:
@@ -261,6 +262,7 @@ def run(backends: Iterable[str] = ("numpy",), dtypes: Iterable[str] = ("float64"
             start = time.perf_counter()
             result = case_runner(bundle, entry, backend, dtype, device, reference)
             result.seconds = time.perf_counter() - start
+            result.family = entry.get("family", "")
             results.append(result)
             done += 1
     if progress:
@@ -295,12 +297,17 @@ COLUMNS = 100
 def case_table(results: list[Result], wide: bool = False) -> str:
     """One row per case, one column per backend/dtype, with the worst error ratio (pass iff <= 1).
 
-    ``wide``: full case ids and, in brackets, the largest absolute error. Otherwise cases are grouped
-    under their id's first part, cells hold only the ratio, and columns are split into as many blocks
-    as it takes to keep every line within :data:`COLUMNS` characters."""
+    Cases are grouped under their family (each family once, its cases in bundle order). ``wide``: full
+    case ids and, in brackets, the largest absolute error. Otherwise cells hold only the ratio, and
+    columns are split into as many blocks as it takes to keep every line within :data:`COLUMNS`
+    characters."""
     columns = list(dict.fromkeys((r.backend, r.dtype) for r in results))
     by = {(r.case, r.backend, r.dtype): r for r in results}
-    cases = list(dict.fromkeys(r.case for r in results))
+    groups: dict[str, list[str]] = {}
+    for r in results:
+        members = groups.setdefault(_family(r), [])
+        if r.case not in members:
+            members.append(r.case)
     if wide:
         def cell(r: Result | None) -> str:
             if r is None:
@@ -308,16 +315,13 @@ def case_table(results: list[Result], wide: bool = False) -> str:
             if r.status in ("pass", "fail") and math.isfinite(r.max_abs):
                 return f"{fmt_ratio(r)} ({r.max_abs:.1e})"
             return fmt_ratio(r)
-        rows = [[c] + [cell(by.get((c, b, d))) for b, d in columns] for c in cases]
+        rows = [[c] + [cell(by.get((c, b, d))) for b, d in columns] for cases in groups.values() for c in cases]
         return table(["case: error/tolerance (max |err|)"] + [f"{b} {d}" for b, d in columns], rows)
 
-    names, group = [], None
-    for c in cases:
-        head, _, rest = c.partition(".")
-        if head != group:
-            names.append((head, None))
-            group = head
-        names.append(("  " + rest if rest else "  " + head, c))
+    names = []
+    for family, cases in groups.items():
+        names.append((family, None))
+        names += [("  " + (c.removeprefix(family + ".") or c), c) for c in cases]
     first = max(len("case: error/tolerance"), *(len(n) for n, _ in names))
     width = 5
     per_block = max(1, (COLUMNS - first) // (width + 2))
@@ -337,6 +341,31 @@ def case_table(results: list[Result], wide: bool = False) -> str:
             out.append(line(name, [] if case is None else [_narrow(by.get((case, b, d))) for b, d in block]))
         out.append("")
     return "\n".join(out).rstrip()
+
+
+def _family(r: Result) -> str:
+    """The result's family, or (for a result without one) its case id's first part."""
+    return r.family or r.case.partition(".")[0]
+
+
+def family_table(results: list[Result]) -> str:
+    """One row per family (in bundle order): its number of cases; per backend/dtype column the cases
+    that passed out of those run, with ``FAIL`` when any failed or raised; the worst error ratio over
+    the family's results and the case it belongs to."""
+    columns = list(dict.fromkeys((r.backend, r.dtype) for r in results))
+    groups: dict[str, list[Result]] = {}
+    for r in results:
+        groups.setdefault(_family(r), []).append(r)
+    rows = []
+    for family, rs in groups.items():
+        cells = []
+        for b, d in columns:
+            here = [r for r in rs if (r.backend, r.dtype) == (b, d)]
+            ok = sum(r.ok for r in here)
+            cells.append("-" if not here else f"{ok}/{len(here)}" + ("" if ok == len(here) else " FAIL"))
+        worst = max(rs, key=lambda r: r.ratio)
+        rows.append([family, str(len({r.case for r in rs})), *cells, fmt_ratio(worst).split()[0], worst.case])
+    return table(["family", "cases", *(f"{b} {_SHORT.get(d, d)}" for b, d in columns), "worst", "worst case"], rows)
 
 
 _SHORT = {"float64": "f64", "float32": "f32", "float16": "f16", "bfloat16": "bf16"}

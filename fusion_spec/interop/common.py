@@ -5,8 +5,9 @@ config the module may no longer follow, and refuses a module it cannot describe.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -15,8 +16,30 @@ from ..errors import FusionSpecError
 from ..specs.base import Spec
 
 
+#: Elements :func:`to_numpy` may still copy inside :func:`copy_budget` (empty: no bound).
+_BUDGET: list[list[Any]] = []
+
+
+@contextlib.contextmanager
+def copy_budget(elements: int, what: str) -> Iterator[None]:
+    """Within the block, :func:`to_numpy` copies at most ``elements`` elements in all, else raises
+    :class:`FusionSpecError` naming ``what`` before copying: ``check-module`` converts a module whose
+    sizes come from a user's config (its weights broadcast zeros) before it knows which weights it reads."""
+    _BUDGET.append([elements, elements, what])
+    try:
+        yield
+    finally:
+        _BUDGET.pop()
+
+
 def to_numpy(t: Any) -> np.ndarray:
     """A torch tensor (or array) as a NumPy copy; bfloat16 becomes float32 (exactly)."""
+    if _BUDGET:
+        budget = _BUDGET[-1]
+        budget[0] -= math.prod(getattr(t, "shape", ()))
+        if budget[0] < 0:
+            raise FusionSpecError("interop.from_module", budget[2], f"at most {budget[1]} elements in the weights "
+                                  "the spec reads", "more")
     if hasattr(t, "detach"):
         import torch
         t = t.detach().cpu()

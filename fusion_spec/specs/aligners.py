@@ -53,7 +53,9 @@ class DeepseekVLAligner(_RenamedMLP):
     (GELU erf; params ``linear1.*``, ``linear2.*``). Defaults: deepseek-vl-7b (SigLIP-L 1024 -> 4096)."""
 
     vision_dim: int = 1024
+    """Width of the vision features, the last axis of ``x`` (SigLIP's hidden size)."""
     llm_dim: int = 4096
+    """Width of the output tokens: the language model's hidden size."""
     op = "mlp_projection"
     activation = "gelu"
 
@@ -75,9 +77,13 @@ class JanusAligner(_RenamedMLP):
     the generation aligner is ``JanusAligner(in_dim=embed_dim, depth=num_hidden_layers)``."""
 
     in_dim: int = 1024
+    """Width of the input features, the last axis of ``x`` (vision hidden size, or the VQ ``embed_dim``)."""
     projection_dim: int = 2048
+    """Width of every linear's output, the last one's included: the language model's hidden size."""
     depth: int = 2
+    """Number of linears: ``fc1`` and ``depth - 1`` hidden layers, an activation between consecutive ones."""
     activation: str = "gelu"
+    """Activation between the linears (``fusion_spec.ops`` name: ``gelu`` = erf, ``gelu_tanh``, ``silu``)."""
     op = "mlp_projection"
 
     def __post_init__(self) -> None:
@@ -101,8 +107,11 @@ class DeepseekVLHybridAligner(Spec):
     """
 
     vision_dim: int = 1024
+    """Width of the low-resolution (SigLIP) features ``x``."""
     high_res_dim: int = 1024
+    """Width of the high-resolution (SAM) features ``high_res``: SAM's ``output_channels * 4``."""
     llm_dim: int = 4096
+    """Width of the output tokens: the language model's hidden size (each stream projects to half)."""
     op = "mlp_projection"
 
     def __post_init__(self) -> None:

@@ -26,11 +26,18 @@ class AnyresPack(Spec):
     """
 
     embed_dim: int = 4096
+    """Width of each feature (the projector's output width): the last axis of ``features``."""
     tile_size: int = 336
+    """Side in pixels of each square crop the vision tower sees (the base image and every tile)."""
     patch_size: int = 14
+    """Side in pixels of a patch: each crop is ``tile_size // patch_size`` patches a side."""
     grid_pinpoints: tuple[tuple[int, int], ...] = DEFAULT_PINPOINTS
+    """The ``(height, width)`` resolutions in pixels the image may be tiled to; the runtime ``image_size`` picks one."""
     newline: bool = True
+    """Whether an ``image_newline`` vector closes each row of the tiled feature map (a parameter)."""
     anyres_max: int | None = None
+    """LLaVA-OneVision's budget ``m`` of ``vision_aspect_ratio='anyres_max_m'``: a larger map is shrunk bilinearly;
+    None: no budget (LLaVA-NeXT)."""
     op = "pack_anyres_features"
 
     def __post_init__(self) -> None:

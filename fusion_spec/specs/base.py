@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import functools
 import inspect
 import math
 import re
+import textwrap
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -131,6 +133,28 @@ class Spec:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 self._fail(name, "a positive number", value)
+
+
+@functools.cache
+def field_docs(cls: type) -> dict[str, str]:
+    """Each config field of the spec class ``cls`` and what it means: the string written right under the
+    field in the class body (an attribute docstring, which the API reference shows too), from ``cls`` or
+    the base that declares the field, on one line. A field without one is left out; the operator pages'
+    case tables (``docs/case_tables.py``) refuse such a field, so every field has its meaning written
+    once, next to it."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if klass is object or not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            body = ast.parse(textwrap.dedent(inspect.getsource(klass))).body[0].body
+        except (OSError, TypeError):  # defined where the source is not available
+            continue
+        for stmt, after in zip(body, body[1:]):
+            if (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and isinstance(after, ast.Expr)
+                    and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str)):
+                docs[stmt.target.id] = " ".join(after.value.value.split())
+    return {f.name: docs[f.name] for f in dataclasses.fields(cls) if f.name in docs}
 
 
 def _positional(fn: Any, skip: int) -> list[tuple[str, bool]]:

@@ -65,10 +65,17 @@ class Gemma3Projector(Spec):
     """
 
     vision_dim: int = 1152
+    """Width of the vision features, the last axis of ``x`` (SigLIP's hidden size)."""
     llm_dim: int = 2560
+    """Width of the output tokens: the language model's hidden size."""
     patches_per_image: int = 64
+    """Patches along ONE side of the square patch grid (``image_size // patch_size``, 64 in Gemma 3): ``x`` holds
+    ``patches_per_image**2`` tokens."""
     tokens_per_side: int = 16
+    """Output tokens along one side (``sqrt(mm_tokens_per_image)``): the grid is average-pooled in windows of
+    ``patches_per_image / tokens_per_side``."""
     eps: float = 1e-6
+    """Epsilon of the Gemma RMSNorm (``vision_config.layer_norm_eps``)."""
     op = "gemma3_projector"
 
     def __post_init__(self) -> None:
@@ -121,8 +128,11 @@ class Idefics3Connector(Spec):
     """
 
     vision_dim: int = 1152
+    """Width of the vision features, the last axis of ``x``."""
     llm_dim: int = 4096
+    """Width of the output tokens: the language model's hidden size."""
     scale_factor: int = 2
+    """Side ``k`` of the square window the pixel shuffle merges into one token (``k*k`` patches)."""
     op = "idefics3_connector"
 
     def __post_init__(self) -> None:
@@ -164,9 +174,13 @@ class Llama4PixelShuffleMLP(Spec):
     """
 
     vision_dim: int = 1408
+    """Width of the vision features, the last axis of ``x``."""
     projector_input_dim: int = 4096
+    """Output width of ``mlp.fc1``."""
     projector_output_dim: int = 4096
+    """Output width of ``mlp.fc2``, the adapter's output."""
     shuffle_factor: int = 2
+    """Side ``k`` of the square window merged into one token: ``1 / pixel_shuffle_ratio``."""
     op = "llama4_pixel_shuffle_mlp"
 
     def __post_init__(self) -> None:
@@ -197,7 +211,9 @@ class Llama4Projector(Spec):
     """
 
     vision_output_dim: int = 4096
+    """Width of the vision adapter's output, the last axis of ``x``."""
     llm_dim: int = 5120
+    """Width of the output tokens: the language model's hidden size."""
     op = "llama4_projector"
 
     def __post_init__(self) -> None:
@@ -231,8 +247,11 @@ class PaliGemmaProjector(Spec):
     """
 
     vision_dim: int = 1152
+    """Width of the vision features, the last axis of ``x``."""
     projection_dim: int = 2304
+    """Width of the output tokens: the Gemma hidden size (``vision_config.projection_dim``)."""
     legacy_scale: bool = False
+    """Return ``linear(x) / sqrt(projection_dim)`` as transformers 4 did (see the class docstring)."""
     op = "paligemma_projector"
 
     def __post_init__(self) -> None:
@@ -274,11 +293,17 @@ class AyaVisionProjector(Spec):
     """
 
     vision_dim: int = 1152
+    """Width of the vision features, the last axis of ``x``."""
     llm_dim: int = 4096
+    """Width of the output tokens: the language model's hidden size."""
     downsample_factor: int = 2
+    """Side ``k`` of the square window the pixel shuffle merges into one token."""
     alignment_intermediate_size: int = 28672
+    """Output width ``I`` of ``linear_1`` (even): value and gate halves of the SwiGLU."""
     layernorm: bool = True
+    """Whether a LayerNorm follows the pixel shuffle (Aya Vision: yes; Cohere2 Vision: no)."""
     eps: float = 1e-6
+    """Epsilon of that LayerNorm (``adapter_layer_norm_eps``)."""
     op = "aya_vision_projector"
 
     def __post_init__(self) -> None:
@@ -341,15 +366,25 @@ class Idefics2Connector(Spec):
     """
 
     vision_dim: int = 1152
+    """Width of the vision features, the last axis of ``x``."""
     llm_dim: int = 4096
+    """Width of the output tokens: the language model's hidden size."""
     intermediate_size: int = 14336
+    """Hidden width of the SwiGLU ``modality_projection`` (the text config's)."""
     activation: str = "silu"
+    """Activation of the SwiGLU's gate (the text config's ``hidden_act``)."""
     resampler_n_latents: int = 64
+    """Number of learned latents: output tokens per image."""
     resampler_depth: int = 3
+    """Number of perceiver layers."""
     resampler_n_heads: int = 16
+    """Attention heads of the perceiver."""
     resampler_head_dim: int = 96
+    """Width of each attention head."""
     num_key_value_heads: int = 4
+    """Key/value heads of the perceiver (grouped-query attention)."""
     rms_norm_eps: float = 1e-6
+    """Epsilon of the perceiver's RMSNorms."""
     op = "idefics2_connector"
 
     def __post_init__(self) -> None:

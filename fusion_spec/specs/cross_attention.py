@@ -63,18 +63,34 @@ class CrossAttention(_Heads, Spec):
     """
 
     hidden_size: int = 256
+    """Width of the text tokens ``x`` and of the output."""
     vision_dim: int = 1024
+    """Width of the visual tokens (keys and values come from them)."""
     num_heads: int = 4
+    """Query heads."""
     num_kv_heads: int | None = None
+    """Key/value heads (fewer than ``num_heads``: grouped-query attention); None: ``num_heads``."""
     head_dim: int | None = None
+    """Width of each head; None: ``hidden_size // num_heads``."""
     bias: bool = False
+    """Whether the projections have biases (generic variant)."""
     qk_norm: bool = False
+    """Whether q and k get a per-head RMSNorm before the scores (as Mllama)."""
     qk_norm_eps: float = 1e-5
+    """Epsilon of that q/k RMSNorm."""
     kv_layout: str | None = None
+    """Parameter layout: ``separate`` (``q_proj, k_proj, v_proj, o_proj``) or ``fused`` (``to_q, to_kv, to_out``);
+    None: the variant's."""
     variant: str = "generic"
+    """``generic`` (plain masked cross-attention) or ``flamingo`` (open_flamingo's ``MaskedCrossAttention``: LayerNorm
+    first, media masks from ``media_locations``)."""
     norm_eps: float = 1e-5
+    """Epsilon of the flamingo variant's LayerNorm on the text."""
     only_attend_immediate_media: bool = True
+    """Flamingo: each text token sees only the latest preceding image (True) or every preceding image (False)."""
     fully_masked_rows: str | None = None
+    """What a query row with no visible key gets: ``zeros`` or ``uniform`` (attention over all keys, open_flamingo's);
+    None: the variant's."""
     op = "cross_attention"
 
     def __post_init__(self) -> None:
@@ -166,16 +182,29 @@ class GatedCrossAttentionBlock(_Heads, Spec):
     """
 
     hidden_size: int = 256
+    """Width of the text tokens ``x`` and of the output."""
     vision_dim: int = 1024
+    """Width of the media tokens (keys and values come from them)."""
     num_heads: int = 4
+    """Query heads."""
     num_kv_heads: int | None = None
+    """Key/value heads (grouped-query attention in Mllama); None: ``num_heads``."""
     head_dim: int | None = None
+    """Width of each head; None: ``hidden_size // num_heads``."""
     ff_dim: int | None = None
+    """Hidden width of the feed-forward block; None: ``4 * hidden_size``."""
     variant: str = "flamingo"
+    """``flamingo`` (open_flamingo's block: LayerNorm, GELU FFN) or ``mllama`` (Llama-3.2-Vision's cross-attention
+    decoder layer: RMSNorm, q/k norm, SwiGLU)."""
     norm_eps: float = 1e-5
+    """Epsilon of the block's norms."""
     only_attend_immediate_media: bool = True
+    """Flamingo: each text token sees only the latest preceding image (True) or every preceding image (False)."""
     fully_masked_rows: str | None = None
+    """What a text row with no visible media gets: ``zeros`` or ``uniform``; None: the variant's."""
     mask_dialect: str = "hf"
+    """Mllama: rows with ``full_text_row_masked_out_mask`` False zero only the MLP branch (``hf``) or the attention
+    output too (``meta``, Meta's reference)."""
     op = "gated_cross_attention_block"
 
     def __post_init__(self) -> None:
@@ -244,7 +273,9 @@ class GatedCrossAttentionStack(GatedCrossAttentionBlock):
     """
 
     num_layers: int = 4
+    """Number of gated blocks; block ``i``'s parameters are under ``layers.{i}.``."""
     num_visual_tokens: int = 196
+    """Edifice's visual input length N, recorded only: the operator takes any N."""
     op = "gated_cross_attention_stack"
 
     def __post_init__(self) -> None:

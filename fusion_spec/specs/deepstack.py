@@ -31,9 +31,13 @@ class Qwen3VLDeepStack(Spec):
     """
 
     vision_dim: int = 1152
+    """Width of the vision blocks' outputs ``vision_hidden`` (before the merge)."""
     llm_dim: int = 4096
+    """Width of the language model's hidden states."""
     spatial_merge_size: int = 2
+    """Side ``k`` of the window merged into one visual token: ``k*k`` consecutive patches."""
     deepstack_visual_indexes: tuple[int, ...] = (8, 16, 24)
+    """The vision blocks whose outputs feed levels 0, 1, ... (level ``l`` is added after decoder layer ``l``)."""
     op = "deepstack_inject"
 
     def __post_init__(self) -> None:

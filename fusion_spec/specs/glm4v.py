@@ -29,9 +29,13 @@ class Glm4vPatchMerger(Spec):
     """
 
     dim: int = 4096
+    """Width of the input and output tokens (``out_hidden_size``)."""
     context_dim: int = 13696
+    """Hidden width of the gated MLP (``intermediate_size``)."""
     hidden_act: str = "silu"
+    """Activation of the gated MLP's gate (``hidden_act``, SiLU in GLM-4.1V)."""
     norm_eps: float = 1e-5
+    """Epsilon of ``post_projection_norm``."""
     op = "gated_mlp"
 
     def __post_init__(self) -> None:

@@ -25,7 +25,9 @@ class CLIPLogits(Spec):
     """
 
     embed_dim: int = 512
+    """Width of the image and text embeddings."""
     logit_scale_init: float = 2.6592
+    """Initial value of the learned ``logit_scale`` (its exponential multiplies the cosine similarities): ln(1/0.07)."""
     op = "clip_logits"
 
     def __post_init__(self) -> None:
@@ -70,11 +72,17 @@ class EarlyFusionVocab(Spec):
     """
 
     text_vocab_size: int = 32000
+    """Text token ids are ``[0, text_vocab_size)``."""
     image_vocab_size: int = 8192
+    """Size of the image codebook: image code ``c`` is id ``image_offset + c``."""
     image_offset: int | None = None
+    """First id of the image codes; None: ``text_vocab_size``."""
     boi_id: int | None = None
+    """Id of the begin-of-image sentinel; None: ``image_offset + image_vocab_size``."""
     eoi_id: int | None = None
+    """Id of the end-of-image sentinel; None: ``image_offset + image_vocab_size + 1``."""
     tokens_per_image: int | None = None
+    """Codes every image must have; None: any number."""
     op = "interleave_tokens"
 
     def __post_init__(self) -> None:

@@ -29,12 +29,19 @@ class Mistral3Projector(Spec):
     """
 
     vision_dim: int = 1024
+    """Width of the vision features, the last axis of ``x``."""
     llm_dim: int = 5120
+    """Width of the output tokens: the language model's hidden size."""
     spatial_merge_size: int = 2
+    """Side ``k`` of the window of each image's own patch grid merged into one token."""
     patch_size: int = 14
+    """Side in pixels of a patch: an ``H x W`` image has ``(H // patch_size) x (W // patch_size)`` patches."""
     norm_eps: float = 1e-5
+    """Epsilon of the RMSNorm before the merge."""
     activation: str = "gelu"
+    """Activation between ``linear_1`` and ``linear_2`` (``projector_hidden_act``)."""
     bias: bool = False
+    """Whether ``linear_1`` and ``linear_2`` have biases (``multimodal_projector_bias``)."""
     op = "unfold_merge"
 
     def __post_init__(self) -> None:

@@ -44,8 +44,11 @@ class LinearProjection(Spec):
     """
 
     vision_dim: int = 1024
+    """Width of the vision features, the last axis of ``x``."""
     llm_dim: int = 256
+    """Width of the output tokens: the language model's hidden size."""
     bias: bool = True
+    """Whether the linear has a bias."""
     op = "linear_projection"
 
     def __post_init__(self) -> None:
@@ -82,15 +85,25 @@ class MLPProjection(Spec):
     """
 
     vision_dim: int = 1024
+    """Width of the vision features, the last axis of ``x``."""
     llm_dim: int = 256
+    """Width of the output tokens: the language model's hidden size."""
     num_visual_tokens: int = 196
+    """Visual tokens per image N (the input length; ``compress_ratio`` must divide it)."""
     compress_ratio: int = 1
+    """Consecutive tokens concatenated into one before the MLP (1: none)."""
     depth: int = 2
+    """Number of linears, an activation between consecutive ones."""
     hidden_dim: int | None = None
+    """Width between the linears; None: ``llm_dim``."""
     activation: str = "gelu"
+    """Activation between the linears (``gelu`` = erf, ``gelu_tanh``, ``silu``, ...)."""
     norm: bool = False
+    """Whether a LayerNorm precedes the first linear."""
     norm_eps: float = 1e-5
+    """Epsilon of that LayerNorm."""
     bias: bool = True
+    """Whether the linears have biases."""
     op = "mlp_projection"
 
     def __post_init__(self) -> None:
@@ -168,17 +181,32 @@ class TokenMerge(Spec):
     """
 
     vision_dim: int = 1024
+    """Width of the vision features, the last axis of ``x`` (before the merge)."""
     llm_dim: int = 4096
+    """Width of the output tokens: the language model's hidden size."""
     mode: str = "spatial"
+    """How tokens are merged: ``consecutive`` (``factor**2`` neighbours in the sequence), ``spatial`` (``factor x
+    factor`` windows of the grid, concatenated) or ``pool`` (their mean)."""
     factor: int = 2
+    """Side ``k`` of the merged window: ``k*k`` tokens become one."""
     norm: str = "post"
+    """Where the norm sits: ``pre`` (each token, before the merge), ``post`` (the merged token) or ``none``."""
     norm_eps: float = 1e-5
+    """Epsilon of that norm."""
     hidden_dim: int | None = None
+    """Width between the MLP's linears; None: the variant's (``4 * vision_dim`` for Qwen2-VL, ``llm_dim`` otherwise)."""
     depth: int = 2
+    """Number of linears in the MLP."""
     activation: str = "gelu"
+    """Activation between the linears (``gelu`` = erf, ...)."""
     token_order: str = "row_major"
+    """Order of the merged tokens: ``row_major``, or ``column_major`` (InternVL's ps_version v1); the channel order is
+    the same."""
     variant: str = "generic"
+    """Parameter names: ``generic``, ``qwen2-vl`` (``ln_q, mlp.0, mlp.2``), ``internvl`` (``layer_norm, linear_1,
+    linear_2``), ``qwen3-vl`` (``norm, linear_fc1, linear_fc2``)."""
     norm_kind: str = "layer_norm"
+    """``layer_norm`` or ``rms_norm`` (weight only, Qwen2.5-VL)."""
     op = "merge_tokens"
 
     def __post_init__(self) -> None:

@@ -30,17 +30,30 @@ class QFormer(Spec):
     """
 
     vision_dim: int = 1408
+    """Width of the image embeddings, the last axis of ``image_embeds`` (``encoder_hidden_size``)."""
     hidden_size: int = 768
+    """Width of the Q-Former (its queries and layers)."""
     num_layers: int = 12
+    """Number of Q-Former layers."""
     num_heads: int = 12
+    """Attention heads in every self- and cross-attention."""
     intermediate_size: int = 3072
+    """Hidden width of each layer's feed-forward block."""
     cross_attention_frequency: int = 2
+    """Layer ``i`` cross-attends to the image when ``i % cross_attention_frequency == 0``."""
     num_queries: int = 32
+    """Number of learned query tokens: output tokens per image."""
     output_dim: int = 2560
+    """Width of the output after ``language_projection``: the language model's hidden size."""
     num_visual_tokens: int | None = 257
+    """Image tokens the input must have (257 for EVA ViT-g with CLS); None: any number."""
     layer_norm_eps: float = 1e-12
+    """Epsilon of every LayerNorm."""
     learned_queries: bool = True
+    """Whether the queries are the ``query_tokens`` parameter (True) or the runtime input ``query_embeds`` (the bare
+    ``Blip2QFormerModel``)."""
     language_projection: bool = True
+    """Whether ``language_projection`` maps the output to ``output_dim``."""
     op = "q_former"
 
     def __post_init__(self) -> None:

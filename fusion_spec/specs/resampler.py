@@ -34,18 +34,32 @@ class PerceiverResampler(Spec):
     """
 
     vision_dim: int = 1024
+    """Width of the visual tokens, the last axis of ``x``."""
     output_dim: int = 256
+    """Width of the latents and of the output (an input projection maps ``vision_dim`` to it when they differ)."""
     num_queries: int = 64
+    """Number of learned latents: output tokens per media item."""
     num_layers: int = 6
+    """Number of perceiver layers."""
     num_heads: int = 4
+    """Attention heads."""
     num_visual_tokens: int | None = 196
+    """Visual tokens each media item must have (``F * v``); None: any number."""
     head_dim: int | None = None
+    """Width of each head; None: ``output_dim // num_heads``."""
     num_kv_heads: int | None = None
+    """Key/value heads (grouped-query attention, Idefics2); None: ``num_heads``."""
     ff_mult: int = 4
+    """Feed-forward hidden width as a multiple of ``output_dim``."""
     max_num_media: int | None = None
+    """Size of the learned per-media time embeddings (``media_time_embs``); None: none."""
     max_num_frames: int | None = None
+    """Size of the learned per-frame embeddings (``frame_embs``); None: none."""
     eps: float | None = None
+    """Epsilon of the norms; None: the variant's (1e-5 LayerNorm, 1e-6 RMSNorm)."""
     variant: str = "flamingo"
+    """``flamingo`` (open_flamingo: LayerNorm, GELU feed-forward, optional media/frame embeddings) or ``idefics2``
+    (RMSNorm, SwiGLU, grouped-query attention, a mask over the visual tokens)."""
     op = "perceiver_resampler"
 
     def __post_init__(self) -> None:
