@@ -16,9 +16,17 @@ from ..specs.base import Spec
 
 
 def to_numpy(t: Any) -> np.ndarray:
-    """A torch tensor (or array) as a NumPy copy; bfloat16 becomes float32 (exactly)."""
+    """A torch tensor (or array) as a NumPy copy; bfloat16 becomes float32 (exactly).
+
+    A tensor on PyTorch's ``meta`` device (a module built without memory, to read its structure at full
+    size) has no values: it becomes a read-only array of zeros of its shape that takes no memory (every
+    stride 0), so a converter can read such a module's spec; :func:`fusion_spec.interop.check` refuses
+    to run one."""
     if hasattr(t, "detach"):
         import torch
+        if t.is_meta:
+            dtype = {torch.float64: np.float64, torch.float16: np.float16}.get(t.dtype, np.float32)
+            return np.broadcast_to(np.zeros((), dtype), tuple(t.shape))
         t = t.detach().cpu()
         if t.dtype == torch.bfloat16:
             t = t.float()
@@ -117,6 +125,15 @@ def cast_like(params: Mapping[str, np.ndarray], x: Any) -> np.ndarray:
     """``x`` as NumPy in the dtype of ``params`` (the spec runs where the module ran)."""
     dtype = next(iter(params.values())).dtype if params else np.float64
     return np.asarray(x).astype(dtype, copy=False)
+
+
+def apply_tokens(spec: Spec, params: Mapping[str, np.ndarray], x: Any) -> np.ndarray:
+    """``spec.apply`` on tokens ``x [B, N, D]``, or on ``[N, D]`` as HF's per-token modules also accept (a
+    batch axis of 1 is added and removed): the ``run_spec`` of those converters."""
+    x = cast_like(params, x)
+    if x.ndim == 2:
+        return np.asarray(spec.apply(params, x[None]))[0]
+    return np.asarray(spec.apply(params, x))
 
 
 # ------------------------------------------------------------------------------------------------

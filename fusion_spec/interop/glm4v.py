@@ -39,4 +39,6 @@ def _run_spec(spec: Glm4vPatchMerger, params: Mapping[str, np.ndarray], x: np.nd
 
 
 register(Converter("Glm4vVisionPatchMerger", "transformers", Glm4vPatchMerger, merger_from_module, _state_dict,
-                   run_forward, _run_spec))
+                   run_forward, _run_spec, aliases=("Glm4vMoeVisionPatchMerger", "GlmOcrVisionPatchMerger"),
+                   children={"proj": "linear", "post_projection_norm": "norm", "gate_proj": "linear", "up_proj": "linear",
+                             "down_proj": "linear", "act1": "act", "act_fn": "act"}))

@@ -50,16 +50,32 @@ def _merger_state_dict(spec: TokenMerge, params: Mapping[str, Any]) -> dict[str,
     return checked_state_dict("interop.to_state_dict", spec, params)
 
 
+#: Generated copies of ``Qwen3VLVisionPatchMerger`` (the same forward and keys; Cosmos3-Edge's first reshapes
+#: its input to ``[-1, k*k, C]``, which changes nothing before the per-patch norm).
+MERGER_COPIES = ("Qwen3VLMoeVisionPatchMerger", "Qwen3_5VisionPatchMerger", "Qwen3_5MoeVisionPatchMerger",
+                 "Qwen4ExpVisionPatchMerger", "CohereCompassVisionPatchMerger", "Cosmos3EdgePatchMerger",
+                 "LlavaOnevision15VisionPatchMerger")
+
 register(Converter("Qwen3VLVisionPatchMerger", "transformers", TokenMerge, merger_from_module, _merger_state_dict,
-                   run_forward, _run_merger_spec))
+                   run_forward, _run_merger_spec, aliases=MERGER_COPIES,
+                   children={"norm": "norm", "linear_fc1": "linear", "act_fn": "act", "linear_fc2": "linear"}))
 
 
 # ------------------------------------------------------------------------------------------------
 # DeepStack -> Qwen3VLDeepStack
 # ------------------------------------------------------------------------------------------------
 
+#: Generated copies of ``Qwen3VLModel`` / ``Qwen3VLForConditionalGeneration`` whose vision tower holds
+#: ``deepstack_merger_list`` and whose text model adds them with the same ``_deepstack_process``.
+MODEL_COPIES = {"Qwen3VLModel": ("Qwen3VLMoeModel", "CohereCompassModel", "Cosmos3OmniModel"),
+                "Qwen3VLForConditionalGeneration": ("Qwen3VLMoeForConditionalGeneration",
+                                                    "CohereCompassForConditionalGeneration",
+                                                    "Cosmos3OmniForConditionalGeneration")}
+
+
 def _model(module: Any) -> Any:
-    return module if type(module).__name__ == "Qwen3VLModel" else module.model
+    """The inner model (``visual`` and ``language_model``) of a model or of its ``...ForConditionalGeneration``."""
+    return module if hasattr(module, "visual") else module.model
 
 
 def deepstack_from_module(module: Any) -> tuple[Qwen3VLDeepStack, dict[str, np.ndarray]]:
@@ -110,6 +126,6 @@ def _run_deepstack_spec(spec: Qwen3VLDeepStack, params: Mapping[str, np.ndarray]
                                  visual_pos_masks=np.asarray(visual_pos_masks, dtype=bool), level=int(level)))
 
 
-for _name in ("Qwen3VLModel", "Qwen3VLForConditionalGeneration"):
+for _name, _copies in MODEL_COPIES.items():
     register(Converter(_name, "transformers", Qwen3VLDeepStack, deepstack_from_module,
-                       _deepstack_state_dict_for(_name), _run_deepstack, _run_deepstack_spec))
+                       _deepstack_state_dict_for(_name), _run_deepstack, _run_deepstack_spec, aliases=_copies))
