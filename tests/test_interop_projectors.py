@@ -309,10 +309,10 @@ def test_check_report_measures_a_real_difference():
     assert report.max_abs <= ATOL and report.max_rel < 1e-6
     assert "max |diff|" in str(report)
     # a perturbed module (same spec conversion path, different weights afterwards) is caught by the numbers
-    from fusion_spec.interop import llava
+    from fusion_spec.interop.common import apply_tokens
     spec, params = interop.from_module(module)
     params["linear_2.bias"] = params["linear_2.bias"] + 1e-3
-    got = llava._run_projector_spec(spec, params, x)
+    got = apply_tokens(spec, params, x)
     assert np.abs(got - _run(module, x)).max() == pytest.approx(1e-3, rel=1e-6)
 
 
