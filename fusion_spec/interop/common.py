@@ -97,17 +97,18 @@ def checked_state_dict(op: str, spec: Spec, params: Mapping[str, Any],
 
 
 def module_dtype(module: Any) -> np.dtype:
-    """The NumPy dtype matching the module's first floating parameter (bfloat16 -> float32)."""
+    """The NumPy dtype matching the module's first floating parameter with values (bfloat16 -> float32)."""
     for p in module.parameters():
-        if p.is_floating_point():
+        if p.is_floating_point() and not p.is_meta:
             return to_numpy(p.reshape(-1)[:1]).dtype
     return np.dtype(np.float64)
 
 
 def run_torch(module: Any, fn: Callable[..., Any], *inputs: Any) -> np.ndarray:
-    """``fn(*tensors)`` under ``no_grad`` with NumPy inputs cast to the module's dtype and device."""
+    """``fn(*tensors)`` under ``no_grad`` with NumPy inputs cast to the module's dtype and device (those of its
+    first floating parameter with values: a model built on the meta device may hold its fusion part only)."""
     import torch
-    param = next((p for p in module.parameters() if p.is_floating_point()), None)
+    param = next((p for p in module.parameters() if p.is_floating_point() and not p.is_meta), None)
     dtype = param.dtype if param is not None else torch.float64
     device = param.device if param is not None else "cpu"
     tensors = [torch.as_tensor(np.asarray(x)).to(device=device, dtype=dtype) for x in inputs]
