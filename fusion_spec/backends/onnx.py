@@ -65,7 +65,7 @@ class Graph:
         path = Path(path)
         onnx_file, info_file = path.with_name(path.name + ".onnx"), path.with_name(path.name + ".json")
         written = [onnx_file, info_file]
-        if self.model.ByteSize() < _PROTOBUF_LIMIT:
+        if not _too_large(self.model):
             serialized = self.model.SerializeToString()
             files.write(onnx_file, serialized, op="onnx.save", arg="path")
             digest = hashlib.sha256(serialized).hexdigest()
@@ -89,7 +89,7 @@ class Graph:
         ``{"output.<name>": array}``. ``path``: the saved ``.onnx``, run instead of the in-memory model
         only past 2 GB (where onnxruntime must read the external data beside it)."""
         import onnxruntime
-        large = self.model.ByteSize() >= _PROTOBUF_LIMIT
+        large = _too_large(self.model)
         model = str(path) if path is not None and large else self.model.SerializeToString()
         session = onnxruntime.InferenceSession(model, providers=["CPUExecutionProvider"])
         missing = sorted(set(self.inputs) - set(inputs))
@@ -100,6 +100,14 @@ class Graph:
             a = np.asarray(inputs[name])
             feeds[name] = a.astype(info["dtype"]) if a.dtype.kind == "f" else a
         return dict(zip(self.outputs, session.run(list(self.outputs), feeds)))
+
+
+def _too_large(model: Any) -> bool:
+    """Whether the ``ModelProto`` is past protobuf's 2 GB (where it cannot even report its size)."""
+    try:
+        return model.ByteSize() >= _PROTOBUF_LIMIT
+    except Exception:  # noqa: BLE001 -- protobuf's EncodeError: too large to measure
+        return True
 
 
 class _Case(_torch.nn.Module):
