@@ -76,6 +76,8 @@ MECHANISMS: dict[str, str] = {
     "InklingVisionModel": "encoder-free hierarchical space-to-depth tokenizer (Inkling)",
     "InstructBlipQFormerModel": "instruction-aware Q-Former (InstructBLIP)",
     "InstructBlipVideoQFormerModel": "instruction-aware Q-Former (InstructBLIP)",
+    "InstructBlipForConditionalGeneration": "instruction-aware Q-Former (InstructBLIP)",
+    "InstructBlipVideoForConditionalGeneration": "instruction-aware Q-Former (InstructBLIP)",
     "Kosmos2ImageToTextProjection": "latent-query attention pooling (Kosmos-2)",
     "Kosmos2_5ImageToTextProjection": "latent-query attention pooling (Kosmos-2)",
     "LlavaNextVideoPooler": "video spatial pooling (average / max / conv)",
