@@ -107,7 +107,8 @@ POSITIONAL = {"GatedCrossAttentionBlock": ("x", "media"), "MaskedCrossAttention"
               **{name: ("x",) for name in ("Gemma3MultiModalProjector", "PaliGemmaMultiModalProjector", "SmolVLMConnector",
                                            "Idefics3Connector", "Llama4VisionPixelShuffleMLP", "Llama4MultiModalProjector",
                                            "AyaVisionMultiModalProjector", "Cohere2VisionMultiModalProjector",
-                                           "Mistral3MultiModalProjector", "Idefics2Connector", "Linear")}}
+                                           "Mistral3MultiModalProjector", "Idefics2Connector", "Linear",
+                                           "NemotronH_Omni_Reasoning_V3MultiModalProjector")}}
 
 
 def _rename(run: Run, names: dict[str, str]) -> Run:
@@ -196,6 +197,13 @@ def real_module(spec: Any, runtime: dict[str, Any]) -> tuple[Any, str, Run, str]
             return module, "Qwen2_5_VLPatchMerger", _per_row, "float32"
         module = PatchMerger(dim=spec.llm_dim, context_dim=spec.vision_dim, spatial_merge_size=spec.factor)
         return module, "PatchMerger", _per_row, "float64"
+    if isinstance(spec, TokenMerge) and spec.variant == "internvl" and spec.activation == "relu2":
+        from transformers.models.nemotron_h_omni.modeling_nemotron_h_omni import (
+            NemotronH_Omni_Reasoning_V3MultiModalProjector as Nemotron)
+        module = Nemotron(spec.merged_dim, spec.hidden_dim or spec.llm_dim, spec.llm_dim, bias=spec.bias,
+                          eps=spec.norm_eps)
+        return module, "NemotronH_Omni_Reasoning_V3MultiModalProjector", \
+            _converter_run("NemotronH_Omni_Reasoning_V3MultiModalProjector"), "float32"  # its RMSNorm in float32
     if isinstance(spec, TokenMerge) and spec.variant == "internvl":
         from transformers.models.internvl.modeling_internvl import InternVLMultiModalProjector
         cfg = NS(vision_config=NS(hidden_size=spec.vision_dim), text_config=NS(hidden_size=spec.llm_dim),

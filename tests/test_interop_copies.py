@@ -101,6 +101,12 @@ COPIES = [
          _tokens(lambda m: 8, batch=False)),
     *[Copy(name, mt, lambda m, c: m(dim=8, context_dim=20, hidden_act="silu"), {}, _tokens(lambda m: 8, batch=False))
       for name, mt in (("Glm4vMoeVisionPatchMerger", "glm4v_moe"), ("GlmOcrVisionPatchMerger", "glm_ocr"))],
+    Copy("Glm5NextVisionPatchMerger", "glm5_next",
+         lambda m, c: m(dim=c.vision_config.out_hidden_size, context_dim=c.vision_config.projection_intermediate_size,
+                        hidden_act=c.vision_config.hidden_act, swiglu_limit=c.vision_config.swiglu_limit),
+         {"vision_config.out_hidden_size": 8, "vision_config.projection_intermediate_size": 20,
+          "vision_config.swiglu_limit": 0.7},
+         lambda m, rng: ((3 * rng.standard_normal((16, 8)),), {})),  # large enough that the clamps bite
     *[Copy(name, mt, _with_config, {"vision_config.hidden_size": 8, "vision_config.patch_size": 2,
                                     "text_config.hidden_size": 12},
            lambda m, rng: ((rng.standard_normal((4 * 6 + 2 * 4, 8)),), {"image_sizes": np.array([[8, 12], [4, 8]])}),
@@ -136,6 +142,11 @@ COPIES = [
          {"vision_config.hidden_size": 8, "text_config.hidden_size": 12},
          lambda m, rng: ((rng.standard_normal((1 * 4 * 6 + 2 * 2 * 4, 8)),),
                          {"image_grid_thw": np.array([[1, 4, 6], [2, 2, 4]])})),
+    Copy("NemotronH_Omni_Reasoning_V3MultiModalProjector", "nemotron_h_omni",
+         lambda m, c: m(c.vision_hidden_size * int(1 / c.downsample_ratio) ** 2, c.projector_hidden_size,
+                        c.text_config.hidden_size),
+         {"vision_hidden_size": 2, "projector_hidden_size": 20, "text_config.hidden_size": 12},
+         _tokens(lambda m: m.linear_1.in_features), atol=1e-6),  # HF's RMSNorm runs in float32
     Copy("Linear", "mllama", lambda m, c: torch.nn.Linear(c.vision_config.vision_output_dim, c.text_config.hidden_size),
          {"vision_config.vision_output_dim": 8, "text_config.hidden_size": 12}, _tokens(lambda m: 8)),
 ]
@@ -244,7 +255,8 @@ def test_every_alias_and_added_converter_is_checked_here():
     aliases = {a for conv in {id(c): c for c in registry.CONVERTERS.values()}.values() for a in conv.aliases}
     checked |= set(MODEL_COPIES)
     added = {"VipLlavaMultiModalProjector", "VideoLlama3Projector", "Kimi_K25MultimodalProjection",
-             "Lfm2VlMultiModalProjector", "Lfm3VlMultiModalProjector", "PaddleOCRProjector", "Linear"}
+             "Lfm2VlMultiModalProjector", "Lfm3VlMultiModalProjector", "PaddleOCRProjector", "Linear",
+             "NemotronH_Omni_Reasoning_V3MultiModalProjector", "Glm5NextVisionPatchMerger"}
     assert aliases | added <= checked, sorted(aliases | added - checked)
 
 
@@ -311,3 +323,36 @@ def examples() -> dict[str, Callable[[Any, Any, np.random.Generator], tuple[tupl
     for copy in COPIES:
         out.setdefault(copy.name.split(".")[0], lambda m, spec, rng, copy=copy: copy.inputs(m, rng))
     return out | {name: (lambda m, spec, rng, inputs=inputs: inputs(m, rng)) for name, (_, inputs) in MODEL_COPIES.items()}
+
+
+def test_glm5_next_clamp_is_what_makes_it_equal():
+    """GLM-5-Next's merger equals the spec with its swiglu_limit, and not GLM-4V's unclamped one: the clamps
+    of the example above bite."""
+    import dataclasses
+
+    copy = COPIES_BY_ID["Glm5NextVisionPatchMerger"]
+    torch.manual_seed(0)
+    module = copy.make(_class(copy), _config(copy.model_type, **copy.tiny)).double().eval()
+    (x,), _ = copy.inputs(module, np.random.default_rng(1))
+    spec, params = interop.from_module(module)
+    assert spec.swiglu_limit == 0.7
+    want = interop.converter_for(module).run_module(module, x)
+    assert np.abs(np.asarray(spec.apply(params, x)) - want).max() < 1e-12
+    unclamped = dataclasses.replace(spec, swiglu_limit=None)
+    assert np.abs(np.asarray(unclamped.apply(params, x)) - want).max() > 1e-3
+
+
+def test_gated_mlp_limit_against_float64_and_refused_when_not_positive():
+    from fusion_spec import ops
+
+    rng = np.random.default_rng(0)
+    x = 2 * rng.standard_normal((3, 5))
+    p = {"gate_proj.weight": rng.standard_normal((7, 5)), "up_proj.weight": rng.standard_normal((7, 5)),
+         "down_proj.weight": rng.standard_normal((4, 7))}
+    g, u = x @ p["gate_proj.weight"].T, x @ p["up_proj.weight"].T
+    g, u = np.minimum(g, 1.5), np.clip(u, -1.5, 1.5)
+    want = (g / (1 + np.exp(-g)) * u) @ p["down_proj.weight"].T
+    np.testing.assert_allclose(ops.gated_mlp(x, p, limit=1.5), want, rtol=1e-13, atol=1e-13)
+    for bad in (0, -1.0, True, "1"):
+        with pytest.raises(FusionSpecError, match=r"gated_mlp: argument 'limit' expected a positive number"):
+            ops.gated_mlp(x, p, limit=bad)

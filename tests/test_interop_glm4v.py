@@ -46,15 +46,22 @@ def test_patch_merger_errors():
         Glm4vPatchMerger(hidden_act="relu")
 
 
-@pytest.mark.parametrize("case_id", ["glm4v.patch_merger", "glm4v.patch_merger.gelu_batched"])
+@pytest.mark.parametrize("case_id", ["glm4v.patch_merger", "glm4v.patch_merger.gelu_batched",
+                                     "glm4v.glm5_next.swiglu_limit"])
 def test_bundle_case_through_the_hf_module(case_id, tmp_path):
+    from transformers.models.glm5_next.modeling_glm5_next import Glm5NextVisionPatchMerger
+
     def make(spec):
+        if spec.swiglu_limit is not None:
+            return Glm5NextVisionPatchMerger(dim=spec.dim, context_dim=spec.context_dim, hidden_act=spec.hidden_act,
+                                             swiglu_limit=spec.swiglu_limit)
         return Glm4vVisionPatchMerger(dim=spec.dim, context_dim=spec.context_dim, hidden_act=spec.hidden_act)
 
     def run(module, inputs, runtime):
         return module(inputs["x"])
 
-    result = verify_through_module(case_id, "Glm4vVisionPatchMerger", make, run, tmp_path)
+    target = "Glm4vVisionPatchMerger" if "glm5" not in case_id else "Glm5NextVisionPatchMerger"
+    result = verify_through_module(case_id, target, make, run, tmp_path)
     assert result.status == "pass", result
 
 

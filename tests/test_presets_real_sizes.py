@@ -107,6 +107,21 @@ def test_every_preset_has_a_real_model_here():
     assert sorted([*MODELS, "openflamingo"]) == sorted(presets.names())
 
 
+def test_params_found_under_a_checkpoints_prefix():
+    """``--params`` takes the module's names alone, after the module path, or after a whole-model prefix."""
+    names = ["norm.weight", "linear_fc1.weight"]
+    assert module_prefix({"norm.weight", "linear_fc1.weight"}, "visual.merger", names) == ""
+    assert module_prefix({"model.visual.merger.norm.weight", "model.visual.merger.linear_fc1.weight",
+                          "model.visual.deepstack_merger_list.0.norm.weight",
+                          "model.visual.deepstack_merger_list.0.linear_fc1.weight"}, "visual.merger", names) \
+        == "model.visual.merger."
+    assert module_prefix({"xvisual.merger.norm.weight", "xvisual.merger.linear_fc1.weight"}, "visual.merger", names) == ""
+    assert module_prefix({"model.image_newline"}, "", ["image_newline"]) == "model."
+    from fusion_spec.errors import FusionSpecError
+    with pytest.raises(FusionSpecError, match="several"):
+        module_prefix({"a.image_newline", "b.image_newline"}, "", ["image_newline"])
+
+
 def _full_model_shapes(name: str) -> dict[str, tuple[int, ...]]:
     """Parameter names and shapes of the preset's whole model, built on the meta device."""
     if name == "openflamingo":
@@ -191,18 +206,3 @@ def test_export_onnx_with_the_hf_state_dict_equals_the_hf_modules(name, tmp_path
         scale = float(np.sqrt(np.mean(want ** 2))) or 1.0
         assert np.abs(got - want).max() <= 2e-4 * scale + 1e-6, (label, np.abs(got - want).max(), scale)
         del session
-
-
-def test_params_found_under_a_checkpoints_prefix():
-    """``--params`` takes the module's names alone, after the module path, or after a whole-model prefix."""
-    names = ["norm.weight", "linear_fc1.weight"]
-    assert module_prefix({"norm.weight", "linear_fc1.weight"}, "visual.merger", names) == ""
-    assert module_prefix({"model.visual.merger.norm.weight", "model.visual.merger.linear_fc1.weight",
-                          "model.visual.deepstack_merger_list.0.norm.weight",
-                          "model.visual.deepstack_merger_list.0.linear_fc1.weight"}, "visual.merger", names) \
-        == "model.visual.merger."
-    assert module_prefix({"xvisual.merger.norm.weight", "xvisual.merger.linear_fc1.weight"}, "visual.merger", names) == ""
-    assert module_prefix({"model.image_newline"}, "", ["image_newline"]) == "model."
-    from fusion_spec.errors import FusionSpecError
-    with pytest.raises(FusionSpecError, match="several"):
-        module_prefix({"a.image_newline", "b.image_newline"}, "", ["image_newline"])

@@ -46,8 +46,11 @@ def activation_name(act: Any, where: str) -> str:
         return "gelu_tanh"
     if name in ("SiLU", "SiLUActivation"):
         return "silu"
+    if name == "ReLUSquaredActivation":  # ACT2FN "relu2"
+        return "relu2"
     raise FusionSpecError("interop.from_module", where, "an activation among GELU (erf: 'gelu', 'gelu_python'), "
-                          "GELU tanh ('gelu_pytorch_tanh', 'gelu_new', 'gelu_fast') or SiLU ('silu', 'swish')", name)
+                          "GELU tanh ('gelu_pytorch_tanh', 'gelu_new', 'gelu_fast'), SiLU ('silu', 'swish') or "
+                          "squared ReLU ('relu2')", name)
 
 
 def one_value(op: str, where: str, values: Mapping[str, Any]) -> Any:

@@ -13,6 +13,11 @@ Each is ``TokenMerge``'s math (norm each token or the merged token, merge ``k*k`
 - LFM3-VL ``Lfm3VlMultiModalProjector``: LayerNorm (eps 1e-6) over each patch of the flat ``[N, C]``,
   ``k*k`` consecutive patches, ``linear_1 -> act -> linear_2`` with ``projector_bias``;
   ``variant="lfm3-vl"`` (its pre-merge norm is named ``layer_norm``).
+- Nemotron-H Omni ``NemotronH_Omni_Reasoning_V3MultiModalProjector``: the model pixel-shuffles first;
+  the module is an RMSNorm over its input (computed in float32, as Qwen2.5-VL's), ``linear_1`` ->
+  squared ReLU (``relu2``) -> ``linear_2``, no biases: ``factor=1`` (no merge), ``norm="post"``,
+  ``norm_kind="rms_norm"``, ``activation="relu2"``, ``bias=False`` under the InternVL names. Agreement
+  ~1e-7 in a float64 module (the float32 island).
 - PaddleOCR-VL ``PaddleOCRProjector``: per image of ``image_grid_thw = (t, h, w)``, ``pre_norm`` over each
   patch, ``k x k`` row-major windows of each ``h x w`` frame (channels ``(di, dj, c)``), ``linear_1`` ->
   GELU (erf) -> ``linear_2``; ``variant="paddleocr-vl"``, ``mode="spatial"``.
@@ -142,6 +147,26 @@ def lfm3_from_module(module: Any) -> tuple[TokenMerge, dict[str, np.ndarray]]:
 
 register(Converter("Lfm3VlMultiModalProjector", "transformers", TokenMerge, lfm3_from_module,
                    _state_dict_for("lfm3-vl", "consecutive"), run_forward, apply_tokens,
+                   children={"layer_norm": "norm", "linear_1": "linear", "act": "act", "linear_2": "linear"}))
+
+
+# ------------------------------------------------------------------------------------------------ Nemotron-H Omni
+
+
+def nemotron_from_module(module: Any) -> tuple[TokenMerge, dict[str, np.ndarray]]:
+    norm, fc1 = module.layer_norm, module.linear_1
+    width = norm.weight.shape[0]
+    if not type(norm).__name__.endswith("RMSNorm") or fc1.in_features != width:
+        raise FusionSpecError(_OP, "module.layer_norm", f"an RMSNorm over linear_1's input ({fc1.in_features})",
+                              f"{type(norm).__name__}({width})")
+    spec = TokenMerge(width, module.linear_2.out_features, mode="consecutive", factor=1, norm="post",
+                      norm_eps=float(norm.variance_epsilon), depth=2, variant="internvl", norm_kind="rms_norm",
+                      **_mlp(module, fc1, module.linear_2, module.act, "module.act"))
+    return spec, module_params(_OP, module, spec)
+
+
+register(Converter("NemotronH_Omni_Reasoning_V3MultiModalProjector", "transformers", TokenMerge, nemotron_from_module,
+                   _state_dict_for("internvl", "consecutive"), run_forward, apply_tokens,
                    children={"layer_norm": "norm", "linear_1": "linear", "act": "act", "linear_2": "linear"}))
 
 

@@ -59,7 +59,7 @@ def newer_preset_cases() -> list[Case]:
                     "added to decoder layer 1's output at the 5 visual positions"),
         Small("preset.aya-vision.small", "aya-vision", "multi_modal_projector",
               merge | {"alignment_intermediate_size": 20}, (("x", normal(1, 16, 8)),), stages=1,
-              flags=("preset", "aya-vision", "post-norm"),
+              flags=("preset", "aya-vision"),
               notes="multi_modal_projector: 2x2 pixel shuffle, LayerNorm(4608), linear_1 -> 28672, SwiGLU over the "
                     "halves, linear_2 -> 4096"),
         Small("preset.internvl3.small", "internvl3", "multi_modal_projector", merge | {"hidden_dim": 12},
