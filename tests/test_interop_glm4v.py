@@ -37,6 +37,29 @@ def test_patch_merger_equals_module_in_float64(act, shape):
     assert all(np.array_equal(v, interop.from_module(module)[1][k]) for k, v in state.items())
 
 
+@pytest.mark.parametrize("limit", [0.3, 1.0])
+def test_glm5_next_merger_equals_module_with_its_clamps(limit):
+    """GLM-5-Next's merger clamps the gate (above) and the up projection (both sides): on inputs large enough
+    that both bite, the spec with its swiglu_limit equals the module, and GLM-4V's unclamped spec does not."""
+    import dataclasses
+
+    from transformers.models.glm5_next.modeling_glm5_next import Glm5NextVisionPatchMerger
+    module = Glm5NextVisionPatchMerger(dim=6, context_dim=10, hidden_act="silu", swiglu_limit=limit)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn_like(p) * (p.shape[-1] ** -0.5 if p.ndim == 2 else 0.5) + (p.ndim == 1))
+    module = module.double().eval()
+    x = 4 * np.random.default_rng(1).standard_normal((9, 6))
+    spec, params = interop.from_module(module)
+    assert spec == Glm4vPatchMerger(6, 10, "silu", 1e-5, swiglu_limit=limit)
+    assert interop.check(module, x).max_abs < 1e-12
+    h = torch.nn.functional.gelu(module.post_projection_norm(module.proj(torch.from_numpy(x))))
+    assert (module.up_proj(h) < -limit).any() and (module.up_proj(h) > limit).any()  # both clamps bite
+    want = interop.converter_for(module).run_module(module, x)
+    assert np.abs(dataclasses.replace(spec, swiglu_limit=None).apply(params, x) - want).max() > 1e-3
+
+
 def test_patch_merger_errors():
     with pytest.raises(FusionSpecError, match="bias=False"):
         interop.from_module(_module(bias=True))
