@@ -166,7 +166,8 @@ _MOE = dict(moe_intermediate_size=8, num_local_experts=2, num_experts=2, num_exp
 def _whole(model_type: str, name: str, **kwargs: Any) -> Callable[[], Any]:
     def build() -> Any:
         from transformers.models.auto.configuration_auto import CONFIG_MAPPING
-        return getattr(transformers, name)(CONFIG_MAPPING[model_type](**kwargs))
+        cls = getattr(transformers, name, None) or _module(model_type.removesuffix("_thinker"), name)
+        return cls(CONFIG_MAPPING[model_type](**kwargs))
     return build
 
 
@@ -190,6 +191,11 @@ MODEL_COPIES = {
                          ("cohere_compass", ("CohereCompassModel", "CohereCompassForConditionalGeneration")),
                          ("cosmos3_omni", ("Cosmos3OmniModel", "Cosmos3OmniForConditionalGeneration")))
        for name in names},
+    **{name: (_whole("qwen3_omni_moe_thinker", name, vision_config=_DEEPSTACK_VISION,
+                     text_config=_SMALL_TEXT | _MOE | {"rope_parameters": _ROPE},
+                     audio_config=dict(num_mel_bins=8, encoder_layers=1, encoder_attention_heads=2, encoder_ffn_dim=8,
+                                       d_model=8, output_dim=16, downsample_hidden_size=4)), _deepstack_inputs)
+       for name in ("Qwen3OmniMoeThinkerModel", "Qwen3OmniMoeThinkerForConditionalGeneration")},
     **{name: (_whole("qianfan_ocr", name, vision_config=dict(hidden_size=8, intermediate_size=16, num_hidden_layers=1,
                                                             num_attention_heads=2, image_size=[8, 8], patch_size=[2, 2]),
                      text_config=_SMALL_TEXT), _tokens(lambda m: 8))
@@ -293,17 +299,19 @@ def test_check_refuses_a_module_on_the_meta_device():
 
 
 @pytest.mark.parametrize("model_type, name", [("qwen3_vl_moe", "Qwen3VLMoeModel"), ("cohere_compass", "CohereCompassModel"),
-                                              ("cosmos3_omni", "Cosmos3OmniModel")])
+                                              ("cosmos3_omni", "Cosmos3OmniModel"),
+                                              ("qwen3_omni_moe_thinker", "Qwen3OmniMoeThinkerModel")])
 def test_deepstack_copy_num_params_at_the_published_config(model_type, name):
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
     cfg = CONFIG_MAPPING[model_type]()
     if model_type == "cohere_compass":  # its default text config has no rope parameters for its layer types
         cfg.text_config.rope_parameters = {"full_attention": dict(_ROPE, rope_theta=10000.0)}
     with torch.device("meta"):
-        model = getattr(transformers, name)(cfg)
+        model = (getattr(transformers, name, None) or _module("qwen3_omni_moe", name))(cfg)
     spec, _ = interop.from_module(model)
     assert spec.deepstack_visual_indexes == tuple(cfg.vision_config.deepstack_visual_indexes)
     assert spec.num_params() == sum(p.numel() for p in model.visual.deepstack_merger_list.parameters())
+    assert spec.variant == ("qwen3-omni" if "Omni" in name and "Cosmos" not in name else "qwen3-vl")
 
 
 def targets() -> dict[str, tuple[Callable[[], Any], bool]]:
