@@ -29,13 +29,23 @@ from fusion_spec.conformance.bundle import Bundle, round_to, spec_from_manifest 
 from fusion_spec.conformance.verify import verify  # noqa: E402
 from fusion_spec.interop.registry import CONVERTERS  # noqa: E402
 from fusion_spec.specs import (  # noqa: E402
+    AnyresPack,
+    AyaVisionProjector,
     CrossAttention,
     GatedCrossAttentionBlock,
     GatedCrossAttentionStack,
+    Gemma3Projector,
+    Idefics2Connector,
+    Idefics3Connector,
     LinearProjection,
+    Llama4PixelShuffleMLP,
+    Llama4Projector,
+    Mistral3Projector,
     MLPProjection,
+    PaliGemmaProjector,
     PerceiverResampler,
     QFormer,
+    Qwen3VLDeepStack,
     TokenMerge,
 )
 
@@ -60,7 +70,7 @@ NOT_RUNNABLE = {
 }
 #: Targets that are whole models: ``to_state_dict`` gives their fusion keys only (loaded strict=False,
 #: with no unexpected key).
-WHOLE_MODELS = {"Blip2ForConditionalGeneration"}
+WHOLE_MODELS = {"Blip2ForConditionalGeneration", "LlavaNextModel", "LlavaOnevisionModel", "Qwen3VLModel"}
 
 
 # --- building the real module a spec describes ----------------------------------------------------
@@ -92,7 +102,13 @@ def _converter_run(target: str) -> Run:
 POSITIONAL = {"GatedCrossAttentionBlock": ("x", "media"), "MaskedCrossAttention": ("x", "visual"),
               "MllamaCrossAttentionDecoderLayer": ("x", "media"), "PerceiverResampler": ("x",),
               "Idefics2PerceiverResampler": ("x",), "Blip2ForConditionalGeneration": ("image_embeds",),
-              "Blip2QFormerModel": ("image_embeds", "query_embeds"), "LlavaMultiModalProjector": ("x",)}
+              "Blip2QFormerModel": ("image_embeds", "query_embeds"), "LlavaMultiModalProjector": ("x",),
+              "Qwen3VLModel": ("hidden_states", "vision_hidden"),
+              **{name: ("x",) for name in ("Gemma3MultiModalProjector", "PaliGemmaMultiModalProjector", "SmolVLMConnector",
+                                           "Idefics3Connector", "Llama4VisionPixelShuffleMLP", "Llama4MultiModalProjector",
+                                           "AyaVisionMultiModalProjector", "Cohere2VisionMultiModalProjector",
+                                           "Mistral3MultiModalProjector", "Idefics2Connector", "Linear",
+                                           "NemotronH_Omni_Reasoning_V3MultiModalProjector")}}
 
 
 def _rename(run: Run, names: dict[str, str]) -> Run:
@@ -100,9 +116,36 @@ def _rename(run: Run, names: dict[str, str]) -> Run:
 
 
 def _per_row(module: Any, inputs: dict[str, np.ndarray], runtime: dict[str, Any]) -> dict[str, np.ndarray]:
-    """Qwen2-VL's merger takes one image's flattened patches ``[N, C]``: run each batch row."""
-    rows = [CONVERTERS["PatchMerger"].run_module(module, x) for x in inputs["x"]]
+    """Qwen2/2.5/3-VL's mergers take one image's flattened patches ``[N, C]``: run each batch row."""
+    rows = [interop.converter_for(module).run_module(module, x) for x in inputs["x"]]
     return {"out": np.stack(rows)}
+
+
+def _pack(module: Any, inputs: dict[str, np.ndarray], runtime: dict[str, Any]) -> dict[str, np.ndarray]:
+    """LLaVA-NeXT's / LLaVA-OneVision's ``pack_image_features`` on one image (the spec's ``image_size``)."""
+    out = interop.converter_for(module).run_module(module, inputs["features"], image_sizes=[runtime["image_size"]])
+    return {"out": out}
+
+
+def _meta_model(build: Callable[[], Any], *materialize: str) -> Any:
+    """A whole HF model built on the meta device (no memory at any size), with only the named submodules or
+    parameters (dotted paths) given storage: the fusion parts a converter runs; the rest is never called."""
+    with torch.device("meta"):
+        model = build()
+    for path in materialize:
+        owner_path, _, leaf = path.rpartition(".")
+        owner = model.get_submodule(owner_path) if owner_path else model
+        value = getattr(owner, leaf)
+        if isinstance(value, torch.nn.Parameter):
+            setattr(owner, leaf, torch.nn.Parameter(torch.empty(value.shape, dtype=torch.float64)))
+        else:
+            value.to_empty(device="cpu")
+    return model
+
+
+def _tiny_text(hidden: int, **extra: Any) -> dict[str, Any]:
+    return dict(hidden_size=hidden, intermediate_size=8, num_hidden_layers=1, num_attention_heads=1,
+                num_key_value_heads=1, head_dim=4, vocab_size=16, **extra)
 
 
 def _internvl(factor: int) -> Run:
@@ -154,6 +197,13 @@ def real_module(spec: Any, runtime: dict[str, Any]) -> tuple[Any, str, Run, str]
             return module, "Qwen2_5_VLPatchMerger", _per_row, "float32"
         module = PatchMerger(dim=spec.llm_dim, context_dim=spec.vision_dim, spatial_merge_size=spec.factor)
         return module, "PatchMerger", _per_row, "float64"
+    if isinstance(spec, TokenMerge) and spec.variant == "internvl" and spec.activation == "relu2":
+        from transformers.models.nemotron_h_omni.modeling_nemotron_h_omni import (
+            NemotronH_Omni_Reasoning_V3MultiModalProjector as Nemotron)
+        module = Nemotron(spec.merged_dim, spec.hidden_dim or spec.llm_dim, spec.llm_dim, bias=spec.bias,
+                          eps=spec.norm_eps)
+        return module, "NemotronH_Omni_Reasoning_V3MultiModalProjector", \
+            _converter_run("NemotronH_Omni_Reasoning_V3MultiModalProjector"), "float32"  # its RMSNorm in float32
     if isinstance(spec, TokenMerge) and spec.variant == "internvl":
         from transformers.models.internvl.modeling_internvl import InternVLMultiModalProjector
         cfg = NS(vision_config=NS(hidden_size=spec.vision_dim), text_config=NS(hidden_size=spec.llm_dim),
@@ -212,6 +262,96 @@ def real_module(spec: Any, runtime: dict[str, Any]) -> tuple[Any, str, Run, str]
                              num_query_tokens=spec.num_queries)
         return tf.Blip2ForConditionalGeneration(cfg), "Blip2ForConditionalGeneration", \
             _converter_run("Blip2ForConditionalGeneration"), "float64"
+    if isinstance(spec, TokenMerge) and spec.variant == "qwen3-vl":
+        from transformers.models.qwen3_vl.modeling_qwen3_vl import Qwen3VLVisionPatchMerger
+        cfg = tf.Qwen3VLVisionConfig(hidden_size=spec.vision_dim, out_hidden_size=spec.llm_dim,
+                                     spatial_merge_size=spec.factor)
+        return Qwen3VLVisionPatchMerger(cfg, use_postshuffle_norm=spec.norm == "post"), "Qwen3VLVisionPatchMerger", \
+            _per_row, "float64"
+    if isinstance(spec, Gemma3Projector):
+        from transformers.models.gemma3.modeling_gemma3 import Gemma3MultiModalProjector
+        cfg = NS(vision_config=NS(hidden_size=spec.vision_dim, image_size=spec.patches_per_image, patch_size=1,
+                                  layer_norm_eps=spec.eps), text_config=NS(hidden_size=spec.llm_dim),
+                 mm_tokens_per_image=spec.tokens_per_side ** 2)
+        return Gemma3MultiModalProjector(cfg), "Gemma3MultiModalProjector", \
+            _converter_run("Gemma3MultiModalProjector"), "float32"  # HF's RMSNorm computes in float32
+    if isinstance(spec, PaliGemmaProjector):
+        from transformers.models.paligemma.modeling_paligemma import PaliGemmaMultiModalProjector
+        cfg = NS(vision_config=NS(hidden_size=spec.vision_dim, projection_dim=spec.projection_dim))
+        return PaliGemmaMultiModalProjector(cfg), "PaliGemmaMultiModalProjector", \
+            _converter_run("PaliGemmaMultiModalProjector"), "float64"
+    if isinstance(spec, Idefics3Connector):
+        from transformers.models.smolvlm.modeling_smolvlm import SmolVLMConnector
+        cfg = NS(scale_factor=spec.scale_factor, vision_config=NS(hidden_size=spec.vision_dim),
+                 text_config=NS(hidden_size=spec.llm_dim))
+        return SmolVLMConnector(cfg), "SmolVLMConnector", _converter_run("SmolVLMConnector"), "float64"
+    if isinstance(spec, Llama4PixelShuffleMLP):
+        from transformers.models.llama4.modeling_llama4 import Llama4VisionPixelShuffleMLP
+        k = spec.shuffle_factor
+        cfg = NS(hidden_size=spec.vision_dim, intermediate_size=spec.vision_dim * k * k, pixel_shuffle_ratio=1 / k,
+                 projector_input_dim=spec.projector_input_dim, projector_output_dim=spec.projector_output_dim,
+                 projector_dropout=0.0)
+        return Llama4VisionPixelShuffleMLP(cfg), "Llama4VisionPixelShuffleMLP", \
+            _converter_run("Llama4VisionPixelShuffleMLP"), "float64"
+    if isinstance(spec, Llama4Projector):
+        from transformers.models.llama4.modeling_llama4 import Llama4MultiModalProjector
+        cfg = NS(vision_config=NS(vision_output_dim=spec.vision_output_dim), text_config=NS(hidden_size=spec.llm_dim))
+        return Llama4MultiModalProjector(cfg), "Llama4MultiModalProjector", \
+            _converter_run("Llama4MultiModalProjector"), "float64"
+    if isinstance(spec, AyaVisionProjector):
+        from transformers.models.aya_vision.modeling_aya_vision import AyaVisionMultiModalProjector
+        from transformers.models.cohere2_vision.modeling_cohere2_vision import Cohere2VisionMultiModalProjector
+        cfg = NS(downsample_factor=spec.downsample_factor, alignment_intermediate_size=spec.alignment_intermediate_size,
+                 adapter_layer_norm_eps=spec.eps, vision_config=NS(hidden_size=spec.vision_dim),
+                 text_config=NS(hidden_size=spec.llm_dim))
+        cls = AyaVisionMultiModalProjector if spec.layernorm else Cohere2VisionMultiModalProjector
+        return cls(cfg), cls.__name__, _converter_run(cls.__name__), "float64"
+    if isinstance(spec, Mistral3Projector):
+        from transformers.models.mistral3.modeling_mistral3 import Mistral3MultiModalProjector
+        cfg = NS(vision_config=NS(hidden_size=spec.vision_dim, patch_size=spec.patch_size),
+                 text_config=NS(hidden_size=spec.llm_dim, rms_norm_eps=spec.norm_eps),
+                 spatial_merge_size=spec.spatial_merge_size, vision_feature_layer=-1,
+                 projector_hidden_act={"gelu": "gelu", "gelu_tanh": "gelu_pytorch_tanh", "silu": "silu"}[spec.activation],
+                 multimodal_projector_bias=spec.bias)
+        return Mistral3MultiModalProjector(cfg), "Mistral3MultiModalProjector", \
+            _converter_run("Mistral3MultiModalProjector"), "float32"  # HF's RMSNorm computes in float32
+    if isinstance(spec, Idefics2Connector):
+        from transformers.models.idefics2.modeling_idefics2 import Idefics2Connector as HFConnector
+        perceiver = tf.Idefics2PerceiverConfig(hidden_size=spec.llm_dim, resampler_n_latents=spec.resampler_n_latents,
+                                               resampler_depth=spec.resampler_depth,
+                                               resampler_n_heads=spec.resampler_n_heads,
+                                               resampler_head_dim=spec.resampler_head_dim,
+                                               num_key_value_heads=spec.num_key_value_heads,
+                                               rms_norm_eps=spec.rms_norm_eps)
+        cfg = NS(vision_config=NS(hidden_size=spec.vision_dim), perceiver_config=perceiver,
+                 text_config=NS(hidden_size=spec.llm_dim, intermediate_size=spec.intermediate_size,
+                                hidden_act=spec.activation))
+        return HFConnector(cfg), "Idefics2Connector", _converter_run("Idefics2Connector"), "float32"
+    if isinstance(spec, AnyresPack):
+        vision = dict(hidden_size=4, intermediate_size=8, num_hidden_layers=1, num_attention_heads=2,
+                      image_size=spec.tile_size, patch_size=spec.patch_size)
+        pins = [list(p) for p in spec.grid_pinpoints]
+        if spec.anyres_max is None:
+            build = lambda: tf.LlavaNextModel(tf.LlavaNextConfig(  # noqa: E731
+                vision_config=vision, text_config=_tiny_text(spec.embed_dim), image_grid_pinpoints=pins))
+            target = "LlavaNextModel"
+        else:
+            build = lambda: tf.LlavaOnevisionModel(tf.LlavaOnevisionConfig(  # noqa: E731
+                vision_config=dict(vision, model_type="siglip_vision_model"), image_grid_pinpoints=pins,
+                text_config=_tiny_text(spec.embed_dim, model_type="qwen2"),
+                vision_aspect_ratio=f"anyres_max_{spec.anyres_max}"))
+            target = "LlavaOnevisionModel"
+        return _meta_model(build, "image_newline"), target, _pack, "float64"
+    if isinstance(spec, Qwen3VLDeepStack):
+        cfg = tf.Qwen3VLConfig(vision_config=dict(depth=max(spec.deepstack_visual_indexes) + 1, hidden_size=spec.vision_dim,
+                                                  intermediate_size=8, num_heads=2, spatial_merge_size=spec.spatial_merge_size,
+                                                  out_hidden_size=spec.llm_dim,
+                                                  deepstack_visual_indexes=list(spec.deepstack_visual_indexes)),
+                               text_config=_tiny_text(spec.llm_dim, rope_parameters={
+                                   "rope_type": "default", "rope_theta": 10000.0, "mrope_section": [1, 1, 0],
+                                   "mrope_interleaved": True}))
+        model = _meta_model(lambda: tf.Qwen3VLModel(cfg), "visual.deepstack_merger_list")
+        return model, "Qwen3VLModel", _converter_run("Qwen3VLModel"), "float64"
     raise AssertionError(f"no real module known for {spec!r}: add one here (the case claims a real model)")
 
 

@@ -37,6 +37,29 @@ def test_patch_merger_equals_module_in_float64(act, shape):
     assert all(np.array_equal(v, interop.from_module(module)[1][k]) for k, v in state.items())
 
 
+@pytest.mark.parametrize("limit", [0.3, 1.0])
+def test_glm5_next_merger_equals_module_with_its_clamps(limit):
+    """GLM-5-Next's merger clamps the gate (above) and the up projection (both sides): on inputs large enough
+    that both bite, the spec with its swiglu_limit equals the module, and GLM-4V's unclamped spec does not."""
+    import dataclasses
+
+    from transformers.models.glm5_next.modeling_glm5_next import Glm5NextVisionPatchMerger
+    module = Glm5NextVisionPatchMerger(dim=6, context_dim=10, hidden_act="silu", swiglu_limit=limit)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn_like(p) * (p.shape[-1] ** -0.5 if p.ndim == 2 else 0.5) + (p.ndim == 1))
+    module = module.double().eval()
+    x = 4 * np.random.default_rng(1).standard_normal((9, 6))
+    spec, params = interop.from_module(module)
+    assert spec == Glm4vPatchMerger(6, 10, "silu", 1e-5, swiglu_limit=limit)
+    assert interop.check(module, x).max_abs < 1e-12
+    h = torch.nn.functional.gelu(module.post_projection_norm(module.proj(torch.from_numpy(x))))
+    assert (module.up_proj(h) < -limit).any() and (module.up_proj(h) > limit).any()  # both clamps bite
+    want = interop.converter_for(module).run_module(module, x)
+    assert np.abs(dataclasses.replace(spec, swiglu_limit=None).apply(params, x) - want).max() > 1e-3
+
+
 def test_patch_merger_errors():
     with pytest.raises(FusionSpecError, match="bias=False"):
         interop.from_module(_module(bias=True))
@@ -46,15 +69,22 @@ def test_patch_merger_errors():
         Glm4vPatchMerger(hidden_act="relu")
 
 
-@pytest.mark.parametrize("case_id", ["glm4v.patch_merger", "glm4v.patch_merger.gelu_batched"])
+@pytest.mark.parametrize("case_id", ["glm4v.patch_merger", "glm4v.patch_merger.gelu_batched",
+                                     "glm4v.glm5_next.swiglu_limit"])
 def test_bundle_case_through_the_hf_module(case_id, tmp_path):
+    from transformers.models.glm5_next.modeling_glm5_next import Glm5NextVisionPatchMerger
+
     def make(spec):
+        if spec.swiglu_limit is not None:
+            return Glm5NextVisionPatchMerger(dim=spec.dim, context_dim=spec.context_dim, hidden_act=spec.hidden_act,
+                                             swiglu_limit=spec.swiglu_limit)
         return Glm4vVisionPatchMerger(dim=spec.dim, context_dim=spec.context_dim, hidden_act=spec.hidden_act)
 
     def run(module, inputs, runtime):
         return module(inputs["x"])
 
-    result = verify_through_module(case_id, "Glm4vVisionPatchMerger", make, run, tmp_path)
+    target = "Glm4vVisionPatchMerger" if "glm5" not in case_id else "Glm5NextVisionPatchMerger"
+    result = verify_through_module(case_id, target, make, run, tmp_path)
     assert result.status == "pass", result
 
 

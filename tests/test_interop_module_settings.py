@@ -30,6 +30,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+import test_interop_copies as copies  # noqa: E402
 from test_interop_targets import TARGETS  # noqa: E402
 
 from fusion_spec import FusionSpecError, interop  # noqa: E402
@@ -125,6 +126,7 @@ EXAMPLES: dict[str, Example] = {
     "Llama4MultiModalProjector": _tokens(lambda m: m.linear_1.in_features, batch=False),
     "PaliGemmaMultiModalProjector": _tokens(lambda m: m.linear.in_features),
 }
+EXAMPLES |= copies.examples()  # the generated copies and the converters added for them
 
 
 def test_every_registered_target_has_an_example():

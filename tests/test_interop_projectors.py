@@ -274,13 +274,21 @@ def test_internvl_roundtrip_strict():
 # ------------------------------------------------------------------------------------------------ registry
 
 
-def test_unsupported_module_lists_the_supported_ones():
+def test_unsupported_module_names_the_nearest_supported_one():
+    """One line: the module, its structure, how many names are supported and the nearest of them."""
     with pytest.raises(FusionSpecError, match="MultiheadAttention") as err:
         interop.from_module(torch.nn.MultiheadAttention(4, 2))
-    for name in ("LlavaMultiModalProjector", "PatchMerger", "InternVLMultiModalProjector", "LlavaNextModel"):
-        assert name in str(err.value)
-    with pytest.raises(FusionSpecError, match="expected one of: .*LlavaMultiModalProjector"):
-        interop.from_module(torch.nn.Linear(2, 3))
+    msg = str(err.value)
+    assert f"{len(interop.supported())} names" in msg and "nearest: " in msg and "\n" not in msg
+    assert "in_proj_weight: param" in msg  # its structure, which decided the nearest
+
+    class LlavaProjectorFork(torch.nn.Module):  # a renamed LLaVA projector: the nearest by structure
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear_1, self.act, self.linear_2 = torch.nn.Linear(2, 3), torch.nn.GELU(), torch.nn.Linear(3, 3)
+
+    with pytest.raises(FusionSpecError, match="nearest: (Llava|FastVlm|Inkling|VideoLlava|Cohere2Vision)"):
+        interop.from_module(LlavaProjectorFork())
     with pytest.raises(FusionSpecError, match="target"):
         spec, params = interop.from_module(_llava())
         interop.to_state_dict(spec, params, target="NoSuchModule")
@@ -301,10 +309,10 @@ def test_check_report_measures_a_real_difference():
     assert report.max_abs <= ATOL and report.max_rel < 1e-6
     assert "max |diff|" in str(report)
     # a perturbed module (same spec conversion path, different weights afterwards) is caught by the numbers
-    from fusion_spec.interop import llava
+    from fusion_spec.interop.common import apply_tokens
     spec, params = interop.from_module(module)
     params["linear_2.bias"] = params["linear_2.bias"] + 1e-3
-    got = llava._run_projector_spec(spec, params, x)
+    got = apply_tokens(spec, params, x)
     assert np.abs(got - _run(module, x)).max() == pytest.approx(1e-3, rel=1e-6)
 
 

@@ -180,6 +180,34 @@ def test_deepstack_bundle_case_through_the_hf_model(tmp_path):
     assert result.status == "pass", result
 
 
+def test_qwen3_omni_deepstack_bundle_case_through_the_hf_thinker(tmp_path):
+    """Qwen3-Omni's thinker: its merger_list (ln_q, mlp) and its text model's _deepstack_process."""
+    from transformers.models.qwen3_omni_moe.configuration_qwen3_omni_moe import Qwen3OmniMoeThinkerConfig
+    from transformers.models.qwen3_omni_moe.modeling_qwen3_omni_moe import Qwen3OmniMoeThinkerModel
+
+    def make(spec):
+        cfg = Qwen3OmniMoeThinkerConfig(
+            vision_config=_vision(spec.vision_dim, spec.llm_dim, spec.deepstack_visual_indexes),
+            text_config=dict(hidden_size=spec.llm_dim, intermediate_size=32, num_hidden_layers=3,
+                             num_attention_heads=2, num_key_value_heads=1, head_dim=8, vocab_size=64,
+                             moe_intermediate_size=8, num_experts=2, num_experts_per_tok=1),
+            audio_config=dict(num_mel_bins=8, encoder_layers=1, encoder_attention_heads=2, encoder_ffn_dim=8,
+                              d_model=8, output_dim=spec.llm_dim, downsample_hidden_size=4))
+        return Qwen3OmniMoeThinkerModel(cfg)
+
+    def load(model, state):
+        _, unexpected = model.load_state_dict(state, strict=False)
+        assert not unexpected
+
+    def run(model, inputs, runtime):
+        embeds = model.visual.merger_list[runtime["level"]](inputs["vision_hidden"])
+        return model.language_model._deepstack_process(inputs["hidden_states"], inputs["visual_pos_masks"], embeds)
+
+    result = verify_through_module("deepstack.qwen3_omni.level1", "Qwen3OmniMoeThinkerModel", make, run, tmp_path,
+                                   load=load)
+    assert result.status == "pass", result
+
+
 def test_num_params_qwen3_vl_8b():
     # Qwen/Qwen3-VL-8B-Instruct vision_config: depth 27, hidden_size 1152, spatial_merge_size 2,
     # out_hidden_size 4096 (the text hidden size), deepstack_visual_indexes [8, 16, 24]

@@ -20,6 +20,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+import test_interop_copies as copies  # noqa: E402
 from peers import open_flamingo_helpers  # noqa: E402
 from test_resampler_qformer_vs_peers import blip2_config, qformer_config  # noqa: E402
 
@@ -188,6 +189,7 @@ TARGETS |= {name: (_connectors(name), False) for name in [
     "AyaVisionMultiModalProjector", "Cohere2VisionMultiModalProjector", "Gemma3MultiModalProjector", "Idefics2Connector",
     "Idefics3Connector", "SmolVLMConnector", "Llama4MultiModalProjector", "Llama4VisionPixelShuffleMLP",
     "PaliGemmaMultiModalProjector"]}
+TARGETS |= copies.targets()  # the generated copies and the converters added for them (tests/test_interop_copies.py)
 
 
 def test_every_registered_target_is_covered_here():

@@ -204,7 +204,6 @@ def test_cli_preset_with_a_hugging_face_state_dict(capsys, tmp_path):
     (["--case", "no.such.case"], "no case id matches"),
     (["--case", "primitives.gelu", "--params", "{file}"], "--params goes with --preset"),
     (["--preset", "llava-15"], "did you mean 'llava-1.5'"),
-    (["--preset", "aya-vision"], "no fusion module"),
 ])
 def test_cli_mistakes_are_one_line(capsys, tmp_path, argv, message):
     (tmp_path / "f").write_bytes(b"")

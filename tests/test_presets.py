@@ -24,21 +24,23 @@ def test_unknown_name_lists_known_ones():
         assert name in msg
 
 
-@pytest.mark.parametrize("name", SEED_PRESETS)
+@pytest.mark.parametrize("name", presets.names())
 def test_preset_shape(name):
+    from fusion_spec.specs import Spec
+
     p = presets.get(name)
     assert p.name == name and p.checkpoint
-    assert p.fusion["family"] in presets.SPEC_CLASSES
-    assert p.fusion in p.modules
-    assert p.num_params() > 0
+    assert p.modules and all(isinstance(m.spec, Spec) for m in p.modules)
+    assert p.family == type(p.fusion_spec()).__name__ and p.fusion_spec() is p.module(p.main).spec
+    assert p.num_params() == sum(m.copies * m.spec.num_params() for m in p.modules) > 0
     assert p.fusion_flops(480, 640, text_tokens=16) > 0
     assert p.tokens(480, 640) == tokens.count(name, 480, 640)
-    with pytest.raises(TypeError):
-        p.fusion["family"] = "x"  # read-only
+    with pytest.raises(AttributeError):
+        p.modules[0].spec = None  # frozen
 
 
 def test_cross_attention_presets():
-    assert {n for n in SEED_PRESETS if presets.get(n).cross_attention} == {"openflamingo", "llama-3.2-vision"}
+    assert {n for n in presets.names() if presets.get(n).cross_attention} == {"openflamingo", "llama-3.2-vision"}
 
 
 def test_known_parameter_counts():
@@ -51,19 +53,46 @@ def test_known_parameter_counts():
     # Llama-3.2-11B-Vision: projector 7680 -> 4096 and 8 cross-attention layers
     layer = 2 * 4096 * 4096 + 2 * 4096 * 1024 + 2 * 128 + 2 * 4096 + 3 * 4096 * 14336 + 2
     assert presets.get("llama-3.2-vision").num_params() == 7680 * 4096 + 4096 + 8 * layer
+    # Gemma 3 4B: the RMSNorm's weight and the projection (the pool has none)
+    assert presets.get("gemma-3").num_params() == 1152 + 1152 * 2560
+    # Qwen3-VL 8B: the merger and three DeepStack mergers (their LayerNorm over 4 * 1152)
+    merger = 4608 * 4608 + 4608 + 4096 * 4608 + 4096
+    assert presets.get("qwen3-vl").num_params() == 2 * 1152 + merger + 3 * (2 * 4608 + merger)
 
 
 def test_real_configs():
-    q = presets.get("qwen2-vl")
-    assert (q.fusion["vision_dim"], q.fusion["llm_dim"], q.fusion["eps"]) == (1280, 3584, 1e-6)
-    b = presets.get("blip2").fusion
-    assert (b["num_queries"], b["hidden_size"], b["num_layers"], b["eps"]) == (32, 768, 12, 1e-12)
-    i = presets.get("idefics2").fusion
-    assert (i["num_queries"], i["depth"], i["num_heads"], i["head_dim"], i["num_kv_heads"]) == (64, 3, 16, 96, 4)
-    m = presets.get("llama-3.2-vision").fusion
-    assert m["layer_indices"] == (3, 8, 13, 18, 23, 28, 33, 38) and m["eps"] == 1e-5
-    f = presets.get("openflamingo").fusion
-    assert f["layer_indices"] == (3, 7, 11, 15, 19, 23, 27, 31)  # (idx + 1) % 4 == 0
+    q = presets.get("qwen2-vl").fusion_spec()
+    assert (q.vision_dim, q.llm_dim, q.norm_eps, q.variant) == (1280, 3584, 1e-6, "qwen2-vl")
+    b = presets.get("blip2").fusion_spec()
+    assert (b.num_queries, b.hidden_size, b.num_layers, b.layer_norm_eps) == (32, 768, 12, 1e-12)
+    i = presets.get("idefics2").fusion_spec().resampler
+    assert (i.num_queries, i.num_layers, i.num_heads, i.dim_head, i.kv_heads) == (64, 3, 16, 96, 4)
+    m = presets.get("llama-3.2-vision").module("cross_attention_layer")
+    assert m.layer_indices == (3, 8, 13, 18, 23, 28, 33, 38) and m.spec.norm_eps == 1e-5 and m.copies == 8
+    f = presets.get("openflamingo").module("gated_cross_attn_layer")
+    assert f.layer_indices == (3, 7, 11, 15, 19, 23, 27, 31) and f.path.endswith(".3")  # (idx + 1) % 4 == 0
+
+
+def test_every_module_is_the_models_own_connector_spec():
+    """Each preset module's spec is the class the interop registry converts that model's module to: the
+    model's own connector, not a generic stand-in for part of it."""
+    from fusion_spec import specs
+
+    want = {"llava-1.5": ["MLPProjection"], "llava-next": ["MLPProjection", "AnyresPack"],
+            "qwen2-vl": ["TokenMerge"], "internvl2": ["TokenMerge"], "blip2": ["QFormer"],
+            "openflamingo": ["PerceiverResampler", "GatedCrossAttentionBlock"], "idefics2": ["Idefics2Connector"],
+            "llama-3.2-vision": ["LinearProjection", "GatedCrossAttentionBlock"], "gemma-3": ["Gemma3Projector"],
+            "paligemma": ["PaliGemmaProjector"], "smolvlm": ["Idefics3Connector"], "idefics3": ["Idefics3Connector"],
+            "pixtral": ["MLPProjection"], "mistral-3": ["Mistral3Projector"],
+            "llama-4": ["Llama4PixelShuffleMLP", "Llama4Projector"], "qwen2.5-vl": ["TokenMerge"],
+            "qwen3-vl": ["TokenMerge", "Qwen3VLDeepStack"], "llava-onevision": ["MLPProjection", "AnyresPack"],
+            "aya-vision": ["AyaVisionProjector"], "internvl3": ["TokenMerge"]}
+    assert sorted(want) == sorted(presets.names())
+    for name, classes in want.items():
+        got = [type(m.spec).__name__ for m in presets.get(name).modules]
+        assert got == classes, name
+        assert all(isinstance(m.spec, getattr(specs, c)) for m, c in zip(presets.get(name).modules, classes))
+    assert presets.get("qwen3-vl").fusion_spec().variant == "qwen3-vl"  # keys norm, linear_fc1, linear_fc2
 
 
 def test_real_configs_match_transformers_defaults():
@@ -71,19 +100,20 @@ def test_real_configs_match_transformers_defaults():
     from transformers import Blip2QFormerConfig, MllamaTextConfig
     from transformers.models.idefics2.configuration_idefics2 import Idefics2PerceiverConfig
 
-    b, qf = presets.get("blip2").fusion, Blip2QFormerConfig()
-    assert (b["hidden_size"], b["num_layers"], b["num_heads"], b["intermediate_size"], b["vision_dim"],
-            b["cross_attention_frequency"], b["eps"]) == (
+    b, qf = presets.get("blip2").fusion_spec(), Blip2QFormerConfig()
+    assert (b.hidden_size, b.num_layers, b.num_heads, b.intermediate_size, b.vision_dim,
+            b.cross_attention_frequency, b.layer_norm_eps) == (
         qf.hidden_size, qf.num_hidden_layers, qf.num_attention_heads, qf.intermediate_size,
         qf.encoder_hidden_size, qf.cross_attention_frequency, qf.layer_norm_eps)
-    i, pc = presets.get("idefics2").fusion, Idefics2PerceiverConfig()
-    assert (i["hidden_size"], i["num_queries"], i["depth"], i["num_heads"], i["head_dim"], i["num_kv_heads"],
-            i["eps"]) == (pc.hidden_size, pc.resampler_n_latents, pc.resampler_depth, pc.resampler_n_heads,
-                          pc.resampler_head_dim, pc.num_key_value_heads, pc.rms_norm_eps)
-    m, tc = presets.get("llama-3.2-vision").fusion, MllamaTextConfig()
-    assert (m["hidden_size"], m["num_heads"], m["num_kv_heads"], m["intermediate_size"], m["eps"],
-            list(m["layer_indices"])) == (tc.hidden_size, tc.num_attention_heads, tc.num_key_value_heads,
-                                          tc.intermediate_size, tc.rms_norm_eps, tc.cross_attention_layers)
+    i, pc = presets.get("idefics2").fusion_spec(), Idefics2PerceiverConfig()
+    assert (i.resampler_n_latents, i.resampler_depth, i.resampler_n_heads, i.resampler_head_dim,
+            i.num_key_value_heads, i.rms_norm_eps) == (pc.resampler_n_latents, pc.resampler_depth,
+                                                       pc.resampler_n_heads, pc.resampler_head_dim,
+                                                       pc.num_key_value_heads, pc.rms_norm_eps)
+    m, tc = presets.get("llama-3.2-vision").module("cross_attention_layer"), MllamaTextConfig()
+    assert (m.spec.hidden_size, m.spec.num_heads, m.spec.num_kv_heads, m.spec.ff_width, m.spec.norm_eps,
+            list(m.layer_indices)) == (tc.hidden_size, tc.num_attention_heads, tc.num_key_value_heads,
+                                       tc.intermediate_size, tc.rms_norm_eps, tc.cross_attention_layers)
     assert transformers.__version__
 
 
@@ -94,27 +124,12 @@ def test_with_pipeline_returns_a_new_preset():
     assert presets.get("qwen2-vl") is p
 
 
-def _copies(module) -> int:
-    """How many copies of the module the model holds: cross-attention layers repeat (``num_layers``);
-    for a Q-Former or a resampler ``num_layers`` is the module's own depth."""
-    return module["num_layers"] if module["family"] in ("gated_cross_attention", "mllama_cross_attention") else 1
-
-
 @pytest.mark.parametrize("name", SEED_PRESETS)
-def test_fusion_spec_builds(name):
-    from fusion_spec import specs
-
+def test_fusion_specs_in_data_flow_order(name):
     p = presets.get(name)
     built = p.fusion_specs()
-    assert p.fusion_spec() == built[p.fusion["module"]]
-    assert list(built) == [m["module"] for m in p.modules if m["module"] in built]  # data-flow order
-    missing = [m["module"] for m in p.modules if m["module"] not in built]
-    assert missing == (["modality_projection"] if name == "idefics2" else [])  # SwiGLU: no spec family yet
-    for m in p.modules:
-        if m["module"] in built:
-            spec = built[m["module"]]
-            assert isinstance(spec, getattr(specs, presets.SPEC_CLASSES[m["family"]]))
-            assert spec.num_params() * _copies(m) == presets._module_params(m)  # the spec and the cost math agree
+    assert list(built) == [m.name for m in p.modules]
+    assert p.fusion_spec() == built[p.main]
 
 
 def test_fusion_specs_are_the_real_modules():
@@ -128,18 +143,21 @@ def test_fusion_specs_are_the_real_modules():
     g = p["openflamingo"]["gated_cross_attn_layer"]
     assert (g.variant, g.hidden_size, g.vision_dim, g.num_heads, g.dim_head, g.ff_width, g.fully_masked_rows) == (
         "flamingo", 4096, 1024, 8, 64, 16384, "uniform")
-    i = p["idefics2"]["perceiver_resampler"]
-    assert (i.variant, i.output_dim, i.num_layers, i.num_heads, i.dim_head, i.kv_heads, i.eps) == (
-        "idefics2", 4096, 3, 16, 96, 4, 1e-6)
+    i = p["idefics2"]["connector"]
+    assert (i.vision_dim, i.llm_dim, i.intermediate_size, i.activation) == (1152, 4096, 14336, "silu")
+    assert (i.resampler.variant, i.resampler.output_dim, i.resampler.num_layers, i.resampler.num_heads,
+            i.resampler.dim_head, i.resampler.kv_heads, i.resampler.eps) == ("idefics2", 4096, 3, 16, 96, 4, 1e-6)
     m, proj = p["llama-3.2-vision"]["cross_attention_layer"], p["llama-3.2-vision"]["multi_modal_projector"]
     assert (m.variant, m.hidden_size, m.vision_dim, m.num_heads, m.kv_heads, m.dim_head, m.ff_width, m.norm_eps,
             m.mask_dialect) == ("mllama", 4096, 4096, 32, 8, 128, 14336, 1e-5, "hf")
     assert (proj.vision_dim, proj.llm_dim, proj.bias) == (7680, 4096, True)
 
 
-def test_build_spec_rejects_a_module_without_a_spec():
-    with pytest.raises(FusionSpecError, match="modality_projection"):
-        presets.build_spec(presets.get("idefics2").modules[0])
+def test_a_preset_module_is_looked_up_by_its_label():
+    p = presets.get("qwen3-vl")
+    assert p.module("deepstack").path == "visual" and p.module("visual.merger").spec is p.fusion_spec()
+    with pytest.raises(FusionSpecError, match="deepstack"):
+        p.module("merger")
 
 
 def _meta_shapes(make, prefix: str = "") -> dict:
@@ -149,34 +167,6 @@ def _meta_shapes(make, prefix: str = "") -> dict:
     with torch.device("meta"):
         module = make()
     return {prefix + k: tuple(v.shape) for k, v in module.state_dict().items()}
-
-
-def test_preset_specs_match_hf_modules_at_full_size():
-    pytest.importorskip("torch")
-    pytest.importorskip("transformers")
-    from transformers import Blip2Config, Blip2QFormerModel, Idefics2Config, MllamaConfig
-    from transformers.models.idefics2.modeling_idefics2 import Idefics2PerceiverResampler
-    from transformers.models.mllama.modeling_mllama import MllamaCrossAttentionDecoderLayer
-
-    blip = Blip2Config()  # the defaults are blip2-opt-2.7b's Q-Former; the text model here is OPT-2.7b (2560)
-    want = _meta_shapes(lambda: Blip2QFormerModel(blip.qformer_config), "qformer.")
-    want |= {"query_tokens": (1, blip.num_query_tokens, 768), "language_projection.weight": (2560, 768),
-             "language_projection.bias": (2560,)}
-    assert presets.get("blip2").fusion_spec().param_shapes() == want
-
-    idefics = Idefics2Config()
-    idefics.perceiver_config.hidden_size = idefics.text_config.hidden_size  # as Idefics2Connector does
-    want = _meta_shapes(lambda: Idefics2PerceiverResampler(idefics.perceiver_config))
-    assert presets.get("idefics2").fusion_spec().param_shapes() == want
-
-    mllama = MllamaConfig()
-    layer = mllama.text_config.cross_attention_layers[0]
-    want = _meta_shapes(lambda: MllamaCrossAttentionDecoderLayer(mllama.text_config, layer_idx=layer))
-    specs = presets.get("llama-3.2-vision").fusion_specs()
-    assert specs["cross_attention_layer"].param_shapes() == want
-    assert specs["multi_modal_projector"].param_shapes() == {
-        "weight": (mllama.text_config.hidden_size, mllama.vision_config.vision_output_dim),
-        "bias": (mllama.text_config.hidden_size,)}
 
 
 def test_preset_specs_match_open_flamingo_modules_at_full_size():
@@ -189,64 +179,3 @@ def test_preset_specs_match_open_flamingo_modules_at_full_size():
     assert specs["perceiver"].param_shapes() == _meta_shapes(lambda: helpers.PerceiverResampler(dim=1024))
     assert specs["gated_cross_attn_layer"].param_shapes() == _meta_shapes(
         lambda: helpers.GatedCrossAttentionBlock(dim=4096, dim_visual=1024))
-
-
-def _hf_params(make) -> int:
-    import torch
-
-    with torch.device("meta"):
-        module = make()
-    return sum(p.numel() for p in module.parameters())
-
-
-def test_newer_presets_count_the_hf_projectors_parameters():
-    """Each newer preset's num_params equals the transformers module built from a config with the
-    preset's sizes (on the meta device): the projector / merger / connector the preset names."""
-    pytest.importorskip("torch")
-    import transformers as T
-    from transformers.models.aya_vision.modeling_aya_vision import AyaVisionMultiModalProjector
-    from transformers.models.gemma3.modeling_gemma3 import Gemma3MultiModalProjector
-    from transformers.models.idefics3.modeling_idefics3 import Idefics3Connector
-    from transformers.models.internvl.modeling_internvl import InternVLMultiModalProjector
-    from transformers.models.llama4.modeling_llama4 import Llama4MultiModalProjector
-    from transformers.models.llava.modeling_llava import LlavaMultiModalProjector
-    from transformers.models.llava_onevision.modeling_llava_onevision import LlavaOnevisionMultiModalProjector
-    from transformers.models.mistral3.modeling_mistral3 import Mistral3MultiModalProjector
-    from transformers.models.paligemma.modeling_paligemma import PaliGemmaMultiModalProjector
-    from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VLPatchMerger
-    from transformers.models.qwen3_vl.modeling_qwen3_vl import Qwen3VLVisionPatchMerger
-    from transformers.models.smolvlm.modeling_smolvlm import SmolVLMConnector
-
-    onevision = T.LlavaOnevisionConfig(vision_config={"model_type": "siglip_vision_model", "hidden_size": 1152},
-                                       text_config={"model_type": "qwen2", "hidden_size": 3584})
-    qwen3 = T.Qwen3VLConfig(vision_config={"hidden_size": 1152, "out_hidden_size": 4096}).vision_config
-    want = {
-        "gemma-3": _hf_params(lambda: Gemma3MultiModalProjector(T.Gemma3Config(
-            vision_config={"hidden_size": 1152, "image_size": 896, "patch_size": 14},
-            text_config={"hidden_size": 2560}, mm_tokens_per_image=256))),
-        "paligemma": _hf_params(lambda: PaliGemmaMultiModalProjector(T.PaliGemmaConfig(
-            vision_config={"hidden_size": 1152, "projection_dim": 2048}, text_config={"hidden_size": 2048}))),
-        "idefics3": _hf_params(lambda: Idefics3Connector(T.Idefics3Config(
-            vision_config={"hidden_size": 1152}, text_config={"hidden_size": 4096}, scale_factor=2))),
-        "smolvlm": _hf_params(lambda: SmolVLMConnector(T.SmolVLMConfig(
-            vision_config={"hidden_size": 1152}, text_config={"hidden_size": 2048}, scale_factor=3))),
-        "pixtral": _hf_params(lambda: LlavaMultiModalProjector(T.LlavaConfig(
-            vision_config={"model_type": "pixtral", "hidden_size": 1024},
-            text_config={"model_type": "mistral", "hidden_size": 5120}, vision_feature_layer=-1))),
-        "mistral-3": _hf_params(lambda: Mistral3MultiModalProjector(T.Mistral3Config(
-            vision_config={"hidden_size": 1024}, text_config={"hidden_size": 5120}, spatial_merge_size=2,
-            vision_feature_layer=-1))),
-        "llama-4": _hf_params(lambda: Llama4MultiModalProjector(T.Llama4Config(
-            vision_config={"vision_output_dim": 4096}, text_config={"hidden_size": 5120}))),
-        "llava-onevision": _hf_params(lambda: LlavaOnevisionMultiModalProjector(onevision)) + 3584,  # + image_newline
-        "aya-vision": _hf_params(lambda: AyaVisionMultiModalProjector(T.AyaVisionConfig(
-            vision_config={"hidden_size": 1152}, text_config={"hidden_size": 4096}, downsample_factor=2,
-            alignment_intermediate_size=28672))),
-        "qwen2.5-vl": _hf_params(lambda: Qwen2_5_VLPatchMerger(dim=3584, context_dim=1280, spatial_merge_size=2)),
-        "qwen3-vl": _hf_params(lambda: Qwen3VLVisionPatchMerger(qwen3, use_postshuffle_norm=False))
-        + 3 * _hf_params(lambda: Qwen3VLVisionPatchMerger(qwen3, use_postshuffle_norm=True)),
-        "internvl3": _hf_params(lambda: InternVLMultiModalProjector(T.InternVLConfig(
-            vision_config={"hidden_size": 1024}, text_config={"model_type": "qwen2", "hidden_size": 3584}))),
-    }
-    got = {name: presets.get(name).num_params() for name in want}
-    assert got == want

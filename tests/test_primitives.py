@@ -46,6 +46,20 @@ def test_gelu_forms():
     assert np.abs(ops.gelu(x) - ops.gelu_tanh(x)).max() > 1e-4
 
 
+def test_relu2_against_transformers_in_float64_and_its_errors():
+    """``relu2`` equals transformers' ``ReLUSquaredActivation`` (ACT2FN "relu2") in float64, keeps the input's
+    dtype, and refuses integers by name."""
+    x = rng.standard_normal(1000) * 4
+    close(ops.relu2(x), np.where(x > 0, x * x, 0.0))
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    act = transformers.activations.ACT2FN["relu2"]
+    assert np.array_equal(ops.relu2(x), act(torch.from_numpy(x)).numpy())
+    assert ops.relu2(np.array([200.0], np.float16)).dtype == np.float16
+    with pytest.raises(FusionSpecError, match=r"relu2: argument 'x' expected"):
+        ops.relu2(np.arange(3))
+
+
 def test_silu_and_sigmoid_without_overflow():
     x = np.array([-1000.0, -30.0, -1.0, 0.0, 1.0, 30.0, 1000.0])
     with np.errstate(over="raise", invalid="raise", divide="raise"):

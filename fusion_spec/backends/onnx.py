@@ -71,7 +71,7 @@ class Graph:
         path = Path(path)
         onnx_file, info_file = path.with_name(path.name + ".onnx"), path.with_name(path.name + ".json")
         written = [onnx_file, info_file]
-        if self.model.ByteSize() < _PROTOBUF_LIMIT:
+        if not _too_large(self.model):
             serialized = self.model.SerializeToString()
             files.write(onnx_file, serialized, op="onnx.save", arg="path")
             digest = hashlib.sha256(serialized).hexdigest()
@@ -106,6 +106,14 @@ class Graph:
             a = np.asarray(inputs[name])
             feeds[name] = a.astype(info["dtype"]) if a.dtype.kind == "f" else a
         return dict(zip(self.outputs, session.run(list(self.outputs), feeds)))
+
+
+def _too_large(model: Any) -> bool:
+    """Whether the ``ModelProto`` is past protobuf's 2 GB (where it cannot even report its size)."""
+    try:
+        return model.ByteSize() >= _PROTOBUF_LIMIT
+    except Exception:  # noqa: BLE001 -- protobuf's EncodeError: too large to measure
+        return True
 
 
 class _Case(_torch.nn.Module):
@@ -220,7 +228,8 @@ def preset_case(name: str, module: str, params: Mapping[str, np.ndarray] | None 
     The structure, runtime arguments and example inputs come from the bundle's small case of that
     preset and module (``preset.<name>.*``: the same spec with only its sizes replaced). Each example
     input axis that the real config fixes is set to the real size: of the axes whose small size is a
-    replaced config value, the fewest that make the shapes valid for the real spec
+    replaced config value (or its square: a square grid's token count), the fewest that make the shapes
+    valid for the real spec
     (``spec.output_shape``) are scaled; the others (batch, tokens, text) keep their example sizes and
     stay dynamic in the graph. ``params``: the module's weights by the spec's names (default
     ``spec.init(seed)``).
@@ -269,6 +278,8 @@ def _real_shapes(real: Spec, small: Spec, entry: Mapping[str, Any], shapes: dict
         a, b = getattr(small, f.name), getattr(real, f.name)
         if type(a) is int and type(b) is int and a != b:
             scale.setdefault(a, set()).add(b)
+            if a > 1:  # the token count of a square grid of that side (Gemma 3's patches_per_image ** 2)
+                scale.setdefault(a * a, set()).add(b * b)
     axes = [(n, ax) for n, shape in shapes.items() for ax, size in enumerate(shape) if size in scale]
     for k in range(len(axes) + 1):
         for chosen in itertools.combinations(axes, k):

@@ -14,12 +14,13 @@ from collections.abc import Sequence
 from .common import Parser, run
 
 #: Subcommand modules of this package, registered in this order.
-COMMANDS = ("conformance", "tokens", "interop", "bench", "export")
+COMMANDS = ("conformance", "tokens", "interop", "bench", "export", "zoo")
 
 EXAMPLES = """examples:
   fusion-spec conformance --backend all              every installed backend, float64 and float32
   fusion-spec tokens --preset llava-next --size 672x1344
   fusion-spec goldens export bundle/                 then: fusion-spec goldens verify bundle/ --outputs out/
+  fusion-spec zoo                                    which transformers models fusion_spec covers
 
 exit status: 0 success, 1 a check failed, 2 a usage error, 130 interrupted (Ctrl-C).
 `fusion-spec COMMAND --help` explains each command with an example."""

@@ -18,7 +18,9 @@ EXAMPLES = """examples:
   fusion-spec export-onnx --case preset.llava-1.5.small onnx/     one bundle case: its spec, config and parameters
   fusion-spec export-onnx --case 'gated_xattn.*' onnx/             every case whose id matches
   fusion-spec export-onnx --preset openflamingo onnx/              the preset's modules at the real model's sizes
-  fusion-spec export-onnx --preset llava-1.5 --params projector.safetensors onnx/
+  fusion-spec export-onnx --preset qwen3-vl --params model.safetensors onnx/
+                                            the merger and the DeepStack mergers with a checkpoint's weights
+                                            (keys such as model.visual.merger.norm.weight)
 
 Writes DIR/<name>.onnx and DIR/<name>.json (inputs and outputs with their dynamic axes, the source,
 the sha256 of the .onnx). Graph inputs and outputs are named as in the bundle's case files
@@ -52,8 +54,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dtype", default="float32", choices=["float32", "float64", "float16"],
                    help="dtype of the graph's parameters and floating inputs, e.g. --dtype float64 (default float32)")
     p.add_argument("--params", type=input_file, metavar="FILE",
-                   help="with --preset: the module weights, a safetensors file keyed by the spec's names, with "
-                   "or without the module's prefix (a Hugging Face state_dict's), e.g. --params mm_projector.safetensors")
+                   help="with --preset: the modules' weights, a safetensors file keyed as the real model's "
+                   "state_dict (a Hugging Face checkpoint's, any prefix before the module's path, such as "
+                   "model.visual.merger.norm.weight) or by the spec's names alone, e.g. --params model.safetensors")
     p.add_argument("--seed", type=int_at_least(0, 2 ** 63 - 1), default=0,
                    help="with --preset and no --params: the init seed, e.g. --seed 1 (default 0)")
     p.add_argument("--bundle", type=input_dir, default=None, metavar="DIR",
@@ -85,10 +88,9 @@ def _export_onnx(args: argparse.Namespace) -> int:
         jobs = [(e["id"], lambda e=e: (e, bundle.tensors(e))) for e in entries]
     else:
         from ..presets import get
-        modules = get(args.preset).fusion_specs()
-        if not modules:
-            raise UsageError(f"export-onnx: preset {args.preset!r} has no fusion module to export")
-        weights = _read_params(args.params, modules) if args.params else {}
+        preset = get(args.preset)
+        modules = preset.fusion_specs()
+        weights = _read_params(args.params, preset.modules) if args.params else {}
         jobs = [(f"{args.preset}.{m}", lambda m=m: onnx.preset_case(
                     args.preset, m, weights.get(m), args.seed, bundle)) for m in modules]
     args.dir.mkdir(parents=True, exist_ok=True)
@@ -176,19 +178,44 @@ def _peak_memory() -> int | None:
     return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, kilobytes on Linux
 
 
-def _read_params(path: str, modules: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """``{module: {spec name: array}}`` from ``--params``: for each module its spec's names, or those names
-    after ``<module>.`` when all of them are there. Only those tensors are read, each after its shape
-    (the spec's) and dtype (floating) are checked from the header; they must hold finite values. A
-    missing one is reported by the module's own parameter check."""
+def module_prefix(keys: Any, path: str, names: list[str], where: str = "--params") -> str:
+    """The prefix before the spec's ``names`` in a checkpoint's ``keys`` for the module at ``path``: ``""``
+    (the file holds the module's own names), or one ending in ``path + "."`` after nothing or after a
+    whole dotted prefix (``model.`` of a ``...ForConditionalGeneration``: ``model.visual.merger.``); for
+    ``path == ""`` (a module at the model's root) any whole dotted prefix. The prefix must hold every
+    name; ``""`` when none does (the module's parameter check then names the missing key); a
+    :class:`FusionSpecError` when two do."""
+    keys = set(keys)
+    first = names[0]
+    found = set()
+    for key in keys:
+        if not key.endswith(first):
+            continue
+        prefix = key[:-len(first)]
+        before = prefix[:-len(path) - 1] if path and prefix.endswith(path + ".") else None if path else prefix
+        if prefix and (before is None or (before and not before.endswith("."))):
+            continue
+        if all(prefix + n in keys for n in names):
+            found.add(prefix)
+    if len(found) > 1:
+        raise FusionSpecError("export-onnx", where, f"one copy of the module at {path or 'the model root'!r} "
+                              f"(its keys {names[:2]}...)", f"several: {sorted(found)[:4]}")
+    return found.pop() if found else ""
+
+
+def _read_params(path: str, modules: Any) -> dict[str, dict[str, Any]]:
+    """``{label: {spec name: array}}`` from ``--params`` for each preset module (``presets.FusionModule``):
+    its spec's names after the prefix :func:`module_prefix` finds. Only those tensors are read, each after
+    its shape (the spec's) and dtype (floating) are checked from the header; they must hold finite
+    values. A missing one is reported by the module's own parameter check."""
     from ..conformance import safetensors_io
     op = "export-onnx"
     out: dict[str, dict[str, Any]] = {}
     with safetensors_io.File(path, where=f"--params {path}", max_header=safetensors_io.CHECKPOINT_HEADER_BYTES) as f:
-        for module, spec in modules.items():
-            shapes = spec.param_shapes()
-            prefixed = {name: f"{module}.{name}" for name in shapes}
-            keys = prefixed if all(k in f.table for k in prefixed.values()) else {name: name for name in shapes}
+        for m in modules:
+            shapes = m.spec.param_shapes()
+            prefix = module_prefix(f.table, m.path, list(shapes))
+            keys = {name: prefix + name for name in shapes}
             chosen = {}
             for name, key in keys.items():
                 if key not in f.table:
@@ -199,7 +226,7 @@ def _read_params(path: str, modules: dict[str, Any]) -> dict[str, dict[str, Any]
                                           f"{code} of shape {shape}")
                 chosen[name] = f.tensor(key)
             safetensors_io.require_finite(chosen, op, "--params")
-            out[module] = chosen
+            out[m.name] = chosen
     return out
 
 

@@ -51,6 +51,9 @@ class CheckReport:
 def check(module: Any, *inputs: Any, **runtime: Any) -> CheckReport:
     """Run ``module`` and its spec on the same inputs (NumPy or torch) and report how far apart they are."""
     conv = converter_for(module)
+    if any(getattr(p, "is_meta", False) for p in getattr(module, "parameters", lambda: ())()):
+        raise FusionSpecError("interop.check", "module", "a module with values (not on the meta device)",
+                              f"{type(module).__name__} on the meta device")
     spec, params = conv.from_module(module)
     inputs_np = tuple(_numpy(x) for x in inputs)
     runtime_np = {k: _numpy(v) for k, v in runtime.items()}

@@ -13,7 +13,7 @@ import numpy as np
 from ..errors import FusionSpecError
 from ..specs.aligners import DeepseekVLAligner, DeepseekVLHybridAligner, JanusAligner
 from ..specs.base import Spec
-from .common import activation_name, cast_like, checked_state_dict, module_params, run_forward, run_torch
+from .common import activation_name, apply_tokens, cast_like, checked_state_dict, module_params, run_forward, run_torch
 from .registry import Converter, register
 
 
@@ -42,14 +42,6 @@ def _state_dict(spec: Spec, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
     return checked_state_dict("interop.to_state_dict", spec, params)
 
 
-def _run_spec(spec: Spec, params: Mapping[str, np.ndarray], x: np.ndarray) -> np.ndarray:
-    """``x [B, N, D]``, or ``[N, D]`` (a batch axis is added and removed) as HF's modules accept both."""
-    x = cast_like(params, x)
-    if x.ndim == 2:
-        return np.asarray(spec.apply(params, x[None]))[0]
-    return np.asarray(spec.apply(params, x))
-
-
 def _run_hybrid(module: Any, x: np.ndarray, high_res: np.ndarray) -> np.ndarray:
     return run_torch(module, module, x, high_res)
 
@@ -60,8 +52,10 @@ def _run_hybrid_spec(spec: DeepseekVLHybridAligner, params: Mapping[str, np.ndar
 
 
 register(Converter("DeepseekVLAligner", "transformers", DeepseekVLAligner, deepseek_from_module, _state_dict,
-                   run_forward, _run_spec))
+                   run_forward, apply_tokens, children={"linear1": "linear", "activation": "act", "linear2": "linear"}))
 for _name in ("JanusVisionAlignerMLP", "JanusVQVAEAlignerMLP"):
-    register(Converter(_name, "transformers", JanusAligner, janus_from_module, _state_dict, run_forward, _run_spec))
+    register(Converter(_name, "transformers", JanusAligner, janus_from_module, _state_dict, run_forward, apply_tokens,
+                       children={"fc1": "linear", "hidden_layers": "list", "activation_fn": "act"}))
 register(Converter("DeepseekVLHybridAligner", "transformers", DeepseekVLHybridAligner, hybrid_from_module,
-                   _state_dict, _run_hybrid, _run_hybrid_spec))
+                   _state_dict, _run_hybrid, _run_hybrid_spec,
+                   children={"vision_proj": "linear", "high_res_vision_proj": "linear", "act": "act", "proj": "linear"}))

@@ -162,4 +162,4 @@ def run_bare_spec(spec: QFormer, params: Mapping[str, np.ndarray], image_embeds:
 for _name in FULL_CLASSES:
     register(Converter(_name, "transformers", QFormer, full_from_module, full_state_dict, run_full, run_full_spec))
 register(Converter("Blip2QFormerModel", "transformers", QFormer, bare_from_module, bare_state_dict, run_bare,
-                   run_bare_spec))
+                   run_bare_spec, children={"layernorm": "norm", "dropout": "act", "encoder": "module"}))

@@ -33,7 +33,13 @@ def copy_budget(elements: int, what: str) -> Iterator[None]:
 
 
 def to_numpy(t: Any) -> np.ndarray:
-    """A torch tensor (or array) as a NumPy copy; bfloat16 becomes float32 (exactly)."""
+    """A torch tensor (or array) as a NumPy copy; bfloat16 becomes float32 (exactly).
+
+    A tensor on PyTorch's ``meta`` device (a module built without memory, to read its structure at full
+    size) has no values: it becomes a read-only array of zeros of its shape that takes no memory (every
+    stride 0), so a converter can read such a module's spec; :func:`fusion_spec.interop.check` refuses
+    to run one. Inside :func:`copy_budget` every tensor counts against the budget (meta ones too: their
+    size is the spec's)."""
     if _BUDGET:
         budget = _BUDGET[-1]
         budget[0] -= math.prod(getattr(t, "shape", ()))
@@ -42,6 +48,9 @@ def to_numpy(t: Any) -> np.ndarray:
                                   "the spec reads", "more")
     if hasattr(t, "detach"):
         import torch
+        if t.is_meta:
+            dtype = {torch.float64: np.float64, torch.float16: np.float16}.get(t.dtype, np.float32)
+            return np.broadcast_to(np.zeros((), dtype), tuple(t.shape))
         t = t.detach().cpu()
         if t.dtype == torch.bfloat16:
             t = t.float()
@@ -61,8 +70,11 @@ def activation_name(act: Any, where: str) -> str:
         return "gelu_tanh"
     if name in ("SiLU", "SiLUActivation"):
         return "silu"
+    if name == "ReLUSquaredActivation":  # ACT2FN "relu2"
+        return "relu2"
     raise FusionSpecError("interop.from_module", where, "an activation among GELU (erf: 'gelu', 'gelu_python'), "
-                          "GELU tanh ('gelu_pytorch_tanh', 'gelu_new', 'gelu_fast') or SiLU ('silu', 'swish')", name)
+                          "GELU tanh ('gelu_pytorch_tanh', 'gelu_new', 'gelu_fast'), SiLU ('silu', 'swish') or "
+                          "squared ReLU ('relu2')", name)
 
 
 def one_value(op: str, where: str, values: Mapping[str, Any]) -> Any:
@@ -112,17 +124,18 @@ def checked_state_dict(op: str, spec: Spec, params: Mapping[str, Any],
 
 
 def module_dtype(module: Any) -> np.dtype:
-    """The NumPy dtype matching the module's first floating parameter (bfloat16 -> float32)."""
+    """The NumPy dtype matching the module's first floating parameter with values (bfloat16 -> float32)."""
     for p in module.parameters():
-        if p.is_floating_point():
+        if p.is_floating_point() and not p.is_meta:
             return to_numpy(p.reshape(-1)[:1]).dtype
     return np.dtype(np.float64)
 
 
 def run_torch(module: Any, fn: Callable[..., Any], *inputs: Any) -> np.ndarray:
-    """``fn(*tensors)`` under ``no_grad`` with NumPy inputs cast to the module's dtype and device."""
+    """``fn(*tensors)`` under ``no_grad`` with NumPy inputs cast to the module's dtype and device (those of its
+    first floating parameter with values: a model built on the meta device may hold its fusion part only)."""
     import torch
-    param = next((p for p in module.parameters() if p.is_floating_point()), None)
+    param = next((p for p in module.parameters() if p.is_floating_point() and not p.is_meta), None)
     dtype = param.dtype if param is not None else torch.float64
     device = param.device if param is not None else "cpu"
     tensors = [torch.as_tensor(np.asarray(x)).to(device=device, dtype=dtype) for x in inputs]
@@ -140,6 +153,15 @@ def cast_like(params: Mapping[str, np.ndarray], x: Any) -> np.ndarray:
     """``x`` as NumPy in the dtype of ``params`` (the spec runs where the module ran)."""
     dtype = next(iter(params.values())).dtype if params else np.float64
     return np.asarray(x).astype(dtype, copy=False)
+
+
+def apply_tokens(spec: Spec, params: Mapping[str, np.ndarray], x: Any) -> np.ndarray:
+    """``spec.apply`` on tokens ``x [B, N, D]``, or on ``[N, D]`` as HF's per-token modules also accept (a
+    batch axis of 1 is added and removed): the ``run_spec`` of those converters."""
+    x = cast_like(params, x)
+    if x.ndim == 2:
+        return np.asarray(spec.apply(params, x[None]))[0]
+    return np.asarray(spec.apply(params, x))
 
 
 # ------------------------------------------------------------------------------------------------

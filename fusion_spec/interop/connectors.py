@@ -69,7 +69,8 @@ def _pair(value: Any) -> tuple[Any, Any]:
 
 
 register(Converter("Gemma3MultiModalProjector", "transformers", Gemma3Projector, gemma3_from_module,
-                   _to_state_dict, run_forward, _run_spec))
+                   _to_state_dict, run_forward, _run_spec, aliases=("T5Gemma2MultiModalProjector",),
+                   children={"mm_soft_emb_norm": "norm", "avg_pool": "pool", "mm_input_projection_weight": "param"}))
 
 
 # ------------------------------------------------------------------------------------------------ Idefics3 / SmolVLM
@@ -88,7 +89,7 @@ def idefics3_from_module(module: Any) -> tuple[Idefics3Connector, dict[str, np.n
 
 for _name in ("Idefics3Connector", "SmolVLMConnector"):
     register(Converter(_name, "transformers", Idefics3Connector, idefics3_from_module, _to_state_dict, run_forward,
-                       _run_spec))
+                       _run_spec, children={"modality_projection": "module"}))
 
 
 # ------------------------------------------------------------------------------------------------ Llama 4
@@ -115,9 +116,9 @@ def llama4_projector_from_module(module: Any) -> tuple[Llama4Projector, dict[str
 
 
 register(Converter("Llama4VisionPixelShuffleMLP", "transformers", Llama4PixelShuffleMLP, llama4_adapter_from_module,
-                   _to_state_dict, run_forward, _run_spec))
+                   _to_state_dict, run_forward, _run_spec, children={"mlp": "module"}))
 register(Converter("Llama4MultiModalProjector", "transformers", Llama4Projector, llama4_projector_from_module,
-                   _to_state_dict, run_forward, _run_spec))
+                   _to_state_dict, run_forward, _run_spec, children={"linear_1": "linear"}))
 
 
 # ------------------------------------------------------------------------------------------------ PaliGemma
@@ -136,7 +137,7 @@ def paligemma_state_dict(spec: PaliGemmaProjector, params: Mapping[str, Any]) ->
 
 
 register(Converter("PaliGemmaMultiModalProjector", "transformers", PaliGemmaProjector, paligemma_from_module,
-                   paligemma_state_dict, run_forward, _run_spec))
+                   paligemma_state_dict, run_forward, _run_spec, children={"linear": "linear"}))
 
 
 # ------------------------------------------------------------------------------------------------ Aya Vision / Cohere2 Vision
@@ -173,7 +174,9 @@ def _aya_vision_state_dict(target: str, layernorm: bool) -> Any:
 
 for _name, _norm in (("AyaVisionMultiModalProjector", True), ("Cohere2VisionMultiModalProjector", False)):
     register(Converter(_name, "transformers", AyaVisionProjector, aya_vision_from_module,
-                       _aya_vision_state_dict(_name, _norm), aya_vision_run_module, _run_spec))
+                       _aya_vision_state_dict(_name, _norm), aya_vision_run_module, _run_spec,
+                       children=({"layernorm": "norm"} if _norm else {}) | {"linear_1": "linear", "act": "act",
+                                                                            "linear_2": "linear"}))
 
 
 # ------------------------------------------------------------------------------------------------ Idefics2
@@ -201,4 +204,5 @@ def idefics2_run_spec(spec: Idefics2Connector, params: Mapping[str, np.ndarray],
 
 
 register(Converter("Idefics2Connector", "transformers", Idefics2Connector, idefics2_from_module, _to_state_dict,
-                   idefics2_run_module, idefics2_run_spec))
+                   idefics2_run_module, idefics2_run_spec,
+                   children={"modality_projection": "module", "perceiver_resampler": "module"}))

@@ -15,3 +15,6 @@ from . import qwen3_vl  # noqa: F401
 from . import llava_onevision  # noqa: F401
 from . import glm4v  # noqa: F401
 from . import aligners  # noqa: F401
+# registered by structure: bare nn.Linear projectors; merge-then-project connectors (Kimi-K2.5, LFM2/3-VL, PaddleOCR-VL)
+from . import linear  # noqa: F401
+from . import token_merge  # noqa: F401

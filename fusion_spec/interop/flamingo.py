@@ -78,6 +78,8 @@ def run_spec(spec: Any, params: Mapping[str, np.ndarray], x: np.ndarray, media: 
 
 
 register(Converter("MaskedCrossAttention", "open_flamingo", CrossAttention, masked_from_module,
-                   lambda s, p: _state_dict(CrossAttention, s, p), run_module, run_spec))
+                   lambda s, p: _state_dict(CrossAttention, s, p), run_module, run_spec,
+                   children={"norm": "norm", "to_q": "linear", "to_kv": "linear", "to_out": "linear"}))
 register(Converter("GatedCrossAttentionBlock", "open_flamingo", GatedCrossAttentionBlock, block_from_module,
-                   lambda s, p: _state_dict(GatedCrossAttentionBlock, s, p), run_module, run_spec))
+                   lambda s, p: _state_dict(GatedCrossAttentionBlock, s, p), run_module, run_spec,
+                   children={"attn": "module", "ff": "list", "attn_gate": "param", "ff_gate": "param"}))

@@ -1,4 +1,5 @@
-"""GLM-4V: HF ``Glm4vVisionPatchMerger`` -> :class:`Glm4vPatchMerger`. Float64 throughout: ~1e-15.
+"""GLM-4V: HF ``Glm4vVisionPatchMerger`` (and GLM-5-Next's, with ``swiglu_limit``) -> :class:`Glm4vPatchMerger`.
+Float64 throughout: ~1e-15.
 
 The merger's input is the vision model's ``downsample`` output ``[tokens, out_hidden_size]``; the
 converter takes the module as the model builds it (``bias=False``).
@@ -24,9 +25,11 @@ def merger_from_module(module: Any) -> tuple[Glm4vPatchMerger, dict[str, np.ndar
                               "Glm4vVisionModel builds it)", "bias=True")
     if activation_name(module.act1, "module.act1") != "gelu":
         raise FusionSpecError("interop.from_module", "module.act1", "GELU (erf)", type(module.act1).__name__)
+    limit = getattr(module, "swiglu_limit", None)  # GLM-5-Next clamps its SwiGLU
     spec = Glm4vPatchMerger(dim=module.proj.in_features, context_dim=module.gate_proj.out_features,
                             hidden_act=activation_name(module.act_fn, "module.act_fn"),
-                            norm_eps=module.post_projection_norm.eps)
+                            norm_eps=module.post_projection_norm.eps,
+                            swiglu_limit=None if limit is None else float(limit))
     return spec, module_params("interop.from_module", module, spec)
 
 
@@ -38,5 +41,11 @@ def _run_spec(spec: Glm4vPatchMerger, params: Mapping[str, np.ndarray], x: np.nd
     return np.asarray(spec.apply(params, cast_like(params, x)))
 
 
+_CHILDREN = {"proj": "linear", "post_projection_norm": "norm", "gate_proj": "linear", "up_proj": "linear",
+             "down_proj": "linear", "act1": "act", "act_fn": "act"}
 register(Converter("Glm4vVisionPatchMerger", "transformers", Glm4vPatchMerger, merger_from_module, _state_dict,
-                   run_forward, _run_spec))
+                   run_forward, _run_spec, aliases=("Glm4vMoeVisionPatchMerger", "GlmOcrVisionPatchMerger"),
+                   children=_CHILDREN))
+# GLM-5-Next's merger: GLM-4V's with its SwiGLU clamped at swiglu_limit (read from the module)
+register(Converter("Glm5NextVisionPatchMerger", "transformers", Glm4vPatchMerger, merger_from_module, _state_dict,
+                   run_forward, _run_spec, children=_CHILDREN))

@@ -80,4 +80,4 @@ def run_spec(spec: PerceiverResampler, params: Mapping[str, np.ndarray], context
 
 
 register(Converter("Idefics2PerceiverResampler", "transformers", PerceiverResampler, from_module, to_state_dict,
-                   run_module, run_spec))
+                   run_module, run_spec, children={"layers": "list", "norm": "norm", "latents": "param"}))

@@ -55,8 +55,13 @@ def from_projector(projector: Any, downsample_ratio: float = 0.5) -> tuple[Token
     return spec, {name: state[name] for name in spec.param_shapes()}
 
 
+#: Generated copies of the InternVL model classes (the same ``pixel_shuffle`` and projector).
+MODEL_COPIES = {"InternVLModel": ("QianfanOCRModel",), "InternVLForConditionalGeneration": ("QianfanOCRForConditionalGeneration",)}
+
+
 def _model(module: Any) -> Any:
-    return module if type(module).__name__ == "InternVLModel" else module.model
+    """The inner model (``multi_modal_projector`` and its config) of a model or of its ``...ForConditionalGeneration``."""
+    return module if hasattr(module, "multi_modal_projector") else module.model
 
 
 def _model_from_module(module: Any) -> tuple[TokenMerge, dict[str, np.ndarray]]:
@@ -78,9 +83,11 @@ def _state_dict_for(target: str) -> Callable[[TokenMerge, Mapping[str, Any]], di
     return convert
 
 
-def hf_merge_and_project(projector: Any, x: Any, downsample_ratio: float) -> Any:
-    """HF's own code path on a torch tensor ``x [B, fs*fs, C]``: reshape, ``InternVLModel.pixel_shuffle``, projector."""
-    from transformers.models.internvl.modeling_internvl import InternVLModel
+def hf_merge_and_project(projector: Any, x: Any, downsample_ratio: float, model_class: Any = None) -> Any:
+    """HF's own code path on a torch tensor ``x [B, fs*fs, C]``: reshape, ``pixel_shuffle`` of ``model_class``
+    (default ``InternVLModel``), projector."""
+    if model_class is None:
+        from transformers.models.internvl.modeling_internvl import InternVLModel as model_class
     b, n, c = x.shape
     fs = int(round(n ** 0.5))
     if fs * fs != n:
@@ -88,7 +95,7 @@ def hf_merge_and_project(projector: Any, x: Any, downsample_ratio: float) -> Any
                               f"shape {tuple(x.shape)}")
     grid = x.reshape(b, fs, fs, c)
     # pixel_shuffle does not use self; calling it unbound runs exactly the model's code.
-    shuffled = InternVLModel.pixel_shuffle(None, grid, scale_factor=downsample_ratio)
+    shuffled = model_class.pixel_shuffle(None, grid, scale_factor=downsample_ratio)
     return projector(shuffled.reshape(b, -1, shuffled.shape[-1]))
 
 
@@ -99,7 +106,8 @@ def _run_projector(module: Any, x: np.ndarray) -> np.ndarray:
 def _run_model(module: Any, x: np.ndarray) -> np.ndarray:
     model = _model(module)
     return run_torch(model.multi_modal_projector,
-                     lambda t: hf_merge_and_project(model.multi_modal_projector, t, model.config.downsample_ratio), x)
+                     lambda t: hf_merge_and_project(model.multi_modal_projector, t, model.config.downsample_ratio,
+                                                    type(model)), x)
 
 
 def _run_spec(spec: TokenMerge, params: Mapping[str, np.ndarray], x: np.ndarray) -> np.ndarray:
@@ -109,7 +117,9 @@ def _run_spec(spec: TokenMerge, params: Mapping[str, np.ndarray], x: np.ndarray)
 
 
 register(Converter("InternVLMultiModalProjector", "transformers", TokenMerge, from_projector,
-                   _state_dict_for("InternVLMultiModalProjector"), _run_projector, _run_spec))
+                   _state_dict_for("InternVLMultiModalProjector"), _run_projector, _run_spec,
+                   aliases=("QianfanOCRMultiModalProjector",),
+                   children={"layer_norm": "norm", "linear_1": "linear", "act": "act", "linear_2": "linear"}))
 for _name in MODEL_CLASSES:
     register(Converter(_name, "transformers", TokenMerge, _model_from_module, _state_dict_for(_name),
-                       _run_model, _run_spec))
+                       _run_model, _run_spec, aliases=MODEL_COPIES[_name]))

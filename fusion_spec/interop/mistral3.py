@@ -60,4 +60,7 @@ def _run_spec(spec: Mistral3Projector, params: Mapping[str, np.ndarray], x: np.n
 
 
 register(Converter("Mistral3MultiModalProjector", "transformers", Mistral3Projector, projector_from_module,
-                   _state_dict, _run_module, _run_spec))
+                   _state_dict, _run_module, _run_spec,
+                   aliases=("MistralLarge4MultiModalProjector", "LightOnOcrMultiModalProjector"),
+                   children={"norm": "norm", "patch_merger": "module", "linear_1": "linear", "act": "act",
+                             "linear_2": "linear"}))

@@ -99,4 +99,7 @@ def run_spec(spec: GatedCrossAttentionBlock, params: Mapping[str, np.ndarray], h
 
 
 register(Converter("MllamaCrossAttentionDecoderLayer", "transformers", GatedCrossAttentionBlock, from_module,
-                   to_state_dict, run_module, run_spec))
+                   to_state_dict, run_module, run_spec,
+                   children={"cross_attn": "module", "input_layernorm": "norm", "mlp": "module",
+                             "post_attention_layernorm": "norm", "cross_attn_attn_gate": "param",
+                             "cross_attn_mlp_gate": "param"}))

@@ -24,7 +24,11 @@ from .registry import Converter, register
 
 
 def merger_from_module(module: Any) -> tuple[TokenMerge, dict[str, np.ndarray]]:
-    """``PatchMerger`` -> ``TokenMerge.qwen2_vl(context_dim, dim)`` (or the same with another merge size)."""
+    """``PatchMerger`` -> ``TokenMerge.qwen2_vl(context_dim, dim)`` (or the same with another merge size).
+
+    Qwen3-Omni's ``Qwen3OmniMoeVisionPatchMerger(use_postshuffle_norm=True)`` (its DeepStack mergers)
+    normalizes the merged ``k*k*C`` vector instead: ``norm="post"``, read with ``k = 2`` as for Qwen3-VL
+    (:mod:`fusion_spec.interop.qwen3_vl`; the merge is a reshape, so ``k`` changes nothing else)."""
     ln, fc1, fc2 = module.ln_q, module.mlp[0], module.mlp[2]
     if type(ln).__name__ == "LayerNorm" and ln.bias is not None:
         norm_kind, eps = "layer_norm", ln.eps
@@ -33,22 +37,27 @@ def merger_from_module(module: Any) -> tuple[TokenMerge, dict[str, np.ndarray]]:
     else:
         raise FusionSpecError("interop.from_module", "module.ln_q", "a LayerNorm with bias (Qwen2-VL) or an RMSNorm "
                               "(Qwen2.5-VL)", type(ln).__name__)
-    vision_dim = ln.weight.shape[0]
+    post = bool(getattr(module, "use_postshuffle_norm", False))
+    vision_dim = ln.weight.shape[0] // 4 if post else ln.weight.shape[0]
+    if post and (ln.weight.shape[0] != fc1.in_features or ln.weight.shape[0] % 4):
+        raise FusionSpecError("interop.from_module", "module.ln_q", f"a norm over the merged 2*2*C = {fc1.in_features} "
+                              "(use_postshuffle_norm)", ln.weight.shape[0])
     group, rem = divmod(fc1.in_features, vision_dim)
     side = int(round(group ** 0.5))
     if rem or side * side != group:
         raise FusionSpecError("interop.from_module", "module.mlp.0", f"in_features s*s*{vision_dim}",
                               fc1.in_features)
     act = activation_name(module.mlp[1], "module.mlp.1")
-    spec = TokenMerge(vision_dim, fc2.out_features, mode="consecutive", factor=side, norm="pre", norm_eps=eps,
+    spec = TokenMerge(vision_dim, fc2.out_features, mode="consecutive", factor=side, norm="post" if post else "pre",
+                      norm_eps=eps,
                       hidden_dim=fc1.out_features, activation=act, variant="qwen2-vl", norm_kind=norm_kind)
     return spec, module_params("interop.from_module", module, spec)
 
 
 def _state_dict(spec: TokenMerge, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    if spec.variant != "qwen2-vl" or spec.mode != "consecutive" or spec.norm != "pre" or spec.depth != 2:
+    if spec.variant != "qwen2-vl" or spec.mode != "consecutive" or spec.norm == "none" or spec.depth != 2:
         raise FusionSpecError("interop.to_state_dict", "spec", "a TokenMerge with variant 'qwen2-vl' (consecutive "
-                              "merge, pre-norm, depth 2)", repr(spec))
+                              "merge, a norm, depth 2)", repr(spec))
     return checked_state_dict("interop.to_state_dict", spec, params)
 
 
@@ -61,5 +70,9 @@ def _run_spec(spec: TokenMerge, params: Mapping[str, np.ndarray], x: np.ndarray)
     return np.asarray(spec.apply(params, x[None]))[0]
 
 
-for _name in ("PatchMerger", "Qwen2_5_VLPatchMerger"):
-    register(Converter(_name, "transformers", TokenMerge, merger_from_module, _state_dict, run_forward, _run_spec))
+#: Generated copies (the same forward and keys) of each merger.
+COPIES = {"PatchMerger": ("Dots3NoteVisionMerger", "Qwen3OmniMoeVisionPatchMerger"),
+          "Qwen2_5_VLPatchMerger": ("Exaone4_5_PatchMerger", "Qwen2_5OmniPatchMerger")}
+for _name, _copies in COPIES.items():
+    register(Converter(_name, "transformers", TokenMerge, merger_from_module, _state_dict, run_forward, _run_spec,
+                       aliases=_copies, children={"ln_q": "norm", "mlp": "list"}))

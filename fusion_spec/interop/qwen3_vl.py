@@ -21,11 +21,11 @@ from typing import Any
 import numpy as np
 
 from ..errors import FusionSpecError
-from ..specs.deepstack import PREFIX, Qwen3VLDeepStack
+from ..specs.deepstack import Qwen3VLDeepStack
 from ..specs.projection import TokenMerge
 from .common import activation_name, cast_like, checked_state_dict, module_params, run_forward, run_torch, to_numpy
 from .qwen2_vl import _run_spec as _run_merger_spec  # the same flat [patches, C] input
-from .registry import Converter, register
+from .registry import Converter, converter_for, register
 
 
 def merger_from_module(module: Any) -> tuple[TokenMerge, dict[str, np.ndarray]]:
@@ -50,31 +50,51 @@ def _merger_state_dict(spec: TokenMerge, params: Mapping[str, Any]) -> dict[str,
     return checked_state_dict("interop.to_state_dict", spec, params)
 
 
+#: Generated copies of ``Qwen3VLVisionPatchMerger`` (the same forward and keys; Cosmos3-Edge's first reshapes
+#: its input to ``[-1, k*k, C]``, which changes nothing before the per-patch norm).
+MERGER_COPIES = ("Qwen3VLMoeVisionPatchMerger", "Qwen3_5VisionPatchMerger", "Qwen3_5MoeVisionPatchMerger",
+                 "Qwen4ExpVisionPatchMerger", "CohereCompassVisionPatchMerger", "Cosmos3EdgePatchMerger",
+                 "LlavaOnevision15VisionPatchMerger")
+
 register(Converter("Qwen3VLVisionPatchMerger", "transformers", TokenMerge, merger_from_module, _merger_state_dict,
-                   run_forward, _run_merger_spec))
+                   run_forward, _run_merger_spec, aliases=MERGER_COPIES,
+                   children={"norm": "norm", "linear_fc1": "linear", "act_fn": "act", "linear_fc2": "linear"}))
 
 
 # ------------------------------------------------------------------------------------------------
 # DeepStack -> Qwen3VLDeepStack
 # ------------------------------------------------------------------------------------------------
 
+#: Generated copies of ``Qwen3VLModel`` / ``Qwen3VLForConditionalGeneration`` whose vision tower holds
+#: ``deepstack_merger_list`` and whose text model adds them with the same ``_deepstack_process``.
+#: Qwen3-Omni's thinker holds the same DeepStack under other names (``visual.merger_list``, ``ln_q``, ``mlp``).
+MODEL_COPIES = {"Qwen3VLModel": ("Qwen3VLMoeModel", "CohereCompassModel", "Cosmos3OmniModel", "Qwen3OmniMoeThinkerModel"),
+                "Qwen3VLForConditionalGeneration": ("Qwen3VLMoeForConditionalGeneration",
+                                                    "CohereCompassForConditionalGeneration",
+                                                    "Cosmos3OmniForConditionalGeneration",
+                                                    "Qwen3OmniMoeThinkerForConditionalGeneration")}
+
+
 def _model(module: Any) -> Any:
-    return module if type(module).__name__ == "Qwen3VLModel" else module.model
+    """The inner model (``visual`` and ``language_model``) of a model or of its ``...ForConditionalGeneration``."""
+    return module if hasattr(module, "visual") else module.model
 
 
 def deepstack_from_module(module: Any) -> tuple[Qwen3VLDeepStack, dict[str, np.ndarray]]:
     """The vision config's DeepStack levels and the weights of ``visual.deepstack_merger_list``."""
     visual = _model(module).visual
     cfg = visual.config
+    variant = "qwen3-omni" if hasattr(visual, "merger_list") else "qwen3-vl"  # Qwen3-Omni's names
     spec = Qwen3VLDeepStack(vision_dim=cfg.hidden_size, llm_dim=cfg.out_hidden_size,
                             spatial_merge_size=cfg.spatial_merge_size,
-                            deepstack_visual_indexes=tuple(int(i) for i in cfg.deepstack_visual_indexes))
-    for level, merger in enumerate(visual.deepstack_merger_list):
-        got, _ = merger_from_module(merger)
+                            deepstack_visual_indexes=tuple(int(i) for i in cfg.deepstack_visual_indexes),
+                            variant=variant)
+    for level, merger in enumerate(getattr(visual, spec.prefix)):
+        got, _ = converter_for(merger).from_module(merger)
         if got != spec.merger:
-            raise FusionSpecError("interop.from_module", f"module.visual.deepstack_merger_list.{level}",
+            raise FusionSpecError("interop.from_module", f"module.visual.{spec.prefix}.{level}",
                                   repr(spec.merger), repr(got))
-    state = {k: to_numpy(v) for k, v in visual.state_dict().items() if k.startswith(PREFIX + ".")}
+    state = {k: to_numpy(v) for k, v in visual.state_dict().items() if k.startswith(spec.prefix + ".")}
     shapes = spec.param_shapes()
     if set(state) != set(shapes):
         raise FusionSpecError("interop.from_module", "module.visual", f"exactly the keys {sorted(shapes)[:3]}...",
@@ -110,6 +130,6 @@ def _run_deepstack_spec(spec: Qwen3VLDeepStack, params: Mapping[str, np.ndarray]
                                  visual_pos_masks=np.asarray(visual_pos_masks, dtype=bool), level=int(level)))
 
 
-for _name in ("Qwen3VLModel", "Qwen3VLForConditionalGeneration"):
+for _name, _copies in MODEL_COPIES.items():
     register(Converter(_name, "transformers", Qwen3VLDeepStack, deepstack_from_module,
-                       _deepstack_state_dict_for(_name), _run_deepstack, _run_deepstack_spec))
+                       _deepstack_state_dict_for(_name), _run_deepstack, _run_deepstack_spec, aliases=_copies))

@@ -13,7 +13,7 @@ from .image_mask import image_attention_mask
 from .late import clip_logits, contrastive_loss
 from .merge import merge_tokens, window_order
 from .mrope import MRopePositions, mrope_position_ids
-from .primitives import gelu, gelu_tanh, layer_norm, linear, rms_norm, sigmoid, silu, softmax
+from .primitives import gelu, gelu_tanh, layer_norm, linear, relu2, rms_norm, sigmoid, silu, softmax
 from .projection import gated_mlp, linear_projection, mlp_projection
 from .qformer import q_former
 from .resampler import perceiver_resampler
@@ -28,7 +28,7 @@ from .unfold_merge import unfold_merge
 
 __all__ = [
     # primitives
-    "attention", "gelu", "gelu_tanh", "layer_norm", "linear", "rms_norm", "sigmoid", "silu", "softmax",
+    "attention", "gelu", "gelu_tanh", "layer_norm", "linear", "relu2", "rms_norm", "sigmoid", "silu", "softmax",
     # projection and merging
     "linear_projection", "mlp_projection", "gated_mlp", "merge_tokens", "window_order", "anyres_grid", "pack_anyres_features",
     # sequence assembly

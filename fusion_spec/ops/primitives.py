@@ -90,11 +90,17 @@ def silu(x: Array) -> Array:
     return x * sigmoid(x)
 
 
-ACTIVATIONS = {"gelu": gelu, "gelu_tanh": gelu_tanh, "silu": silu}
+def relu2(x: Array) -> Array:
+    """Squared ReLU: ``max(x, 0) ** 2``. HF ``"relu2"`` (``ReLUSquaredActivation``), Nemotron-H Omni's
+    projector. Shape and dtype preserved (float16 and bfloat16 computed in float32, then cast back)."""
+    return _elementwise(x, "relu2", lambda xp, t: xp.where(t > 0, t * t, xp.zeros_like(t)))
+
+
+ACTIVATIONS = {"gelu": gelu, "gelu_tanh": gelu_tanh, "silu": silu, "relu2": relu2}
 
 
 def activation(name: str, op: str = "activation"):
-    """The activation function called ``name``: 'gelu' (erf form), 'gelu_tanh' or 'silu'."""
+    """The activation function called ``name``: 'gelu' (erf form), 'gelu_tanh', 'silu' or 'relu2'."""
     return ACTIVATIONS[check.choice(op, "activation", name, tuple(ACTIVATIONS))]
 
 

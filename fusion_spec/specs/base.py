@@ -23,6 +23,14 @@ _DTYPES = ("float64", "float32", "float16")
 
 # MAX_SIZE (widths, counts, vocabularies) and MAX_LAYERS are fusion_spec.validate's, shared by every check.
 _LAYER_FIELDS = ("num_layers", "depth")
+_OPTION = "option"
+
+
+def option(default: Any) -> Any:
+    """A dataclass field for a setting added to a spec after its first conformance cases: :meth:`Spec.config`
+    leaves it out while it holds ``default``, so those cases' manifest entries (and the baselines measured
+    for them, keyed by the config) stay what they were; ``spec_from_manifest`` fills the default back in."""
+    return dataclasses.field(default=default, metadata={_OPTION: True})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,8 +115,10 @@ class Spec:
         return 0.1 * rng.standard_normal(shape)
 
     def config(self) -> dict[str, Any]:
-        """The config as a JSON-ready dict (the conformance manifest stores this)."""
-        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        """The config as a JSON-ready dict (the conformance manifest stores this); an :func:`option` at its
+        default is left out."""
+        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)
+                if not (f.metadata.get(_OPTION) and getattr(self, f.name) == f.default)}
 
     def _fail(self, arg: str, expected: str, got: Any) -> None:
         raise FusionSpecError(type(self).__name__, arg, expected, repr(got))

@@ -9,10 +9,13 @@ from .. import ops
 from .. import validate as check
 from ..errors import FusionSpecError
 from ..xp import Array
-from .base import MAX_LAYERS, Spec
+from .base import MAX_LAYERS, Spec, option
 from .projection import TokenMerge
 
 PREFIX = "deepstack_merger_list"
+#: Per variant: the mergers' list name in the vision model, and the names of each merger's parameters
+#: (``TokenMerge`` variant).
+VARIANTS = {"qwen3-vl": (PREFIX, "qwen3-vl"), "qwen3-omni": ("merger_list", "qwen2-vl")}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,6 +31,8 @@ class Qwen3VLDeepStack(Spec):
 
     Params (the keys of HF ``Qwen3VLVisionModel``): ``deepstack_merger_list.{l}.norm.{weight,bias}``,
     ``.linear_fc1.{weight,bias}``, ``.linear_fc2.{weight,bias}`` for each level. Defaults: Qwen3-VL 8B.
+    ``variant="qwen3-omni"``: Qwen3-Omni's names for the same mergers, ``merger_list.{l}.ln_q.*``,
+    ``.mlp.0.*``, ``.mlp.2.*`` (``Qwen3OmniMoeVisionEncoder``); the math is the same.
     """
 
     vision_dim: int = 1152
@@ -38,10 +43,14 @@ class Qwen3VLDeepStack(Spec):
     """Side ``k`` of the window merged into one visual token: ``k*k`` consecutive patches."""
     deepstack_visual_indexes: tuple[int, ...] = (8, 16, 24)
     """The vision blocks whose outputs feed levels 0, 1, ... (level ``l`` is added after decoder layer ``l``)."""
+    variant: str = option("qwen3-vl")
+    """Parameter names: ``qwen3-vl`` (``deepstack_merger_list.{l}.norm, linear_fc1, linear_fc2``) or ``qwen3-omni``
+    (Qwen3-Omni's ``merger_list.{l}.ln_q, mlp.0, mlp.2``); the math is the same."""
     op = "deepstack_inject"
 
     def __post_init__(self) -> None:
         self._require_positive("vision_dim", "llm_dim", "spatial_merge_size")
+        self._require_choice("variant", tuple(VARIANTS))
         try:
             indexes = tuple(self.deepstack_visual_indexes)
         except TypeError:
@@ -53,14 +62,20 @@ class Qwen3VLDeepStack(Spec):
         object.__setattr__(self, "deepstack_visual_indexes", indexes)
 
     @property
+    def prefix(self) -> str:
+        """The name of the mergers' list in the vision model (the first part of every key)."""
+        return VARIANTS[self.variant][0]
+
+    @property
     def merger(self) -> TokenMerge:
-        """Each level's merger (``Qwen3VLVisionPatchMerger(use_postshuffle_norm=True)``)."""
-        return TokenMerge.qwen3_vl(self.vision_dim, self.llm_dim, postshuffle=True,
-                                   spatial_merge_size=self.spatial_merge_size)
+        """Each level's merger (``Qwen3VLVisionPatchMerger(use_postshuffle_norm=True)``, under the variant's names)."""
+        merger = TokenMerge.qwen3_vl(self.vision_dim, self.llm_dim, postshuffle=True,
+                                     spatial_merge_size=self.spatial_merge_size)
+        return dataclasses.replace(merger, variant=VARIANTS[self.variant][1])
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
         one = self.merger.param_shapes()
-        return {f"{PREFIX}.{level}.{k}": s for level in range(len(self.deepstack_visual_indexes))
+        return {f"{self.prefix}.{level}.{k}": s for level in range(len(self.deepstack_visual_indexes))
                 for k, s in one.items()}
 
     def _level(self, level: int) -> int:
@@ -81,7 +96,7 @@ class Qwen3VLDeepStack(Spec):
 
     def merge(self, params: Mapping[str, Array], vision_hidden: Array, *, level: int) -> Array:
         """Level ``level``'s merged visual features: ``[N, vision_dim] -> [N / k**2, llm_dim]``."""
-        prefix = f"{PREFIX}.{self._level(level)}."
+        prefix = f"{self.prefix}.{self._level(level)}."
         merger = {k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)}
         return self.merger.apply(merger, vision_hidden[None, ...])[0, ...]
 

@@ -9,7 +9,7 @@ from .. import ops
 from ..errors import FusionSpecError
 from ..ops.primitives import ACTIVATIONS
 from ..xp import Array
-from .base import Spec
+from .base import Spec, option
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +26,10 @@ class Glm4vPatchMerger(Spec):
     ``gate_proj.weight [context_dim, dim]``, ``up_proj.weight [context_dim, dim]``,
     ``down_proj.weight [dim, context_dim]``. Defaults: GLM-4.1V-9B (``out_hidden_size`` 4096,
     ``intermediate_size`` 13696).
+
+    ``swiglu_limit`` (GLM-5-Next's ``Glm5NextVisionPatchMerger``): the gated MLP clamps the gate to at
+    most the limit and the up projection to ``[-limit, limit]`` before their product
+    (:func:`fusion_spec.ops.gated_mlp`'s ``limit``); ``None`` (GLM-4V) clamps nothing.
     """
 
     dim: int = 4096
@@ -36,12 +40,16 @@ class Glm4vPatchMerger(Spec):
     """Activation of the gated MLP's gate (``hidden_act``, SiLU in GLM-4.1V)."""
     norm_eps: float = 1e-5
     """Epsilon of ``post_projection_norm``."""
+    swiglu_limit: float | None = option(None)
+    """GLM-5-Next's SwiGLU clamp ``L``: the gate to at most ``L``, the up projection to ``[-L, L]``; None: no clamp (GLM-4V)."""
     op = "gated_mlp"
 
     def __post_init__(self) -> None:
         self._require_positive("dim", "context_dim")
         self._require_choice("hidden_act", tuple(ACTIVATIONS))
         self._require_eps("norm_eps")
+        if self.swiglu_limit is not None:
+            self._require_eps("swiglu_limit")
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
         d, c = self.dim, self.context_dim
@@ -59,4 +67,4 @@ class Glm4vPatchMerger(Spec):
         h = ops.linear(x, params["proj.weight"], op=op)
         h = ops.gelu(ops.layer_norm(h, params["post_projection_norm.weight"], params["post_projection_norm.bias"],
                                     eps=self.norm_eps, op=op))
-        return ops.gated_mlp(h, params, activation=self.hidden_act, op=op)
+        return ops.gated_mlp(h, params, activation=self.hidden_act, limit=self.swiglu_limit, op=op)

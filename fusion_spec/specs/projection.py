@@ -11,7 +11,7 @@ from ..ops.merge import MODES, TOKEN_ORDERS
 from ..ops.primitives import ACTIVATIONS
 from ..validate import is_int
 from ..xp import Array
-from .base import Spec
+from .base import Spec, option
 
 
 def _check_shape(op: str, name: str, shape: tuple[int, ...], rank: int, last: int | None = None) -> tuple[int, ...]:
@@ -151,10 +151,14 @@ class MLPProjection(Spec):
 # Per variant: the real model's name for each canonical parameter prefix.
 _MERGE_NAMES = {
     "generic": {},
-    "qwen2-vl": {"token_norm": "ln_q", "linear_1": "mlp.0", "linear_2": "mlp.2"},  # Qwen2-VL PatchMerger
+    # Qwen2-VL PatchMerger (a norm after the merge: Qwen3-Omni's DeepStack mergers)
+    "qwen2-vl": {"token_norm": "ln_q", "layer_norm": "ln_q", "linear_1": "mlp.0", "linear_2": "mlp.2"},
     "internvl": {},  # HF InternVLMultiModalProjector: layer_norm, linear_1, linear_2
     # Qwen3VLVisionPatchMerger, one norm named "norm" before or after the merge
     "qwen3-vl": {"token_norm": "norm", "layer_norm": "norm", "linear_1": "linear_fc1", "linear_2": "linear_fc2"},
+    "kimi-k2.5": {"token_norm": "pre_norm", "linear_1": "in_proj", "linear_2": "out_proj"},  # Kimi_K25MultimodalProjection
+    "paddleocr-vl": {"token_norm": "pre_norm"},  # PaddleOCRProjector
+    "lfm3-vl": {"token_norm": "layer_norm"},  # Lfm3VlMultiModalProjector: its pre-merge norm is named layer_norm
 }
 _NORMS = ("none", "pre", "post")
 _NORM_KINDS = ("layer_norm", "rms_norm")
@@ -178,6 +182,9 @@ class TokenMerge(Spec):
       ``TokenMerge.qwen2_5_vl()``.
     - ``variant="qwen3-vl"``: params ``norm.*, linear_fc1.*, linear_fc2.*`` (Qwen3-VL's merger,
       ``TokenMerge.qwen3_vl()``; ``postshuffle=True``: the DeepStack mergers' norm after the merge).
+    - ``variant="kimi-k2.5"`` (``pre_norm.*, in_proj.*, out_proj.*``), ``"paddleocr-vl"`` (``pre_norm.*``,
+      ``linear_{i}.*``), ``"lfm3-vl"`` (the pre-merge norm named ``layer_norm.*``): those models' names.
+    - ``bias=False``: linears without biases (LFM2-VL, LFM3-VL with ``projector_bias=False``).
     """
 
     vision_dim: int = 1024
@@ -207,6 +214,8 @@ class TokenMerge(Spec):
     linear_2``), ``qwen3-vl`` (``norm, linear_fc1, linear_fc2``)."""
     norm_kind: str = "layer_norm"
     """``layer_norm`` or ``rms_norm`` (weight only, Qwen2.5-VL)."""
+    bias: bool = option(True)
+    """Whether the MLP's linears have biases (False: LFM2-VL, LFM3-VL with ``projector_bias=False``)."""
     op = "merge_tokens"
 
     def __post_init__(self) -> None:
@@ -220,6 +229,8 @@ class TokenMerge(Spec):
         self._require_choice("variant", tuple(_MERGE_NAMES))
         self._require_choice("norm_kind", _NORM_KINDS)
         self._require_eps("norm_eps")
+        if not isinstance(self.bias, bool):
+            self._fail("bias", "True or False", self.bias)
 
     @classmethod
     def qwen2_vl(cls, vision_dim: int = 1280, llm_dim: int = 3584) -> "TokenMerge":
@@ -260,7 +271,7 @@ class TokenMerge(Spec):
             shapes = {f"token_norm.{leaf}": (self.vision_dim,) for leaf in leaves}
         elif self.norm == "post":
             shapes = {f"layer_norm.{leaf}": (self.merged_dim,) for leaf in leaves}
-        return shapes | _mlp_shapes(dims, True)
+        return shapes | _mlp_shapes(dims, self.bias)
 
     def _rename(self, canonical: str) -> str:
         prefix, _, leaf = canonical.rpartition(".")

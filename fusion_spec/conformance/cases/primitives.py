@@ -14,6 +14,8 @@ def primitive_cases() -> list[Case]:
         _c("primitives.gelu", "gelu", ("x", normal(3, 11, std=3.0)), stages=2, flags=("erf-gelu",)),
         _c("primitives.gelu_tanh", "gelu_tanh", ("x", normal(3, 11, std=3.0)), stages=2),
         _c("primitives.silu", "silu", ("x", normal(3, 11, std=4.0)), stages=2),
+        _c("primitives.relu2", "relu2", ("x", normal(3, 11, std=3.0)), stages=2,
+           notes="squared ReLU, HF's 'relu2' (Nemotron-H Omni's projector)"),
         _c("primitives.sigmoid", "sigmoid", ("x", normal(3, 11, std=12.0)), stages=2),
         _c("primitives.softmax.last", "softmax", ("x", normal(2, 3, 9, std=3.0)), stages=3),
         _c("primitives.softmax.axis1", "softmax", ("x", normal(2, 5, 3, std=3.0)), runtime={"axis": 1}, stages=3),

@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from ... import specs
 from .base import Case, _c, locations, normal
 
@@ -22,6 +24,11 @@ def qwen3_vl_cases() -> list[Case]:
            ("vision_hidden", normal(20, 8)), kwargs=(("visual_pos_masks", locations(*mask)),), runtime={"level": 1},
            flags=("qwen3-vl", "deepstack", "post-shuffle-norm", "erf-gelu", "mask"),
            notes="merger 1 on 20 patches -> 5 tokens, added to the hidden states at the 5 visual positions"),
+        _c("deepstack.qwen3_omni.level1", dataclasses.replace(deepstack, variant="qwen3-omni"),
+           ("hidden_states", normal(2, 6, 16)), ("vision_hidden", normal(20, 8)),
+           kwargs=(("visual_pos_masks", locations(*mask)),), runtime={"level": 1},
+           flags=("qwen3-vl", "deepstack", "post-shuffle-norm", "erf-gelu", "mask"),
+           notes="Qwen3-Omni's thinker: the same DeepStack under its names (merger_list.{l}.ln_q, mlp.0, mlp.2)"),
         _c("deepstack.inject", "deepstack_inject", ("hidden_states", normal(2, 5, 3)), ("visual_embeds", normal(4, 3)),
            kwargs=(("visual_pos_masks", locations("I..I.", ".II..")),), flags=("deepstack", "mask")),
     ]

@@ -34,4 +34,10 @@ def token_merge_cases() -> list[Case]:
            ("x", normal(2, 16, 5)), stages=1),
         _c("token_merge.generic_pre_norm_factor3", T(vision_dim=3, llm_dim=5, mode="spatial", factor=3, norm="pre",
                                                      depth=1), ("x", normal(1, 36, 3))),
+        _c("token_merge.nemotron_h_omni", T(vision_dim=8, llm_dim=6, mode="consecutive", factor=1, norm="post",
+                                            hidden_dim=10, activation="relu2", variant="internvl",
+                                            norm_kind="rms_norm", bias=False),
+           ("x", normal(2, 5, 8)), flags=("rms-norm",),
+           notes="Nemotron-H Omni's projector (after the model's pixel shuffle): RMSNorm, linear_1, squared ReLU, "
+                 "linear_2, no biases"),
     ]
