@@ -63,13 +63,22 @@ def test_the_manifest_tolerances_are_factor_times_the_measured_baselines(bundle)
         if "grad" in e:
             parts.append((e["grad"], "grad", e["grad"]["error_model"]["grad_rms"]))
         for part, direction, scale in parts:
-            for dtype in LOW:
+            for dtype in baseline.DTYPES:
                 largest = baseline.largest(measured[direction][dtype])
                 assert part["baseline"][dtype] == largest, (e["id"], direction, dtype)
-                assert part["tolerance"][dtype] == tolerance.measured(dtype, largest["elem"], largest["norm"], scale)
+                found = tolerance.measured(dtype, largest["elem"], largest["norm"], scale)
+                if dtype == "float32":  # the model's, widened where the measurement needs more
+                    # (the manifest's output_rms has 3 digits, so the model's atol is recomputed to a few %)
+                    model = tolerance.tolerance(dtype, part["error_model"]["stages"], part["error_model"]["reduction"],
+                                                scale)
+                    for k, got in part["tolerance"][dtype].items():
+                        assert got >= found[k] and got == pytest.approx(max(model[k], found[k]), rel=0.1), \
+                            (e["id"], direction, k)
+                else:
+                    assert part["tolerance"][dtype] == found
                 u = tolerance.UNIT_ROUNDOFF[dtype]
                 assert part["tolerance"][dtype]["rtol"] >= max(tolerance.FACTOR * largest["elem"], 2 * u)
-                assert set(measured[direction][dtype]) == set(baseline.HONEST)
+                assert set(measured[direction][dtype]) == set(baseline.honest(dtype, direction))
 
 
 def test_measured_is_factor_times_the_baseline_with_a_floor():

@@ -1,13 +1,17 @@
-"""Measured low-precision baselines: the error that honest implementations make, per case and dtype.
+"""Measured baselines: the error that honest implementations make, per case and dtype.
 
-The float16 and bfloat16 tolerances of the bundle are measured, not bounded. For every case and each
-of float16 and bfloat16, four honest implementations run on the case's inputs and parameters rounded
-to that dtype (and, for a differentiable case, compute its vector-Jacobian product with the rounded
+The float16 and bfloat16 tolerances of the bundle are measured, not bounded, and the float32 ones are
+the model's, widened where an honest implementation measures more (a case built to be ill-conditioned,
+such as GELU's negative tail, where ``1 + erf`` cancels). For every case and each of :data:`DTYPES`,
+the honest implementations of :func:`honest` run on the case's inputs and parameters rounded to that
+dtype (and, for a differentiable case, compute its vector-Jacobian product with the rounded
 cotangents):
 
-- ``rounded``: the reference operators on PyTorch with every elementary operation (every ATen op,
-  forward and backward) computed in float32 and its result rounded to the dtype the operator code
-  gives it (:class:`RoundEveryOp`), fast paths off: float32 accumulation, every stage rounded;
+- ``rounded`` (float16, bfloat16): the reference operators on PyTorch with every elementary operation
+  (every ATen op, forward and backward) computed in float32 and its result rounded to the dtype the
+  operator code gives it (:class:`RoundEveryOp`), fast paths off: float32 accumulation, every stage
+  rounded;
+- ``numpy`` (float32 outputs): the reference itself run in float32;
 - ``torch``, ``jax``, ``mlx``: the backends on the CPU in that dtype, with their fast paths, exactly
   as ``fusion-spec conformance`` runs them.
 
@@ -46,8 +50,11 @@ from .bundle import call, target
 from .tolerance import round_to
 
 FILE = Path(__file__).resolve().parent / "baselines.json"
-#: The honest implementations measured, in the order they are reported.
-HONEST = ("rounded", "torch", "jax", "mlx")
+#: Every honest implementation, in the order they are reported (:func:`honest` says which run where).
+HONEST = ("rounded", "numpy", "torch", "jax", "mlx")
+#: The dtypes measured: float16 and bfloat16 take their tolerance from the measurement, float32 the
+#: larger of the model and the measurement.
+DTYPES = ("float32",) + LOW_PRECISION
 _LIBRARIES = ("numpy", "torch", "jax", "mlx")
 
 
@@ -156,26 +163,36 @@ def _errors(got: Mapping[str, np.ndarray], want: Mapping[str, np.ndarray]) -> di
     return {"elem": elem, "norm": norm}
 
 
+def honest(dtype: str, direction: str) -> tuple[str, ...]:
+    """The honest implementations measured in ``dtype`` for ``direction`` ("forward" or "grad"): in
+    float32 the reference itself (outputs only: NumPy has no gradients) and the backends; in float16 and
+    bfloat16 the stage-rounded reference and the backends."""
+    if dtype == "float32":
+        return ("numpy", "torch", "jax", "mlx") if direction == "forward" else ("torch", "jax", "mlx")
+    return ("rounded", "torch", "jax", "mlx")
+
+
 def measure(entry: Mapping[str, Any], tensors: Mapping[str, np.ndarray], seed: int,
-            impls: tuple[str, ...] = HONEST) -> dict[str, Any]:
+            dtypes: tuple[str, ...] = DTYPES) -> dict[str, Any]:
     """``{"forward": {dtype: {impl: {elem, norm}}}, "grad": ...}`` for one case (``grad`` only for a
     differentiable case): every honest implementation's error against the float64 reference on the
-    same rounded values. ``tensors`` are the case's float64 inputs and parameters."""
+    same rounded values, for each of ``dtypes``. ``tensors`` are the case's float64 inputs and
+    parameters."""
     inputs = {k: v for k, v in tensors.items() if not k.startswith("output.")}
     result: dict[str, Any] = {"forward": {}}
     cot = backward.cotangents(entry, seed) if backward.differentiable(entry) else None
     if cot is not None:
         result["grad"] = {}
-    for dtype in LOW_PRECISION:
+    for dtype in dtypes:
         rounded = {k: round_to(v, dtype) for k, v in inputs.items()}
         want = {k: _float64(np.asarray(v)) for k, v in call(entry, rounded).items()}
         result["forward"][dtype] = {impl: _rounded_up(_errors(outputs_of(impl, entry, rounded, dtype), want))
-                                    for impl in impls}
+                                    for impl in honest(dtype, "forward")}
         if cot is not None:
             rcot = {k: round_to(v, dtype) for k, v in cot.items()}
             want_g = backward.reference_vjp(entry, rounded, rcot)
             result["grad"][dtype] = {impl: _rounded_up(_errors(gradients_of(impl, entry, rounded, rcot, dtype), want_g))
-                                     for impl in impls}
+                                     for impl in honest(dtype, "grad")}
     return result
 
 
@@ -196,7 +213,8 @@ def largest(measured: Mapping[str, Mapping[str, float]]) -> dict[str, Any]:
 # --- the file --------------------------------------------------------------------------------------------
 
 def load(path: Path = FILE) -> dict[str, Any]:
-    """``baselines.json``: ``{"measured_with": {...}, "cases": {id: {"key", "forward", "grad"?}}}``."""
+    """``baselines.json``: ``{"measured_with": {...}, "cases": {id: {"key", "forward", "grad"?}}}``, each
+    direction ``{dtype: {impl: {"elem", "norm"}}}``."""
     if not path.is_file():
         return {"measured_with": {}, "cases": {}}
     return json.loads(files.read_bytes(path, op="conformance.baseline", arg="baselines.json", limit=64 << 20))
@@ -234,16 +252,24 @@ def lookup(data: dict[str, Any], entry: Mapping[str, Any], tensors: Mapping[str,
     stored in ``data``; else :class:`FusionSpecError` saying how to measure it."""
     key = case_key(entry, tensors)
     stored = data["cases"].get(entry["id"])
-    if stored is not None and stored.get("key") == key:
+    current = stored is not None and stored.get("key") == key
+    missing = tuple(dt for dt in DTYPES if not current or dt not in stored["forward"])
+    if not missing:
         return stored
     if not measure_missing:
         raise FusionSpecError(f"conformance case '{entry['id']}'", "baseline",
                               "a low-precision baseline measured for this case's current inputs (run python -m "
                               f"fusion_spec.conformance.baseline '{entry['id']}')",
-                              "none" if stored is None else "one measured for other inputs or settings")
+                              "none" if stored is None else "one measured for other inputs or settings" if not current
+                              else "none in " + ", ".join(missing))
     require_honest_backends(f"to measure case '{entry['id']}'")
-    log(f"measuring {entry['id']}")
-    data["cases"][entry["id"]] = {"key": key, **measure(entry, tensors, seed)}
+    log(f"measuring {entry['id']} ({', '.join(missing)})")
+    new = measure(entry, tensors, seed, missing)
+    if current:  # only the dtypes it lacked were measured
+        for direction, by_dtype in new.items():
+            stored[direction] |= by_dtype
+    else:
+        data["cases"][entry["id"]] = {"key": key, **new}
     data["measured_with"] = versions()
     return data["cases"][entry["id"]]
 

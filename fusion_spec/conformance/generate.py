@@ -23,7 +23,6 @@ from .. import __version__
 from ..errors import printable
 from ..files import write as write_file
 from ..specs.base import _NORM_WEIGHT, Spec
-from ..xp import LOW_PRECISION
 from . import backward, baseline, safetensors_io, tolerance
 from .bundle import FORMAT_VERSION, MANIFEST, PACKAGE_BUNDLE, TRUSTED_HASH, call, describe, sha256
 from .cases import FAMILIES, Case
@@ -186,6 +185,7 @@ def build() -> tuple[dict[str, Any], dict[str, bytes]]:
         "tolerance_model": {
             "float64, float32": {"rtol": "SAFETY * stages * (1 + sqrt(reduction)) * u(dtype)",
                                  "atol": "rtol * output_rms", "norm": "rtol", "SAFETY": tolerance.SAFETY},
+            "float32": "the larger, key by key, of the model above and the measured tolerance below",
             "float16, bfloat16": {"rtol": "max(FACTOR * baseline.elem, FLOOR_ELEM * u(dtype))",
                                   "atol": "rtol * output_rms",
                                   "norm": "max(FACTOR * baseline.norm, FLOOR_NORM * u(dtype))",
@@ -203,15 +203,18 @@ def build() -> tuple[dict[str, Any], dict[str, bytes]]:
 
 
 def measured_tolerances(part: dict[str, Any], measured: dict[str, Any], direction: str) -> None:
-    """Set the float16 and bfloat16 tolerances of a case (``part`` its entry, ``direction`` "forward")
-    or of its gradients (its ``grad`` object, "grad") from the case's measured baselines
-    (:func:`.tolerance.measured`), recording each baseline beside them."""
+    """Set the measured tolerances of a case (``part`` its entry, ``direction`` "forward") or of its
+    gradients (its ``grad`` object, "grad") from the case's baselines (:func:`.tolerance.measured`):
+    float16 and bfloat16 take the measured tolerance, float32 the larger of it and the model's
+    (:func:`.tolerance.widest`). Each baseline is recorded beside them."""
     model = part["error_model"]
     scale = model["output_rms"] if direction == "forward" else model["grad_rms"]
     part["baseline"] = {}
-    for dtype in LOW_PRECISION:
+    for dtype in baseline.DTYPES:
         largest = baseline.largest(measured[direction][dtype])
-        part["tolerance"][dtype] = tolerance.measured(dtype, largest["elem"], largest["norm"], scale)
+        found = tolerance.measured(dtype, largest["elem"], largest["norm"], scale)
+        part["tolerance"][dtype] = tolerance.widest(part["tolerance"][dtype], found) if dtype in tolerance.MODELLED \
+            else found
         part["baseline"][dtype] = largest
 
 

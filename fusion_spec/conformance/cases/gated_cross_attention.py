@@ -93,7 +93,7 @@ def gated_cross_attention_low_precision_cases() -> list[Case]:
     return [
         _c("gated_xattn.flamingo.open_gates", G(hidden_size=16, vision_dim=12, num_heads=4, head_dim=3, ff_dim=32),
            ("x", normal(1, 5, 16)), ("media", normal(1, 1, 3, 12)),
-           kwargs=[("media_locations", locations("I...."))], stages=7,
+           kwargs=[("media_locations", locations("..I.."))], stages=7,
            flags=("multi-head", "erf-gelu", "media-locations", "mask", "low-precision"),
            params=(("attn_gate", open_gate), ("ff_gate", open_gate)),
            notes="attn_gate = ff_gate = 1.5 (a trained model's gates are far from their init 0): tanh(1.5) = "
