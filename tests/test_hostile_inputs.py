@@ -608,8 +608,8 @@ def test_export_onnx_params_with_nan_or_inf(value, tmp_path, onnx_ready, reliabi
     bias = np.zeros(2048, np.float32)
     bias[7] = value
     weight = np.zeros((2048, 1152), np.float32)
-    safetensors_io.save(tmp_path / "p.safetensors", {"multi_modal_projector.bias": bias,
-                                                     "multi_modal_projector.weight": weight})
+    safetensors_io.save(tmp_path / "p.safetensors", {"multi_modal_projector.linear.bias": bias,
+                                                     "multi_modal_projector.linear.weight": weight})
     err = one_line_error(reliability_counts, f"--params with {value}", "export-onnx", "--preset", "paligemma",
                          "--params", tmp_path / "p.safetensors", tmp_path / "onnx")
     assert "finite" in err
