@@ -15,3 +15,9 @@ from . import qwen3_vl  # noqa: F401
 from . import llava_onevision  # noqa: F401
 from . import glm4v  # noqa: F401
 from . import aligners  # noqa: F401
+# the rest of the zoo (issue 26): convolutional abstractors, conditioned Q-Formers, query poolers, visual tables
+from . import conv_abstractor  # noqa: F401
+from . import instructblip  # noqa: F401
+from . import query_pooler  # noqa: F401
+from . import visual_table  # noqa: F401
+from . import vq_tokens  # noqa: F401
