@@ -168,7 +168,8 @@ EXAMPLES |= {
     **{name: lambda m, spec, rng: ((rng.integers(0, spec.image_vocab_size, (2, 6)),), {})
        for name in ("ChameleonModel", "ChameleonForConditionalGeneration")},
     **{name: lambda m, spec, rng: ((rng.integers(0, spec.image_vocab_size, (3, 4)),), {})
-       for name in ("Emu3Model", "Emu3ForConditionalGeneration")},
+       for name in ("Emu3Model", "Emu3ForConditionalGeneration", "Apertus1p5Model",
+                    "Apertus1p5ForConditionalGeneration")},
 }
 
 

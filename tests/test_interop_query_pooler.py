@@ -262,3 +262,35 @@ def test_num_params_at_the_default_configs():
                                    num_heads=q.num_attention_heads, intermediate_size=q.intermediate_size)
     assert spec.param_shapes() == {k: tuple(t.shape) for k, t in module.state_dict().items()}
     assert spec.num_params() == _count(module.parameters())
+
+
+@pytest.mark.slow
+def test_granite_injection_is_deepstack_inject_before_the_layer():
+    """Granite 4 Vision adds each projector's packed features at the image positions *before* decoder layer
+    ``llm_layer``: every decoder layer's input equals ``ops.deepstack_inject`` of the previous layer's output
+    (of the scaled input embeddings for layer 0) with that layer's features, or that output unchanged."""
+    from fusion_spec import ops
+    from transformers.models.granite4_vision.modeling_granite4_vision import Granite4VisionTextModel
+    config = tf.Granite4VisionConfig(text_config=dict(hidden_size=8, intermediate_size=8, num_hidden_layers=3,
+                                                      num_attention_heads=2, num_key_value_heads=1, vocab_size=32,
+                                                      embedding_multiplier=2.0)).text_config
+    model = _random(Granite4VisionTextModel(config))
+    embeds = RNG.standard_normal((2, 6, 8))
+    mask = np.zeros((2, 6), bool)
+    mask[0, 1:3], mask[1, 4] = True, True
+    features = {0: RNG.standard_normal((3, 8)), 2: RNG.standard_normal((3, 8))}
+    inputs, outputs = [], []
+    hooks = [layer.register_forward_pre_hook(lambda m, args, kwargs: inputs.append(args[0].numpy().copy()),
+                                             with_kwargs=True) for layer in model.layers]
+    hooks += [layer.register_forward_hook(lambda m, args, out: outputs.append(out.numpy().copy()))
+              for layer in model.layers]
+    with torch.no_grad():
+        model(inputs_embeds=torch.from_numpy(embeds), vision_mask=torch.from_numpy(mask)[..., None],
+              deepstack_features={k: torch.from_numpy(v) for k, v in features.items()})
+    for hook in hooks:
+        hook.remove()
+    previous = [embeds * config.embedding_multiplier] + outputs[:-1]
+    for layer, (given, before) in enumerate(zip(inputs, previous)):
+        want = before if layer not in features else ops.deepstack_inject(before, features[layer],
+                                                                          visual_pos_masks=mask)
+        np.testing.assert_allclose(given, want, rtol=1e-13, atol=1e-13)

@@ -225,6 +225,8 @@ def _zoo(name: str):
             "ChameleonForConditionalGeneration": vq._chameleon_model,
             "Emu3Model": vq._emu3_model,
             "Emu3ForConditionalGeneration": lambda: transformers.Emu3ForConditionalGeneration(vq._emu3_model().config),
+            "Apertus1p5Model": vq._apertus_model,
+            "Apertus1p5ForConditionalGeneration": lambda: vq._apertus_model(conditional=True),
         }
         return builders[name]()
     return build
@@ -238,7 +240,8 @@ TARGETS |= {name: (_zoo(name), whole) for name, whole in [
     ("Kosmos2ImageToTextProjection", False), ("Kosmos2_5ImageToTextProjection", False), ("AriaProjector", False),
     ("Granite4VisionWindowQFormerDownsampler", False), ("Ovis2Model", True), ("Ovis2ForConditionalGeneration", True),
     ("Ovis2_5MultiModalProjector", False), ("ChameleonModel", True), ("ChameleonForConditionalGeneration", True),
-    ("Emu3Model", True), ("Emu3ForConditionalGeneration", True)]}
+    ("Emu3Model", True), ("Emu3ForConditionalGeneration", True), ("Apertus1p5Model", True),
+    ("Apertus1p5ForConditionalGeneration", True)]}
 
 
 def test_every_registered_target_is_covered_here():

@@ -90,23 +90,30 @@ def test_chameleon_and_emu3_models_image_tokens():
     assert interop.check(model, codes[0]).max_abs == 0
 
 
-@pytest.mark.slow
-def test_apertus_image_tokens():
-    """Apertus 1.5's get_image_tokens: each image's codes at its own size, row-major, + image_token_offset."""
+def _apertus_model(conditional=False):
     from transformers.models.apertus1p5 import configuration_apertus1p5 as C, modeling_apertus1p5 as M
     config = C.Apertus1p5Config(
         vision_config=dict(codebook_size=16, embed_dim=4, latent_channels=4, base_channels=32, channel_multiplier=[1, 1],
                            num_res_blocks=1, attn_resolutions=[], resolution=16),
         text_config=dict(vocab_size=4200, hidden_size=8, intermediate_size=8, num_hidden_layers=1, num_attention_heads=2,
                          num_key_value_heads=1), image_token_offset=40, audio_token_offset=56, image_token_id=3)
-    model = M.Apertus1p5Model(config).eval()
-    spec = VQTokenVocab.apertus(image_offset=40, codebook_size=16)
+    return (M.Apertus1p5ForConditionalGeneration if conditional else M.Apertus1p5Model)(config).eval()
+
+
+@pytest.mark.slow
+def test_apertus_image_tokens():
+    """Apertus 1.5's get_image_tokens: each image's codes at its own size, row-major, + image_token_offset
+    (codes from its own tokenizer); the converter's run (the quantizer's output replaced) agrees too."""
+    model = _apertus_model()
+    spec = interop.from_module(model)[0]
+    assert spec == VQTokenVocab.apertus(image_offset=40, codebook_size=16)
     pixels, sizes = torch.randn(2, 3, 16, 16), torch.tensor([[16, 16], [8, 16]])
     with torch.no_grad():
         want = model.get_image_tokens(pixels, sizes)
         for i, (h, w) in enumerate(sizes.tolist()):
             codes = model.vision_tokenizer.encode(pixels[i:i + 1, :, :h, :w]).image_tokens[0].numpy()
             np.testing.assert_array_equal(spec.image_tokens(codes).reshape(-1), want[i].numpy())
+    assert interop.check(model, np.random.default_rng(0).integers(0, 16, (3, 5))).max_abs == 0
 
 
 def test_sequences_round_trip():
