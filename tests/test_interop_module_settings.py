@@ -252,7 +252,13 @@ def outcome(module: Any, spec: Any, base: np.ndarray, args: tuple, kwargs: dict)
     return "WRONG", diff
 
 
-@pytest.mark.parametrize("target", sorted(TARGETS))
+#: Whole models with many config values to try (more than 20 s each on the development machine): the full tier.
+SLOW_TARGETS = {"InstructBlipForConditionalGeneration", "InstructBlipVideoForConditionalGeneration",
+                "InstructBlipQFormerModel", "Apertus1p5Model", "Apertus1p5ForConditionalGeneration"}
+
+
+@pytest.mark.parametrize("target", [pytest.param(t, marks=pytest.mark.slow) if t in SLOW_TARGETS else t
+                                    for t in sorted(TARGETS)])
 def test_conversion_follows_every_numeric_setting_of_the_instance(target, reliability_counts):
     build, _ = TARGETS[target]
     torch.manual_seed(0)
