@@ -71,6 +71,7 @@ class Mutant:
 P, A, XA, RS, QF = ("fusion_spec/ops/primitives.py", "fusion_spec/ops/attention.py",
                     "fusion_spec/ops/cross_attention.py", "fusion_spec/ops/resampler.py", "fusion_spec/ops/qformer.py")
 CN, CS = "fusion_spec/ops/connectors.py", "fusion_spec/specs/connectors.py"
+CV, QP = "fusion_spec/ops/conv_abstractor.py", "fusion_spec/ops/query_pooler.py"
 M = Mutant
 MUTANTS: list[Mutant] = [
     # --- primitives
@@ -160,13 +161,13 @@ MUTANTS: list[Mutant] = [
       "kv_in = xp.concat([c, c[:, :0]], axis=1)", "keys/values from the context only, latents left out"),
     # --- Q-Former
     M("q_former.pre_for_post_norm", "q_former", QF,
-      'f = gelu(lin(h, p + ".intermediate_query.dense", w.shape[0]))\n'
-      '        h = norm(lin(f, p + ".output_query.dense", hdim) + h, p + ".output_query.LayerNorm")',
-      'f = gelu(lin(norm(h, p + ".output_query.LayerNorm"), p + ".intermediate_query.dense", w.shape[0]))\n'
-      '        h = lin(f, p + ".output_query.dense", hdim) + h', "FFN pre-norm instead of BERT's post-norm"),
+      'f = gelu(lin(h, p + f".intermediate{kind}.dense", w.shape[0]))\n'
+      '        return norm(lin(f, p + f".output{kind}.dense", hdim) + h, p + f".output{kind}.LayerNorm")',
+      'f = gelu(lin(norm(h, p + f".output{kind}.LayerNorm"), p + f".intermediate{kind}.dense", w.shape[0]))\n'
+      '        return lin(f, p + f".output{kind}.dense", hdim) + h', "FFN pre-norm instead of BERT's post-norm"),
     M("q_former.cross_frequency_shift", "q_former", QF,
-      "if i % cross_attention_frequency == 0:\n            h = block(",
-      "if (i + 1) % cross_attention_frequency == 0:\n            h = block(",
+      "if i % cross_attention_frequency == 0:\n            hq = block(",
+      "if (i + 1) % cross_attention_frequency == 0:\n            hq = block(",
       "cross-attention in layers 1, 3, ... instead of 0, 2, ..."),
     # --- late and early fusion
     M("clip_logits.scale_not_exponentiated", "late_early", "fusion_spec/ops/late.py", "scale = math.exp(logit_scale)",
@@ -228,6 +229,65 @@ MUTANTS: list[Mutant] = [
     M("image_mask.prefix_window_cuts_block", "image_mask", "fusion_spec/ops/image_mask.py",
       "allowed = (causal & window)[None, ...] | block", "allowed = (causal[None, ...] | block) & window[None, ...]",
       "PaliGemma 2 prefix block cut by the sliding window (Gemma 3's rule)"),
+    # --- the rest of the zoo (issue 26): convolutional abstractors
+    M("conv2d.kernel_transposed", "conv_abstractor", CV,
+      "for di in range(kh) for dj in range(kw)]", "for dj in range(kw) for di in range(kh)]",
+      "convolution as a matmul with the kernel flattened (c, dj, di): each 3x3 kernel transposed"),
+    M("conv2d.padding_one_side", "conv_abstractor", CV, "x = xp.concat([cols, x, cols], axis=2)",
+      "x = xp.concat([x, cols, cols], axis=2)", "both padding columns on the right: the grid shifted left"),
+    M("conv_abstractor.act_after_last_conv", "conv_abstractor", CV,
+      "if act is not None and n < len(convs) - 1:", "if act is not None:",
+      "HunYuan: the activation after the 1x1 conv too, not only between the convolutions"),
+    M("conv_abstractor.newline_first", "conv_abstractor", CV,
+      "xp.concat([x, xp.broadcast_to(column, (b, h, 1, d))], axis=2)",
+      "xp.concat([xp.broadcast_to(column, (b, h, 1, d)), x], axis=2)",
+      "image_newline at the start of each row instead of the end"),
+    M("conv_abstractor.begin_end_swapped", "conv_abstractor", "fusion_spec/specs/conv_abstractor.py",
+      'begin=n.get("begin"), end=n.get("end")', 'begin=n.get("end"), end=n.get("begin")',
+      "HunYuan: image_end before the image and image_begin after it"),
+    M("conv_abstractor.map_transposed", "conv_abstractor", "fusion_spec/specs/conv_abstractor.py",
+      "x = xp.permute_dims(x, (0, 2, 3, 1))", "x = xp.permute_dims(x, (0, 3, 2, 1))",
+      "GOT-OCR2: the [B, C, H, W] map read as [B, C, W, H] (tokens listed column-major)"),
+    # --- conditioned and windowed Q-Formers, query poolers
+    M("instruct_q_former.instruction_mask_ignored", "query_pooler", QF,
+      'h = block(h, h, p + ".attention", self_mask)', 'h = block(h, h, p + ".attention", None)',
+      "InstructBLIP: padded instruction tokens attended to (qformer_attention_mask dropped)"),
+    M("instruct_q_former.text_with_query_ffn", "query_pooler", QF, 'feed_forward(ht, p, "")',
+      'feed_forward(ht, p, "_query")', "InstructBLIP: the instruction tokens through the queries' feed-forward"),
+    M("instruct_q_former.positions_from_1", "query_pooler", QF, "positions[:t, :][None, ...]",
+      "positions[1:t + 1, :][None, ...]", "instruction position ids start at 1"),
+    M("latent_query.keys_without_latents", "query_pooler", QP, "kv = xp.concat([h, lat], axis=1)", "kv = h",
+      "Kosmos-2: keys and values from the features only, the latents left out"),
+    M("aria.kv_norm_skipped", "query_pooler", QP, 'kv = norm(x, "cross_attn.layer_norm_kv")', "kv = x",
+      "Aria: the patches not normalised (layer_norm_kv) before k_proj / v_proj"),
+    M("aria.in_proj_chunks_swapped", "query_pooler", QP, "for i, t in enumerate((q, k, v)))",
+      "for i, t in enumerate((k, q, v)))", "Aria: nn.MultiheadAttention's in_proj split as [k, q, v]"),
+    M("aria.erf_gelu", "query_pooler", QP, "from .primitives import gelu_tanh, layer_norm, linear",
+      "from .primitives import gelu as gelu_tanh, layer_norm, linear", "Aria: gelu_new read as the erf GELU"),
+    M("window_qformer.windows_not_put_back", "query_pooler", QP, "(b, n, n, q, q, c)), (0, 1, 3, 2, 4, 5))",
+      "(b, n, n, q, q, c)), (0, 1, 2, 3, 4, 5))", "Granite: each window's queries listed as rows of the grid"),
+    M("window_qformer.corners_transposed", "query_pooler", QP, "((0, 0), (0, 1), (1, 0), (1, 1))",
+      "((0, 0), (1, 0), (0, 1), (1, 1))", "Granite: spatial offsets 1 and 2 swapped (row and column confused)"),
+    M("area_resize.floor_end", "query_pooler", QP, "-((-(i + 1) * s) // side)", "((i + 1) * s) // side",
+      "area interpolation windows end at floor((i+1)S/s): no overlap for a rate like 3/4"),
+    # --- visual embedding tables (Ovis)
+    M("visual_table.indicator_slots_first", "visual_table", "fusion_spec/ops/visual_table.py",
+      "p = xp.concat([p, full_like_device(xp, (*p.shape[:-1], indicators), 0, p.dtype, p)], axis=-1)",
+      "p = xp.concat([full_like_device(xp, (*p.shape[:-1], indicators), 0, p.dtype, p), p], axis=-1)",
+      "Ovis: the indicator tokens' zero probabilities put before the visual words"),
+    M("visual_table.softmax_over_tokens", "visual_table", "fusion_spec/ops/visual_table.py",
+      "p = softmax(logits, axis=-1)", "p = softmax(logits, axis=-2)", "Ovis: softmax over the tokens, not the words"),
+    M("visual_table.norm_without_bias", "visual_table", "fusion_spec/ops/visual_table.py",
+      'check.param(OP, params, norm + ".bias", (words,), like=x), eps=eps, op=OP)', "None, eps=eps, op=OP)",
+      "Ovis: head_norm's bias dropped"),
+    # --- VQ code-to-token tables
+    M("vq_tokens.eol_before_row", "vq_tokens", "fusion_spec/ops/early.py", "xp.concat([ids, column], axis=1)",
+      "xp.concat([column, ids], axis=1)", "Emu3: the end-of-row token before each row instead of after"),
+    M("vq_tokens.eol_after_last_row", "vq_tokens", "fusion_spec/ops/early.py",
+      'return rows if eol == "after_each_row" else rows[:h * (w + 1) - 1]', "return rows",
+      "Apertus: an end-of-row token after the last row too"),
+    M("vq_tokens.table_ignored", "vq_tokens", "fusion_spec/ops/early.py", "    if code_ids is None:\n        ids = codes +",
+      "    if True:\n        ids = codes +", "Chameleon / Emu3: code c written as offset + c, the table ignored"),
     # --- not operators: token math, cost model, interop, the verifier (judged by tests only)
     M("tokens.llava_next_newline_per_column", "", "fusion_spec/tokens/anyres.py", "return rows * cols + rows + base",
       "return rows * cols + cols + base", "one newline per column instead of per row", "tokens"),
@@ -301,6 +361,10 @@ TESTS = {
     "aligners": "tests/test_interop_aligners.py tests/test_cases_real_modules.py",
     "mrope": "tests/test_mrope.py",
     "image_mask": "tests/test_image_mask.py",
+    "conv_abstractor": "tests/test_conv_abstractor.py tests/test_interop_conv_abstractor.py",
+    "query_pooler": "tests/test_query_pooler.py tests/test_interop_query_pooler.py",
+    "visual_table": "tests/test_interop_visual_table.py",
+    "vq_tokens": "tests/test_vq_tokens.py",
     "tokens": "tests/test_tokens.py tests/test_tokens_vs_hf.py",
     "cost": "tests/test_mutation_survivors.py tests/test_cost.py",
     "interop": "tests/test_mutation_survivors.py tests/test_interop_projectors.py",

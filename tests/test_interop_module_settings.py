@@ -129,6 +129,52 @@ EXAMPLES: dict[str, Example] = {
 EXAMPLES |= copies.examples()  # the generated copies and the converters added for them
 
 
+# --- the rest of the zoo (issue 26) ---
+def _instruct(video: bool) -> Example:
+    def example(m, spec, rng):
+        ids = rng.integers(0, spec.vocab_size, (2, 4))
+        mask = np.array([[True] * 4, [True, True, False, False]])
+        image = rng.standard_normal((2, 2, 7, spec.vision_dim) if video else (2, 7, spec.vision_dim))
+        if spec.learned_queries:
+            return (image,), {"instruction_ids": ids, "instruction_mask": mask}
+        return (image[:, 0] if video else image, rng.standard_normal((2, 3, spec.hidden_size))), {
+            "instruction_ids": ids, "instruction_mask": mask}
+    return example
+
+
+def _patch_grid(m, spec, rng):
+    """``x [2, 16, C]`` on a 4x4 grid (Step3, HunYuan-VL, HY-V4-VL)."""
+    return (rng.standard_normal((2, 16, spec.in_channels)), (4, 4)), {}
+
+
+def _ovis2(m, spec, rng):
+    side = spec.merge * 4  # the tiny models of tests/test_interop_visual_table.py
+    return (rng.standard_normal((2, side * side, spec.vision_dim)),), {}
+
+
+EXAMPLES |= {
+    **{name: lambda m, spec, rng: ((rng.standard_normal((2, spec.in_channels, 8, 7)),), {})
+       for name in ("GotOcr2MultiModalProjector", "PPFormulaNetMultiModalProjector")},
+    **{name: _patch_grid for name in ("Step3p7Model", "Step3p7ForConditionalGeneration", "HunYuanVLVisionPatchMerger",
+                                      "HYV4VLVisionPatchMerger")},
+    "InstructBlipForConditionalGeneration": _instruct(False), "InstructBlipQFormerModel": _instruct(False),
+    "InstructBlipVideoForConditionalGeneration": _instruct(True), "InstructBlipVideoQFormerModel": _instruct(True),
+    **{name: lambda m, spec, rng: ((rng.standard_normal((2, 5, spec.vision_dim)),), {})
+       for name in ("Kosmos2ImageToTextProjection", "Kosmos2_5ImageToTextProjection")},
+    "AriaProjector": lambda m, spec, rng: ((rng.standard_normal((2, 9, spec.vision_dim)),),
+                                           {"patch_mask": np.array([[True] * 9, [True] * 5 + [False] * 4])}),
+    "Granite4VisionWindowQFormerDownsampler": lambda m, spec, rng: (
+        (rng.standard_normal((2, spec.image_side ** 2, spec.vision_dim)),), {}),
+    **{name: _ovis2 for name in ("Ovis2Model", "Ovis2ForConditionalGeneration")},
+    "Ovis2_5MultiModalProjector": lambda m, spec, rng: ((rng.standard_normal((16, spec.vision_dim)),), {}),
+    **{name: lambda m, spec, rng: ((rng.integers(0, spec.image_vocab_size, (2, 6)),), {})
+       for name in ("ChameleonModel", "ChameleonForConditionalGeneration")},
+    **{name: lambda m, spec, rng: ((rng.integers(0, spec.image_vocab_size, (3, 4)),), {})
+       for name in ("Emu3Model", "Emu3ForConditionalGeneration", "Apertus1p5Model",
+                    "Apertus1p5ForConditionalGeneration")},
+}
+
+
 def test_every_registered_target_has_an_example():
     assert sorted(EXAMPLES) == registry.supported() == sorted(TARGETS)
 
@@ -208,7 +254,13 @@ def outcome(module: Any, spec: Any, base: np.ndarray, args: tuple, kwargs: dict)
     return "WRONG", diff
 
 
-@pytest.mark.parametrize("target", sorted(TARGETS))
+#: Whole models with many config values to try (more than 20 s each on the development machine): the full tier.
+SLOW_TARGETS = {"InstructBlipForConditionalGeneration", "InstructBlipVideoForConditionalGeneration",
+                "InstructBlipQFormerModel", "Apertus1p5Model", "Apertus1p5ForConditionalGeneration"}
+
+
+@pytest.mark.parametrize("target", [pytest.param(t, marks=pytest.mark.slow) if t in SLOW_TARGETS else t
+                                    for t in sorted(TARGETS)])
 def test_conversion_follows_every_numeric_setting_of_the_instance(target, reliability_counts):
     build, _ = TARGETS[target]
     torch.manual_seed(0)

@@ -84,6 +84,31 @@ FLAGS |= {
     "janus": "Janus's aligner MLPs (fc1, then act and hidden_layers)",
 }
 
+# the rest of the zoo (issue 26): convolutional abstractors, conditioned Q-Formers, query poolers, visual tables
+FLAGS |= {
+    "conv-abstractor": "strided convolutions over the patch grid, then tokens (GOT-OCR2, PP-FormulaNet, Step3, "
+                       "HunYuan-VL, HY-V4-VL)",
+    "got-ocr2": "GOT-OCR2's / PP-Chart2Table's projector", "pp-formulanet": "PP-FormulaNet's projector",
+    "step3": "Step3's tower downsamplers and projector", "hunyuan-vl": "HunYuan-VL's patch merger",
+    "hy-v4-vl": "HY-V4-VL's patch merger",
+    "newline-column": "a learned newline vector appended after each row of the merged grid",
+    "instructblip": "InstructBLIP's Q-Former (queries and instruction tokens share the self-attention)",
+    "instruction-tokens": "integer instruction token ids embedded inside the fusion module",
+    "video-frames": "a video: every frame through the module, the frames' tokens concatenated",
+    "query-pooler": "learned queries attend once to the image (no Q-Former stack)",
+    "kosmos-2": "Kosmos-2's / Kosmos-2.5's image-to-text projection (latent queries are keys too)",
+    "aria": "Aria's projector (query count from the patch count, double projection, tanh-GELU MLP)",
+    "granite4-vision": "Granite 4 Vision's windowed Q-Former downsampler",
+    "window-q-former": "a Q-Former run on each window of the patch grid, queries from the downsampled window",
+    "area-downsample": "PyTorch's area interpolation (adaptive average pooling, overlapping windows)",
+    "visual-table": "probabilistic visual tokens: softmax over a visual vocabulary, then the table's expectation",
+    "indicator-tokens": "the visual vocabulary's last words are indicator tokens, with probability 0",
+    "ovis2": "Ovis2's visual tokenizer head and embedding table", "ovis2.5": "Ovis2.5's projector",
+    "vq-table": "VQ codebook indices as token ids through a code-to-token table",
+    "chameleon": "Chameleon's image vocabulary mapping", "emu3": "Emu3's image vocabulary mapping (row ends)",
+    "apertus": "Apertus 1.5's image token offset and row separators",
+}
+
 
 def _entry(family: str, case: Case, measurements: dict[str, Any] | None = None) -> tuple[dict[str, Any], bytes]:
     """One case's manifest entry and file. Its float16 and bfloat16 tolerances come from

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import FusionSpecError
-from ..specs.qformer import QFormer
+from ..specs.qformer import InstructQFormer, QFormer
 from .common import (activation_name, cast_like, checked_state_dict, plain_attention, norm_eps, one_value, run_torch,
                      to_numpy)
 from .registry import Converter, register
@@ -41,9 +41,11 @@ FULL_CLASSES = ("Blip2Model", "Blip2ForConditionalGeneration")
 
 
 def _qformer_spec(qformer: Any, **kw: Any) -> QFormer:
-    """The ``QFormer`` that ``qformer`` (a ``Blip2QFormerModel``) computes, read from its modules."""
+    """The ``QFormer`` that ``qformer`` (a ``Blip2QFormerModel``) computes, read from its modules; the
+    ``InstructQFormer`` of an ``InstructBlipQFormerModel`` (it has ``embeddings``: the instruction's tables)."""
     c = qformer.config
-    if c.use_qformer_text_input:
+    instruct = hasattr(qformer, "embeddings")
+    if not instruct and c.use_qformer_text_input:
         raise FusionSpecError(_OP, "qformer.config.use_qformer_text_input", "False (the text branch is not part of "
                               "the image fusion)", True)
     layers = list(qformer.encoder.layer)
@@ -61,26 +63,33 @@ def _qformer_spec(qformer: Any, **kw: Any) -> QFormer:
     attentions = {f"qformer.encoder.layer.{i}.{kind}": getattr(layer, kind).attention for i, layer in enumerate(layers)
                   for kind in ("attention", "crossattention") if hasattr(layer, kind)}
     head_size = one_value(_OP, "attention_head_size", {k: a.attention_head_size for k, a in attentions.items()})
-    hidden = qformer.layernorm.normalized_shape[0]
+    first = qformer.embeddings.layernorm if instruct else qformer.layernorm
+    hidden = first.normalized_shape[0]
     for label, a in attentions.items():
         plain_attention(_OP, f"{label}.attention", a, head_size)
         if a.query.out_features != hidden or hidden % head_size:
             raise FusionSpecError(_OP, f"{label}.attention", f"heads of {head_size} spanning the width {hidden}",
                                   f"query width {a.query.out_features}")
-    norms = {"qformer.layernorm": qformer.layernorm}
+    norms = {"qformer.embeddings.layernorm" if instruct else "qformer.layernorm": first}
+    feed_forwards = ("_query", "") if instruct else ("_query",)
     for i, layer in enumerate(layers):
         for kind in ("attention", "crossattention"):
             if hasattr(layer, kind):
                 norms[f"qformer.encoder.layer.{i}.{kind}.output.LayerNorm"] = getattr(layer, kind).output.LayerNorm
-        norms[f"qformer.encoder.layer.{i}.output_query.LayerNorm"] = layer.output_query.LayerNorm
-        if activation_name(layer.intermediate_query.intermediate_act_fn, "act") != "gelu":
-            raise FusionSpecError(_OP, f"qformer.encoder.layer.{i}.intermediate_query.intermediate_act_fn",
-                                  "GELU (erf form)", type(layer.intermediate_query.intermediate_act_fn).__name__)
-    return QFormer(vision_dim=layers[0].crossattention.attention.key.in_features, hidden_size=hidden,
-                   num_layers=len(layers), num_heads=hidden // head_size,
-                   intermediate_size=layers[0].intermediate_query.dense.out_features,
-                   cross_attention_frequency=frequency, num_visual_tokens=None,
-                   layer_norm_eps=norm_eps(_OP, "LayerNorm eps", norms), **kw)
+        for kind in feed_forwards:
+            norms[f"qformer.encoder.layer.{i}.output{kind}.LayerNorm"] = getattr(layer, f"output{kind}").LayerNorm
+            act = getattr(layer, f"intermediate{kind}").intermediate_act_fn
+            if activation_name(act, "act") != "gelu":
+                raise FusionSpecError(_OP, f"qformer.encoder.layer.{i}.intermediate{kind}.intermediate_act_fn",
+                                      "GELU (erf form)", type(act).__name__)
+    if instruct:
+        kw |= {"vocab_size": qformer.embeddings.word_embeddings.num_embeddings,
+               "max_position_embeddings": qformer.embeddings.position_embeddings.num_embeddings}
+    return (InstructQFormer if instruct else QFormer)(
+        vision_dim=layers[0].crossattention.attention.key.in_features, hidden_size=hidden, num_layers=len(layers),
+        num_heads=hidden // head_size, intermediate_size=layers[0].intermediate_query.dense.out_features,
+        cross_attention_frequency=frequency, num_visual_tokens=None,
+        layer_norm_eps=norm_eps(_OP, "LayerNorm eps", norms), **kw)
 
 
 def _pick(state: Mapping[str, Any], shapes: Mapping[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
@@ -112,16 +121,25 @@ def bare_from_module(module: Any) -> tuple[QFormer, dict[str, np.ndarray]]:
     return spec, _pick(state, shapes)
 
 
-def full_state_dict(spec: QFormer, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
+def _same_kind(spec: QFormer, kind: type) -> None:
+    """BLIP-2's targets take a ``QFormer``, InstructBLIP's an ``InstructQFormer`` (their keys differ)."""
+    if type(spec) is not kind:
+        raise FusionSpecError("interop.to_state_dict", "spec", f"a {kind.__name__} (the target's keys)",
+                              type(spec).__name__)
+
+
+def full_state_dict(spec: QFormer, params: Mapping[str, Any], kind: type = QFormer) -> dict[str, np.ndarray]:
+    _same_kind(spec, kind)
     if not (spec.learned_queries and spec.language_projection):
         raise FusionSpecError("interop.to_state_dict", "spec", "a QFormer with learned_queries and "
                               "language_projection (the full BLIP-2 fusion)", repr(spec))
     return checked_state_dict("interop.to_state_dict", spec, params)
 
 
-def bare_state_dict(spec: QFormer, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
+def bare_state_dict(spec: QFormer, params: Mapping[str, Any], kind: type = QFormer) -> dict[str, np.ndarray]:
+    _same_kind(spec, kind)
     kept = {k: v for k, v in params.items() if k.startswith("qformer.")}
-    bare = QFormer(**{**spec.config(), "learned_queries": False, "language_projection": False})
+    bare = kind(**{**spec.config(), "learned_queries": False, "language_projection": False})
     return checked_state_dict("interop.to_state_dict", bare, kept, lambda k: k[len("qformer."):])
 
 

@@ -123,6 +123,17 @@ def checked_state_dict(op: str, spec: Spec, params: Mapping[str, Any],
     return out
 
 
+def variant_state_dict(variant: str, prefix: str = "") -> Callable[[Spec, Mapping[str, Any]], dict[str, np.ndarray]]:
+    """A converter's ``to_state_dict`` for one ``variant`` of a spec with variants: the params under the
+    module's keys (``prefix`` before each), refusing a spec of another variant (its keys would not load)."""
+    def to_state_dict(spec: Spec, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        if getattr(spec, "variant", None) != variant:
+            raise FusionSpecError("interop.to_state_dict", "spec", f"a {type(spec).__name__} of variant {variant!r}",
+                                  repr(getattr(spec, "variant", None)))
+        return checked_state_dict("interop.to_state_dict", spec, params, lambda k: prefix + k)
+    return to_state_dict
+
+
 def module_dtype(module: Any) -> np.dtype:
     """The NumPy dtype matching the module's first floating parameter with values (bfloat16 -> float32)."""
     for p in module.parameters():

@@ -18,3 +18,9 @@ from . import aligners  # noqa: F401
 # registered by structure: bare nn.Linear projectors; merge-then-project connectors (Kimi-K2.5, LFM2/3-VL, PaddleOCR-VL)
 from . import linear  # noqa: F401
 from . import token_merge  # noqa: F401
+# the rest of the zoo (issue 26): convolutional abstractors, conditioned Q-Formers, query poolers, visual tables
+from . import conv_abstractor  # noqa: F401
+from . import instructblip  # noqa: F401
+from . import query_pooler  # noqa: F401
+from . import visual_table  # noqa: F401
+from . import vq_tokens  # noqa: F401

@@ -8,7 +8,7 @@ from .attention import attention
 from .cross_attention import (cross_attention, cross_attention_layers, gated_cross_attention_block,
                               gated_cross_attention_stack, masked_cross_attention, media_attention_mask,
                               mllama_cross_attention_mask)
-from .early import interleave_tokens, split_tokens
+from .early import image_token_ids, interleave_tokens, split_tokens
 from .image_mask import image_attention_mask
 from .late import clip_logits, contrastive_loss
 from .merge import merge_tokens, window_order
@@ -46,3 +46,10 @@ __all__ = [
 __all__ += ["chunk_swiglu", "gemma_rms_norm"]
 # Mistral 3, Qwen3-VL DeepStack, LLaVA-OneVision, GLM-4V, DeepSeek-VL, Janus
 __all__ += ["unfold_merge", "deepstack_inject", "resize_bilinear"]
+# the rest of the zoo (issue 26): convolutional abstractors, conditioned Q-Formers, query poolers, visual tables
+from .conv_abstractor import conv2d, conv_abstractor  # noqa: E402
+from .query_pooler import area_resize, aria_pool, latent_query_pool, window_q_former  # noqa: E402
+from .visual_table import indicator_embeddings, visual_embedding_table  # noqa: E402
+
+__all__ += ["conv2d", "conv_abstractor", "area_resize", "aria_pool", "latent_query_pool", "window_q_former",
+            "indicator_embeddings", "visual_embedding_table", "image_token_ids"]

@@ -1,8 +1,10 @@
-"""BLIP-2's Q-Former: learned queries run through a BERT-style post-LN encoder that cross-attends to the image.
+"""BLIP-2's Q-Former: learned queries run through a BERT-style post-LN encoder that cross-attends to the image;
+InstructBLIP's adds the instruction's tokens to the queries' self-attention.
 
 Parameter names are the BLIP-2 checkpoint's own (``Blip2ForConditionalGeneration`` / ``Blip2Model``
 state_dict keys): ``query_tokens``, ``qformer.*`` (``Blip2QFormerModel``'s keys under ``qformer.``) and
-``language_projection.*``.
+``language_projection.*``; InstructBLIP's (``instruction=True``) are ``InstructBlipModel``'s, whose
+``qformer.embeddings.*`` hold the word and position tables and the first LayerNorm.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from collections.abc import Mapping
 
 from .. import validate as check
 from ..errors import FusionSpecError
-from ..xp import Array, namespace
+from ..xp import Array, full_like_device, index_dtype, known, namespace
 from .attention import attention, merge_heads, split_heads
 from .primitives import gelu, layer_norm, linear
 
@@ -20,8 +22,9 @@ _LN = ("dense", "LayerNorm")
 
 
 def layer_shapes(i: int, *, hidden_size: int, intermediate_size: int, encoder_hidden_size: int,
-                 cross: bool) -> dict[str, tuple[int, ...]]:
-    """Names (relative to ``Blip2QFormerModel``) and shapes of encoder layer ``i``, in state_dict order."""
+                 cross: bool, text: bool = False) -> dict[str, tuple[int, ...]]:
+    """Names (relative to ``Blip2QFormerModel``) and shapes of encoder layer ``i``, in state_dict order;
+    ``text``: with the text tokens' feed-forward (``intermediate``, ``output``) of InstructBLIP's layers."""
     p, h = f"encoder.layer.{i}.", hidden_size
     shapes: dict[str, tuple[int, ...]] = {}
 
@@ -34,17 +37,21 @@ def layer_shapes(i: int, *, hidden_size: int, intermediate_size: int, encoder_hi
     attn(p + "attention", h)
     if cross:
         attn(p + "crossattention", encoder_hidden_size)
-    shapes |= {p + "intermediate_query.dense.weight": (intermediate_size, h),
-               p + "intermediate_query.dense.bias": (intermediate_size,),
-               p + "output_query.dense.weight": (h, intermediate_size), p + "output_query.dense.bias": (h,),
-               p + "output_query.LayerNorm.weight": (h,), p + "output_query.LayerNorm.bias": (h,)}
+    for kind in ("", "_query") if text else ("_query",):
+        shapes |= {p + f"intermediate{kind}.dense.weight": (intermediate_size, h),
+                   p + f"intermediate{kind}.dense.bias": (intermediate_size,),
+                   p + f"output{kind}.dense.weight": (h, intermediate_size), p + f"output{kind}.dense.bias": (h,),
+                   p + f"output{kind}.LayerNorm.weight": (h,), p + f"output{kind}.LayerNorm.bias": (h,)}
     return shapes
 
 
 def q_former(image_embeds: Array, params: Mapping[str, Array], *, num_layers: int, num_heads: int,
              cross_attention_frequency: int = 2, layer_norm_eps: float = 1e-12, language_projection: bool = True,
-             encoder_attention_mask: Array | None = None, query_embeds: Array | None = None) -> Array:
-    """BLIP-2's Q-Former (HF ``Blip2QFormerModel``) followed by its ``language_projection``.
+             encoder_attention_mask: Array | None = None, query_embeds: Array | None = None,
+             instruction: bool = False, instruction_ids: Array | None = None,
+             instruction_mask: Array | None = None) -> Array:
+    """BLIP-2's Q-Former (HF ``Blip2QFormerModel``) followed by its ``language_projection``; with
+    ``instruction``, InstructBLIP's (``InstructBlipQFormerModel``), which reads the instruction too.
 
     Shapes: image_embeds ``[B, N, E]`` (vision tokens incl. CLS, after the vision post-LN);
     ``params['query_tokens']`` ``[1, Q, H]`` broadcast over the batch, unless ``query_embeds [B, Q, H]``
@@ -63,6 +70,21 @@ def q_former(image_embeds: Array, params: Mapping[str, Array], *, num_layers: in
         out = h @ W.T + b                                             language_projection
 
     GELU is the erf form. Post-LN throughout; no final norm.
+
+    ``instruction=True`` (InstructBLIP; keys ``qformer.embeddings.*`` and a text feed-forward
+    ``.intermediate`` / ``.output`` in every layer): the instruction's token ids ``[B, T]`` (optional;
+    ``instruction_mask`` ``[B, T]`` bool, True = real token, default all True) join the queries in the
+    self-attention, and only in it:
+
+        t = word_embeddings[instruction_ids] + position_embeddings[0:T]
+        h = LN([queries; t])                                          qformer.embeddings.layernorm
+        for each layer:
+            h = LN(dense(MHA(h, h, keys masked by [1...1; instruction_mask])) + h)
+            hq, ht = h[:, :Q], h[:, Q:]
+            hq = cross-attention and query FFN of hq, as above
+            ht = LN(dense(gelu(dense(ht))) + ht)                      .intermediate / .output
+            h = [hq; ht]
+        out = language_projection(h[:, :Q])
     """
     check.floating(OP, "image_embeds", image_embeds, rank=3)
     check.positive_int(OP, "num_layers", num_layers, maximum=check.MAX_LAYERS)
@@ -104,17 +126,69 @@ def q_former(image_embeds: Array, params: Mapping[str, Array], *, num_layers: in
                         for t, role in ((h, "query"), (kv, "key"), (kv, "value"))), mask=m)
         return norm(lin(merge_heads(a), prefix + ".output.dense", hdim) + h, prefix + ".output.LayerNorm")
 
-    h = norm(xp.broadcast_to(tokens, (b, q, hdim)), "layernorm")
+    def feed_forward(h: Array, p: str, kind: str) -> Array:
+        w, _ = check.linear_params(OP, params, f"qformer.{p}.intermediate{kind}.dense.", hdim, like=x, bias=True)
+        f = gelu(lin(h, p + f".intermediate{kind}.dense", w.shape[0]))
+        return norm(lin(f, p + f".output{kind}.dense", hdim) + h, p + f".output{kind}.LayerNorm")
+
+    h = xp.broadcast_to(tokens, (b, q, hdim))
+    self_mask = None
+    if instruction:
+        text = _instruction_embeddings(params, instruction_ids, instruction_mask, b, hdim, x)
+        if text is not None:
+            h = xp.concat([h, text[0]], axis=1)
+            if text[1] is not None:
+                ones = full_like_device(xp, (b, q), True, xp.bool, x)
+                self_mask = xp.reshape(xp.concat([ones, text[1]], axis=1), (b, 1, 1, h.shape[1]))
+    elif instruction_ids is not None or instruction_mask is not None:
+        raise FusionSpecError(OP, "instruction_ids", "None (BLIP-2's Q-Former reads no text; instruction=True is "
+                              "InstructBLIP's)", "an array")
+    h = norm(h, "embeddings.layernorm" if instruction else "layernorm")
     for i in range(num_layers):
         p = f"encoder.layer.{i}"
-        h = block(h, h, p + ".attention", None)
+        h = block(h, h, p + ".attention", self_mask)
+        hq, ht = h[:, :q, :], h[:, q:, :]
         if i % cross_attention_frequency == 0:
-            h = block(h, x, p + ".crossattention", mask)
-        w, _ = check.linear_params(OP, params, f"qformer.{p}.intermediate_query.dense.", hdim, like=x, bias=True)
-        f = gelu(lin(h, p + ".intermediate_query.dense", w.shape[0]))
-        h = norm(lin(f, p + ".output_query.dense", hdim) + h, p + ".output_query.LayerNorm")
+            hq = block(hq, x, p + ".crossattention", mask)
+        hq = feed_forward(hq, p, "_query")
+        h = xp.concat([hq, feed_forward(ht, p, "")], axis=1) if ht.shape[1] else hq
+    h = h[:, :q, :]
     if not language_projection:
         return h
     w, bias = check.linear_params(OP, params, "language_projection.", hdim, like=x, bias=True)
     return linear(h, w, bias, op=OP)
 
+
+
+def _instruction_embeddings(params: Mapping[str, Array], ids: Array | None, mask: Array | None, b: int, hdim: int,
+                            like: Array) -> tuple[Array, Array | None] | None:
+    """``(word_embeddings[ids] + position_embeddings[:T], mask)`` of InstructBLIP's instruction, or None."""
+    if ids is None:
+        if mask is not None:
+            raise FusionSpecError(OP, "instruction_mask", "None without instruction_ids", "an array")
+        return None
+    check.integer(OP, "instruction_ids", ids, rank=2)
+    check.dim(OP, "instruction_ids", ids, 0, b, "the batch of image_embeds")
+    t = ids.shape[1]
+    words = check.param(OP, params, "qformer.embeddings.word_embeddings.weight",
+                        (_rows(params, "qformer.embeddings.word_embeddings.weight"), hdim), like=like)
+    positions = check.param(OP, params, "qformer.embeddings.position_embeddings.weight",
+                            (_rows(params, "qformer.embeddings.position_embeddings.weight"), hdim), like=like)
+    if t > positions.shape[0]:
+        raise FusionSpecError(OP, "instruction_ids", f"at most max_position_embeddings={positions.shape[0]} tokens",
+                              f"{t} tokens")
+    xp = namespace(like, ids)
+    if known(ids) and t and bool(xp.any((ids < 0) | (ids >= words.shape[0]))):
+        raise FusionSpecError(OP, "instruction_ids", f"ids in [0, {words.shape[0]}) (the word table)",
+                              "an id outside it")
+    flat = xp.take(words, xp.reshape(xp.astype(ids, index_dtype(xp, like)), (b * t,)), axis=0)
+    text = xp.reshape(flat, (b, t, hdim)) + positions[:t, :][None, ...]
+    if mask is not None:
+        check.mask(OP, "instruction_mask", mask, (b, t), "batch, instruction tokens")
+    return text, mask
+
+
+def _rows(params: Mapping[str, Array], key: str) -> int:
+    """The row count of a table (any; the columns and dtype are what ``check.param`` checks)."""
+    table = params.get(key) if isinstance(params, Mapping) else None
+    return table.shape[0] if hasattr(table, "shape") and len(table.shape) == 2 else 0

@@ -26,3 +26,12 @@ from .mistral3 import Mistral3Projector  # noqa: E402
 
 __all__ += ["Mistral3Projector", "Qwen3VLDeepStack", "Glm4vPatchMerger", "DeepseekVLAligner", "DeepseekVLHybridAligner",
             "JanusAligner"]
+# the rest of the zoo (issue 26): convolutional abstractors, conditioned Q-Formers, query poolers, visual tables
+from .conv_abstractor import ConvAbstractor  # noqa: E402
+from .qformer import InstructQFormer  # noqa: E402
+from .query_pooler import AriaProjector, LatentQueryPooler, WindowQFormer  # noqa: E402
+from .late_early import VQTokenVocab  # noqa: E402
+from .visual_table import VisualEmbeddingTable  # noqa: E402
+
+__all__ += ["ConvAbstractor", "InstructQFormer", "LatentQueryPooler", "AriaProjector", "WindowQFormer",
+            "VisualEmbeddingTable", "VQTokenVocab"]

@@ -93,7 +93,8 @@ class EarlyFusionVocab(Spec):
                 self._fail(name, "None or a token id >= 0", value)
         if self.tokens_per_image is not None:
             self._require_positive("tokens_per_image")
-        check_vocab("EarlyFusionVocab", self.text_vocab_size, self.image_vocab_size, self.offset, self.boi, self.eoi)
+        check_vocab(type(self).__name__, self.text_vocab_size, self.image_vocab_size, self.offset, self.boi, self.eoi,
+                    **{k: v for k, v in self._kw().items() if k in ("code_ids", "eol_id", "eol")})
 
     @property
     def offset(self) -> int:
@@ -132,3 +133,77 @@ class EarlyFusionVocab(Spec):
 
     def split(self, ids: Array) -> tuple[list[Array], list[Array]]:
         return ops.split_tokens(ids, **self._kw())
+
+
+@dataclasses.dataclass(frozen=True)
+class VQTokenVocab(EarlyFusionVocab):
+    """:class:`EarlyFusionVocab` with the VQ models' code-to-token tables (``ops.image_token_ids``):
+
+    - ``code_ids``: the token id of each codebook entry (``code_ids[c]``), where the tokenizer's vocabulary
+      places image tokens at arbitrary ids: Chameleon's and Emu3's ``ImageVocabularyMapping.img2bpe``.
+      None: ``image_offset + c`` (Apertus's ``image_token_offset``).
+    - ``eol_id`` and ``eol``: an end-of-row token ``"after_each_row"`` (Emu3's ``convert_img2bpe``: ``h``
+      rows of ``w`` codes then ``eol``) or ``"between_rows"`` (Apertus's processor joins the rows with its
+      ``eol_token``); images are then ``[h, w]`` grids.
+
+    ``boi_id`` / ``eoi_id`` delimit exactly the image's tokens: Chameleon ``<racm3:break>`` / ``<eoss>``;
+    Emu3 ``<|image token|>`` / ``<|extra_201|>`` (the ``<|image start|>h*w`` before and ``<|image end|>``
+    after are text); Apertus ``image_wrapper_token`` / ``eoi_token`` (its ``boi h*w`` header is text).
+    The image tokens are embedded by the language model's own embedding table (no fusion parameters);
+    the VQ tokenizers that produce the codes are not part of the spec.
+    """
+
+    code_ids: tuple[int, ...] | None = None
+    eol_id: int | None = None
+    eol: str = "none"
+
+    def __post_init__(self) -> None:
+        if self.code_ids is not None and not isinstance(self.code_ids, tuple):
+            self._fail("code_ids", "None or a tuple of token ids", type(self.code_ids).__name__)
+        super().__post_init__()
+
+    @classmethod
+    def chameleon(cls, code_ids: tuple[int, ...], boi_id: int, eoi_id: int, text_vocab_size: int = 65536,
+                  tokens_per_image: int | None = 1024) -> "VQTokenVocab":
+        """Chameleon: 1024 codes an image, each at its ``IMGIMG...Z`` token (``code_ids``), no row ends."""
+        return cls(text_vocab_size, len(code_ids), 0, boi_id, eoi_id, tokens_per_image, code_ids)
+
+    @classmethod
+    def emu3(cls, code_ids: tuple[int, ...], eol_id: int, boi_id: int, eoi_id: int,
+             text_vocab_size: int = 184622) -> "VQTokenVocab":
+        """Emu3: each code at its ``<|visual tokenNNNNNN|>`` token, ``<|extra_200|>`` closing every row."""
+        return cls(text_vocab_size, len(code_ids), 0, boi_id, eoi_id, None, code_ids, eol_id, "after_each_row")
+
+    @classmethod
+    def apertus(cls, image_offset: int = 131272, codebook_size: int = 65536, eol_id: int | None = None,
+                boi_id: int | None = None, eoi_id: int | None = None) -> "VQTokenVocab":
+        """Apertus 1.5: code ``c`` at ``image_token_offset + c``; with ``eol_id``, rows joined by it."""
+        return cls(image_offset, codebook_size, image_offset, boi_id, eoi_id, None, None, eol_id,
+                   "none" if eol_id is None else "between_rows")
+
+    def _kw(self) -> dict:
+        return super()._kw() | dict(code_ids=self.code_ids, eol_id=self.eol_id, eol=self.eol)
+
+    @property
+    def vocab_size(self) -> int:
+        if self.code_ids is None:
+            return max(super().vocab_size, (self.eol_id or 0) + 1)
+        return max(self.text_vocab_size, max(self.code_ids) + 1, self.boi + 1, self.eoi + 1, (self.eol_id or 0) + 1)
+
+    def image_tokens(self, codes: Array) -> Array:
+        """One image's (or, without ``eol``, a batch's) codes as token ids (``ops.image_token_ids``)."""
+        return ops.image_token_ids(codes, image_offset=self.offset, code_ids=self.code_ids, eol_id=self.eol_id,
+                                   eol=self.eol)
+
+    def output_shape(self, *segment_shapes: tuple[int, ...]) -> tuple[int, ...]:
+        """Given the text segments' shapes then the images' (``[h, w]`` each when ``eol`` is set): ``(L,)``."""
+        if self.eol == "none":
+            return super().output_shape(*segment_shapes)
+        k = len(segment_shapes) // 2
+        texts, images = segment_shapes[:k + 1], segment_shapes[k + 1:]
+        if len(segment_shapes) % 2 == 0 or any(len(tuple(s)) != 1 for s in texts) or any(
+                len(tuple(s)) != 2 for s in images):
+            raise FusionSpecError("VQTokenVocab", "segment_shapes", "k + 1 text 1-D shapes then k image [h, w] shapes",
+                                  [tuple(s) for s in segment_shapes])
+        extra = 0 if self.eol == "after_each_row" else -1
+        return (sum(s[0] for s in texts) + sum(h * (w + 1) + extra + 2 for h, w in images),)

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from . import (aligners, anyres, attention, connectors, cross_attention, gated_cross_attention, glm4v, gradients,
-               image_mask, late_early, llava_onevision, merge, mistral3, mrope, newer_presets, presets, primitives,
-               projection, qformer, qwen3_vl, resampler, sequence, token_merge)
+from . import (aligners, anyres, attention, connectors, conv_abstractor, cross_attention, gated_cross_attention, glm4v,
+               gradients, image_mask, late_early, llava_onevision, merge, mistral3, mrope, newer_presets, presets, primitives,
+               projection, qformer, query_pooler, qwen3_vl, resampler, sequence, token_merge, visual_table,
+               vq_tokens)
 from .base import Case, Generator, bernoulli, const, locations, normal
 
 __all__ = ["FAMILIES", "Case", "Generator", "all_cases", "bernoulli", "const", "locations", "normal"]
@@ -53,6 +54,11 @@ FAMILIES: dict[str, Callable[[], list[Case]]] = {
     "image_mask": image_mask.image_mask_cases,
     "newer_presets": newer_presets.newer_preset_cases,
     "gradients": gradients.gradient_cases,
+    # the rest of the zoo (issue 26): convolutional abstractors, conditioned Q-Formers, query poolers, visual tables
+    "conv_abstractor": conv_abstractor.conv_abstractor_cases,
+    "query_pooler": query_pooler.query_pooler_cases,
+    "visual_table": visual_table.visual_table_cases,
+    "vq_tokens": vq_tokens.vq_token_cases,
 }
 
 
