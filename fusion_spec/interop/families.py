@@ -15,3 +15,7 @@ from . import qwen3_vl  # noqa: F401
 from . import llava_onevision  # noqa: F401
 from . import glm4v  # noqa: F401
 from . import aligners  # noqa: F401
+# issue 26: deep fusion outside Flamingo/Mllama, small embedders, encoder-free patch embedders, mergers
+from . import deep_fusion  # noqa: F401
+from . import embedders  # noqa: F401
+from . import mergers  # noqa: F401

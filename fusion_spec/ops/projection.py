@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from .. import validate as check
-from ..xp import Array
+from ..xp import Array, namespace
 from .primitives import activation as activation_fn
 from .primitives import layer_norm, linear
 
@@ -53,17 +53,26 @@ def mlp_projection(x: Array, params: Mapping[str, Array], *, depth: int = 2, act
     return x
 
 
-def gated_mlp(x: Array, params: Mapping[str, Array], *, activation: str = "silu", op: str = "gated_mlp") -> Array:
-    """The Llama-family gated MLP (SwiGLU): ``down_proj(act(gate_proj(x)) * up_proj(x))``, no biases.
+def gated_mlp(x: Array, params: Mapping[str, Array], *, activation: str = "silu", limit: float | None = None,
+              op: str = "gated_mlp") -> Array:
+    """The Llama-family gated MLP (SwiGLU): ``down_proj(act(gate_proj(x)) * up_proj(x))``.
 
-    Mllama's decoder MLP, Idefics2's resampler FFN and its ``modality_projection`` connector.
+    Mllama's decoder MLP, Idefics2's resampler FFN and its ``modality_projection`` connector, GLM-4V's
+    merger, Molmo2's projector. Each projection takes its ``bias`` when the params hold one (most have
+    none). ``limit`` (GLM-5-Next's ``swiglu_limit``): the gate is clamped from above and the up
+    projection to ``[-limit, limit]`` before the product, ``act(min(g, limit)) * clip(u, -limit, limit)``.
     Shapes: x ``[..., in]`` -> ``[..., out]``. Params: ``gate_proj.weight [hidden, in]``,
-    ``up_proj.weight [hidden, in]``, ``down_proj.weight [out, hidden]``.
+    ``up_proj.weight [hidden, in]``, ``down_proj.weight [out, hidden]``, each with an optional bias.
     """
     check.floating(op, "x", x)
     act = activation_fn(activation, op)
     width = x.shape[-1]
-    w_gate, _ = check.linear_params(op, params, "gate_proj.", width, like=x, bias=False)
-    w_up, _ = check.linear_params(op, params, "up_proj.", width, like=x, out_features=w_gate.shape[0], bias=False)
-    w_down, _ = check.linear_params(op, params, "down_proj.", w_gate.shape[0], like=x, bias=False)
-    return linear(act(linear(x, w_gate, op=op)) * linear(x, w_up, op=op), w_down, op=op)
+    w_gate, b_gate = check.linear_params(op, params, "gate_proj.", width, like=x)
+    w_up, b_up = check.linear_params(op, params, "up_proj.", width, like=x, out_features=w_gate.shape[0])
+    w_down, b_down = check.linear_params(op, params, "down_proj.", w_gate.shape[0], like=x)
+    gate, up = linear(x, w_gate, b_gate, op=op), linear(x, w_up, b_up, op=op)
+    if limit is not None:
+        bound = check.positive_float(op, "limit", limit)
+        xp = namespace(x)
+        gate, up = xp.clip(gate, None, bound), xp.clip(up, -bound, bound)
+    return linear(act(gate) * up, w_down, b_down, op=op)

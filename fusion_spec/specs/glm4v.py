@@ -51,8 +51,51 @@ class Glm4vPatchMerger(Spec):
 
     def apply(self, params: Mapping[str, Array], x: Array) -> Array:
         self.output_shape(tuple(x.shape))
-        op = "Glm4vPatchMerger"
-        h = ops.linear(x, params["proj.weight"], op=op)
+        op = type(self).__name__
+        h = ops.linear(x, params["proj.weight"], params.get("proj.bias"), op=op)
         h = ops.gelu(ops.layer_norm(h, params["post_projection_norm.weight"], params["post_projection_norm.bias"],
                                     eps=self.norm_eps, op=op))
-        return ops.gated_mlp(h, params, activation=self.hidden_act, op=op)
+        return ops.gated_mlp(h, params, activation=self.hidden_act, limit=self.limit, op=op)
+
+    @property
+    def limit(self) -> float | None:
+        """The SwiGLU clamp (none: GLM-4V's merger)."""
+        return None
+
+
+@dataclasses.dataclass(frozen=True)
+class Glm5NextPatchMerger(Glm4vPatchMerger):
+    """HF ``Glm5NextVisionPatchMerger``: GLM-4V's merger with a clamped SwiGLU (and optional biases).
+
+    ``y = down_proj(act(min(gate_proj(h), L)) * clip(up_proj(h), -L, L))`` with ``L = swiglu_limit``
+    (:func:`fusion_spec.ops.gated_mlp` with ``limit``), ``h`` as in :class:`Glm4vPatchMerger`. With
+    ``bias`` every linear (``proj``, ``gate_proj``, ``up_proj``, ``down_proj``) has one. Defaults:
+    GLM-5-Next's default vision config (``out_hidden_size`` 1536, ``projection_intermediate_size`` 4096,
+    SiLU, limit 10).
+    """
+
+    dim: int = 1536
+    context_dim: int = 4096
+    swiglu_limit: float = 10.0
+    bias: bool = False
+    op = "gated_mlp"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._require_eps("swiglu_limit")
+        self._require_choice("bias", (True, False))
+
+    @property
+    def limit(self) -> float | None:
+        return float(self.swiglu_limit)
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        shapes = super().param_shapes()
+        if not self.bias:
+            return shapes
+        out = {}
+        for name, shape in shapes.items():
+            out[name] = shape
+            if name.endswith("_proj.weight") or name == "proj.weight":
+                out[name[:-len("weight")] + "bias"] = (shape[0],)
+        return out
