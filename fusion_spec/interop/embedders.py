@@ -24,6 +24,9 @@ never from a config beside it. Names are the module's state_dict keys.
   loads; float64 throughout.
 - ``InklingVisionModel`` -> :class:`InklingPatchEmbedder` (its stages read from the built layers;
   RMSNorms in float32).
+- ``GraniteDoclingConnector`` -> :class:`GraniteDoclingConnector`. ``run_module(module, x, deepstack=None,
+  fine=False)`` and ``run_spec`` return the image features with the DeepStack features stacked below
+  them (one array to compare). HF builds the sine-cosine table in float32: ~1e-8 in a float64 module.
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ import numpy as np
 
 from ..errors import FusionSpecError
 from ..specs.embedders import (Florence2Projector, Gemma3nEmbedder, Gemma4Embedder, Gemma4UnifiedEmbedder,
-                               Gemma4VisionPooler, GitProjection, InklingPatchEmbedder, MuseVisionAdapter)
+                               Gemma4VisionPooler, GitProjection, GraniteDoclingConnector, InklingPatchEmbedder,
+                               MuseVisionAdapter)
 from .common import (activation_name, cast_like, checked_state_dict, module_params, norm_eps, run_forward, run_torch,
                      to_numpy)
 from .registry import Converter, register
@@ -302,3 +306,51 @@ def inkling_run_module(model: Any, x: np.ndarray) -> np.ndarray:
 
 register(Converter("InklingVisionModel", "transformers", InklingPatchEmbedder, inkling_from_module, _state_dict,
                    inkling_run_module, _run_spec))
+
+
+# ------------------------------------------------------------------------------------------------ Granite-Docling
+
+
+def granite_docling_from_module(module: Any) -> tuple[GraniteDoclingConnector, dict[str, np.ndarray]]:
+    """The paths' factors and DeepStack mergers, the position grid, the eps of every LayerNorm."""
+    coarse, fine = module.coarse, module.fine
+    k = int(coarse.scale_factor)
+    if fine is not None and int(fine.scale_factor) != k // 2:
+        raise FusionSpecError(_OP, "module.fine.scale_factor", f"half the coarse factor ({k // 2})", fine.scale_factor)
+    norms = {f"module.{n}": getattr(module, n) for n in ("ln_in", "ln_mid", "ln_out")}
+    for path in (p for p in (coarse, fine) if p is not None):
+        for i, merger in enumerate(path.deepstack_mergers):
+            norms[f"module.deepstack_mergers.{i}.layer_norm"] = merger.layer_norm
+            if activation_name(merger.act, "module.deepstack_mergers.act") != "gelu":
+                raise FusionSpecError(_OP, "module.deepstack_mergers.act", "GELU (erf)", type(merger.act).__name__)
+    spec = GraniteDoclingConnector(vision_dim=module.ln_in.normalized_shape[0], out_dim=module.mlp_fc2.out_features,
+                                   tokens_per_side=int(coarse.pos_embed.grid_size) * k, scale_factor=k,
+                                   fine_route=fine is not None, num_deepstack=len(coarse.deepstack_mergers),
+                                   eps=norm_eps(_OP, "module.*.eps", norms))
+    return spec, module_params(_OP, module, spec)
+
+
+def _stacked(out: Any) -> np.ndarray:
+    if isinstance(out, tuple):
+        return np.concatenate([np.asarray(out[0])] + [np.asarray(d) for d in out[1]], axis=0)
+    return np.asarray(out)
+
+
+def granite_docling_run_module(module: Any, x: np.ndarray, deepstack: Any = None, fine: bool = False) -> np.ndarray:
+    import torch
+    ds = [np.asarray(d) for d in (deepstack or [])]
+
+    def run(t: Any, *d: Any) -> Any:
+        y, merged = module(t, list(d), fine=fine)
+        return torch.cat([y, *merged], dim=0)
+    return run_torch(module, run, x, *ds)
+
+
+def granite_docling_run_spec(spec: GraniteDoclingConnector, params: Mapping[str, np.ndarray], x: np.ndarray,
+                             deepstack: Any = None, fine: bool = False) -> np.ndarray:
+    ds = [cast_like(params, d) for d in (deepstack or [])]
+    return _stacked(spec.apply(params, cast_like(params, x), ds, fine=fine))
+
+
+register(Converter("GraniteDoclingConnector", "transformers", GraniteDoclingConnector, granite_docling_from_module,
+                   _state_dict, granite_docling_run_module, granite_docling_run_spec))

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from .. import ops
 from .. import validate as check
@@ -464,3 +465,115 @@ class InklingPatchEmbedder(Spec):
                 h = ops.gelu(ops.rms_norm(h, params[f"encoder_layers.{i}.layer_norm.weight"], eps=self.eps, op=op))
         h = ops.rms_norm(h, params["final_norm.weight"], eps=self.eps, op=op)
         return namespace(h).reshape(h, (b, 1, self.llm_dim))
+
+
+# ------------------------------------------------------------------------------------------------ Granite-Docling
+
+
+@dataclasses.dataclass(frozen=True)
+class GraniteDoclingConnector(Spec):
+    """Granite-Docling's ``GraniteDoclingConnector``: a coarse or a fine pixel-shuffle path with a fixed 2D
+    sine-cosine position table, shared norms, and the DeepStack mergers of the chosen path.
+
+    ``x [T, P*P, vision_dim]`` (each tile's patches, ``P = tokens_per_side``) -> with ``k = scale_factor``
+    (coarse) or ``k / 2`` (``fine=True``, four times as many tokens; only with ``fine_route``):
+
+        h = merge_tokens(LN_in(x), mode="spatial", factor=k) @ {path}.projection.weight.T     # no bias
+        h = h + sincos_2d(P / k, out_dim, columns first)                                       # fixed table
+        y = LN_out(gelu(LN_mid(h)) @ mlp_fc2.weight.T)                                         # [T·(P/k)², out]
+
+    and, for each of the ``num_deepstack`` intermediate states ``d_i [T, P*P, vision_dim]`` (given as the
+    runtime list ``deepstack``; not normed by ``LN_in``), the path's merger ``i``:
+    ``linear_2(gelu(linear_1(LayerNorm(merge_tokens(d_i, mode="spatial", factor=k)))))`` flattened to
+    ``[T·(P/k)², out]``. Returns ``y`` alone when ``num_deepstack = 0``, else ``(y, [merger outputs])``.
+    GELU erf, every LayerNorm eps ``eps`` (nn.LayerNorm's 1e-5), the mergers' linears with biases.
+    Params (HF keys): ``ln_in``, ``coarse.projection``, ``coarse.deepstack_mergers.{i}.{layer_norm,linear_1,
+    linear_2}``, the same under ``fine.`` (with ``fine_route``), ``ln_mid``, ``mlp_fc2``, ``ln_out``.
+    (The density router that picks the path per sample is not part of the connector.) Defaults: the
+    default config (SigLIP2 768 -> 1024, 512 px / 16 px = 32 patches a side, k = 4, three DeepStack layers).
+    """
+
+    vision_dim: int = 768
+    out_dim: int = 1024
+    tokens_per_side: int = 32
+    scale_factor: int = 4
+    fine_route: bool = True
+    num_deepstack: int = 3
+    eps: float = 1e-5
+    op = "granite_docling_connector"
+
+    def __post_init__(self) -> None:
+        self._require_positive("vision_dim", "out_dim", "tokens_per_side", "scale_factor")
+        self._require_choice("fine_route", (True, False))
+        if isinstance(self.num_deepstack, bool) or not isinstance(self.num_deepstack, int) or \
+                not 0 <= self.num_deepstack <= check.MAX_LAYERS:
+            self._fail("num_deepstack", f"an integer in [0, {check.MAX_LAYERS}]", self.num_deepstack)
+        self._require_eps("eps")
+        if self.out_dim % 4:
+            self._fail("out_dim", "a multiple of 4 (the 2D sine-cosine table)", self.out_dim)
+        for k in self._factors().values():
+            if k < 1 or self.tokens_per_side % k:
+                self._fail("scale_factor", f"a factor whose path factors divide tokens_per_side={self.tokens_per_side}"
+                           " (fine: half of it)", self.scale_factor)
+
+    def _factors(self) -> dict[str, int]:
+        out = {"coarse": self.scale_factor}
+        if self.fine_route:
+            out["fine"] = self.scale_factor // 2
+        return out
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        c, d = self.vision_dim, self.out_dim
+        shapes = _ln_shapes("ln_in", c)
+        for path, k in self._factors().items():
+            merged = c * k * k
+            shapes[f"{path}.projection.weight"] = (d, merged)
+            for i in range(self.num_deepstack):
+                m = f"{path}.deepstack_mergers.{i}"
+                shapes |= {**_ln_shapes(f"{m}.layer_norm", merged), f"{m}.linear_1.weight": (d, merged),
+                           f"{m}.linear_1.bias": (d,), f"{m}.linear_2.weight": (d, d), f"{m}.linear_2.bias": (d,)}
+        return shapes | _ln_shapes("ln_mid", d) | {"mlp_fc2.weight": (d, d)} | _ln_shapes("ln_out", d)
+
+    def output_shape(self, x_shape: tuple[int, ...], *, deepstack_shapes: Sequence[tuple[int, ...]] | None = None,
+                     fine: bool = False) -> Any:
+        op = "GraniteDoclingConnector"
+        t, n, _ = _check_shape(op, "x", x_shape, 3, self.vision_dim)
+        if n != self.tokens_per_side ** 2:
+            raise FusionSpecError(op, "x", f"tokens_per_side**2 = {self.tokens_per_side ** 2} patches a tile",
+                                  f"shape {x_shape}")
+        if fine not in (True, False) or (fine and not self.fine_route):
+            raise FusionSpecError(op, "fine", "a bool, True only with fine_route", repr(fine))
+        k = self._factors()["fine" if fine else "coarse"]
+        out = (t * n // (k * k), self.out_dim)
+        deepstack_shapes = list(deepstack_shapes or [])
+        if len(deepstack_shapes) != self.num_deepstack or any(tuple(s) != tuple(x_shape) for s in deepstack_shapes):
+            raise FusionSpecError(op, "deepstack", f"{self.num_deepstack} arrays shaped like x {tuple(x_shape)}",
+                                  [tuple(s) for s in deepstack_shapes])
+        return out if not self.num_deepstack else (out, [out] * self.num_deepstack)
+
+    def apply(self, params: Mapping[str, Array], x: Array, deepstack: Sequence[Array] | None = None, *,
+              fine: bool = False) -> Any:
+        op = "GraniteDoclingConnector"
+        deepstack = list(deepstack or [])
+        self.output_shape(tuple(x.shape), deepstack_shapes=[tuple(d.shape) for d in deepstack], fine=fine)
+        path = "fine" if fine else "coarse"
+        k, p = self._factors()[path], self.tokens_per_side
+        xp = namespace(x)
+
+        def shuffle(z: Array) -> Array:
+            return ops.merge_tokens(z, mode="spatial", grid=(p, p), factor=k)
+
+        h = ops.linear(shuffle(_ln(x, params, "ln_in", self.eps, op)), params[f"{path}.projection.weight"], op=op)
+        h = h + ops.sincos_2d(p // k, self.out_dim, h, columns_first=True, op=op)
+        y = _ln(ops.linear(ops.gelu(_ln(h, params, "ln_mid", self.eps, op)), params["mlp_fc2.weight"], op=op),
+                params, "ln_out", self.eps, op)
+        y = xp.reshape(y, (-1, self.out_dim))
+        if not self.num_deepstack:
+            return y
+        merged = []
+        for i, d in enumerate(deepstack):
+            m = f"{path}.deepstack_mergers.{i}"
+            z = _lin(ops.gelu(_lin(_ln(shuffle(d), params, f"{m}.layer_norm", self.eps, op), params, f"{m}.linear_1", op)),
+                     params, f"{m}.linear_2", op)
+            merged.append(xp.reshape(z, (-1, self.out_dim)))
+        return y, merged
