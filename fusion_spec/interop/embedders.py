@@ -11,8 +11,8 @@ never from a config beside it. Names are the module's state_dict keys.
   -> :class:`Gemma4Embedder` (RMSNorm in float32).
 - ``Gemma4VisionModel`` -> :class:`Gemma4VisionPooler`: the model's ``pooler`` (which does not store the
   kernel size) with the model's ``pooling_kernel_size`` and ``output_length = N / k²``. ``run_module(model,
-  x, positions)`` runs ``model.pooler`` on the given states and drops the cells with no patch, as the
-  model does; ``run_spec`` drops the same cells. HF pools in float32: run it in float32. A model with
+  x, positions)`` runs ``model.pooler`` on the given states (``[B, N / k², D]``; the model then drops the
+  cells no patch falls in). HF pools in float32 (and returns float32): compare in float32.
   ``standardize`` is refused (its ``std_bias`` / ``std_scale`` follow the pooler: not in this spec).
 - ``Gemma4UnifiedVisionEmbedder`` -> :class:`Gemma4UnifiedEmbedder` (``pooler_output``; RMSNorm float32).
 - ``MuseGlimmerModel``, ``MuseSparkModel`` -> :class:`MuseVisionAdapter`: ``run_module(model, x)`` runs
@@ -142,38 +142,19 @@ def gemma4_pooler_from_module(model: Any) -> tuple[Gemma4VisionPooler, dict[str,
     return spec, {}
 
 
-def _pooled_cells(positions: np.ndarray, k: int, length: int) -> np.ndarray:
-    """``[B, length]``: whether any non-padding patch falls in each cell (the cells the model keeps)."""
-    pos = np.asarray(positions)
-    padding = (pos == -1).all(-1)
-    p = np.maximum(pos, 0)
-    width = p[..., 0].max(-1, keepdims=True) + 1
-    cell = p[..., 0] // k + (width // k) * (p[..., 1] // k)
-    keep = np.zeros((pos.shape[0], length), dtype=bool)
-    for b in range(pos.shape[0]):
-        keep[b, cell[b][~padding[b]]] = True
-    return keep
-
-
 def gemma4_pooler_run_module(model: Any, x: np.ndarray, positions: Any) -> np.ndarray:
+    """The model's pooler on ``x`` with ``output_length = N / k²``: ``[B, N / k², D]`` (the model then keeps
+    the cells some patch falls in)."""
     import torch
     k = model.config.pooling_kernel_size
     pos = torch.as_tensor(np.asarray(positions))
     padding = (pos == -1).all(dim=-1)
-
-    def pool(t: Any) -> Any:
-        out, mask = model.pooler(t, pos, padding, output_length=t.shape[1] // (k * k))
-        return out[mask]
-    return run_torch(model, pool, x)
+    return run_torch(model, lambda t: model.pooler(t, pos, padding, output_length=t.shape[1] // (k * k))[0], x)
 
 
 def gemma4_pooler_run_spec(spec: Gemma4VisionPooler, params: Mapping[str, np.ndarray], x: np.ndarray,
                            positions: Any) -> np.ndarray:
-    pos = np.asarray(positions)
-    out = np.asarray(spec.apply(params, np.asarray(x), pos))
-    if spec.pooling_kernel_size == 1:
-        return out[~(pos == -1).all(-1)]
-    return out[_pooled_cells(pos, spec.pooling_kernel_size, out.shape[1])]
+    return np.asarray(spec.apply(params, np.asarray(x), np.asarray(positions)))
 
 
 def _gemma4_pooler_state_dict(spec: Gemma4VisionPooler, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -242,14 +223,16 @@ TEMPORAL = "visual_temporal_embed.pos_idx_to_embed"
 
 
 def temporal_table(max_positions: int, dim: int) -> np.ndarray:
-    """Florence-2's cosine temporal table ``[max_positions, dim]`` as HF builds it (float32):
-    ``sin`` at even features, ``cos`` at odd, frequencies ``exp(-i · ln(10000) / (dim/2))``."""
+    """Florence-2's cosine temporal table ``[max_positions, dim]``, computed as HF computes it (torch, float32):
+    ``sin`` at even features, ``cos`` at odd, frequencies ``exp(-i · ln(10000) / (dim/2))``. Only its first
+    row (``[0, 1, 0, 1, ...]``) reaches an image's tokens."""
+    import torch
     half = dim // 2
-    freq = np.exp(np.arange(half, dtype=np.float32) * np.float32(-math.log(10000) / half))
-    angle = np.arange(max_positions, dtype=np.float32)[:, None] * freq[None, :]
-    table = np.empty((max_positions, dim), dtype=np.float32)
-    table[:, 0::2], table[:, 1::2] = np.sin(angle), np.cos(angle)
-    return table
+    freq = torch.exp(torch.arange(half, dtype=torch.int64).float() * -(math.log(10000) / half))
+    angle = torch.arange(max_positions, dtype=torch.float).unsqueeze(1) * freq.unsqueeze(0)
+    table = torch.empty((max_positions, dim))
+    table[:, 0::2], table[:, 1::2] = torch.sin(angle), torch.cos(angle)
+    return table.numpy()
 
 
 def florence2_from_module(module: Any) -> tuple[Florence2Projector, dict[str, np.ndarray]]:

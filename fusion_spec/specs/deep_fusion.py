@@ -16,6 +16,7 @@ import dataclasses
 from collections.abc import Mapping
 
 from .. import ops
+from .. import validate as check
 from ..errors import FusionSpecError
 from ..ops.cross_attention import ALPHA_TYPES
 from ..ops.primitives import ACTIVATIONS
@@ -91,6 +92,11 @@ class IdeficsGatedCrossAttention(Spec):
     def apply(self, params: Mapping[str, Array], x: Array, media: Array, *, image_attention_mask: Array | None = None,
               cross_attention_gate: Array | None = None) -> Array:
         self.output_shape(tuple(x.shape), tuple(media.shape))
+        name, (b, lq, _), n = type(self).__name__, x.shape, media.shape[1]
+        if image_attention_mask is not None:
+            check.mask(name, "image_attention_mask", image_attention_mask, (b, lq, n), "batch, text_len, image tokens")
+        if cross_attention_gate is not None:
+            check.mask(name, "cross_attention_gate", cross_attention_gate, (b, lq), "batch, text_len")
         return ops.gated_cross_attention_block(
             x, media, params, variant="idefics", num_heads=self.num_heads, norm_eps=self.rms_norm_eps,
             qk_norm=self.qk_norm, activation=self.activation, cross_attention_mask=image_attention_mask,

@@ -70,12 +70,12 @@ class Glm5NextPatchMerger(Glm4vPatchMerger):
     ``y = down_proj(act(min(gate_proj(h), L)) * clip(up_proj(h), -L, L))`` with ``L = swiglu_limit``
     (:func:`fusion_spec.ops.gated_mlp` with ``limit``), ``h`` as in :class:`Glm4vPatchMerger`. With
     ``bias`` every linear (``proj``, ``gate_proj``, ``up_proj``, ``down_proj``) has one. Defaults:
-    GLM-5-Next's default vision config (``out_hidden_size`` 1536, ``projection_intermediate_size`` 4096,
+    GLM-5-Next's default vision config (``out_hidden_size`` 1536, ``projection_intermediate_size`` 10240,
     SiLU, limit 10).
     """
 
     dim: int = 1536
-    context_dim: int = 4096
+    context_dim: int = 10240
     swiglu_limit: float = 10.0
     bias: bool = False
     op = "gated_mlp"

@@ -117,10 +117,10 @@ class MiniMaxM3VLProjector(Spec):
     ``h = linear_2(gelu(linear_1(x)))`` ``[N, llm_dim]`` -> ``merge_tokens(mode="consecutive", ratio=k²)``
     ``[N/k², k²·llm_dim]`` -> ``merge_linear_2(gelu(merge_linear_1(·)))`` -> ``[N/k², llm_dim]``.
     GELU erf, every linear with a bias, both MLPs ``hidden_dim`` wide in the middle (the config's
-    ``projector_hidden_size``). Defaults: the default config (vision 1536, hidden 6144, text 6144, k = 2).
+    ``projector_hidden_size``). Defaults: the default config (vision 1280, hidden 6144, text 6144, k = 2).
     """
 
-    vision_dim: int = 1536
+    vision_dim: int = 1280
     hidden_dim: int = 6144
     llm_dim: int = 6144
     spatial_merge_size: int = 2
@@ -247,12 +247,12 @@ class MiniCPMVWindowMerger(Spec):
     ``num_heads`` heads of ``D / num_heads``, every projection with a bias, LayerNorms eps ``eps``.
     Params (HF keys): ``self_attn.{q,k,v,out}_proj``, ``layer_norm1``, ``pre_norm``, ``linear_1``
     ``[intermediate, 4D]``, ``linear_2 [D, intermediate]``. Defaults: MiniCPM-V 4.6's default vision
-    config (1152 wide, 16 heads, window 4608 -> 4608).
+    config (768 wide, 12 heads; ``linear_1`` 3072 -> 12288, 4 times the tower's MLP width).
     """
 
-    hidden_size: int = 1152
-    num_heads: int = 16
-    intermediate_size: int = 4608
+    hidden_size: int = 768
+    num_heads: int = 12
+    intermediate_size: int = 12288
     eps: float = 1e-6
     op = "minicpmv_window_merger"
 
@@ -318,10 +318,10 @@ class MiniCPMVMerger(Spec):
     ``merge_tokens(mode="spatial", factor=2)`` on the image's current grid (channels ``(di, dj, c)``),
     then ``linear_2(gelu(linear_1(LayerNorm(·))))`` (``mlp.{r}``: LayerNorm eps 1e-6 over 4D, ``linear_1``
     4D -> 4D, GELU erf, ``linear_2`` 4D -> D, or -> ``llm_dim`` on the last round). Defaults: MiniCPM-V
-    4.6's default config (1152, one round, text 4096).
+    4.6's default config (768, one round, text 4096).
     """
 
-    vision_dim: int = 1152
+    vision_dim: int = 768
     llm_dim: int = 4096
     merger_times: int = 1
     eps: float = 1e-6
@@ -392,7 +392,7 @@ class Molmo2Adapter(Spec):
     none). Output ``[T, llm_dim]``; a token whose group is empty gives zeros (HF drops it: the model
     keeps the tokens with at least one patch). Params (HF keys): ``image_pooling_2d.{q,k,v,o}_proj``,
     ``image_projector.{gate,up,down}_proj``. Defaults: the default adapter config (two ViT layers of
-    1152, 16 heads of 72, 12288 -> text 4096).
+    1152, 16 heads of 72, 18944 -> text 3584).
     """
 
     vision_dim: int = 2304
@@ -400,8 +400,8 @@ class Molmo2Adapter(Spec):
     num_heads: int = 16
     num_kv_heads: int = 16
     head_dim: int = 72
-    intermediate_size: int = 12288
-    llm_dim: int = 4096
+    intermediate_size: int = 18944
+    llm_dim: int = 3584
     attention_bias: bool = True
     mlp_bias: bool = False
     activation: str = "silu"

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from . import (aligners, anyres, attention, connectors, cross_attention, gated_cross_attention, glm4v, gradients,
-               image_mask, late_early, llava_onevision, merge, mistral3, mrope, newer_presets, presets, primitives,
-               projection, qformer, qwen3_vl, resampler, sequence, token_merge)
+from . import (aligners, anyres, attention, connectors, cross_attention, deep_fusion, embedders, gated_cross_attention,
+               glm4v, gradients, image_mask, late_early, llava_onevision, merge, mergers, mistral3, mrope, newer_presets,
+               presets, primitives, projection, qformer, qwen3_vl, resampler, sequence, token_merge)
 from .base import Case, Generator, bernoulli, const, locations, normal
 
 __all__ = ["FAMILIES", "Case", "Generator", "all_cases", "bernoulli", "const", "locations", "normal"]
@@ -49,6 +49,10 @@ FAMILIES: dict[str, Callable[[], list[Case]]] = {
     "image_mask": image_mask.image_mask_cases,
     "newer_presets": newer_presets.newer_preset_cases,
     "gradients": gradients.gradient_cases,
+    # issue 26: deep fusion outside Flamingo/Mllama, small embedders, encoder-free patch embedders, mergers
+    "deep_fusion": deep_fusion.deep_fusion_cases,
+    "embedders": embedders.embedder_cases,
+    "mergers": mergers.merger_cases,
 }
 
 

@@ -15,4 +15,11 @@ def glm4v_cases() -> list[Case]:
         _c("glm4v.patch_merger", G(dim=6, context_dim=10), ("x", normal(9, 6)), flags=("glm4v", "erf-gelu")),
         _c("glm4v.patch_merger.gelu_batched", G(dim=4, context_dim=7, hidden_act="gelu"),
            ("x", normal(2, 3, 4)), flags=("glm4v", "erf-gelu")),
+        # GLM-5-Next: the SwiGLU clamped at swiglu_limit; a limit of 0.3 clamps many of these values
+        _c("glm4v.glm5_next.clamped", specs.Glm5NextPatchMerger(dim=6, context_dim=10, swiglu_limit=0.3),
+           ("x", normal(9, 6)), flags=("glm4v", "glm5-next", "erf-gelu"),
+           notes="GLM-5-Next: gate clamped from above at 0.3, up projection to [-0.3, 0.3], before silu(g) * u"),
+        _c("glm4v.glm5_next.bias", specs.Glm5NextPatchMerger(dim=4, context_dim=6, swiglu_limit=0.5, bias=True),
+           ("x", normal(2, 5, 4)), flags=("glm4v", "glm5-next", "erf-gelu"),
+           notes="every linear with a bias (Glm5NextVisionPatchMerger(bias=True))"),
     ]
