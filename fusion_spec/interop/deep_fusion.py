@@ -118,14 +118,15 @@ def bert_from_module(module: Any) -> tuple[DecoderCrossAttention, dict[str, np.n
     if type(module).__name__ == "BertAttention" and not module.is_cross_attention:
         raise FusionSpecError(_OP, "module.is_cross_attention", "True (a BertAttention built for cross-attention)",
                               False)
-    head = attn.attention_head_size
+    head = attn.attention_head_size  # the forward splits heads by this size (num_attention_heads is not read)
     if hasattr(attn, "scaling"):
         plain_attention(_OP, "module.self", attn, head)
     hidden = attn.query.in_features
-    if attn.all_head_size != hidden:
-        raise FusionSpecError(_OP, "module.self", f"heads spanning the width {hidden}", attn.all_head_size)
-    spec = DecoderCrossAttention(hidden_size=hidden, encoder_dim=attn.key.in_features,
-                                 num_heads=attn.num_attention_heads, variant="bert", eps=module.output.LayerNorm.eps)
+    if attn.all_head_size != hidden or attn.query.out_features != hidden or hidden % head:
+        raise FusionSpecError(_OP, "module.self", f"heads of attention_head_size={head} spanning the width {hidden}",
+                              (attn.all_head_size, attn.query.out_features))
+    spec = DecoderCrossAttention(hidden_size=hidden, encoder_dim=attn.key.in_features, num_heads=hidden // head,
+                                 variant="bert", eps=module.output.LayerNorm.eps)
     return spec, module_params(_OP, module, spec)
 
 

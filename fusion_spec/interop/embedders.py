@@ -82,6 +82,9 @@ register(Converter("GitProjection", "transformers", GitProjection, git_from_modu
 
 def gemma3n_from_module(module: Any) -> tuple[Gemma3nEmbedder, dict[str, np.ndarray]]:
     _scale_free(module.embedding_post_projection_norm, "module.embedding_post_projection_norm")
+    for name in ("hard_embedding_norm", "soft_embedding_norm"):
+        if not getattr(module, name).with_scale:
+            raise FusionSpecError(_OP, f"module.{name}.with_scale", "True (a weighted RMSNorm)", False)
     norms = {f"module.{n}": getattr(module, n) for n in ("hard_embedding_norm", "soft_embedding_norm",
                                                           "embedding_post_projection_norm")}
     proj = module.embedding_projection

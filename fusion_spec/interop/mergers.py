@@ -92,7 +92,11 @@ def ernie_from_module(module: Any) -> tuple[Ernie45VLResampler, dict[str, np.nda
     for name in ("spatial_linear", "temporal_linear"):
         _gelu(getattr(module, name).act_fn, f"module.{name}.act_fn")
     k = int(module.spatial_merge_size)
-    spec = Ernie45VLResampler(module.in_dim, module.out_dim, k,
+    vision, rem = divmod(module.spatial_linear.fc1.in_features, k * k)
+    if rem:
+        raise FusionSpecError(_OP, "module.spatial_linear.fc1", f"in_features a multiple of k² = {k * k}",
+                              module.spatial_linear.fc1.in_features)
+    spec = Ernie45VLResampler(vision, module.mlp.out_features, k,
                               ln_eps=norm_eps(_OP, "module.*.ln.eps", {"spatial": module.spatial_linear.ln,
                                                                        "temporal": module.temporal_linear.ln}),
                               eps=module.after_norm.variance_epsilon)
@@ -122,10 +126,14 @@ MINICPM = ("MiniCPMV4_6", "MiniCPMV4_7", "MiniCPMOcr")
 def window_merger_from_module(module: Any) -> tuple[MiniCPMVWindowMerger, dict[str, np.ndarray]]:
     if tuple(module.window_kernel_size) != (2, 2):
         raise FusionSpecError(_OP, "module.window_kernel_size", "(2, 2)", module.window_kernel_size)
-    attn = module.self_attn
+    attn = module.self_attn  # the forward splits heads by head_dim (num_heads is not read)
     plain_attention(_OP, "module.self_attn", attn, attn.head_dim)
     _gelu(module.act, "module.act", "gelu_tanh")
-    spec = MiniCPMVWindowMerger(hidden_size=attn.dim, num_heads=attn.num_heads,
+    width = attn.q_proj.out_features
+    if width % attn.head_dim or attn.q_proj.in_features != width:
+        raise FusionSpecError(_OP, "module.self_attn", f"a square q_proj split in heads of head_dim={attn.head_dim}",
+                              tuple(attn.q_proj.weight.shape))
+    spec = MiniCPMVWindowMerger(hidden_size=width, num_heads=width // attn.head_dim,
                                 intermediate_size=module.linear_1.out_features,
                                 eps=norm_eps(_OP, "module.*.eps", {"layer_norm1": module.layer_norm1,
                                                                     "pre_norm": module.pre_norm}))

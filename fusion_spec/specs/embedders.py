@@ -32,6 +32,14 @@ def _ln(x: Array, params: Mapping[str, Array], prefix: str, eps: float, op: str)
     return ops.layer_norm(x, params[f"{prefix}.weight"], params[f"{prefix}.bias"], eps=eps, op=op)
 
 
+def _all_like(op: str, params: Mapping[str, Array], like: Array) -> None:
+    """Every parameter floating with ``like``'s dtype, the ones this call does not read included (another
+    path's, the other token kind's)."""
+    for name, p in params.items():
+        check.floating(op, f"params['{name}']", p)
+        check.same_dtype(op, ("x", like), (f"params['{name}']", p))
+
+
 def _ln_shapes(prefix: str, width: int) -> dict[str, tuple[int, ...]]:
     return {f"{prefix}.weight": (width,), f"{prefix}.bias": (width,)}
 
@@ -124,6 +132,7 @@ class Gemma3nEmbedder(Spec):
             check.integer(op, "input_ids", input_ids)
         self.output_shape(None if x is None else tuple(x.shape), None if input_ids is None else tuple(input_ids.shape))
         table = params["embedding.weight"]
+        _all_like(op, params, table if x is None else x)
         if x is None:
             xp = namespace(input_ids, table)
             flat = xp.reshape(input_ids, (-1,)) - self.vocab_offset
@@ -134,7 +143,6 @@ class Gemma3nEmbedder(Spec):
             h = ops.rms_norm(xp.reshape(rows, tuple(input_ids.shape) + (self.vision_dim,)),
                              params["hard_embedding_norm.weight"], eps=self.eps, op=op)
         else:
-            check.same_dtype(op, ("x", x), ("params['embedding.weight']", table))
             h = ops.rms_norm(x * math.sqrt(self.vision_dim), params["soft_embedding_norm.weight"], eps=self.eps, op=op)
         return ops.rms_norm(ops.linear(h, params["embedding_projection.weight"], op=op), eps=self.eps, op=op)
 
@@ -372,6 +380,7 @@ class Florence2Projector(Spec):
         op = "Florence2Projector"
         check.floating(op, "x", x, rank=4)
         self.output_shape(tuple(x.shape))
+        _all_like(op, params, x)
         xp = namespace(x)
         b, c, h, w = x.shape
         cols = params["image_position_embed.column_embeddings.weight"][:w, ...]          # [W, C - C//2]
@@ -556,6 +565,11 @@ class GraniteDoclingConnector(Spec):
         op = "GraniteDoclingConnector"
         deepstack = list(deepstack or [])
         self.output_shape(tuple(x.shape), deepstack_shapes=[tuple(d.shape) for d in deepstack], fine=fine)
+        check.floating(op, "x", x, rank=3)
+        _all_like(op, params, x)
+        for i, d in enumerate(deepstack):
+            check.floating(op, f"deepstack[{i}]", d, rank=3)
+            check.same_dtype(op, ("x", x), (f"deepstack[{i}]", d))
         path = "fine" if fine else "coarse"
         k, p = self._factors()[path], self.tokens_per_side
         xp = namespace(x)

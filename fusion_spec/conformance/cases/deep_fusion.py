@@ -24,7 +24,7 @@ def deep_fusion_cases() -> list[Case]:
     return [
         _c("deep_fusion.idefics.float_gate", I(8, 6, 2, 12), ("x", normal(2, 4, 8)), ("media", normal(2, 5, 6)),
            kwargs=[("image_attention_mask", const(mask))], stages=6,
-           flags=mh + ("idefics", "mask", "fully-masked-row", "text-row-masked", "rms-norm"),
+           flags=mh + ("idefics", "mask", "text-row-masked", "rms-norm"),
            notes="IDEFICS 1: tanh(alpha) float gates; row = mask.any(-1) zeroes the attention branch only"),
         _c("deep_fusion.idefics.vector_gate_qk_norm", I(8, 6, 2, 12, alpha_type="vector", qk_norm=True),
            ("x", normal(2, 4, 8)), ("media", normal(2, 5, 6)),
