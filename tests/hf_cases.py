@@ -23,6 +23,20 @@ from fusion_spec.conformance import safetensors_io
 from fusion_spec.conformance.bundle import Bundle, round_to, spec_from_manifest
 from fusion_spec.conformance.verify import verify
 
+def meta_count(build: Callable[[], Any]) -> int:
+    """The parameter count of the module ``build()`` makes on the meta device (no storage)."""
+    with torch.device("meta"):
+        return sum(p.numel() for p in build().parameters())
+
+
+def check_module(module: Any, *inputs: Any, atol: float = 1e-13, **runtime: Any) -> Any:
+    """``interop.check`` of module and spec on these inputs, printed (``pytest -s``) and held to ``atol``."""
+    report = interop.check(module, *inputs, **runtime)
+    print(f"\n{report}")
+    assert report.max_abs < atol, report
+    return report
+
+
 #: Converters of whole models: ``to_state_dict`` gives their fusion keys only.
 WHOLE_MODELS = {"MuseGlimmerModel", "MuseSparkModel", "Gemma4VisionModel"}
 

@@ -18,17 +18,13 @@ from transformers.models.idefics.modeling_idefics import IdeficsGatedCrossAttent
 from transformers.models.pix2struct.modeling_pix2struct import Pix2StructTextLayerCrossAttention  # noqa: E402
 
 from fusion_spec import FusionSpecError, interop, ops, specs  # noqa: E402
-from hf_cases import through_modules  # noqa: E402
+from hf_cases import check_module, meta_count, through_modules  # noqa: E402
 from test_interop_projectors import _randomize, _strict_roundtrip  # noqa: E402
 
 rng = np.random.default_rng(26)
 FLOAT32_ISLAND = 1e-6  # HF computes the softmax (IDEFICS) or a norm's variance in float32 in a float64 module
 NS = types.SimpleNamespace
 
-
-def _meta(build):
-    with torch.device("meta"):
-        return sum(p.numel() for p in build().parameters())
 
 
 # ------------------------------------------------------------------------------------------------ IDEFICS
@@ -100,11 +96,11 @@ def test_idefics_row_mask_zeroes_the_attention_branch_only():
 def test_idefics_num_params_of_the_default_config():
     cfg = tf.IdeficsConfig()
     spec = specs.IdeficsGatedCrossAttention()
-    assert spec.num_params() == _meta(lambda: IdeficsGatedCrossAttentionLayer(cfg, layer_idx=0))
+    assert spec.num_params() == meta_count(lambda: IdeficsGatedCrossAttentionLayer(cfg, layer_idx=0))
     assert spec.num_params() == 2 + 2 * 4096 * 4096 + 2 * 4096 * 768 + 3 * 4096 * 11008 + 2 * 4096 == 175_120_386
     vector = specs.IdeficsGatedCrossAttention(alpha_type="vector", qk_norm=True)
     cfg = tf.IdeficsConfig(alpha_type="vector", qk_layer_norms=True, alpha_initializer="zeros")
-    assert vector.num_params() == _meta(lambda: IdeficsGatedCrossAttentionLayer(cfg, layer_idx=0))
+    assert vector.num_params() == meta_count(lambda: IdeficsGatedCrossAttentionLayer(cfg, layer_idx=0))
 
 
 def test_idefics_errors():
@@ -183,7 +179,7 @@ def test_pix2struct_scores_are_not_scaled():
      lambda: Pix2StructTextLayerCrossAttention(tf.Pix2StructConfig().text_config, layer_idx=0)),
 ])
 def test_decoder_cross_attention_num_params_of_the_default_configs(name, spec, build):
-    assert spec.num_params() == _meta(build)
+    assert spec.num_params() == meta_count(build)
     print(f"\n{name}: {spec.num_params():,}")
 
 

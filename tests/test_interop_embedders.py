@@ -30,7 +30,7 @@ from transformers.models.inkling.modeling_inkling import InklingVisionModel  # n
 
 from fusion_spec import FusionSpecError, interop, ops, specs  # noqa: E402
 from fusion_spec.interop.embedders import temporal_table  # noqa: E402
-from hf_cases import through_modules  # noqa: E402
+from hf_cases import check_module, meta_count, through_modules  # noqa: E402
 from test_interop_projectors import _randomize, _strict_roundtrip  # noqa: E402
 
 rng = np.random.default_rng(7)
@@ -38,16 +38,6 @@ NS = types.SimpleNamespace
 FLOAT32_ISLAND = 1e-6  # a norm (or Gemma 4's pooling, Granite-Docling's position table) computed in float32 by HF
 
 
-def _meta(build):
-    with torch.device("meta"):
-        return sum(p.numel() for p in build().parameters())
-
-
-def _check(module, *inputs, atol=1e-13, **runtime):
-    report = interop.check(module, *inputs, **runtime)
-    print(f"\n{report}")
-    assert report.max_abs < atol, report
-    return report
 
 
 # ------------------------------------------------------------------------------------------------ modules
@@ -122,7 +112,7 @@ def _glm5(dim=6, context=10, limit=0.3, bias=False, act="silu"):
 
 def test_git_projection_equals_module():
     module = _git()
-    _check(module, rng.standard_normal((2, 3, 6)))
+    check_module(module, rng.standard_normal((2, 3, 6)))
     assert interop.from_module(module)[0] == specs.GitProjection(6, 5, 1e-5)
     _strict_roundtrip(module, "GitProjection")
 
@@ -131,8 +121,8 @@ def test_gemma3n_embedder_soft_and_hard_tokens_equal_module():
     module = _gemma3n()
     spec, _ = interop.from_module(module)
     assert spec == specs.Gemma3nEmbedder(6, 5, 7, 100, 1e-6)
-    _check(module, rng.standard_normal((2, 3, 6)), atol=FLOAT32_ISLAND)
-    _check(module, None, input_ids=np.array([[100, 106, 103], [101, 101, 102]]), atol=FLOAT32_ISLAND)
+    check_module(module, rng.standard_normal((2, 3, 6)), atol=FLOAT32_ISLAND)
+    check_module(module, None, input_ids=np.array([[100, 106, 103], [101, 101, 102]]), atol=FLOAT32_ISLAND)
     _strict_roundtrip(module, "Gemma3nMultimodalEmbedder")
 
 
@@ -153,7 +143,7 @@ def test_gemma3n_soft_tokens_are_scaled_by_sqrt_d_before_the_norm():
 def test_gemma4_embedders_equal_module(cls):
     module = _gemma4(cls=cls)
     assert interop.from_module(module)[0] == specs.Gemma4Embedder(6, 5, 1e-6)
-    _check(module, rng.standard_normal((2, 3, 6)) * 3, atol=FLOAT32_ISLAND)
+    check_module(module, rng.standard_normal((2, 3, 6)) * 3, atol=FLOAT32_ISLAND)
     _strict_roundtrip(module, cls.__name__)
 
 
@@ -172,7 +162,7 @@ def test_gemma4_pooler_equals_the_model_pooler_on_non_square_grids(k, grids, tot
     x = rng.standard_normal((len(grids), total, 6)).astype(np.float32)
     pos = _positions(*grids, total=total)
     x[(pos == -1).all(-1)] = 0.0  # the tower's padding states are zero by then; the pooler zeroes them anyway
-    _check(model, x, pos, atol=1e-6)
+    check_module(model, x, pos, atol=1e-6)
 
 
 def test_gemma4_pooler_math_on_a_non_square_grid():
@@ -189,7 +179,7 @@ def test_gemma4_unified_embedder_equals_module():
     module = _gemma4_unified()
     assert interop.from_module(module)[0] == specs.Gemma4UnifiedEmbedder(12, 8, 5, 5)
     pos = np.array([[[0, 0], [1, 0], [4, 3], [-1, -1]], [[2, 2], [3, -1], [0, 4], [1, 1]]])
-    _check(module, rng.standard_normal((2, 4, 12)), pos, atol=FLOAT32_ISLAND)
+    check_module(module, rng.standard_normal((2, 4, 12)), pos, atol=FLOAT32_ISLAND)
     _strict_roundtrip(module, "Gemma4UnifiedVisionEmbedder")
 
 
@@ -198,7 +188,7 @@ def test_muse_adapter_projection_and_norm_equal_the_model(name):
     model = _muse(name)
     spec, params = interop.from_module(model)
     assert spec == specs.MuseVisionAdapter(6, 7, 5, "gelu", 1e-5)
-    _check(model, rng.standard_normal((9, 6)), atol=FLOAT32_ISLAND)
+    check_module(model, rng.standard_normal((9, 6)), atol=FLOAT32_ISLAND)
     state = interop.to_state_dict(spec, params, f"{name}Model")
     container = torch.nn.ModuleDict({"vision_adapter": model.vision_adapter, "vision_projection": model.vision_projection,
                                      "perception_emb_norm": model.perception_emb_norm})
@@ -208,7 +198,7 @@ def test_muse_adapter_projection_and_norm_equal_the_model(name):
 def test_florence2_projector_equals_module_and_writes_its_temporal_buffer():
     module = _florence2()
     assert interop.from_module(module)[0] == specs.Florence2Projector(6, 5, 7, 9)
-    _check(module, rng.standard_normal((2, 6, 3, 4)))
+    check_module(module, rng.standard_normal((2, 6, 3, 4)))
     _strict_roundtrip(module, "Florence2MultiModalProjector")
     np.testing.assert_array_equal(temporal_table(9, 6), module.visual_temporal_embed.pos_idx_to_embed.float().numpy())
 
@@ -217,7 +207,7 @@ def test_inkling_patch_embedder_equals_module():
     module = _inkling()
     spec, _ = interop.from_module(module)
     assert spec == specs.InklingPatchEmbedder(((1, 2, 64), (1, 2, 64), (2, 1, 5)), frames=2, patch_size=4, channels=3)
-    _check(module, rng.standard_normal((3, 2, 4, 4, 3)), atol=FLOAT32_ISLAND)
+    check_module(module, rng.standard_normal((3, 2, 4, 4, 3)), atol=FLOAT32_ISLAND)
     _strict_roundtrip(module, "InklingVisionModel")
 
 
@@ -235,7 +225,7 @@ def test_granite_docling_connector_equals_module(fine, deepstack):
     spec, _ = interop.from_module(module)
     assert spec == specs.GraniteDoclingConnector(3, 8, 8, 4, True, deepstack)
     ds = [rng.standard_normal((2, 64, 3)) for _ in range(deepstack)]
-    _check(module, rng.standard_normal((2, 64, 3)), ds, fine=fine, atol=FLOAT32_ISLAND)
+    check_module(module, rng.standard_normal((2, 64, 3)), ds, fine=fine, atol=FLOAT32_ISLAND)
     _strict_roundtrip(module, "GraniteDoclingConnector")
 
 
@@ -251,7 +241,7 @@ def test_glm5_next_merger_equals_module(bias):
     module = _glm5(bias=bias)
     spec, _ = interop.from_module(module)
     assert spec == specs.Glm5NextPatchMerger(6, 10, swiglu_limit=0.3, bias=bias)
-    _check(module, rng.standard_normal((2, 5, 6)) * 3)
+    check_module(module, rng.standard_normal((2, 5, 6)) * 3)
     _strict_roundtrip(module, "Glm5NextVisionPatchMerger")
     with pytest.raises(FusionSpecError, match="not a subclass"):
         interop.to_state_dict(spec, spec.init(), "Glm4vVisionPatchMerger")
@@ -269,19 +259,19 @@ def test_glm5_next_clamp_is_active_in_its_case():
 
 
 def test_num_params_of_the_default_configs():
-    assert specs.GitProjection().num_params() == _meta(lambda: GitProjection(tf.GitConfig())) == 592_128
+    assert specs.GitProjection().num_params() == meta_count(lambda: GitProjection(tf.GitConfig())) == 592_128
     c = tf.Gemma3nConfig()
-    assert specs.Gemma3nEmbedder().num_params() == _meta(lambda: Gemma3nMultimodalEmbedder(c.vision_config,
+    assert specs.Gemma3nEmbedder().num_params() == meta_count(lambda: Gemma3nMultimodalEmbedder(c.vision_config,
                                                                                           c.text_config)) == 4_460_544
     vc, tc = g4.Gemma4VisionConfig(), g4.Gemma4TextConfig()
-    assert specs.Gemma4Embedder().num_params() == _meta(lambda: Gemma4MultimodalEmbedder(vc, tc)) == 768 * 2304
+    assert specs.Gemma4Embedder().num_params() == meta_count(lambda: Gemma4MultimodalEmbedder(vc, tc)) == 768 * 2304
     uv, ut = g4u.Gemma4UnifiedVisionConfig(), g4u.Gemma4UnifiedTextConfig()
-    assert specs.Gemma4UnifiedEmbedder().num_params() == _meta(lambda: Gemma4UnifiedVisionEmbedder(uv, ut))
-    assert specs.Florence2Projector().num_params() == _meta(lambda: Florence2MultiModalProjector(tf.Florence2Config()))
-    assert specs.GraniteDoclingConnector().num_params() == _meta(
+    assert specs.Gemma4UnifiedEmbedder().num_params() == meta_count(lambda: Gemma4UnifiedVisionEmbedder(uv, ut))
+    assert specs.Florence2Projector().num_params() == meta_count(lambda: Florence2MultiModalProjector(tf.Florence2Config()))
+    assert specs.GraniteDoclingConnector().num_params() == meta_count(
         lambda: GraniteDoclingConnector(gd.GraniteDoclingConfig().vision_config)) == 70_364_672
     gc = tf.Glm5NextConfig().vision_config
-    assert specs.Glm5NextPatchMerger().num_params() == _meta(lambda: Glm5NextVisionPatchMerger(
+    assert specs.Glm5NextPatchMerger().num_params() == meta_count(lambda: Glm5NextVisionPatchMerger(
         gc.out_hidden_size, gc.projection_intermediate_size, gc.hidden_act, gc.swiglu_limit))
 
 
@@ -300,7 +290,7 @@ def test_muse_num_params_of_the_default_configs(name):
 
 def test_inkling_num_params_of_the_default_config():
     """The default config plans 24 stages (two of them 614,400 wide): 764.7 billion parameters, as the module has."""
-    assert specs.InklingPatchEmbedder().num_params() == _meta(lambda: InklingVisionModel(ik.InklingVisionConfig()))
+    assert specs.InklingPatchEmbedder().num_params() == meta_count(lambda: InklingVisionModel(ik.InklingVisionConfig()))
     assert specs.InklingPatchEmbedder().num_params() == 764_725_583_792
 
 

@@ -25,7 +25,7 @@ from transformers.models.perception_lm.modeling_perception_lm import PerceptionL
 
 from fusion_spec import FusionSpecError, interop, ops, specs  # noqa: E402
 from fusion_spec.ops.mergers import pool_windows  # noqa: E402
-from hf_cases import through_modules  # noqa: E402
+from hf_cases import check_module, meta_count, through_modules  # noqa: E402
 from test_interop_projectors import _randomize, _strict_roundtrip  # noqa: E402
 
 rng = np.random.default_rng(11)
@@ -34,15 +34,6 @@ FLOAT32_ISLAND = 1e-6  # ERNIE's RMSNorm, MiniCPM-V's and Molmo2's softmax: floa
 MINICPM = {"MiniCPMV4_6": modeling_minicpmv4_6, "MiniCPMV4_7": modeling_minicpmv4_7, "MiniCPMOcr": modeling_minicpm_ocr}
 
 
-def _meta(build):
-    with torch.device("meta"):
-        return sum(p.numel() for p in build().parameters())
-
-
-def _check(module, *inputs, atol=1e-13, **runtime):
-    report = interop.check(module, *inputs, **runtime)
-    print(f"\n{report}")
-    assert report.max_abs < atol, report
 
 
 def _perception_lm(vision=6, text=5, r=2):
@@ -98,7 +89,7 @@ def _molmo2(vision=12, hidden=6, heads=4, kv=2, head_dim=3, inter=10, text=5, at
 def test_perception_lm_projector_equals_module(r, side):
     module = _perception_lm(r=r)
     assert interop.from_module(module)[0] == specs.PerceptionLMProjector(6, 5, r)
-    _check(module, rng.standard_normal((2, side * side, 6)))
+    check_module(module, rng.standard_normal((2, side * side, 6)))
     _strict_roundtrip(module, "PerceptionLMMultiModalProjector")
 
 
@@ -115,7 +106,7 @@ def test_adaptive_pool_is_torch_adaptive_avg_pool2d(size, out):
 def test_minimax_projector_equals_module():
     module = _minimax()
     assert interop.from_module(module)[0] == specs.MiniMaxM3VLProjector(6, 7, 5, 2)
-    _check(module, rng.standard_normal((12, 6)))
+    check_module(module, rng.standard_normal((12, 6)))
     _strict_roundtrip(module, "MiniMaxM3VLMultiModalProjector")
 
 
@@ -124,7 +115,7 @@ def test_ernie_resampler_equals_module(grid):
     module = _ernie()
     assert interop.from_module(module)[0] == specs.Ernie45VLResampler(3, 5, 2, 1e-6, 1e-5)
     n = sum(t * h * w for t, h, w in grid)
-    _check(module, rng.standard_normal((n, 3)), grid_thw=np.array(grid), atol=FLOAT32_ISLAND)
+    check_module(module, rng.standard_normal((n, 3)), grid_thw=np.array(grid), atol=FLOAT32_ISLAND)
     _strict_roundtrip(module, "Ernie4_5_VLMoeVariableResolutionResamplerModel")
 
 
@@ -140,7 +131,7 @@ def test_minicpmv_window_merger_equals_module(model):
     assert interop.from_module(module)[0] == specs.MiniCPMVWindowMerger(8, 2, 12, 1e-6)
     for sizes in ([[4, 6], [2, 2]], [[2, 8]]):
         n = sum(h * w for h, w in sizes)
-        _check(module, rng.standard_normal((1, n, 8)), target_sizes=np.array(sizes), atol=FLOAT32_ISLAND)
+        check_module(module, rng.standard_normal((1, n, 8)), target_sizes=np.array(sizes), atol=FLOAT32_ISLAND)
     _strict_roundtrip(module, f"{model}ViTWindowAttentionMerger")
 
 
@@ -150,7 +141,7 @@ def test_minicpmv_merger_equals_module(model, times):
     module = _merger(times=times, model=model)
     assert interop.from_module(module)[0] == specs.MiniCPMVMerger(8, 5, times)
     sizes = [[4, 8], [4, 4]]
-    _check(module, rng.standard_normal((1, 48, 8)), target_sizes=np.array(sizes))
+    check_module(module, rng.standard_normal((1, 48, 8)), target_sizes=np.array(sizes))
     _strict_roundtrip(module, f"{model}Merger")
 
 
@@ -160,7 +151,7 @@ def test_molmo2_adapter_equals_module(attention_bias, mlp_bias, act):
     module = _molmo2(attention_bias=attention_bias, mlp_bias=mlp_bias, act=act)
     assert interop.from_module(module)[0] == specs.Molmo2Adapter(12, 6, 4, 2, 3, 10, 5, attention_bias, mlp_bias, act)
     groups = np.array([[0, 1, 2, 3], [4, 5, -1, -1], [-1, -1, -1, -1], [11, 10, 9, -1], [6, 7, 8, 0]])
-    _check(module, rng.standard_normal((2, 6, 12)), groups, atol=FLOAT32_ISLAND)
+    check_module(module, rng.standard_normal((2, 6, 12)), groups, atol=FLOAT32_ISLAND)
     _strict_roundtrip(module, "Molmo2Adapter")
 
 
@@ -179,16 +170,16 @@ def test_molmo2_query_is_the_mean_of_the_valid_patches():
 def test_num_params_of_the_default_configs():
     plm = tf.PerceptionLMConfig(vision_config={"architecture": "vit_pe_core_large_patch14_336",
                                                "model_args": {"embed_dim": 1024}})
-    assert specs.PerceptionLMProjector().num_params() == _meta(lambda: PerceptionLMMultiModalProjector(plm))
-    assert specs.MiniMaxM3VLProjector().num_params() == _meta(lambda: MiniMaxM3VLMultiModalProjector(
+    assert specs.PerceptionLMProjector().num_params() == meta_count(lambda: PerceptionLMMultiModalProjector(plm))
+    assert specs.MiniMaxM3VLProjector().num_params() == meta_count(lambda: MiniMaxM3VLMultiModalProjector(
         tf.MiniMaxM3VLConfig()))
-    assert specs.Ernie45VLResampler().num_params() == _meta(lambda: Ernie4_5_VLMoeVariableResolutionResamplerModel(
+    assert specs.Ernie45VLResampler().num_params() == meta_count(lambda: Ernie4_5_VLMoeVariableResolutionResamplerModel(
         tf.Ernie4_5_VLMoeConfig()))
     c = tf.MiniCPMV4_6Config()
-    assert specs.MiniCPMVWindowMerger().num_params() == _meta(
+    assert specs.MiniCPMVWindowMerger().num_params() == meta_count(
         lambda: modeling_minicpmv4_6.MiniCPMV4_6ViTWindowAttentionMerger(c.vision_config))
-    assert specs.MiniCPMVMerger().num_params() == _meta(lambda: modeling_minicpmv4_6.MiniCPMV4_6Merger(c))
-    assert specs.Molmo2Adapter().num_params() == _meta(lambda: Molmo2Adapter(tf.Molmo2Config().adapter_config))
+    assert specs.MiniCPMVMerger().num_params() == meta_count(lambda: modeling_minicpmv4_6.MiniCPMV4_6Merger(c))
+    assert specs.Molmo2Adapter().num_params() == meta_count(lambda: Molmo2Adapter(tf.Molmo2Config().adapter_config))
 
 
 # ------------------------------------------------------------------------------------------------ errors

@@ -28,14 +28,10 @@ import numpy as np
 
 from ..errors import FusionSpecError
 from ..specs.deep_fusion import DecoderCrossAttention, IdeficsGatedCrossAttention
-from .common import activation_name, cast_like, checked_state_dict, module_params, norm_eps, plain_attention, run_torch
+from .common import (activation_name, cast_like, module_params, norm_eps, plain_attention, run_torch, spec_state_dict)
 from .registry import Converter, register
 
 _OP = "interop.from_module"
-
-
-def _state_dict(spec: Any, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    return checked_state_dict("interop.to_state_dict", spec, params)
 
 
 def _bool(x: Any, shape: tuple[int, ...], name: str) -> np.ndarray:
@@ -106,7 +102,7 @@ def idefics_run_spec(spec: IdeficsGatedCrossAttention, params: Mapping[str, np.n
 
 
 register(Converter("IdeficsGatedCrossAttentionLayer", "transformers", IdeficsGatedCrossAttention, idefics_from_module,
-                   _state_dict, idefics_run_module, idefics_run_spec))
+                   spec_state_dict, idefics_run_module, idefics_run_spec))
 
 
 # ------------------------------------------------------------------------------------------------ BERT / BLIP
@@ -157,7 +153,7 @@ def _decoder_state_dict(variant: str) -> Any:
         if spec.variant != variant:
             raise FusionSpecError("interop.to_state_dict", "spec", f"a DecoderCrossAttention with variant {variant!r}",
                                   repr(spec))
-        return _state_dict(spec, params)
+        return spec_state_dict(spec, params)
     return state_dict
 
 

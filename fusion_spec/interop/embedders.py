@@ -41,19 +41,11 @@ from ..errors import FusionSpecError
 from ..specs.embedders import (Florence2Projector, Gemma3nEmbedder, Gemma4Embedder, Gemma4UnifiedEmbedder,
                                Gemma4VisionPooler, GitProjection, GraniteDoclingConnector, InklingPatchEmbedder,
                                MuseVisionAdapter)
-from .common import (activation_name, cast_like, checked_state_dict, module_params, norm_eps, run_forward, run_torch,
-                     to_numpy)
+from .common import (activation_name, cast_like, module_params, norm_eps, run_forward, run_spec_on, run_torch,
+                     spec_state_dict, to_numpy)
 from .registry import Converter, register
 
 _OP = "interop.from_module"
-
-
-def _state_dict(spec: Any, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    return checked_state_dict("interop.to_state_dict", spec, params)
-
-
-def _run_spec(spec: Any, params: Mapping[str, np.ndarray], x: np.ndarray) -> np.ndarray:
-    return np.asarray(spec.apply(params, cast_like(params, x)))
 
 
 def _scale_free(norm: Any, where: str) -> None:
@@ -73,8 +65,8 @@ def git_from_module(module: Any) -> tuple[GitProjection, dict[str, np.ndarray]]:
     return spec, module_params(_OP, module, spec)
 
 
-register(Converter("GitProjection", "transformers", GitProjection, git_from_module, _state_dict, run_forward,
-                   _run_spec))
+register(Converter("GitProjection", "transformers", GitProjection, git_from_module, spec_state_dict, run_forward,
+                   run_spec_on))
 
 
 # ------------------------------------------------------------------------------------------------ Gemma 3n
@@ -112,7 +104,7 @@ def gemma3n_run_spec(spec: Gemma3nEmbedder, params: Mapping[str, np.ndarray], x:
     return np.asarray(spec.apply(params, cast_like(params, x)))
 
 
-register(Converter("Gemma3nMultimodalEmbedder", "transformers", Gemma3nEmbedder, gemma3n_from_module, _state_dict,
+register(Converter("Gemma3nMultimodalEmbedder", "transformers", Gemma3nEmbedder, gemma3n_from_module, spec_state_dict,
                    gemma3n_run_module, gemma3n_run_spec))
 
 
@@ -129,7 +121,7 @@ def gemma4_from_module(module: Any) -> tuple[Gemma4Embedder, dict[str, np.ndarra
 
 
 for _name in ("Gemma4MultimodalEmbedder", "Gemma4UnifiedMultimodalEmbedder", "DiffusionGemmaMultimodalEmbedder"):
-    register(Converter(_name, "transformers", Gemma4Embedder, gemma4_from_module, _state_dict, run_forward, _run_spec))
+    register(Converter(_name, "transformers", Gemma4Embedder, gemma4_from_module, spec_state_dict, run_forward, run_spec_on))
 
 
 def gemma4_pooler_from_module(model: Any) -> tuple[Gemma4VisionPooler, dict[str, np.ndarray]]:
@@ -161,7 +153,7 @@ def gemma4_pooler_run_spec(spec: Gemma4VisionPooler, params: Mapping[str, np.nda
 
 
 def _gemma4_pooler_state_dict(spec: Gemma4VisionPooler, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    return _state_dict(spec, params)  # no parameters: the model's own keys are the vision tower's
+    return spec_state_dict(spec, params)  # no parameters: the model's own keys are the vision tower's
 
 
 register(Converter("Gemma4VisionModel", "transformers", Gemma4VisionPooler, gemma4_pooler_from_module,
@@ -192,7 +184,7 @@ def gemma4_unified_run_spec(spec: Gemma4UnifiedEmbedder, params: Mapping[str, np
 
 
 register(Converter("Gemma4UnifiedVisionEmbedder", "transformers", Gemma4UnifiedEmbedder, gemma4_unified_from_module,
-                   _state_dict, gemma4_unified_run_module, gemma4_unified_run_spec))
+                   spec_state_dict, gemma4_unified_run_module, gemma4_unified_run_spec))
 
 
 # ------------------------------------------------------------------------------------------------ Muse
@@ -216,8 +208,8 @@ def muse_run_module(model: Any, x: np.ndarray) -> np.ndarray:
 
 
 for _name in ("MuseGlimmerModel", "MuseSparkModel"):
-    register(Converter(_name, "transformers", MuseVisionAdapter, muse_from_module, _state_dict, muse_run_module,
-                       _run_spec))
+    register(Converter(_name, "transformers", MuseVisionAdapter, muse_from_module, spec_state_dict, muse_run_module,
+                       run_spec_on))
 
 
 # ------------------------------------------------------------------------------------------------ Florence-2
@@ -255,11 +247,11 @@ def florence2_from_module(module: Any) -> tuple[Florence2Projector, dict[str, np
 
 
 def florence2_state_dict(spec: Florence2Projector, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    return _state_dict(spec, params) | {TEMPORAL: temporal_table(spec.max_temporal_embeddings, spec.vision_dim)}
+    return spec_state_dict(spec, params) | {TEMPORAL: temporal_table(spec.max_temporal_embeddings, spec.vision_dim)}
 
 
 register(Converter("Florence2MultiModalProjector", "transformers", Florence2Projector, florence2_from_module,
-                   florence2_state_dict, run_forward, _run_spec))
+                   florence2_state_dict, run_forward, run_spec_on))
 
 
 # ------------------------------------------------------------------------------------------------ Inkling
@@ -290,8 +282,8 @@ def inkling_run_module(model: Any, x: np.ndarray) -> np.ndarray:
     return run_torch(model, lambda t: model(t).last_hidden_state, x)
 
 
-register(Converter("InklingVisionModel", "transformers", InklingPatchEmbedder, inkling_from_module, _state_dict,
-                   inkling_run_module, _run_spec))
+register(Converter("InklingVisionModel", "transformers", InklingPatchEmbedder, inkling_from_module, spec_state_dict,
+                   inkling_run_module, run_spec_on))
 
 
 # ------------------------------------------------------------------------------------------------ Granite-Docling
@@ -339,4 +331,4 @@ def granite_docling_run_spec(spec: GraniteDoclingConnector, params: Mapping[str,
 
 
 register(Converter("GraniteDoclingConnector", "transformers", GraniteDoclingConnector, granite_docling_from_module,
-                   _state_dict, granite_docling_run_module, granite_docling_run_spec))
+                   spec_state_dict, granite_docling_run_module, granite_docling_run_spec))

@@ -24,19 +24,11 @@ import numpy as np
 from ..errors import FusionSpecError
 from ..specs.mergers import (Ernie45VLResampler, MiniCPMVMerger, MiniCPMVWindowMerger, MiniMaxM3VLProjector,
                              Molmo2Adapter, PerceptionLMProjector)
-from .common import (activation_name, cast_like, checked_state_dict, module_params, norm_eps, plain_attention, run_forward,
-                     run_torch)
+from .common import (activation_name, cast_like, module_params, norm_eps, plain_attention, run_forward, run_spec_on,
+                     run_torch, spec_state_dict)
 from .registry import Converter, register
 
 _OP = "interop.from_module"
-
-
-def _state_dict(spec: Any, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    return checked_state_dict("interop.to_state_dict", spec, params)
-
-
-def _run_spec(spec: Any, params: Mapping[str, np.ndarray], x: np.ndarray) -> np.ndarray:
-    return np.asarray(spec.apply(params, cast_like(params, x)))
 
 
 def _gelu(act: Any, where: str, want: str = "gelu") -> None:
@@ -65,7 +57,7 @@ def perception_lm_from_module(module: Any) -> tuple[PerceptionLMProjector, dict[
 
 
 register(Converter("PerceptionLMMultiModalProjector", "transformers", PerceptionLMProjector, perception_lm_from_module,
-                   _state_dict, run_forward, _run_spec))
+                   spec_state_dict, run_forward, run_spec_on))
 
 
 # ------------------------------------------------------------------------------------------------ MiniMax-M3-VL
@@ -80,7 +72,7 @@ def minimax_from_module(module: Any) -> tuple[MiniMaxM3VLProjector, dict[str, np
 
 
 register(Converter("MiniMaxM3VLMultiModalProjector", "transformers", MiniMaxM3VLProjector, minimax_from_module,
-                   _state_dict, run_forward, _run_spec))
+                   spec_state_dict, run_forward, run_spec_on))
 
 
 # ------------------------------------------------------------------------------------------------ ERNIE-4.5-VL
@@ -115,7 +107,7 @@ def ernie_run_spec(spec: Ernie45VLResampler, params: Mapping[str, np.ndarray], x
 
 
 register(Converter("Ernie4_5_VLMoeVariableResolutionResamplerModel", "transformers", Ernie45VLResampler,
-                   ernie_from_module, _state_dict, ernie_run_module, ernie_run_spec))
+                   ernie_from_module, spec_state_dict, ernie_run_module, ernie_run_spec))
 
 
 # ------------------------------------------------------------------------------------------------ MiniCPM-V 4.6 / 4.7 / OCR
@@ -170,8 +162,8 @@ def merger_from_module(module: Any) -> tuple[MiniCPMVMerger, dict[str, np.ndarra
 
 for _model in MINICPM:
     register(Converter(f"{_model}ViTWindowAttentionMerger", "transformers", MiniCPMVWindowMerger, window_merger_from_module,
-                       _state_dict, _target_sizes_run_module, _target_sizes_run_spec))
-    register(Converter(f"{_model}Merger", "transformers", MiniCPMVMerger, merger_from_module, _state_dict,
+                       spec_state_dict, _target_sizes_run_module, _target_sizes_run_spec))
+    register(Converter(f"{_model}Merger", "transformers", MiniCPMVMerger, merger_from_module, spec_state_dict,
                        _target_sizes_run_module, _target_sizes_run_spec))
 
 
@@ -207,5 +199,5 @@ def molmo2_run_spec(spec: Molmo2Adapter, params: Mapping[str, np.ndarray], image
     return out[(idx >= 0).any(-1)]  # the module keeps the tokens whose group has a patch
 
 
-register(Converter("Molmo2Adapter", "transformers", Molmo2Adapter, molmo2_from_module, _state_dict, molmo2_run_module,
+register(Converter("Molmo2Adapter", "transformers", Molmo2Adapter, molmo2_from_module, spec_state_dict, molmo2_run_module,
                    molmo2_run_spec))

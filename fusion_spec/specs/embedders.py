@@ -20,16 +20,7 @@ from ..ops.primitives import ACTIVATIONS, activation
 from ..xp import Array, asarray_like, known, namespace
 from .base import Spec
 from .connectors import _feature_shape
-from .projection import _check_shape
-
-
-def _lin(x: Array, params: Mapping[str, Array], prefix: str, op: str) -> Array:
-    """``linear`` with ``params[prefix.weight]`` and, if present, ``params[prefix.bias]``."""
-    return ops.linear(x, params[f"{prefix}.weight"], params.get(f"{prefix}.bias"), op=op)
-
-
-def _ln(x: Array, params: Mapping[str, Array], prefix: str, eps: float, op: str) -> Array:
-    return ops.layer_norm(x, params[f"{prefix}.weight"], params[f"{prefix}.bias"], eps=eps, op=op)
+from .projection import _check_shape, _layer_norm, _linear, _linear_shapes, _ln_shapes
 
 
 def _all_like(op: str, params: Mapping[str, Array], like: Array) -> None:
@@ -38,10 +29,6 @@ def _all_like(op: str, params: Mapping[str, Array], like: Array) -> None:
     for name, p in params.items():
         check.floating(op, f"params['{name}']", p)
         check.same_dtype(op, ("x", like), (f"params['{name}']", p))
-
-
-def _ln_shapes(prefix: str, width: int) -> dict[str, tuple[int, ...]]:
-    return {f"{prefix}.weight": (width,), f"{prefix}.bias": (width,)}
 
 
 # ------------------------------------------------------------------------------------------------ GIT
@@ -67,15 +54,15 @@ class GitProjection(Spec):
         self._require_eps("eps")
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
-        return {"visual_projection.0.weight": (self.llm_dim, self.vision_dim), "visual_projection.0.bias": (self.llm_dim,),
-                **_ln_shapes("visual_projection.1", self.llm_dim)}
+        return _linear_shapes("visual_projection.0", self.llm_dim, self.vision_dim) | _ln_shapes("visual_projection.1",
+                                                                                                  self.llm_dim)
 
     def output_shape(self, x_shape: tuple[int, ...]) -> tuple[int, ...]:
         return _feature_shape("GitProjection", x_shape, self.vision_dim, self.llm_dim, "vision_dim")
 
     def apply(self, params: Mapping[str, Array], x: Array) -> Array:
         self.output_shape(tuple(x.shape))
-        return _ln(_lin(x, params, "visual_projection.0", "GitProjection"), params, "visual_projection.1", self.eps,
+        return _layer_norm(_linear(x, params, "visual_projection.0", "GitProjection"), params, "visual_projection.1", self.eps,
                    "GitProjection")
 
 
@@ -272,9 +259,9 @@ class Gemma4UnifiedEmbedder(Spec):
     def apply(self, params: Mapping[str, Array], x: Array, positions: Array) -> Array:
         op = "Gemma4UnifiedEmbedder"
         self.output_shape(tuple(x.shape), tuple(positions.shape))
-        h = _ln(_lin(_ln(x, params, "patch_ln1", self.ln_eps, op), params, "patch_dense", op), params, "patch_ln2",
+        h = _layer_norm(_linear(_layer_norm(x, params, "patch_ln1", self.ln_eps, op), params, "patch_dense", op), params, "patch_ln2",
                 self.ln_eps, op)
-        h = _ln(h + ops.factorized_positions(positions, params["pos_embedding"], op=op), params, "pos_norm",
+        h = _layer_norm(h + ops.factorized_positions(positions, params["pos_embedding"], op=op), params, "pos_norm",
                 self.ln_eps, op)
         return ops.linear(ops.rms_norm(h, eps=self.eps, op=op),
                           params["multimodal_embedder.embedding_projection.weight"], op=op)
@@ -320,8 +307,8 @@ class MuseVisionAdapter(Spec):
     def apply(self, params: Mapping[str, Array], x: Array) -> Array:
         self.output_shape(tuple(x.shape))
         op, act = "MuseVisionAdapter", activation(self.activation, "MuseVisionAdapter")
-        h = act(_lin(act(_lin(x, params, "vision_adapter.fc1", op)), params, "vision_adapter.fc2", op))
-        return ops.rms_norm(_lin(h, params, "vision_projection", op), eps=self.eps, op=op)
+        h = act(_linear(act(_linear(x, params, "vision_adapter.fc1", op)), params, "vision_adapter.fc2", op))
+        return ops.rms_norm(_linear(h, params, "vision_projection", op), eps=self.eps, op=op)
 
 
 # ------------------------------------------------------------------------------------------------ Florence-2
@@ -390,7 +377,7 @@ class Florence2Projector(Spec):
         t0 = asarray_like(xp, [float(i % 2) for i in range(c)], x, x.dtype)             # sin(0), cos(0), ...
         tokens = xp.reshape(xp.permute_dims(x, (0, 2, 3, 1)) + pos, (b, h * w, c)) + t0
         tokens = xp.concat([xp.mean(tokens, axis=1, keepdims=True), tokens], axis=1)
-        return _ln(ops.linear(tokens, params["image_projection.weight"], op=op), params, "image_proj_norm", self.eps, op)
+        return _layer_norm(ops.linear(tokens, params["image_projection.weight"], op=op), params, "image_proj_norm", self.eps, op)
 
 
 # ------------------------------------------------------------------------------------------------ Inkling
@@ -539,8 +526,8 @@ class GraniteDoclingConnector(Spec):
             shapes[f"{path}.projection.weight"] = (d, merged)
             for i in range(self.num_deepstack):
                 m = f"{path}.deepstack_mergers.{i}"
-                shapes |= {**_ln_shapes(f"{m}.layer_norm", merged), f"{m}.linear_1.weight": (d, merged),
-                           f"{m}.linear_1.bias": (d,), f"{m}.linear_2.weight": (d, d), f"{m}.linear_2.bias": (d,)}
+                shapes |= (_ln_shapes(f"{m}.layer_norm", merged) | _linear_shapes(f"{m}.linear_1", d, merged)
+                           | _linear_shapes(f"{m}.linear_2", d, d))
         return shapes | _ln_shapes("ln_mid", d) | {"mlp_fc2.weight": (d, d)} | _ln_shapes("ln_out", d)
 
     def output_shape(self, x_shape: tuple[int, ...], *, deepstack_shapes: Sequence[tuple[int, ...]] | None = None,
@@ -577,9 +564,9 @@ class GraniteDoclingConnector(Spec):
         def shuffle(z: Array) -> Array:
             return ops.merge_tokens(z, mode="spatial", grid=(p, p), factor=k)
 
-        h = ops.linear(shuffle(_ln(x, params, "ln_in", self.eps, op)), params[f"{path}.projection.weight"], op=op)
+        h = ops.linear(shuffle(_layer_norm(x, params, "ln_in", self.eps, op)), params[f"{path}.projection.weight"], op=op)
         h = h + ops.sincos_2d(p // k, self.out_dim, h, columns_first=True, op=op)
-        y = _ln(ops.linear(ops.gelu(_ln(h, params, "ln_mid", self.eps, op)), params["mlp_fc2.weight"], op=op),
+        y = _layer_norm(ops.linear(ops.gelu(_layer_norm(h, params, "ln_mid", self.eps, op)), params["mlp_fc2.weight"], op=op),
                 params, "ln_out", self.eps, op)
         y = xp.reshape(y, (-1, self.out_dim))
         if not self.num_deepstack:
@@ -587,7 +574,7 @@ class GraniteDoclingConnector(Spec):
         merged = []
         for i, d in enumerate(deepstack):
             m = f"{path}.deepstack_mergers.{i}"
-            z = _lin(ops.gelu(_lin(_ln(shuffle(d), params, f"{m}.layer_norm", self.eps, op), params, f"{m}.linear_1", op)),
+            z = _linear(ops.gelu(_linear(_layer_norm(shuffle(d), params, f"{m}.layer_norm", self.eps, op), params, f"{m}.linear_1", op)),
                      params, f"{m}.linear_2", op)
             merged.append(xp.reshape(z, (-1, self.out_dim)))
         return y, merged

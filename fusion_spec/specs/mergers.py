@@ -26,26 +26,7 @@ from ..ops.mergers import adaptive_pool, gather_groups, temporal_pairs
 from ..ops.primitives import ACTIVATIONS
 from ..xp import Array, namespace
 from .base import Spec
-from .projection import _check_shape
-
-
-def _lin(x: Array, params: Mapping[str, Array], prefix: str, op: str) -> Array:
-    return ops.linear(x, params[f"{prefix}.weight"], params.get(f"{prefix}.bias"), op=op)
-
-
-def _ln(x: Array, params: Mapping[str, Array], prefix: str, eps: float, op: str) -> Array:
-    return ops.layer_norm(x, params[f"{prefix}.weight"], params[f"{prefix}.bias"], eps=eps, op=op)
-
-
-def _linear_shapes(prefix: str, out: int, inp: int, bias: bool = True) -> dict[str, tuple[int, ...]]:
-    shapes = {f"{prefix}.weight": (out, inp)}
-    if bias:
-        shapes[f"{prefix}.bias"] = (out,)
-    return shapes
-
-
-def _ln_shapes(prefix: str, width: int) -> dict[str, tuple[int, ...]]:
-    return {f"{prefix}.weight": (width,), f"{prefix}.bias": (width,)}
+from .projection import _check_shape, _layer_norm, _linear, _linear_shapes, _ln_shapes
 
 
 def _grids(op: str, name: str, value: Any, arity: int) -> list[tuple[int, ...]]:
@@ -98,7 +79,7 @@ class PerceptionLMProjector(Spec):
     def apply(self, params: Mapping[str, Array], x: Array) -> Array:
         op = "PerceptionLMProjector"
         self.output_shape(tuple(x.shape))
-        y = _lin(ops.gelu(_lin(x, params, "linear_1", op)), params, "linear_2", op)
+        y = _linear(ops.gelu(_linear(x, params, "linear_1", op)), params, "linear_2", op)
         if self.pooling_ratio == 1:
             return y
         side = math.isqrt(x.shape[1])
@@ -144,9 +125,9 @@ class MiniMaxM3VLProjector(Spec):
     def apply(self, params: Mapping[str, Array], x: Array) -> Array:
         op = "MiniMaxM3VLProjector"
         n, _ = self.output_shape(tuple(x.shape))
-        h = _lin(ops.gelu(_lin(x, params, "linear_1", op)), params, "linear_2", op)
+        h = _linear(ops.gelu(_linear(x, params, "linear_1", op)), params, "linear_2", op)
         h = ops.merge_tokens(h[None, ...], mode="consecutive", ratio=self.spatial_merge_size ** 2)[0, ...]
-        return _lin(ops.gelu(_lin(h, params, "merge_linear_1", op)), params, "merge_linear_2", op)
+        return _linear(ops.gelu(_linear(h, params, "merge_linear_1", op)), params, "merge_linear_2", op)
 
 
 # ------------------------------------------------------------------------------------------------ ERNIE-4.5-VL
@@ -219,12 +200,12 @@ class Ernie45VLResampler(Spec):
         k2 = self.spatial_merge_size ** 2
 
         def mlp_ln(z: Array, name: str) -> Array:
-            z = _lin(ops.gelu(_lin(z, params, f"{name}.fc1", op)), params, f"{name}.fc2", op)
-            return _ln(z, params, f"{name}.ln", self.ln_eps, op)
+            z = _linear(ops.gelu(_linear(z, params, f"{name}.fc1", op)), params, f"{name}.fc2", op)
+            return _layer_norm(z, params, f"{name}.ln", self.ln_eps, op)
 
         s = mlp_ln(ops.merge_tokens(x[None, ...], mode="consecutive", ratio=k2)[0, ...], "spatial_linear")
         p = temporal_pairs(s, grids=[(t, h * w // k2) for t, h, w in grids], op=op)
-        y = _lin(mlp_ln(p, "temporal_linear"), params, "mlp", op)
+        y = _linear(mlp_ln(p, "temporal_linear"), params, "mlp", op)
         return ops.rms_norm(y, params["after_norm.weight"], eps=self.eps, op=op)
 
 
@@ -297,10 +278,10 @@ class MiniCPMVWindowMerger(Spec):
             start += h * w
         z = windows[0] if len(windows) == 1 else xp.concat(windows, axis=0)             # [windows, 4, D]
         attn = {_ATTN.get(k, k): v for k, v in check.subtree(params, "self_attn").items()}
-        z = z + ops.cross_attention(_ln(z, params, "layer_norm1", self.eps, op), _ln(z, params, "layer_norm1", self.eps, op),
+        z = z + ops.cross_attention(_layer_norm(z, params, "layer_norm1", self.eps, op), _layer_norm(z, params, "layer_norm1", self.eps, op),
                                     attn, num_heads=self.num_heads, op=op)
         flat = xp.reshape(z, (z.shape[0], 4 * d))
-        y = _lin(ops.gelu_tanh(_lin(_ln(flat, params, "pre_norm", self.eps, op), params, "linear_1", op)), params,
+        y = _linear(ops.gelu_tanh(_linear(_layer_norm(flat, params, "pre_norm", self.eps, op), params, "linear_1", op)), params,
                  "linear_2", op)
         return (y + xp.mean(z, axis=1))[None, ...]
 
@@ -365,7 +346,7 @@ class MiniCPMVMerger(Spec):
             z, grid = x[:, start:start + h * w, :], (h, w)
             for r in range(self.merger_times):
                 z = ops.merge_tokens(z, mode="spatial", grid=grid, factor=2)
-                z = _lin(ops.gelu(_lin(_ln(z, params, f"mlp.{r}.pre_norm", self.eps, op), params, f"mlp.{r}.linear_1", op)),
+                z = _linear(ops.gelu(_linear(_layer_norm(z, params, f"mlp.{r}.pre_norm", self.eps, op), params, f"mlp.{r}.linear_1", op)),
                          params, f"mlp.{r}.linear_2", op)
                 grid = (grid[0] // 2, grid[1] // 2)
             out.append(z[0, ...])
