@@ -35,9 +35,13 @@ def embedder_cases() -> list[Case]:
            kwargs=[("input_ids", const([[100, 106, 103], [101, 101, 102]]))], stages=1,
            flags=("gemma3n", "rms-norm", "hard-tokens"),
            notes="vision-vocabulary ids 100..106 -> table rows -> hard_embedding_norm -> linear -> RMSNorm"),
-        _c("embedders.gemma3n.small_soft_tokens", S.Gemma3nEmbedder(6, 5, 7, 100), ("x", normal(2, 3, 6, std=1e-3)),
-           stages=1, flags=("gemma3n", "rms-norm"),
-           notes="features of scale 1e-3: mean(x²) is near eps 1e-6, so the sqrt(6) scaling before the norm shows"),
+        # RMSNorm is scale-free but for eps, and the last norm removes any per-token scale: the sqrt(d)
+        # scaling shows only where both norms see magnitudes near eps (small features, a small norm weight)
+        Case("embedders.gemma3n.small_soft_tokens", S.Gemma3nEmbedder(6, 5, 7, 100), (("x", normal(2, 3, 6, std=1e-3)),),
+             stages=1, flags=("gemma3n", "rms-norm"),
+             notes="features of scale 1e-3 and soft_embedding_norm.weight 1e-3: mean squares near eps 1e-6 in both "
+                   "norms, so the sqrt(6) scaling before the first norm changes the output",
+             param_values=(("soft_embedding_norm.weight", const(np.full(6, 1e-3))),)),
         _c("embedders.gemma4", S.Gemma4Embedder(6, 5), ("x", normal(2, 3, 6, std=3.0)), stages=1,
            flags=("gemma4", "rms-norm"), notes="RMSNorm without weight, then a linear without bias"),
         _c("embedders.gemma4_pooler.non_square", S.Gemma4VisionPooler(6, 2), ("x", normal(2, 32, 6)),
