@@ -72,6 +72,7 @@ P, A, XA, RS, QF = ("fusion_spec/ops/primitives.py", "fusion_spec/ops/attention.
                     "fusion_spec/ops/cross_attention.py", "fusion_spec/ops/resampler.py", "fusion_spec/ops/qformer.py")
 CN, CS = "fusion_spec/ops/connectors.py", "fusion_spec/specs/connectors.py"
 CV, QP = "fusion_spec/ops/conv_abstractor.py", "fusion_spec/ops/query_pooler.py"
+EM, EMS, MG = "fusion_spec/ops/embedders.py", "fusion_spec/specs/embedders.py", "fusion_spec/ops/mergers.py"
 M = Mutant
 MUTANTS: list[Mutant] = [
     # --- primitives
@@ -143,8 +144,8 @@ MUTANTS: list[Mutant] = [
     M("media_mask.off_by_one_image", "cross_attention", XA, "xp.int32) // tokens_per_media + 1", "xp.int32) // tokens_per_media",
       "text attends to the image after its own (media time off by one)"),
     M("gated_xattn.gate_tanh_missing", "gated_cross_attention", XA,
-      "return xp.tanh(check.param(op, params, key, (1,), like=like))",
-      "return check.param(op, params, key, (1,), like=like)", "gate used raw, without tanh"),
+      "return xp.tanh(check.param(op, params, key, shape, like=like))",
+      "return check.param(op, params, key, shape, like=like)", "gate used raw, without tanh"),
     M("gated_xattn.text_before_image_not_zeroed", "gated_cross_attention", XA, "row = text_time != 0",
       "row = None", "flamingo: text before the first image attends (uniformly) instead of being zeroed"),
     # --- Perceiver resampler
@@ -214,8 +215,12 @@ MUTANTS: list[Mutant] = [
       "h = ops.gelu(ops.layer_norm(", "h = (ops.layer_norm(",
       "GLM-4V merger without the GELU after its post-projection LayerNorm"),
     M("glm5_next.up_not_clamped", "glm4v", "fusion_spec/ops/projection.py",
-      "up = xp.where(up > top, top, xp.where(up < -top, -top, up))", "up = up",
-      "GLM-5-Next's SwiGLU clamps the gate only, not the up projection"),
+      "gate, up = xp.clip(gate, None, bound), xp.clip(up, -bound, bound)", "gate, up = xp.clip(gate, None, bound), up",
+      "GLM-5-Next clamps the gate but not the up projection"),
+    M("glm5_next.gate_clamped_both_sides", "glm4v", "fusion_spec/ops/projection.py",
+      "gate, up = xp.clip(gate, None, bound), xp.clip(up, -bound, bound)",
+      "gate, up = xp.clip(gate, -bound, bound), xp.clip(up, -bound, bound)",
+      "GLM-5-Next gate clamped from below as well"),
     M("deepseek_vl_hybrid.low_res_first", "aligners", "fusion_spec/specs/aligners.py",
       "concat([high, low], axis=-1)", "concat([low, high], axis=-1)",
       "DeepSeek-VL-Hybrid aligner concatenates the SigLIP stream first instead of the high-res one"),
@@ -288,6 +293,59 @@ MUTANTS: list[Mutant] = [
       "Apertus: an end-of-row token after the last row too"),
     M("vq_tokens.table_ignored", "vq_tokens", "fusion_spec/ops/early.py", "    if code_ids is None:\n        ids = codes +",
       "    if True:\n        ids = codes +", "Chameleon / Emu3: code c written as offset + c, the table ignored"),
+    # --- issue 26: deep fusion outside Flamingo/Mllama (IDEFICS 1, BERT/BLIP and Pix2Struct cross-attention)
+    M("idefics.row_mask_on_the_mlp_too", "deep_fusion", XA, "if row is not None and not idefics:",
+      "if row is not None:", "IDEFICS rows without an image lose their MLP update too (Mllama's rule)"),
+    M("idefics.row_mask_ignored", "deep_fusion", XA, "row_mask=row if idefics or mask_dialect", "row_mask=row if "
+      "mask_dialect", "IDEFICS cross_attention_gate accepted but never applied to the attention branch"),
+    M("idefics.qk_norm_ignored", "deep_fusion", XA, "qk_norm=qk_norm or not idefics", "qk_norm=not idefics",
+      "IDEFICS q/k layer norms (qk_layer_norms) skipped"),
+    M("decoder.t5_scores_scaled", "deep_fusion", "fusion_spec/specs/deep_fusion.py", '"layer_norm"), "pre", 1.0)',
+      '"layer_norm"), "pre", None)', "Pix2Struct (T5) scores scaled by 1/sqrt(d)"),
+    M("decoder.post_norm_without_residual", "deep_fusion", XA, "return layer_norm(x + a, weight,",
+      "return layer_norm(a, weight,", "BERT / BLIP cross-attention output normed without the residual"),
+    # --- issue 26: small embedders and encoder-free patch embedders
+    M("position_pool.grid_width_from_rows", "embedders", EM,
+      "width = xp.max(p[..., 0], axis=-1, keepdims=True) + 1", "width = xp.max(p[..., 1], axis=-1, keepdims=True) + 1",
+      "Gemma 4 pooling: cells laid out with the grid's height for its width (right only for square grids)"),
+    M("position_pool.padding_counted", "embedders", EM,
+      "hits = xp.logical_and(cell[..., None] == arange_like(xp, length, x, idx), xp.logical_not(padding)[..., None])",
+      "hits = cell[..., None] == arange_like(xp, length, x, idx)",
+      "Gemma 4 pooling: padding patches (clamped to position 0) averaged into the first cell"),
+    M("factorized_positions.axes_swapped", "embedders", EM, "rows = xp.clip(pos, 0, None) * 2 + arange_like(",
+      "rows = xp.clip(pos, 0, None) * 2 + 1 - arange_like(",
+      "Gemma 4 Unified: x read from the table's row-axis slot and y from the column-axis slot"),
+    M("fold_to_depth.channels_first", "embedders", EM, "xp.permute_dims(y, (0, 1, 3, 5, 2, 4, 6, 7))",
+      "xp.permute_dims(y, (0, 1, 3, 5, 7, 2, 4, 6))", "Inkling fold with channels (c, dt, di, dj) instead of "
+      "(dt, di, dj, c)"),
+    M("gemma3n.soft_tokens_not_scaled", "embedders", EMS, "x * math.sqrt(self.vision_dim)", "x",
+      "Gemma 3n soft tokens normed without get_image_features' sqrt(d) scaling"),
+    M("muse.last_activation_dropped", "embedders", EMS,
+      'h = act(_linear(act(_linear(x, params, "vision_adapter.fc1", op)), params, "vision_adapter.fc2", op))',
+      'h = _linear(act(_linear(x, params, "vision_adapter.fc1", op)), params, "vision_adapter.fc2", op)',
+      "Muse adapter without the activation after its output layer (a LLaVA MLP)"),
+    M("florence2.rows_then_columns", "embedders", EMS,
+      "pos = xp.concat([xp.broadcast_to(cols[None, ...], (h, w, c - c // 2)),\n"
+      "                         xp.broadcast_to(rows[:, None, :], (h, w, c // 2))], axis=-1)",
+      "pos = xp.concat([xp.broadcast_to(rows[:, None, :], (h, w, c // 2)),\n"
+      "                         xp.broadcast_to(cols[None, ...], (h, w, c - c // 2))], axis=-1)",
+      "Florence-2 2D embedding with the row half first"),
+    M("florence2.temporal_cos_sin_swapped", "embedders", EMS, "float(i % 2) for i in range(c)",
+      "float(1 - i % 2) for i in range(c)", "Florence-2 temporal table with cos at even features, sin at odd"),
+    M("granite_docling.positions_rows_first", "embedders", EMS, "columns_first=True, op=op)",
+      "columns_first=False, op=op)", "Granite-Docling position table in vit_mae's rows-then-columns layout"),
+    # --- issue 26: spatio-temporal, two-stage and attention-pooling mergers
+    M("adaptive_pool.window_end_floor", "mergers", MG, "-((-(i + 1) * in_size) // out_size)",
+      "((i + 1) * in_size) // out_size", "adaptive pooling windows ending at floor instead of ceil (no overlap)"),
+    M("temporal_pairs.frame_with_itself", "mergers", MG, "range(1 if t > 1 else 0, t, 2)", "range(0, t, 2)",
+      "ERNIE-4.5-VL pairs every video frame with itself, as it does an image's"),
+    M("minicpmv.window_mean_dropped", "mergers", "fusion_spec/specs/mergers.py",
+      "return (y + xp.mean(z, axis=1))[None, ...]", "return y[None, ...]",
+      "MiniCPM-V window merger without the mean-of-window residual"),
+    M("molmo2.query_first_patch", "mergers", MG, "mean = xp.sum(patches, axis=1, keepdims=True) / count[:, None, None]",
+      "mean = patches[:, :1, :]", "Molmo2 pooling query from the group's first patch instead of its mean"),
+    M("molmo2.empty_slots_attended", "mergers", "fusion_spec/specs/mergers.py", "mask=valid[:, None, :], op=op)",
+      "mask=None, op=op)", "Molmo2 attention pooling over the empty (-1) slots too"),
     # --- not operators: token math, cost model, interop, the verifier (judged by tests only)
     M("tokens.llava_next_newline_per_column", "", "fusion_spec/tokens/anyres.py", "return rows * cols + rows + base",
       "return rows * cols + cols + base", "one newline per column instead of per row", "tokens"),
@@ -359,6 +417,9 @@ TESTS = {
     "llava_onevision": "tests/test_interop_llava_onevision.py tests/test_anyres.py",
     "glm4v": "tests/test_interop_glm4v.py tests/test_cases_real_modules.py",
     "aligners": "tests/test_interop_aligners.py tests/test_cases_real_modules.py",
+    "deep_fusion": "tests/test_interop_deep_fusion.py",
+    "embedders": "tests/test_interop_embedders.py",
+    "mergers": "tests/test_interop_mergers.py",
     "mrope": "tests/test_mrope.py",
     "image_mask": "tests/test_image_mask.py",
     "conv_abstractor": "tests/test_conv_abstractor.py tests/test_interop_conv_abstractor.py",

@@ -117,12 +117,22 @@ def _pre_norm_q_former(entry, tensors):
 def test_pre_norm_instead_of_post_norm(bundle, tmp_path):
     """InternVL normalises the merged 4C-wide token; normalising each C-wide patch before merging
     (Qwen2-VL's placement) with the same weights is a different operator. BLIP-2's Q-Former is post-norm
-    (BERT); a pre-norm Q-Former with the same weights is another."""
+    (BERT); a pre-norm Q-Former with the same weights is another, and so is a pre-norm BERT / BLIP decoder
+    cross-attention (``x + attn(LN(x))`` instead of ``LN(x + attn(x))``)."""
     def producer(entry, tensors):
         if "post-norm" not in entry["flags"]:
             return call(entry, tensors)
         if entry["op"] == "QFormer":
             return _pre_norm_q_former(entry, tensors)
+        if entry["op"] == "DecoderCrossAttention":
+            spec = spec_from_manifest(entry["op"], entry["config"])
+            canonical = {c: tensors["param." + r] for c, r in spec.names().items() if "param." + r in tensors}
+            x, e = tensors["input.x"], tensors["input.encoder"]
+            h = primitives.layer_norm(x, canonical["norm.weight"], canonical["norm.bias"], eps=spec.eps)
+            attn = {k: v for k, v in canonical.items() if not k.startswith("norm.")}
+            mask = tensors.get("input.encoder_mask")
+            return {"out": x + ops.cross_attention(h, e, attn, num_heads=spec.num_heads,
+                                                   mask=None if mask is None else mask[:, None, :])}
         spec = spec_from_manifest(entry["op"], entry["config"])
         x = tensors["input.x"]
         b, n, d = x.shape
@@ -139,7 +149,7 @@ def test_pre_norm_instead_of_post_norm(bundle, tmp_path):
         return {"out": ops.mlp_projection(h, wrong, depth=spec.depth, activation=spec.activation)}
     bad = failing(bundle, produce(bundle, tmp_path, producer=producer))
     assert bad == ids_with(bundle, "post-norm") and bad
-    assert {e["op"] for e in bundle.cases if e["id"] in bad} == {"TokenMerge", "QFormer"}
+    assert {e["op"] for e in bundle.cases if e["id"] in bad} == {"TokenMerge", "QFormer", "DecoderCrossAttention"}
 
 
 def test_q_former_layer_norm_eps_1e5_instead_of_1e12(bundle, tmp_path):
@@ -211,7 +221,8 @@ def test_reversed_merge_order(bundle, tmp_path, monkeypatch):
                if (e["op"] == "merge_tokens" and e["runtime"]["mode"] != "pool")
                or e["config"].get("compress_ratio", 1) > 1
                or (e["op"] == "TokenMerge" and e["config"]["mode"] != "pool" and e["config"]["factor"] > 1)
-               or e["op"] in ("Idefics3Connector", "Llama4PixelShuffleMLP", "AyaVisionProjector")
+               or e["op"] in ("Idefics3Connector", "Llama4PixelShuffleMLP", "AyaVisionProjector", "MiniMaxM3VLProjector",
+                              "Ernie45VLResampler", "MiniCPMVMerger", "GraniteDoclingConnector")
                or e["op"] == "Qwen3VLDeepStack"  # its mergers are TokenMerge's consecutive merge
                or (e["op"] == "VisualEmbeddingTable" and e["config"]["variant"] == "ovis2"
                    and e["config"]["merge"] > 1)}  # Ovis2's k x k spatial merge

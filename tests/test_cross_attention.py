@@ -426,7 +426,8 @@ def test_errors_blocks():
     pf = fl.init()
     x, media = np.zeros((2, 3, 8)), np.zeros((2, 2, 2, 6))
     blk = ops.gated_cross_attention_block
-    _err("argument 'variant' expected one of 'flamingo', 'mllama'", blk, x, media, pf, variant="idefics", num_heads=2)
+    _err("argument 'variant' expected one of 'flamingo', 'mllama', 'idefics'", blk, x, media, pf, variant="kosmos",
+         num_heads=2)
     _err("argument 'media_locations' expected shape \\(2, 3\\)", blk, x, media, pf, num_heads=2,
          media_locations=np.ones((2, 4), bool))
     _err("argument 'media_locations' expected a boolean", blk, x, media, pf, num_heads=2,

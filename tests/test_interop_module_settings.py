@@ -175,6 +175,64 @@ EXAMPLES |= {
 }
 
 
+# --- issue 26: deep fusion outside Flamingo/Mllama, small embedders, encoder-free patch embedders, mergers ---
+def _pair(x_width: Callable[[Any], int], y_width: Callable[[Any], int], **runtime: Any) -> Example:
+    """``(x [2, 4, x_width], y [2, 5, y_width])`` and ``runtime``."""
+    return lambda m, spec, rng: ((rng.standard_normal((2, 4, x_width(spec))), rng.standard_normal((2, 5, y_width(spec)))),
+                                 dict(runtime))
+
+
+def _positions(k: int) -> Example:
+    def example(m: Any, spec: Any, rng: np.random.Generator) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        from fusion_spec.conformance.cases.embedders import _positions as positions
+        pos = positions((2 * k, 3 * k), (k, 2 * k), total=6 * k * k)
+        return (rng.standard_normal((2, 6 * k * k, spec.vision_dim)), pos), {}
+    return example
+
+
+def _sizes(width: Callable[[Any], int], sizes: list[list[int]]) -> Example:
+    n = sum(h * w for h, w in sizes)
+    return lambda m, spec, rng: ((rng.standard_normal((1, n, width(spec))),), {"target_sizes": np.array(sizes)})
+
+
+_IMAGE_MASK = np.array([[[True, True, False, False, True]] * 4, [[False] * 5, [True] * 5, [True] * 5, [False, True] * 2
+                                                                   + [False]]])
+EXAMPLES |= {
+    "IdeficsGatedCrossAttentionLayer": _pair(lambda s: s.hidden_size, lambda s: s.vision_dim,
+                                             image_attention_mask=_IMAGE_MASK),
+    "BertAttention": _pair(lambda s: s.hidden_size, lambda s: s.encoder_dim,
+                           encoder_mask=np.array([[True] * 3 + [False] * 2, [True] * 5])),
+    "BlipTextAttention": _pair(lambda s: s.hidden_size, lambda s: s.encoder_dim),
+    "Pix2StructTextLayerCrossAttention": _pair(lambda s: s.hidden_size, lambda s: s.encoder_dim,
+                                               encoder_mask=np.array([[True] * 3 + [False] * 2, [True] * 5])),
+    **{name: _tokens(lambda m: m.embedding_projection.in_features) for name in (
+        "Gemma3nMultimodalEmbedder", "Gemma4MultimodalEmbedder", "Gemma4UnifiedMultimodalEmbedder",
+        "DiffusionGemmaMultimodalEmbedder")},
+    "GitProjection": _tokens(lambda m: m.visual_projection[0].in_features),
+    "Gemma4VisionModel": _positions(2),
+    "Gemma4UnifiedVisionEmbedder": lambda m, spec, rng: ((rng.standard_normal((2, 4, spec.patch_dim)), np.array(
+        [[[0, 0], [1, 0], [4, 3], [-1, -1]], [[2, 2], [3, -1], [0, 4], [1, 1]]])), {}),
+    **{name: _tokens(lambda m: m.vision_adapter.fc1.in_features, batch=False) for name in ("MuseGlimmerModel",
+                                                                                             "MuseSparkModel")},
+    "Florence2MultiModalProjector": lambda m, spec, rng: ((rng.standard_normal((2, spec.vision_dim, 3, 4)),), {}),
+    "InklingVisionModel": lambda m, spec, rng: ((rng.standard_normal((3, spec.frames, spec.patch_size, spec.patch_size,
+                                                                      spec.channels)),), {}),
+    "GraniteDoclingConnector": lambda m, spec, rng: ((rng.standard_normal((2, spec.tokens_per_side ** 2, spec.vision_dim)),
+                                                      [rng.standard_normal((2, spec.tokens_per_side ** 2, spec.vision_dim))
+                                                       for _ in range(spec.num_deepstack)]), {"fine": True}),
+    "PerceptionLMMultiModalProjector": _grid(5, lambda m, spec: spec.vision_dim),
+    "MiniMaxM3VLMultiModalProjector": _tokens(lambda m: m.linear_1.in_features, batch=False),
+    "Ernie4_5_VLMoeVariableResolutionResamplerModel": lambda m, spec, rng: (
+        (rng.standard_normal((8 + 16, spec.vision_dim)),), {"grid_thw": np.array([[1, 2, 4], [4, 2, 2]])}),
+    **{f"{name}ViTWindowAttentionMerger": _sizes(lambda s: s.hidden_size, [[4, 6], [2, 2]])
+       for name in ("MiniCPMV4_6", "MiniCPMV4_7", "MiniCPMOcr")},
+    **{f"{name}Merger": _sizes(lambda s: s.vision_dim, [[4, 8], [4, 4]]) for name in ("MiniCPMV4_6", "MiniCPMV4_7",
+                                                                                    "MiniCPMOcr")},
+    "Molmo2Adapter": lambda m, spec, rng: ((rng.standard_normal((2, 6, spec.vision_dim)), np.array(
+        [[0, 1, 2, 3], [4, 5, -1, -1], [-1, -1, -1, -1], [11, 10, 9, -1]])), {}),
+}
+
+
 def test_every_registered_target_has_an_example():
     assert sorted(EXAMPLES) == registry.supported() == sorted(TARGETS)
 

@@ -79,7 +79,12 @@ def granite(spec):
         downsample_rate=f"{spec.query_side}/{spec.window_side}",
         qformer_config=dict(num_hidden_layers=spec.num_layers, intermediate_size=spec.intermediate_size,
                             cross_attention_frequency=spec.cross_attention_frequency, layer_norm_eps=spec.layer_norm_eps))
-    return Granite4VisionWindowQFormerDownsampler(config, spatial_offset=spec.spatial_offset)
+    module = Granite4VisionWindowQFormerDownsampler(config, spatial_offset=spec.spatial_offset)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # query and image_positions are torch.empty (uninitialised memory, NaN at times)
+        for p in (module.query, module.image_positions):
+            p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype))
+    return module
 
 
 def build(spec, case_id=""):

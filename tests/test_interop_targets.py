@@ -274,3 +274,39 @@ def test_to_state_dict_keys_are_the_targets_own_and_set_every_weight(target):
     for k in new:
         np.testing.assert_array_equal(np.asarray(params_back[k], dtype=np.float64), new[k].astype(np.float64), err_msg=k)
 
+
+# --- issue 26: deep fusion outside Flamingo/Mllama, small embedders, encoder-free patch embedders, mergers ---
+def _issue26(name: str):
+    def build():
+        import test_interop_deep_fusion as d
+        import test_interop_embedders as em
+        import test_interop_mergers as mg
+        builders = {
+            "IdeficsGatedCrossAttentionLayer": lambda: d._idefics(alpha="vector", qk=True),
+            "BertAttention": d._bert, "BlipTextAttention": d._blip, "Pix2StructTextLayerCrossAttention": d._pix2struct,
+            "GitProjection": em._git, "Gemma3nMultimodalEmbedder": em._gemma3n, "Gemma4MultimodalEmbedder": em._gemma4,
+            "Gemma4UnifiedMultimodalEmbedder": lambda: em._gemma4(cls=em.Gemma4UnifiedMultimodalEmbedder),
+            "DiffusionGemmaMultimodalEmbedder": lambda: em._gemma4(cls=em.DiffusionGemmaMultimodalEmbedder),
+            "Gemma4VisionModel": em._gemma4_vision, "Gemma4UnifiedVisionEmbedder": em._gemma4_unified,
+            "MuseGlimmerModel": em._muse, "MuseSparkModel": lambda: em._muse("MuseSpark"),
+            "Florence2MultiModalProjector": em._florence2, "InklingVisionModel": em._inkling,
+            "GraniteDoclingConnector": em._granite,
+            "PerceptionLMMultiModalProjector": mg._perception_lm, "MiniMaxM3VLMultiModalProjector": mg._minimax,
+            "Ernie4_5_VLMoeVariableResolutionResamplerModel": mg._ernie, "Molmo2Adapter": mg._molmo2,
+            **{f"{m}ViTWindowAttentionMerger": (lambda m=m: mg._window_merger(model=m)) for m in mg.MINICPM},
+            **{f"{m}Merger": (lambda m=m: mg._merger(model=m)) for m in mg.MINICPM},
+        }
+        return builders[name]()
+    return build
+
+
+TARGETS |= {name: (_issue26(name), name in ("Gemma4VisionModel", "MuseGlimmerModel", "MuseSparkModel"))
+            for name in ["IdeficsGatedCrossAttentionLayer", "BertAttention", "BlipTextAttention",
+                         "Pix2StructTextLayerCrossAttention", "GitProjection", "Gemma3nMultimodalEmbedder",
+                         "Gemma4MultimodalEmbedder", "Gemma4UnifiedMultimodalEmbedder", "DiffusionGemmaMultimodalEmbedder",
+                         "Gemma4VisionModel", "Gemma4UnifiedVisionEmbedder", "MuseGlimmerModel", "MuseSparkModel",
+                         "Florence2MultiModalProjector", "InklingVisionModel", "GraniteDoclingConnector",
+                         "PerceptionLMMultiModalProjector", "MiniMaxM3VLMultiModalProjector",
+                         "Ernie4_5_VLMoeVariableResolutionResamplerModel", "Molmo2Adapter"]
+            + [f"{m}{kind}" for m in ("MiniCPMV4_6", "MiniCPMV4_7", "MiniCPMOcr")
+               for kind in ("ViTWindowAttentionMerger", "Merger")]}

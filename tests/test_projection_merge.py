@@ -162,8 +162,19 @@ def test_gated_mlp_formula_and_errors():
     np.testing.assert_allclose(ops.gated_mlp(x, p), want, rtol=1e-12, atol=1e-13)
     with pytest.raises(FusionSpecError, match="gated_mlp: argument 'params\\['up_proj.weight'\\]' expected shape \\(7, 5\\)"):
         ops.gated_mlp(x, p | {"up_proj.weight": np.ones((6, 5))})
-    with pytest.raises(FusionSpecError, match="'params\\['down_proj.bias'\\]' expected no bias"):
-        ops.gated_mlp(x, p | {"down_proj.bias": np.ones(4)})
+    with pytest.raises(FusionSpecError, match="'params\\['down_proj.bias'\\]' expected shape \\(4,\\)"):
+        ops.gated_mlp(x, p | {"down_proj.bias": np.ones(5)})
+    biased = p | {"gate_proj.bias": rng.standard_normal(7), "up_proj.bias": rng.standard_normal(7),
+                  "down_proj.bias": rng.standard_normal(4)}  # Molmo2's gate/up biases, GLM-5-Next's bias=True
+    g, u = g + biased["gate_proj.bias"], u + biased["up_proj.bias"]
+    want = (g / (1 + np.exp(-g)) * u) @ p["down_proj.weight"].T + biased["down_proj.bias"]
+    np.testing.assert_allclose(ops.gated_mlp(x, biased), want, rtol=1e-12, atol=1e-13)
+    limited = np.clip(g, None, 0.5) / (1 + np.exp(-np.clip(g, None, 0.5))) * np.clip(u, -0.5, 0.5)
+    np.testing.assert_allclose(ops.gated_mlp(x, biased, limit=0.5), limited @ p["down_proj.weight"].T
+                               + biased["down_proj.bias"], rtol=1e-12, atol=1e-13)
+    for bad in (0, -1.0, True, "1"):  # GLM-5-Next's swiglu_limit is a positive number
+        with pytest.raises(FusionSpecError, match=r"gated_mlp: argument 'limit' expected a positive number"):
+            ops.gated_mlp(x, p, limit=bad)
 
 
 def test_gated_mlp_equals_idefics2_modality_projection():

@@ -83,6 +83,34 @@ FLAGS |= {
     "deepseek-vl": "DeepSeek-VL's aligners (MLP; the hybrid concatenates two projected streams)",
     "janus": "Janus's aligner MLPs (fc1, then act and hidden_layers)",
 }
+# issue 26: deep fusion outside Flamingo/Mllama, small embedders, encoder-free patch embedders, mergers
+FLAGS |= {
+    "idefics": "IDEFICS 1's gated cross-attention layer (tanh(alpha) gates, row mask on the attention branch only)",
+    "vector-gate": "one tanh gate per feature ([1, 1, hidden]) instead of one float",
+    "decoder-cross-attention": "an encoder-decoder model's ungated cross-attention sub-layer (BERT/BLIP post-norm, "
+                               "T5/Pix2Struct pre-norm)",
+    "git": "GIT's projection (linear, LayerNorm)",
+    "gemma3n": "Gemma 3n's multimodal embedder (soft tokens scaled by sqrt(d), or hard vision-vocabulary ids)",
+    "hard-tokens": "integer ids of a vision vocabulary embedded by a table",
+    "gemma4": "Gemma 4's vision pooler or multimodal embedder (Gemma 4 Unified, DiffusionGemma)",
+    "position-pool": "k x k average pooling found from each patch's (column, row) position",
+    "non-square": "a patch grid that is not square",
+    "padding": "padding patches marked by position (-1, -1)",
+    "encoder-free": "raw pixel patches straight to text embeddings (no vision tower)",
+    "muse": "Muse Glimmer's / Spark's vision adapter (activation after both linears), projection and norm",
+    "florence2": "Florence-2's projector (learned 2D and cosine temporal positions, [mean; tokens], LayerNorm)",
+    "inkling": "Inkling's space/time-to-depth patch embedder",
+    "granite-docling": "Granite-Docling's connector (coarse/fine pixel-shuffle paths, 2D sine-cosine positions)",
+    "glm5-next": "GLM-5-Next's merger: GLM-4V's with a clamped SwiGLU",
+    "perception-lm": "PerceptionLM's projector (MLP, then adaptive average pooling)",
+    "adaptive-pool": "adaptive average pooling whose windows overlap (the grid does not divide)",
+    "minimax-m3-vl": "MiniMax-M3-VL's projector (MLP, k x k merge, MLP)",
+    "ernie-4.5-vl": "ERNIE-4.5-VL's resampler (spatial merge, temporal frame pairs, MLPs, RMSNorm)",
+    "temporal-pairs": "video frames concatenated in pairs (an image paired with itself)",
+    "minicpm-v": "MiniCPM-V 4.6's window-attention merger or cascaded merge MLPs",
+    "tanh-gelu": "uses GELU in its tanh approximation",
+    "molmo2": "Molmo2's adapter (attention pooling of index-defined patch groups, SwiGLU)",
+}
 
 # the rest of the zoo (issue 26): convolutional abstractors, conditioned Q-Formers, query poolers, visual tables
 FLAGS |= {

@@ -160,6 +160,16 @@ def run_forward(module: Any, *inputs: Any) -> np.ndarray:
     return run_torch(module, module, *inputs)
 
 
+def spec_state_dict(spec: Spec, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """``to_state_dict`` of a converter whose spec's names are the module's own keys."""
+    return checked_state_dict("interop.to_state_dict", spec, params)
+
+
+def run_spec_on(spec: Spec, params: Mapping[str, np.ndarray], x: Any) -> np.ndarray:
+    """``run_spec`` of a converter whose module takes one array: ``spec.apply`` in the params' dtype."""
+    return np.asarray(spec.apply(params, cast_like(params, x)))
+
+
 def cast_like(params: Mapping[str, np.ndarray], x: Any) -> np.ndarray:
     """``x`` as NumPy in the dtype of ``params`` (the spec runs where the module ran)."""
     dtype = next(iter(params.values())).dtype if params else np.float64

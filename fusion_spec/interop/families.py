@@ -24,3 +24,7 @@ from . import instructblip  # noqa: F401
 from . import query_pooler  # noqa: F401
 from . import visual_table  # noqa: F401
 from . import vq_tokens  # noqa: F401
+# issue 26: deep fusion outside Flamingo/Mllama, small embedders, encoder-free patch embedders, mergers
+from . import deep_fusion  # noqa: F401
+from . import embedders  # noqa: F401
+from . import mergers  # noqa: F401

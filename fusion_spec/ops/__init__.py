@@ -5,7 +5,7 @@ Every function takes and returns arrays of any supported backend (NumPy, PyTorch
 
 from .anyres import anyres_grid, pack_anyres_features
 from .attention import attention
-from .cross_attention import (cross_attention, cross_attention_layers, gated_cross_attention_block,
+from .cross_attention import (cross_attention, cross_attention_layers, decoder_cross_attention, gated_cross_attention_block,
                               gated_cross_attention_stack, masked_cross_attention, media_attention_mask,
                               mllama_cross_attention_mask)
 from .early import image_token_ids, interleave_tokens, split_tokens
@@ -53,3 +53,9 @@ from .visual_table import indicator_embeddings, visual_embedding_table  # noqa: 
 
 __all__ += ["conv2d", "conv_abstractor", "area_resize", "aria_pool", "latent_query_pool", "window_q_former",
             "indicator_embeddings", "visual_embedding_table", "image_token_ids"]
+# issue 26: deep fusion outside Flamingo/Mllama, small embedders, encoder-free patch embedders, mergers
+from .embedders import factorized_positions, fold_to_depth, position_pool, sincos_2d  # noqa: E402
+from .mergers import adaptive_pool, gather_groups, temporal_pairs  # noqa: E402
+
+__all__ += ["decoder_cross_attention", "position_pool", "factorized_positions", "fold_to_depth", "sincos_2d",
+            "adaptive_pool", "temporal_pairs", "gather_groups"]

@@ -23,7 +23,8 @@ from .projection import gated_mlp
 # one key/value Linear whose output is split in two, the first half K (open_flamingo's ``to_kv``).
 KV_LAYOUTS = {"separate": ("q_proj", "k_proj", "v_proj", "o_proj"), "fused": ("to_q", "to_kv", None, "to_out")}
 FULLY_MASKED_ROWS = ("zeros", "uniform")
-VARIANTS = ("flamingo", "mllama")
+VARIANTS = ("flamingo", "mllama", "idefics")
+ALPHA_TYPES = ("float", "vector")
 MASK_DIALECTS = ("hf", "meta")
 
 
@@ -218,7 +219,10 @@ def masked_cross_attention(x: Array, media: Array, params: Mapping[str, Array], 
 
 
 def _gate(xp, params: Mapping[str, Array], key: str, like: Array, op: str) -> Array:
-    return xp.tanh(check.param(op, params, key, (1,), like=like))
+    """``tanh(params[key])``: a float gate ``[1]`` or, where the params hold one, IDEFICS' vector gate
+    ``[1, 1, dim]`` (one gate per feature)."""
+    shape = (1, 1, like.shape[-1]) if key in params and getattr(params[key], "ndim", 1) == 3 else (1,)
+    return xp.tanh(check.param(op, params, key, shape, like=like))
 
 
 def gated_cross_attention_block(x: Array, media: Array, params: Mapping[str, Array], *, variant: str = "flamingo",
@@ -226,7 +230,8 @@ def gated_cross_attention_block(x: Array, media: Array, params: Mapping[str, Arr
                                 only_attend_immediate_media: bool = True, fully_masked_rows: str | None = None,
                                 mask_dialect: str = "hf", media_locations: Array | None = None,
                                 use_cached_media: bool = False, cross_attention_mask: Array | None = None,
-                                full_text_row_masked_out_mask: Array | None = None) -> Array:
+                                full_text_row_masked_out_mask: Array | None = None, qk_norm: bool = True,
+                                activation: str = "silu") -> Array:
     """A residual, tanh-gated cross-attention block followed by a gated feed-forward block.
 
     ``variant="flamingo"`` (open_flamingo ``GatedCrossAttentionBlock``): x ``[b, L, dim]``, media
@@ -253,6 +258,17 @@ def gated_cross_attention_block(x: Array, media: Array, params: Mapping[str, Arr
     ``full_text_row_masked_out_mask`` (``row``): boolean ``[b, L]``, default ``mask.any(-1)``.
     ``mask_dialect="hf"``: rows with ``row`` False attend to *all* vision tokens, only the MLP branch is
     zeroed; ``"meta"`` (Meta's reference): their attention output is zeroed as well.
+
+    ``variant="idefics"`` (HF ``IdeficsGatedCrossAttentionLayer``, IDEFICS 1): the Mllama form with
+
+        h = x + tanh(alpha_cross_attn) * (cross_attn(RMSNorm(x)) * row)   # row mask on this branch only
+        out = h + tanh(alpha_dense) * mlp(RMSNorm_post(h))                 # MLP branch never masked
+
+    where the gates are a float ``[1]`` or a vector ``[1, 1, dim]`` (``alpha_type``), q and k get the
+    per-head RMSNorms ``cross_attn.q_layer_norm`` / ``k_layer_norm`` only with ``qk_norm``, the MLP
+    activation is ``activation`` (the config's ``hidden_act``) and ``mask_dialect`` is not used. The
+    runtime masks are ``cross_attention_mask`` (HF's ``image_attention_mask``, here boolean ``[b, L,
+    kv_len]``) and ``full_text_row_masked_out_mask`` (HF's ``cross_attention_gate``, default ``mask.any(-1)``).
 
     Returns ``[b, L, dim]`` in x's dtype.
     """
@@ -290,10 +306,12 @@ def gated_cross_attention_block(x: Array, media: Array, params: Mapping[str, Arr
         f = linear(gelu(linear(y, w1, op=op)), w3, op=op)
         return x + _gate(xp, params, "ff_gate", x, op) * f
 
-    # mllama
+    # mllama and idefics
     if media_locations is not None or use_cached_media:
-        raise FusionSpecError(op, "media_locations", "None for variant 'mllama' (use cross_attention_mask)",
+        raise FusionSpecError(op, "media_locations", f"None for variant '{variant}' (use cross_attention_mask)",
                               "an array" if media_locations is not None else "use_cached_media=True")
+    idefics = variant == "idefics"
+    check.choice(op, "qk_norm", qk_norm, (True, False))
     lk = media.shape[1]
     mask = row = None
     if cross_attention_mask is not None:
@@ -313,22 +331,28 @@ def gated_cross_attention_block(x: Array, media: Array, params: Mapping[str, Arr
                          "batch, text_len")
     elif mask is not None:
         row = xp.any(mask, axis=-1)
-    if mask is not None and mask_dialect == "hf":
+    if mask is not None and mask_dialect == "hf" and not idefics:
         mask = xp.logical_or(mask, xp.reshape(xp.logical_not(row), (b, lq, 1)))
     for key in ("q_proj", "k_proj", "v_proj", "o_proj"):
         if f"cross_attn.{key}.bias" in params:
-            raise FusionSpecError(op, f"params['cross_attn.{key}.bias']", "no bias (Mllama has none)", "a bias")
+            raise FusionSpecError(op, f"params['cross_attn.{key}.bias']", f"no bias ({variant} has none)", "a bias")
+    attn = check.subtree(params, "cross_attn")
+    if idefics:  # IDEFICS names its per-head q/k RMSNorms q_layer_norm / k_layer_norm
+        names = {"q_layer_norm.weight": "q_norm.weight", "k_layer_norm.weight": "k_norm.weight"}
+        attn = {names.get(k, k): v
+                for k, v in attn.items()}
     h = rms_norm(x, check.param(op, params, "input_layernorm.weight", (dim,), like=x), eps=norm_eps, op=op)
-    a = cross_attention(h, media, check.subtree(params, "cross_attn"), num_heads=num_heads, num_kv_heads=num_kv_heads,
-                        kv_layout="separate", qk_norm=True, qk_norm_eps=norm_eps, fully_masked_rows=fully_masked_rows,
-                        mask=mask, row_mask=row if mask_dialect == "meta" else None, op=op)
-    x = x + _gate(xp, params, "cross_attn_attn_gate", x, op) * a
+    a = cross_attention(h, media, attn, num_heads=num_heads, num_kv_heads=num_kv_heads, kv_layout="separate",
+                        qk_norm=qk_norm or not idefics, qk_norm_eps=norm_eps, fully_masked_rows=fully_masked_rows,
+                        mask=mask, row_mask=row if idefics or mask_dialect == "meta" else None, op=op)
+    gates = ("alpha_cross_attn", "alpha_dense") if idefics else ("cross_attn_attn_gate", "cross_attn_mlp_gate")
+    x = x + _gate(xp, params, gates[0], x, op) * a
     y = rms_norm(x, check.param(op, params, "post_attention_layernorm.weight", (dim,), like=x), eps=norm_eps, op=op)
-    f = gated_mlp(y, check.subtree(params, "mlp"), op=op)
+    f = gated_mlp(y, check.subtree(params, "mlp"), activation=activation, op=op)
     check.dim(op, "params['mlp.down_proj.weight']", f, -1, dim, "the hidden size")
-    if row is not None:
+    if row is not None and not idefics:
         f = xp.where(xp.reshape(row, (b, lq, 1)), f, xp.zeros_like(f))
-    return x + _gate(xp, params, "cross_attn_mlp_gate", x, op) * f
+    return x + _gate(xp, params, gates[1], x, op) * f
 
 
 def gated_cross_attention_stack(x: Array, media: Array, params: Mapping[str, Array], *, num_layers: int,
@@ -372,3 +396,44 @@ def cross_attention_layers(num_llm_layers: int, *, every_n_layers: int | None = 
     if len(set(out)) != len(out):
         raise FusionSpecError(op, "layers", "distinct layer indices", repr(list(layers)))
     return sorted(out)
+
+
+DECODER_NORMS = ("post", "pre")
+
+
+def decoder_cross_attention(x: Array, encoder: Array, params: Mapping[str, Array], *, num_heads: int, norm: str,
+                            eps: float, scale: float | None = None, encoder_mask: Array | None = None,
+                            op: str = "decoder_cross_attention") -> Array:
+    """An encoder-decoder model's cross-attention sub-layer: no gate, a residual and one norm.
+
+    Shapes: x ``[b, L, hidden]`` (the decoder's states), encoder ``[b, N, enc_dim]`` (the image
+    encoder's output) -> ``[b, L, hidden]``. With ``a(h) = o_proj(attention(q_proj(h), k_proj(encoder),
+    v_proj(encoder)))`` (:func:`cross_attention`, ``num_heads`` heads, score scale ``scale``, default
+    ``head_dim ** -0.5``):
+
+    - ``norm="post"`` (BERT, BLIP's text decoder): ``LayerNorm(x + a(x))`` (``norm.weight``,
+      ``norm.bias``, eps ``eps``);
+    - ``norm="pre"`` (T5, Pix2Struct): ``x + a(RMSNorm(x))`` (``norm.weight``, eps ``eps``).
+
+    ``encoder_mask``: boolean ``[b, N]``, True = a real encoder token (every query row attends to the
+    real tokens only; a row with none gives zeros). Params: ``q_proj``, ``k_proj``, ``v_proj``,
+    ``o_proj`` (``.weight``, optional ``.bias``) and ``norm.*``.
+    """
+    check.floating(op, "x", x, rank=3)
+    check.floating(op, "encoder", encoder, rank=3)
+    check.choice(op, "norm", norm, DECODER_NORMS)
+    check.positive_float(op, "eps", eps)
+    dim = x.shape[-1]
+    mask = None
+    if encoder_mask is not None:
+        check.mask(op, "encoder_mask", encoder_mask, (x.shape[0], encoder.shape[1]), "batch, encoder tokens")
+        mask = namespace(encoder_mask).reshape(encoder_mask, (x.shape[0], 1, encoder.shape[1]))
+    weight = check.param(op, params, "norm.weight", (dim,), like=x)
+    attn = {k: v for k, v in params.items() if not k.startswith("norm.")}
+    if norm == "pre":
+        if "norm.bias" in params:
+            raise FusionSpecError(op, "params['norm.bias']", "no bias (the pre-norm is an RMSNorm)", "a bias")
+        return x + cross_attention(rms_norm(x, weight, eps=eps, op=op), encoder, attn, num_heads=num_heads,
+                                   scale=scale, mask=mask, op=op)
+    a = cross_attention(x, encoder, attn, num_heads=num_heads, scale=scale, mask=mask, op=op)
+    return layer_norm(x + a, weight, check.param(op, params, "norm.bias", (dim,), like=x), eps=eps, op=op)

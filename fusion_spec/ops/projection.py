@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from .. import validate as check
-from ..errors import FusionSpecError
 from ..xp import Array, namespace
 from .primitives import activation as activation_fn
 from .primitives import layer_norm, linear
@@ -56,26 +55,24 @@ def mlp_projection(x: Array, params: Mapping[str, Array], *, depth: int = 2, act
 
 def gated_mlp(x: Array, params: Mapping[str, Array], *, activation: str = "silu", limit: float | None = None,
               op: str = "gated_mlp") -> Array:
-    """The Llama-family gated MLP (SwiGLU): ``down_proj(act(gate_proj(x)) * up_proj(x))``, no biases.
+    """The Llama-family gated MLP (SwiGLU): ``down_proj(act(gate_proj(x)) * up_proj(x))``.
 
-    Mllama's decoder MLP, Idefics2's resampler FFN and its ``modality_projection`` connector. ``limit``
-    (GLM-5-Next's ``swiglu_limit``) clamps before the product: the gate to at most ``limit``, the up
-    projection to ``[-limit, limit]``: ``down_proj(act(min(g, limit)) * clip(u, -limit, limit))``.
+    Mllama's decoder MLP, Idefics2's resampler FFN and its ``modality_projection`` connector, GLM-4V's
+    merger, Molmo2's projector. Each projection takes its ``bias`` when the params hold one (most have
+    none). ``limit`` (GLM-5-Next's ``swiglu_limit``): the gate is clamped from above and the up
+    projection to ``[-limit, limit]`` before the product, ``act(min(g, limit)) * clip(u, -limit, limit)``.
     Shapes: x ``[..., in]`` -> ``[..., out]``. Params: ``gate_proj.weight [hidden, in]``,
-    ``up_proj.weight [hidden, in]``, ``down_proj.weight [out, hidden]``.
+    ``up_proj.weight [hidden, in]``, ``down_proj.weight [out, hidden]``, each with an optional bias.
     """
     check.floating(op, "x", x)
     act = activation_fn(activation, op)
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float)) or not limit > 0):
-        raise FusionSpecError(op, "limit", "a positive number (the clamp of gate and up) or None", repr(limit))
+    bound = None if limit is None else check.positive_float(op, "limit", limit)
     width = x.shape[-1]
-    w_gate, _ = check.linear_params(op, params, "gate_proj.", width, like=x, bias=False)
-    w_up, _ = check.linear_params(op, params, "up_proj.", width, like=x, out_features=w_gate.shape[0], bias=False)
-    w_down, _ = check.linear_params(op, params, "down_proj.", w_gate.shape[0], like=x, bias=False)
-    gate, up = linear(x, w_gate, op=op), linear(x, w_up, op=op)
-    if limit is not None:
-        xp = namespace(gate)
-        top = xp.full_like(gate, limit)
-        gate = xp.where(gate > top, top, gate)
-        up = xp.where(up > top, top, xp.where(up < -top, -top, up))
-    return linear(act(gate) * up, w_down, op=op)
+    w_gate, b_gate = check.linear_params(op, params, "gate_proj.", width, like=x)
+    w_up, b_up = check.linear_params(op, params, "up_proj.", width, like=x, out_features=w_gate.shape[0])
+    w_down, b_down = check.linear_params(op, params, "down_proj.", w_gate.shape[0], like=x)
+    gate, up = linear(x, w_gate, b_gate, op=op), linear(x, w_up, b_up, op=op)
+    if bound is not None:
+        xp = namespace(x)
+        gate, up = xp.clip(gate, None, bound), xp.clip(up, -bound, bound)
+    return linear(act(gate) * up, w_down, b_down, op=op)

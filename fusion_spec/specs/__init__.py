@@ -35,3 +35,15 @@ from .visual_table import VisualEmbeddingTable  # noqa: E402
 
 __all__ += ["ConvAbstractor", "InstructQFormer", "LatentQueryPooler", "AriaProjector", "WindowQFormer",
             "VisualEmbeddingTable", "VQTokenVocab"]
+# issue 26: deep fusion outside Flamingo/Mllama, small embedders, encoder-free patch embedders, mergers
+from .deep_fusion import DecoderCrossAttention, IdeficsGatedCrossAttention  # noqa: E402
+from .embedders import (Florence2Projector, Gemma3nEmbedder, Gemma4Embedder, Gemma4UnifiedEmbedder,  # noqa: E402
+                        Gemma4VisionPooler, GitProjection, GraniteDoclingConnector, InklingPatchEmbedder,
+                        MuseVisionAdapter)
+from .mergers import (Ernie45VLResampler, MiniCPMVMerger, MiniCPMVWindowMerger, MiniMaxM3VLProjector,  # noqa: E402
+                      Molmo2Adapter, PerceptionLMProjector)
+
+__all__ += ["IdeficsGatedCrossAttention", "DecoderCrossAttention", "GitProjection", "Gemma3nEmbedder", "Gemma4Embedder",
+            "Gemma4VisionPooler", "Gemma4UnifiedEmbedder", "MuseVisionAdapter", "Florence2Projector",
+            "InklingPatchEmbedder", "GraniteDoclingConnector", "PerceptionLMProjector", "MiniMaxM3VLProjector",
+            "Ernie45VLResampler", "MiniCPMVWindowMerger", "MiniCPMVMerger", "Molmo2Adapter"]

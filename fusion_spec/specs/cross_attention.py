@@ -8,7 +8,7 @@ from typing import Any
 
 from .. import ops
 from ..errors import FusionSpecError
-from ..ops.cross_attention import FULLY_MASKED_ROWS, KV_LAYOUTS, MASK_DIALECTS, VARIANTS
+from ..ops.cross_attention import FULLY_MASKED_ROWS, KV_LAYOUTS, MASK_DIALECTS
 from ..xp import Array
 from .base import Spec
 
@@ -18,6 +18,10 @@ def _shape(op: str, name: str, shape: tuple[int, ...], rank: int, last: int) -> 
     if len(shape) != rank or shape[-1] != last:
         raise FusionSpecError(op, name, f"rank {rank} with last axis {last}", f"shape {shape}")
     return shape
+
+
+#: The block forms of this spec; IDEFICS' is :class:`fusion_spec.specs.deep_fusion.IdeficsGatedCrossAttention`.
+BLOCK_VARIANTS = ("flamingo", "mllama")
 
 
 class _Heads:
@@ -208,7 +212,7 @@ class GatedCrossAttentionBlock(_Heads, Spec):
     op = "gated_cross_attention_block"
 
     def __post_init__(self) -> None:
-        self._require_choice("variant", VARIANTS)
+        self._require_choice("variant", BLOCK_VARIANTS)
         self._check_heads()
         if self.ff_dim is not None:
             self._require_positive("ff_dim")

@@ -24,6 +24,29 @@ def _check_shape(op: str, name: str, shape: tuple[int, ...], rank: int, last: in
     return shape
 
 
+def _linear(x: Array, params: Mapping[str, Array], prefix: str, op: str) -> Array:
+    """``linear`` with ``params[prefix.weight]`` and, if the params hold one, ``params[prefix.bias]``."""
+    return ops.linear(x, params[f"{prefix}.weight"], params.get(f"{prefix}.bias"), op=op)
+
+
+def _layer_norm(x: Array, params: Mapping[str, Array], prefix: str, eps: float, op: str) -> Array:
+    """``layer_norm`` with ``params[prefix.weight]`` and ``params[prefix.bias]``."""
+    return ops.layer_norm(x, params[f"{prefix}.weight"], params[f"{prefix}.bias"], eps=eps, op=op)
+
+
+def _linear_shapes(prefix: str, out: int, inp: int, bias: bool = True) -> dict[str, tuple[int, ...]]:
+    """``prefix.weight [out, inp]`` and, with ``bias``, ``prefix.bias [out]``."""
+    shapes = {f"{prefix}.weight": (out, inp)}
+    if bias:
+        shapes[f"{prefix}.bias"] = (out,)
+    return shapes
+
+
+def _ln_shapes(prefix: str, width: int) -> dict[str, tuple[int, ...]]:
+    """A LayerNorm's ``prefix.weight`` and ``prefix.bias``, ``[width]`` each."""
+    return {f"{prefix}.weight": (width,), f"{prefix}.bias": (width,)}
+
+
 def _mlp_shapes(dims: list[int], bias: bool, norm_width: int | None = None) -> dict[str, tuple[int, ...]]:
     shapes: dict[str, tuple[int, ...]] = {}
     if norm_width is not None:

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from . import (aligners, anyres, attention, connectors, conv_abstractor, cross_attention, gated_cross_attention, glm4v,
-               gradients, image_mask, late_early, llava_onevision, merge, mistral3, mrope, newer_presets, presets, primitives,
-               projection, qformer, query_pooler, qwen3_vl, resampler, sequence, token_merge, visual_table,
-               vq_tokens)
+from . import (aligners, anyres, attention, connectors, conv_abstractor, cross_attention, deep_fusion, embedders,
+               gated_cross_attention, glm4v, gradients, image_mask, late_early, llava_onevision, merge, mergers, mistral3,
+               mrope, newer_presets, presets, primitives, projection, qformer, query_pooler, qwen3_vl, resampler, sequence,
+               token_merge, visual_table, vq_tokens)
 from .base import Case, Generator, bernoulli, const, locations, normal
 
 __all__ = ["FAMILIES", "Case", "Generator", "all_cases", "bernoulli", "const", "locations", "normal"]
@@ -59,6 +59,10 @@ FAMILIES: dict[str, Callable[[], list[Case]]] = {
     "query_pooler": query_pooler.query_pooler_cases,
     "visual_table": visual_table.visual_table_cases,
     "vq_tokens": vq_tokens.vq_token_cases,
+    # issue 26: deep fusion outside Flamingo/Mllama, small embedders, encoder-free patch embedders, mergers
+    "deep_fusion": deep_fusion.deep_fusion_cases,
+    "embedders": embedders.embedder_cases,
+    "mergers": mergers.merger_cases,
 }
 
 
