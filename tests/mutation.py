@@ -273,8 +273,6 @@ MUTANTS: list[Mutant] = [
       "(b, n, n, q, q, c)), (0, 1, 2, 3, 4, 5))", "Granite: each window's queries listed as rows of the grid"),
     M("window_qformer.corners_transposed", "query_pooler", QP, "((0, 0), (0, 1), (1, 0), (1, 1))",
       "((0, 0), (1, 0), (0, 1), (1, 1))", "Granite: spatial offsets 1 and 2 swapped (row and column confused)"),
-    M("area_resize.floor_end", "query_pooler", QP, "-((-(i + 1) * s) // side)", "((i + 1) * s) // side",
-      "area interpolation windows end at floor((i+1)S/s): no overlap for a rate like 3/4"),
     # --- visual embedding tables (Ovis)
     M("visual_table.indicator_slots_first", "visual_table", "fusion_spec/ops/visual_table.py",
       "p = xp.concat([p, full_like_device(xp, (*p.shape[:-1], indicators), 0, p.dtype, p)], axis=-1)",

@@ -66,14 +66,6 @@ def test_aria_takes_the_first_queries():
                                rtol=1e-12, atol=1e-12)  # masked patches are not read
 
 
-def test_area_resize_is_adaptive_average_pooling():
-    grid = RNG.standard_normal((1, 8, 8, 2))
-    np.testing.assert_allclose(ops.area_resize(grid, 4), grid.reshape(1, 4, 2, 4, 2, 2).mean(axis=(2, 4)),
-                               rtol=1e-13)
-    out = ops.area_resize(grid, 6)  # 8 -> 6: rows [0,2), [1,3), [2,4), [4,6), [5,7), [6,8)
-    assert np.isclose(out[0, 1, 4, 0], grid[0, 1:3, 5:7, 0].mean())
-
-
 def test_window_qformer_sees_only_its_window():
     spec = WindowQFormer.from_rate("2/4", vision_dim=8, llm_dim=3, image_side=8, num_heads=2, intermediate_size=8)
     params = spec.init(0)

@@ -12,8 +12,7 @@ import numpy as np
 
 from ..errors import FusionSpecError
 from ..specs.aligners import DeepseekVLAligner, DeepseekVLHybridAligner, JanusAligner
-from ..specs.base import Spec
-from .common import activation_name, apply_tokens, cast_like, checked_state_dict, module_params, run_forward, run_torch
+from .common import activation_name, apply_tokens, cast_like, module_params, run_forward, run_torch, spec_state_dict
 from .registry import Converter, register
 
 
@@ -38,10 +37,6 @@ def hybrid_from_module(module: Any) -> tuple[DeepseekVLHybridAligner, dict[str, 
     return spec, module_params("interop.from_module", module, spec)
 
 
-def _state_dict(spec: Spec, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    return checked_state_dict("interop.to_state_dict", spec, params)
-
-
 def _run_hybrid(module: Any, x: np.ndarray, high_res: np.ndarray) -> np.ndarray:
     return run_torch(module, module, x, high_res)
 
@@ -51,11 +46,11 @@ def _run_hybrid_spec(spec: DeepseekVLHybridAligner, params: Mapping[str, np.ndar
     return np.asarray(spec.apply(params, cast_like(params, x), cast_like(params, high_res)))
 
 
-register(Converter("DeepseekVLAligner", "transformers", DeepseekVLAligner, deepseek_from_module, _state_dict,
+register(Converter("DeepseekVLAligner", "transformers", DeepseekVLAligner, deepseek_from_module, spec_state_dict,
                    run_forward, apply_tokens, children={"linear1": "linear", "activation": "act", "linear2": "linear"}))
 for _name in ("JanusVisionAlignerMLP", "JanusVQVAEAlignerMLP"):
-    register(Converter(_name, "transformers", JanusAligner, janus_from_module, _state_dict, run_forward, apply_tokens,
+    register(Converter(_name, "transformers", JanusAligner, janus_from_module, spec_state_dict, run_forward, apply_tokens,
                        children={"fc1": "linear", "hidden_layers": "list", "activation_fn": "act"}))
 register(Converter("DeepseekVLHybridAligner", "transformers", DeepseekVLHybridAligner, hybrid_from_module,
-                   _state_dict, _run_hybrid, _run_hybrid_spec,
+                   spec_state_dict, _run_hybrid, _run_hybrid_spec,
                    children={"vision_proj": "linear", "high_res_vision_proj": "linear", "act": "act", "proj": "linear"}))

@@ -30,19 +30,11 @@ import numpy as np
 from ..errors import FusionSpecError
 from ..specs.connectors import (AyaVisionProjector, Gemma3Projector, Idefics2Connector, Idefics3Connector, Llama4PixelShuffleMLP, Llama4Projector,
                                 PaliGemmaProjector)
-from .common import activation_name, cast_like, checked_state_dict, module_params, run_forward, run_torch
+from .common import activation_name, cast_like, module_params, run_forward, run_spec_on, run_torch, spec_state_dict
 from .idefics2 import _mask, resampler_settings
 from .registry import Converter, register
 
 _OP = "interop.from_module"
-
-
-def _to_state_dict(spec: Any, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    return checked_state_dict("interop.to_state_dict", spec, params)
-
-
-def _run_spec(spec: Any, params: Mapping[str, np.ndarray], x: np.ndarray) -> np.ndarray:
-    return np.asarray(spec.apply(params, cast_like(params, x)))
 
 
 # ------------------------------------------------------------------------------------------------ Gemma 3
@@ -69,7 +61,7 @@ def _pair(value: Any) -> tuple[Any, Any]:
 
 
 register(Converter("Gemma3MultiModalProjector", "transformers", Gemma3Projector, gemma3_from_module,
-                   _to_state_dict, run_forward, _run_spec, aliases=("T5Gemma2MultiModalProjector",),
+                   spec_state_dict, run_forward, run_spec_on, aliases=("T5Gemma2MultiModalProjector",),
                    children={"mm_soft_emb_norm": "norm", "avg_pool": "pool", "mm_input_projection_weight": "param"}))
 
 
@@ -88,8 +80,8 @@ def idefics3_from_module(module: Any) -> tuple[Idefics3Connector, dict[str, np.n
 
 
 for _name in ("Idefics3Connector", "SmolVLMConnector"):
-    register(Converter(_name, "transformers", Idefics3Connector, idefics3_from_module, _to_state_dict, run_forward,
-                       _run_spec, children={"modality_projection": "module"}))
+    register(Converter(_name, "transformers", Idefics3Connector, idefics3_from_module, spec_state_dict, run_forward,
+                       run_spec_on, children={"modality_projection": "module"}))
 
 
 # ------------------------------------------------------------------------------------------------ Llama 4
@@ -116,9 +108,9 @@ def llama4_projector_from_module(module: Any) -> tuple[Llama4Projector, dict[str
 
 
 register(Converter("Llama4VisionPixelShuffleMLP", "transformers", Llama4PixelShuffleMLP, llama4_adapter_from_module,
-                   _to_state_dict, run_forward, _run_spec, children={"mlp": "module"}))
+                   spec_state_dict, run_forward, run_spec_on, children={"mlp": "module"}))
 register(Converter("Llama4MultiModalProjector", "transformers", Llama4Projector, llama4_projector_from_module,
-                   _to_state_dict, run_forward, _run_spec, children={"linear_1": "linear"}))
+                   spec_state_dict, run_forward, run_spec_on, children={"linear_1": "linear"}))
 
 
 # ------------------------------------------------------------------------------------------------ PaliGemma
@@ -133,11 +125,11 @@ def paligemma_state_dict(spec: PaliGemmaProjector, params: Mapping[str, Any]) ->
     if spec.legacy_scale:
         raise FusionSpecError("interop.to_state_dict", "spec", "legacy_scale=False (the module does not scale its "
                               "output; transformers 4 divided by sqrt(projection_dim) outside it)", repr(spec))
-    return _to_state_dict(spec, params)
+    return spec_state_dict(spec, params)
 
 
 register(Converter("PaliGemmaMultiModalProjector", "transformers", PaliGemmaProjector, paligemma_from_module,
-                   paligemma_state_dict, run_forward, _run_spec, children={"linear": "linear"}))
+                   paligemma_state_dict, run_forward, run_spec_on, children={"linear": "linear"}))
 
 
 # ------------------------------------------------------------------------------------------------ Aya Vision / Cohere2 Vision
@@ -168,13 +160,13 @@ def _aya_vision_state_dict(target: str, layernorm: bool) -> Any:
         if spec.layernorm != layernorm:
             raise FusionSpecError("interop.to_state_dict", "spec", f"an AyaVisionProjector with layernorm={layernorm} "
                                   f"for {target}", repr(spec))
-        return _to_state_dict(spec, params)
+        return spec_state_dict(spec, params)
     return state_dict
 
 
 for _name, _norm in (("AyaVisionMultiModalProjector", True), ("Cohere2VisionMultiModalProjector", False)):
     register(Converter(_name, "transformers", AyaVisionProjector, aya_vision_from_module,
-                       _aya_vision_state_dict(_name, _norm), aya_vision_run_module, _run_spec,
+                       _aya_vision_state_dict(_name, _norm), aya_vision_run_module, run_spec_on,
                        children=({"layernorm": "norm"} if _norm else {}) | {"linear_1": "linear", "act": "act",
                                                                             "linear_2": "linear"}))
 
@@ -203,6 +195,6 @@ def idefics2_run_spec(spec: Idefics2Connector, params: Mapping[str, np.ndarray],
     return np.asarray(spec.apply(params, cast_like(params, x), attention_mask=_mask(x, attention_mask)))
 
 
-register(Converter("Idefics2Connector", "transformers", Idefics2Connector, idefics2_from_module, _to_state_dict,
+register(Converter("Idefics2Connector", "transformers", Idefics2Connector, idefics2_from_module, spec_state_dict,
                    idefics2_run_module, idefics2_run_spec,
                    children={"modality_projection": "module", "perceiver_resampler": "module"}))

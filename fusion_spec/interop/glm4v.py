@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import FusionSpecError
 from ..specs.glm4v import Glm4vPatchMerger
-from .common import activation_name, cast_like, checked_state_dict, module_params, one_value, run_forward
+from .common import activation_name, checked_state_dict, module_params, one_value, run_forward, run_spec_on
 from .registry import Converter, register
 
 
@@ -47,15 +47,11 @@ def _state_dict(clamped: bool) -> Callable[[Glm4vPatchMerger, Mapping[str, Any]]
     return state_dict
 
 
-def _run_spec(spec: Glm4vPatchMerger, params: Mapping[str, np.ndarray], x: np.ndarray) -> np.ndarray:
-    return np.asarray(spec.apply(params, cast_like(params, x)))
-
-
 _CHILDREN = {"proj": "linear", "post_projection_norm": "norm", "gate_proj": "linear", "up_proj": "linear",
              "down_proj": "linear", "act1": "act", "act_fn": "act"}
 register(Converter("Glm4vVisionPatchMerger", "transformers", Glm4vPatchMerger, merger_from_module, _state_dict(False),
-                   run_forward, _run_spec, aliases=("Glm4vMoeVisionPatchMerger", "GlmOcrVisionPatchMerger"),
+                   run_forward, run_spec_on, aliases=("Glm4vMoeVisionPatchMerger", "GlmOcrVisionPatchMerger"),
                    children=_CHILDREN))
 # GLM-5-Next's merger: GLM-4V's with its SwiGLU clamped at swiglu_limit (read from the module)
 register(Converter("Glm5NextVisionPatchMerger", "transformers", Glm4vPatchMerger, merger_from_module, _state_dict(True),
-                   run_forward, _run_spec, children=_CHILDREN))
+                   run_forward, run_spec_on, children=_CHILDREN))

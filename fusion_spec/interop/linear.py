@@ -11,13 +11,12 @@ batch axis of 1 and loses it again).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from ..specs.projection import LinearProjection
-from .common import apply_tokens, checked_state_dict, module_params, run_forward
+from .common import apply_tokens, module_params, run_forward, spec_state_dict
 from .registry import Converter, register
 
 
@@ -27,9 +26,5 @@ def linear_from_module(module: Any) -> tuple[LinearProjection, dict[str, np.ndar
     return spec, module_params("interop.from_module", module, spec)
 
 
-def _state_dict(spec: LinearProjection, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    return checked_state_dict("interop.to_state_dict", spec, params)
-
-
-register(Converter("Linear", "torch", LinearProjection, linear_from_module, _state_dict, run_forward, apply_tokens,
+register(Converter("Linear", "torch", LinearProjection, linear_from_module, spec_state_dict, run_forward, apply_tokens,
                    children={"weight": "param", "bias": "param?"}))

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import FusionSpecError
 from ..specs.mistral3 import Mistral3Projector
-from .common import activation_name, cast_like, checked_state_dict, module_params, run_torch
+from .common import activation_name, cast_like, module_params, run_torch, spec_state_dict
 from .registry import Converter, register
 
 
@@ -34,10 +34,6 @@ def projector_from_module(module: Any) -> tuple[Mistral3Projector, dict[str, np.
                              patch_size=merger.patch_size, norm_eps=module.norm.variance_epsilon,
                              activation=activation_name(module.act, "module.act"), bias=l1.bias is not None)
     return spec, module_params("interop.from_module", module, spec)
-
-
-def _state_dict(spec: Mistral3Projector, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    return checked_state_dict("interop.to_state_dict", spec, params)
 
 
 def _sizes(image_sizes: Any) -> list[tuple[int, int]]:
@@ -60,7 +56,7 @@ def _run_spec(spec: Mistral3Projector, params: Mapping[str, np.ndarray], x: np.n
 
 
 register(Converter("Mistral3MultiModalProjector", "transformers", Mistral3Projector, projector_from_module,
-                   _state_dict, _run_module, _run_spec,
+                   spec_state_dict, _run_module, _run_spec,
                    aliases=("MistralLarge4MultiModalProjector", "LightOnOcrMultiModalProjector"),
                    children={"norm": "norm", "patch_merger": "module", "linear_1": "linear", "act": "act",
                              "linear_2": "linear"}))

@@ -23,15 +23,11 @@ import numpy as np
 from ..errors import FusionSpecError
 from ..specs.query_pooler import AriaProjector, LatentQueryPooler, WindowQFormer
 from .blip2 import _qformer_spec
-from .common import (activation_name, cast_like, checked_state_dict, module_params, norm_eps, plain_attention, run_forward,
-                     run_torch)
+from .common import (activation_name, cast_like, module_params, norm_eps, plain_attention, run_forward, run_torch,
+                     spec_state_dict)
 from .registry import Converter, register
 
 _OP = "interop.from_module"
-
-
-def _state_dict(spec: Any, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    return checked_state_dict("interop.to_state_dict", spec, params)
 
 
 def _run_spec(spec: Any, params: Mapping[str, np.ndarray], x: np.ndarray, **runtime: Any) -> np.ndarray:
@@ -107,8 +103,8 @@ def window_from_module(module: Any) -> tuple[WindowQFormer, dict[str, np.ndarray
 
 
 for _cls in ("Kosmos2ImageToTextProjection", "Kosmos2_5ImageToTextProjection"):
-    register(Converter(_cls, "transformers", LatentQueryPooler, kosmos_from_module, _state_dict, _run_kosmos, _run_spec))
-register(Converter("AriaProjector", "transformers", AriaProjector, aria_from_module, _state_dict, _run_aria,
+    register(Converter(_cls, "transformers", LatentQueryPooler, kosmos_from_module, spec_state_dict, _run_kosmos, _run_spec))
+register(Converter("AriaProjector", "transformers", AriaProjector, aria_from_module, spec_state_dict, _run_aria,
                    _run_aria_spec))
 register(Converter("Granite4VisionWindowQFormerDownsampler", "transformers", WindowQFormer, window_from_module,
-                   _state_dict, run_forward, _run_spec))
+                   spec_state_dict, run_forward, _run_spec))

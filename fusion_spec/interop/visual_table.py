@@ -14,14 +14,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from ..errors import FusionSpecError
 from ..specs.visual_table import VisualEmbeddingTable
-from .common import cast_like, module_params, run_forward, run_torch, to_numpy, variant_state_dict
+from .common import module_params, run_forward, run_spec_on, run_torch, to_numpy, variant_state_dict
 from .registry import Converter, register
 
 _OP = "interop.from_module"
@@ -77,12 +76,8 @@ def ovis2_5_from_module(module: Any) -> tuple[VisualEmbeddingTable, dict[str, np
     return spec, module_params(_OP, module, spec)
 
 
-def _run_spec(spec: VisualEmbeddingTable, params: Mapping[str, np.ndarray], x: np.ndarray) -> np.ndarray:
-    return np.asarray(spec.apply(params, cast_like(params, x)))
-
-
 for _cls, _prefix in (("Ovis2Model", ""), ("Ovis2ForConditionalGeneration", "model.")):
     register(Converter(_cls, "transformers", VisualEmbeddingTable, ovis2_from_module,
-                       variant_state_dict("ovis2", _prefix), _run_ovis2, _run_spec))
+                       variant_state_dict("ovis2", _prefix), _run_ovis2, run_spec_on))
 register(Converter("Ovis2_5MultiModalProjector", "transformers", VisualEmbeddingTable, ovis2_5_from_module,
-                   variant_state_dict("ovis2_5"), run_forward, _run_spec))
+                   variant_state_dict("ovis2_5"), run_forward, run_spec_on))

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import FusionSpecError
 from ..specs.late_early import VQTokenVocab
-from .common import checked_state_dict
+from .common import spec_state_dict
 from .registry import Converter, register
 
 _OP = "interop.from_module"
@@ -89,10 +89,6 @@ def _run_apertus_spec(spec: VQTokenVocab, params: Mapping[str, np.ndarray], code
     return np.asarray(spec.image_tokens(np.asarray(codes).astype(np.int64))).reshape(-1)
 
 
-def _state_dict(spec: VQTokenVocab, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    return checked_state_dict("interop.to_state_dict", spec, params)
-
-
 def _run_module(module: Any, codes: np.ndarray) -> np.ndarray:
     import torch
     mapping = _root(module).vocabulary_mapping
@@ -108,8 +104,8 @@ def _run_spec(spec: VQTokenVocab, params: Mapping[str, np.ndarray], codes: np.nd
 for _family, _classes in (("chameleon", ("ChameleonModel", "ChameleonForConditionalGeneration")),
                           ("emu3", ("Emu3Model", "Emu3ForConditionalGeneration"))):
     for _cls in _classes:
-        register(Converter(_cls, "transformers", VQTokenVocab, _from_module(_family), _state_dict, _run_module,
+        register(Converter(_cls, "transformers", VQTokenVocab, _from_module(_family), spec_state_dict, _run_module,
                            _run_spec))
 for _cls in ("Apertus1p5Model", "Apertus1p5ForConditionalGeneration"):
-    register(Converter(_cls, "transformers", VQTokenVocab, apertus_from_module, _state_dict, _run_apertus,
+    register(Converter(_cls, "transformers", VQTokenVocab, apertus_from_module, spec_state_dict, _run_apertus,
                        _run_apertus_spec))

@@ -48,10 +48,10 @@ __all__ += ["chunk_swiglu", "gemma_rms_norm"]
 __all__ += ["unfold_merge", "deepstack_inject", "resize_bilinear"]
 # the rest of the zoo (issue 26): convolutional abstractors, conditioned Q-Formers, query poolers, visual tables
 from .conv_abstractor import conv2d, conv_abstractor  # noqa: E402
-from .query_pooler import area_resize, aria_pool, latent_query_pool, window_q_former  # noqa: E402
+from .query_pooler import aria_pool, latent_query_pool, window_q_former  # noqa: E402
 from .visual_table import indicator_embeddings, visual_embedding_table  # noqa: E402
 
-__all__ += ["conv2d", "conv_abstractor", "area_resize", "aria_pool", "latent_query_pool", "window_q_former",
+__all__ += ["conv2d", "conv_abstractor", "aria_pool", "latent_query_pool", "window_q_former",
             "indicator_embeddings", "visual_embedding_table", "image_token_ids"]
 # issue 26: deep fusion outside Flamingo/Mllama, small embedders, encoder-free patch embedders, mergers
 from .embedders import factorized_positions, fold_to_depth, position_pool, sincos_2d  # noqa: E402

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import numpy as np
-
 from .. import validate as check
 from ..errors import FusionSpecError
-from ..xp import Array, asarray_like, namespace
+from ..xp import Array, namespace
 from .attention import attention, merge_heads, split_heads
 from .merge import window_order
+from .mergers import adaptive_pool
 from .primitives import gelu_tanh, layer_norm, linear
 from .qformer import q_former
 
@@ -112,26 +111,6 @@ def aria_pool(x: Array, params: Mapping[str, Array], *, num_heads: int, num_quer
     return _lin(op, params, "feed_forward.linear_out", gelu_tanh(_lin(op, params, "feed_forward.linear_in", a)))
 
 
-def area_resize(grid: Array, side: int) -> Array:
-    """PyTorch ``interpolate(mode="area")`` (adaptive average pooling) of a square ``[B, S, S, C]`` grid
-    to ``[B, side, side, C]``: output row ``i`` averages input rows ``floor(i*S/side)`` to
-    ``ceil((i+1)*S/side) - 1`` (windows overlap when ``side`` does not divide ``S``), columns likewise."""
-    op = "area_resize"
-    check.floating(op, "grid", grid, rank=4)
-    s = grid.shape[1]
-    side = check.positive_int(op, "side", side, maximum=s)
-    pool = np.zeros((side, s))
-    for i in range(side):
-        lo, hi = (i * s) // side, -((-(i + 1) * s) // side)
-        pool[i, lo:hi] = 1.0 / (hi - lo)
-    xp = namespace(grid)
-    p = asarray_like(xp, pool, grid, dtype=grid.dtype)
-    b, _, w, c = grid.shape
-    rows = xp.reshape(xp.matmul(p, xp.reshape(grid, (b, s, w * c))), (b, side, w, c))  # pool the rows
-    cols = xp.matmul(p, xp.reshape(xp.permute_dims(rows, (0, 2, 1, 3)), (b, w, side * c)))  # then the columns
-    return xp.permute_dims(xp.reshape(cols, (b, side, side, c)), (0, 2, 1, 3))
-
-
 def window_q_former(x: Array, params: Mapping[str, Array], *, image_side: int, query_side: int, window_side: int,
                     spatial_offset: int | None = None, num_layers: int, num_heads: int,
                     cross_attention_frequency: int = 1, layer_norm_eps: float = 1e-12, norm_eps: float = 1e-6) -> Array:
@@ -141,7 +120,7 @@ def window_q_former(x: Array, params: Mapping[str, Array], *, image_side: int, q
 
         h = LN(x)                                           norm (eps norm_eps)
         keys = w x w windows of h (row-major windows, row-major inside) + image_positions   [B*n*n, w*w, C]
-        d = area_resize(h, S*q/w)                           spatial_offset None: the layerwise projectors
+        d = adaptive_pool(h, S*q/w a side)                  spatial_offset None: the layerwise projectors
           = h[:, dy::2, dx::2]                              spatial_offset 0..3: corner (dy, dx) of each 2x2
         queries = q x q windows of d + query                [B*n*n, q*q, C]
         out = Blip2QFormerModel(queries, keys)              ops.q_former, params qformer.* (no projection)
@@ -164,8 +143,9 @@ def window_q_former(x: Array, params: Mapping[str, Array], *, image_side: int, q
     keys = xp.reshape(window_order(h, grid=(s, s), factor=w), (b * n * n, w * w, c))
     keys = keys + check.param(op, params, "image_positions", (1, w * w, c), like=x)
     grid = xp.reshape(h, (b, s, s, c))
-    if spatial_offset is None:
-        down = area_resize(grid, s * q // w)
+    if spatial_offset is None:  # PyTorch's area interpolation: adaptive average pooling
+        d = s * q // w
+        down = xp.reshape(adaptive_pool(h, grid=(s, s), size=(d, d), op=op), (b, d, d, c))
     else:
         dy, dx = ((0, 0), (0, 1), (1, 0), (1, 1))[check.choice(op, "spatial_offset", spatial_offset, (0, 1, 2, 3))]
         if s % 2:
