@@ -17,6 +17,7 @@ from __future__ import annotations
 AXES: dict[str, dict[int, tuple[str, ...]]] = {
     # projectors, connectors, token merging, resamplers: visual tokens of width channels
     "x": {1: ("channels",), 2: ("tokens", "channels"), 3: ("batch", "tokens", "channels"),
+          4: ("batch", "channels", "height", "width"),  # a channels-first map (convolutional abstractors, Florence-2)
           5: ("batch", "media", "frames", "tokens", "channels")},
     "high_res": {3: ("batch", "tokens", "high_res_channels")},
     "features": {3: ("tiles", "patches", "channels")},
@@ -36,14 +37,17 @@ AXES: dict[str, dict[int, tuple[str, ...]]] = {
     "cross_attention_mask": {3: ("batch", "text_len", "media"), 4: ("batch", "text_len", "media", "tiles")},
     "full_text_row_masked_out_mask": {2: ("batch", "text_len")},
     # Q-Former
-    "image_embeds": {2: ("batch", "embed_dim"), 3: ("batch", "image_tokens", "vision_channels")},
+    "image_embeds": {2: ("batch", "embed_dim"), 3: ("batch", "image_tokens", "vision_channels"),
+                     4: ("batch", "frames", "image_tokens", "vision_channels")},
+    "instruction_ids": {2: ("batch", "instruction_len")},
+    "instruction_mask": {2: ("batch", "instruction_len")},
     "query_embeds": {3: ("batch", "queries", "hidden")},
     "encoder_attention_mask": {2: ("batch", "image_tokens")},
     "attention_mask": {2: ("batch", "seq_len")},
     # sequence assembly
     "text": {3: ("batch", "text_len", "channels")},
     "text_mask": {2: ("batch", "text_len")},
-    "positions": {1: ("visual_tokens",)},
+    "positions": {1: ("visual_tokens",), 3: ("batch", "tokens", "xy")},
     "input_ids": {2: ("batch", "seq_len")},
     "inputs_embeds": {3: ("batch", "seq_len", "hidden")},
     "image_features": {2: ("image_tokens", "hidden"), 3: ("images", "image_tokens", "hidden")},
@@ -62,8 +66,18 @@ AXES: dict[str, dict[int, tuple[str, ...]]] = {
     "text_embeds": {2: ("batch", "embed_dim")},
     "logits": {2: ("images", "texts")},
     "ids": {1: ("tokens",)},
-    "image_codes": {1: ("image_tokens",)},
+    "image_codes": {1: ("image_tokens",), 2: ("code_rows", "code_columns")},
+    "codes": {2: ("code_rows", "code_columns")},
     "text_segments": {1: ("text_tokens",)},
+    # deep fusion outside Flamingo / Mllama: IDEFICS 1, encoder-decoder cross-attention
+    "image_attention_mask": {3: ("batch", "text_len", "visual_tokens")},
+    "cross_attention_gate": {2: ("batch", "text_len")},
+    "encoder": {3: ("batch", "encoder_len", "encoder_channels")},
+    "encoder_mask": {2: ("batch", "encoder_len")},
+    # query poolers, embedders and mergers
+    "patch_mask": {2: ("batch", "tokens")},
+    "deepstack": {3: ("batch", "tokens", "channels")},
+    "pooled_patches_idx": {2: ("pooled_tokens", "group_patches")},
 }
 
 #: Names every operator uses for its main token axis and width: a more specific name for the same

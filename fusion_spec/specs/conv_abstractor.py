@@ -63,16 +63,27 @@ class ConvAbstractor(Spec):
     """
 
     variant: str = "got_ocr2"
+    """Layout and parameter names: ``got_ocr2``, ``pp_formulanet``, ``step3``, ``hunyuan_vl`` or ``hy_v4_vl``."""
     in_channels: int = 256
+    """Channels ``C`` of the vision features (the first convolution's input)."""
     conv_channels: tuple[int, ...] = (512, 1024)
+    """Output channels of each convolution, in order."""
     kernel_size: tuple[int, ...] = (3, 3)
+    """Kernel side of each convolution (square kernels)."""
     stride: tuple[int, ...] = (2, 2)
+    """Stride of each convolution."""
     padding: tuple[int, ...] = (1, 1)
+    """Zero padding of each convolution, on every side."""
     conv_bias: bool = False
+    """Whether the convolutions have biases."""
     activation: str | None = None
+    """Activation between the convolutions (``gelu``, ``silu``, ...); None: none."""
     linear_dims: tuple[int, ...] = (1024,)
+    """Output width of each linear after the convolutions, in order (the last is the text width)."""
     linear_bias: bool = True
+    """Whether those linears have biases."""
     norm_eps: float = 1e-5
+    """Epsilon of the RMSNorms (``hunyuan_vl``, ``hy_v4_vl``)."""
     op = "conv_abstractor"
 
     def __post_init__(self) -> None:

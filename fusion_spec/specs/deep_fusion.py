@@ -54,13 +54,21 @@ class IdeficsGatedCrossAttention(Spec):
     """
 
     hidden_size: int = 4096
+    """Width of the text hidden states (and of the output)."""
     vision_dim: int = 768
+    """Width of the image states the text attends to."""
     num_heads: int = 32
+    """Attention heads, each ``hidden_size / num_heads`` wide."""
     intermediate_size: int = 11008
+    """Hidden width of the gated MLP."""
     alpha_type: str = "float"
+    """Shape of the tanh gates: ``float`` (one value) or ``vector`` (one per feature)."""
     qk_norm: bool = False
+    """Whether q and k get per-head RMSNorms before the scores (``qk_layer_norms``)."""
     rms_norm_eps: float = 1e-6
+    """Epsilon of every RMSNorm."""
     activation: str = "silu"
+    """Activation of the gated MLP's gate (``silu``, ``gelu``, ...)."""
     op = "idefics_gated_cross_attention"
 
     def __post_init__(self) -> None:
@@ -132,10 +140,16 @@ class DecoderCrossAttention(Spec):
     """
 
     hidden_size: int = 768
+    """Width of the decoder states ``x`` (and of the output)."""
     encoder_dim: int = 768
+    """Width of the encoder (image) states."""
     num_heads: int = 12
+    """Attention heads, each ``hidden_size / num_heads`` wide."""
     variant: str = "bert"
+    """``bert`` (post-norm LayerNorm, biases, scaled scores) or ``t5`` (pre-norm RMSNorm, no biases, unscaled
+    scores)."""
     eps: float = 1e-12
+    """Epsilon of the norm (BERT's LayerNorm, T5's RMSNorm)."""
     op = "decoder_cross_attention"
 
     def __post_init__(self) -> None:

@@ -45,8 +45,11 @@ class GitProjection(Spec):
     """
 
     vision_dim: int = 768
+    """Width of the vision features."""
     llm_dim: int = 768
+    """Width of the output: the text decoder's hidden size."""
     eps: float = 1e-5
+    """Epsilon of the LayerNorm (the vision config's ``layer_norm_eps``)."""
     op = "git_projection"
 
     def __post_init__(self) -> None:
@@ -86,10 +89,15 @@ class Gemma3nEmbedder(Spec):
     """
 
     vision_dim: int = 2048
+    """Width of the vision features and of the vision vocabulary's embeddings."""
     llm_dim: int = 2048
+    """Width of the output: the language model's hidden size."""
     vocab_size: int = 128
+    """Entries of the vision vocabulary (hard tokens)."""
     vocab_offset: int = 262144
+    """Id of the vision vocabulary's first entry in the text's ids."""
     eps: float = 1e-6
+    """Epsilon of every RMSNorm (the vision config's ``rms_norm_eps``)."""
     op = "gemma3n_embedder"
 
     def __post_init__(self) -> None:
@@ -148,8 +156,11 @@ class Gemma4Embedder(Spec):
     """
 
     vision_dim: int = 768
+    """Width of the pooled vision features."""
     llm_dim: int = 2304
+    """Width of the output: the language model's hidden size."""
     eps: float = 1e-6
+    """Epsilon of the weightless RMSNorm."""
     op = "gemma4_embedder"
 
     def __post_init__(self) -> None:
@@ -183,7 +194,9 @@ class Gemma4VisionPooler(Spec):
     """
 
     vision_dim: int = 768
+    """Width of the patch features (the output is scaled by its square root)."""
     pooling_kernel_size: int = 3
+    """Side ``k`` of the pooled cells: ``k x k`` patches become one token (1: no pooling)."""
     op = "position_pool"
 
     def __post_init__(self) -> None:
@@ -232,11 +245,17 @@ class Gemma4UnifiedEmbedder(Spec):
     """
 
     patch_dim: int = 6912
+    """Width of a flattened raw patch (``p * p * 3``)."""
     embed_dim: int = 3840
+    """Width of the patch embedding (``patch_dense``'s output)."""
     llm_dim: int = 2304
+    """Width of the output: the language model's hidden size."""
     posemb_size: int = 1120
+    """Entries of the factorised 2D position table (the largest coordinate + 1)."""
     eps: float = 1e-6
+    """Epsilon of the weightless RMSNorm before the projection."""
     ln_eps: float = 1e-5
+    """Epsilon of the LayerNorms."""
     op = "gemma4_unified_embedder"
 
     def __post_init__(self) -> None:
@@ -285,10 +304,15 @@ class MuseVisionAdapter(Spec):
     """
 
     vision_dim: int = 6144
+    """Width of the vision tower's merged tokens (``out_hidden_size``)."""
     hidden_dim: int = 4096
+    """Width of the adapter's two linears (``projector_hidden_size``)."""
     llm_dim: int = 6656
+    """Width of the output: the language model's hidden size."""
     activation: str = "gelu"
+    """Activation after each adapter linear (``projector_hidden_act``)."""
     eps: float = 1e-5
+    """Epsilon of the weightless RMSNorm (the text config's ``rms_norm_eps``)."""
     op = "muse_vision_adapter"
 
     def __post_init__(self) -> None:
@@ -335,10 +359,15 @@ class Florence2Projector(Spec):
     """
 
     vision_dim: int = 1024
+    """Channels ``C`` of DaViT's last feature map."""
     projection_dim: int = 1024
+    """Width of the output tokens."""
     max_position_embeddings: int = 50
+    """Rows of the learned row and column position tables (the largest grid side)."""
     max_temporal_embeddings: int = 100
+    """Frames of the cosine temporal table (the module's buffer)."""
     eps: float = 1e-5
+    """Epsilon of ``image_proj_norm``."""
     op = "florence2_projector"
 
     def __post_init__(self) -> None:
@@ -401,10 +430,16 @@ class InklingPatchEmbedder(Spec):
                                                  + ((1, 2, 320),) + ((1, 1, 320),) * 2 + ((1, 2, 1216),)
                                                  + ((1, 1, 1216),) * 3 + ((1, 2, 4800),) + ((1, 1, 4800),) * 2
                                                  + ((2, 1, 614400),) + ((1, 1, 614400),) * 2 + ((1, 1, 6144),))
+    """Each stage's ``(t_fold, hw_fold, out)``: frames and patch sides folded into depth, then the projection's
+    width."""
     frames: int = 2
+    """Frames ``T`` of a patch."""
     patch_size: int = 40
+    """Side ``P`` of a patch in pixels."""
     channels: int = 3
+    """Channels ``C`` of a pixel (3)."""
     eps: float = 1e-6
+    """Epsilon of every RMSNorm."""
     op = "inkling_patch_embedder"
 
     def __post_init__(self) -> None:
@@ -490,12 +525,19 @@ class GraniteDoclingConnector(Spec):
     """
 
     vision_dim: int = 768
+    """Width of the vision features (and of the DeepStack states)."""
     out_dim: int = 1024
+    """Width of the output tokens."""
     tokens_per_side: int = 32
+    """Patches ``P`` on a tile's side (``image_size / patch_size``)."""
     scale_factor: int = 4
+    """Pixel-shuffle factor ``k`` of the coarse path (the fine path's is ``k / 2``)."""
     fine_route: bool = True
+    """Whether the fine path (and its parameters) exists."""
     num_deepstack: int = 3
+    """DeepStack mergers on each path (0: the connector returns ``y`` alone)."""
     eps: float = 1e-5
+    """Epsilon of every LayerNorm."""
     op = "granite_docling_connector"
 
     def __post_init__(self) -> None:

@@ -43,9 +43,11 @@ class Glm4vPatchMerger(Spec):
     norm_eps: float = 1e-5
     """Epsilon of ``post_projection_norm``."""
     swiglu_limit: float | None = option(None)
-    """GLM-5-Next's SwiGLU clamp ``L``: the gate to at most ``L``, the up projection to ``[-L, L]``; None: no clamp (GLM-4V)."""
+    """GLM-5-Next's SwiGLU clamp ``L``: the gate to at most ``L``, the up projection to ``[-L, L]``; None: no clamp
+    (GLM-4V)."""
     bias: bool = option(False)
-    """Whether the four linears (``proj``, ``gate_proj``, ``up_proj``, ``down_proj``) have biases (the module's ``bias``)."""
+    """Whether the four linears (``proj``, ``gate_proj``, ``up_proj``, ``down_proj``) have biases (the module's
+    ``bias``)."""
     op = "gated_mlp"
 
     def __post_init__(self) -> None:

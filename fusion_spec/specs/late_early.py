@@ -154,8 +154,12 @@ class VQTokenVocab(EarlyFusionVocab):
     """
 
     code_ids: tuple[int, ...] | None = None
+    """The token id of each codebook entry (``code_ids[c]``); None: ``image_offset + c``."""
     eol_id: int | None = None
+    """Id of the end-of-row token (with ``eol`` other than ``none``)."""
     eol: str = "none"
+    """Where end-of-row tokens go: ``none``, ``after_each_row`` (Emu3) or ``between_rows`` (Apertus); with one,
+    images are ``[h, w]`` grids."""
 
     def __post_init__(self) -> None:
         if self.code_ids is not None and not isinstance(self.code_ids, tuple):

@@ -57,8 +57,11 @@ class PerceptionLMProjector(Spec):
     """
 
     vision_dim: int = 1024
+    """Width of the vision features."""
     llm_dim: int = 4096
+    """Width of the output: the language model's hidden size."""
     pooling_ratio: int = 2
+    """Pooling ratio ``r``: an ``h x h`` grid becomes ``(h // r) x (h // r)`` (1: no pooling)."""
     op = "perception_lm_projector"
 
     def __post_init__(self) -> None:
@@ -102,9 +105,13 @@ class MiniMaxM3VLProjector(Spec):
     """
 
     vision_dim: int = 1280
+    """Width of the vision tower's patches."""
     hidden_dim: int = 6144
+    """Hidden width of both MLPs (``projector_hidden_size``)."""
     llm_dim: int = 6144
+    """Width of the output: the language model's hidden size."""
     spatial_merge_size: int = 2
+    """Side ``k`` of the merged window: ``k*k`` consecutive tokens become one."""
     op = "minimax_m3_vl_projector"
 
     def __post_init__(self) -> None:
@@ -153,10 +160,15 @@ class Ernie45VLResampler(Spec):
     """
 
     vision_dim: int = 1280
+    """Width ``C`` of the vision patches."""
     llm_dim: int = 2560
+    """Width of the output: the language model's hidden size."""
     spatial_merge_size: int = 2
+    """Side ``k`` of the merged window: ``k*k`` consecutive patches become one token."""
     ln_eps: float = 1e-6
+    """Epsilon of the MLPs' LayerNorms (the vision config's ``rms_norm_eps``)."""
     eps: float = 1e-5
+    """Epsilon of the final RMSNorm (the text config's)."""
     op = "ernie45_vl_resampler"
 
     def __post_init__(self) -> None:
@@ -232,9 +244,13 @@ class MiniCPMVWindowMerger(Spec):
     """
 
     hidden_size: int = 768
+    """Width ``D`` of the vision tower's tokens (input and output)."""
     num_heads: int = 12
+    """Attention heads, each ``hidden_size / num_heads`` wide."""
     intermediate_size: int = 12288
+    """Hidden width of the window MLP (``linear_1``'s output)."""
     eps: float = 1e-6
+    """Epsilon of the LayerNorms."""
     op = "minicpmv_window_merger"
 
     def __post_init__(self) -> None:
@@ -303,9 +319,13 @@ class MiniCPMVMerger(Spec):
     """
 
     vision_dim: int = 768
+    """Width ``D`` of the tokens after the window merger."""
     llm_dim: int = 4096
+    """Width of the output: the language model's hidden size."""
     merger_times: int = 1
+    """Rounds of 2x2 merge and MLP."""
     eps: float = 1e-6
+    """Epsilon of each round's LayerNorm."""
     op = "minicpmv_merger"
 
     def __post_init__(self) -> None:
@@ -377,15 +397,25 @@ class Molmo2Adapter(Spec):
     """
 
     vision_dim: int = 2304
+    """Width of the patch features (the concatenated ViT layers)."""
     hidden_size: int = 1152
+    """Width of the pooling attention's output (``o_proj``)."""
     num_heads: int = 16
+    """Query heads of the pooling attention."""
     num_kv_heads: int = 16
+    """Key/value heads (grouped-query when fewer than ``num_heads``)."""
     head_dim: int = 72
+    """Width of each head."""
     intermediate_size: int = 18944
+    """Hidden width of the SwiGLU projector."""
     llm_dim: int = 3584
+    """Width of the output: the language model's hidden size."""
     attention_bias: bool = True
+    """Whether the attention's projections have biases."""
     mlp_bias: bool = False
+    """Whether ``gate_proj`` and ``up_proj`` have biases (``down_proj`` has none)."""
     activation: str = "silu"
+    """Activation of the SwiGLU's gate."""
     op = "molmo2_adapter"
 
     def __post_init__(self) -> None:

@@ -132,7 +132,9 @@ class InstructQFormer(QFormer):
 
     output_dim: int = 4096
     vocab_size: int = 30522
+    """Entries of the instruction's word embedding table."""
     max_position_embeddings: int = 512
+    """Entries of the instruction's position table (the longest instruction)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -43,9 +43,13 @@ class LatentQueryPooler(Spec):
     """
 
     vision_dim: int = 1024
+    """Width of the vision features (``dense``'s input)."""
     embed_dim: int = 2048
+    """Width ``D`` of the latents and of the output."""
     num_heads: int = 32
+    """Attention heads, each ``embed_dim / num_heads`` wide."""
     num_queries: int = 64
+    """Latent queries: the output's token count."""
     op = "latent_query_pool"
 
     def __post_init__(self) -> None:
@@ -81,11 +85,17 @@ class AriaProjector(Spec):
     """
 
     vision_dim: int = 1152
+    """Width ``C`` of the vision patches."""
     num_heads: int = 16
+    """Heads of the cross-attention."""
     hidden_dim: int = 4096
+    """Hidden width of the feed-forward."""
     output_dim: int = 4096
+    """Width of the output: the language model's hidden size."""
     patch_to_query: tuple[tuple[int, int], ...] = ((1225, 128), (4900, 256))
+    """``(patches, queries)`` pairs: the query count for each accepted patch count."""
     eps: float = 1e-5
+    """Epsilon of the LayerNorms."""
     op = "aria_pool"
 
     def __post_init__(self) -> None:
@@ -152,17 +162,30 @@ class WindowQFormer(Spec):
     """
 
     vision_dim: int = 1152
+    """Width ``C`` of the vision patches (and of the Q-Former)."""
     llm_dim: int = 4096
+    """Width of the output (``out_linear``)."""
     image_side: int = 24
+    """Patches ``S`` on the image's side (the input is the ``S x S`` grid)."""
     query_side: int = 4
+    """Side ``q`` of each window's query grid (``downsample_rate``'s numerator)."""
     window_side: int = 8
+    """Side ``w`` of the key windows (``downsample_rate``'s denominator)."""
     spatial_offset: int | None = None
+    """None: queries from the area-downsampled grid (a layerwise projector); 0 to 3: from that corner of each 2x2
+    block."""
     num_layers: int = 1
+    """Layers of the Q-Former."""
     num_heads: int = 18
+    """Attention heads of the Q-Former."""
     intermediate_size: int = 3072
+    """Hidden width of the Q-Former's feed-forwards."""
     cross_attention_frequency: int = 1
+    """A cross-attention every that many layers."""
     layer_norm_eps: float = 1e-12
+    """Epsilon of the Q-Former's LayerNorms."""
     norm_eps: float = 1e-6
+    """Epsilon of the input LayerNorm (``norm``)."""
     op = "window_q_former"
 
     def __post_init__(self) -> None:

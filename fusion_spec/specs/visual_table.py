@@ -41,12 +41,20 @@ class VisualEmbeddingTable(Spec):
     """
 
     variant: str = "ovis2"
+    """``ovis2`` (a square grid merged spatially, ``nn.Embedding`` table) or ``ovis2_5`` (consecutive patches merged,
+    ``nn.Linear`` table)."""
     vision_dim: int = 1024
+    """Width ``C`` of the vision patches."""
     merge: int = 1
+    """Side ``k`` of the merged window (``hidden_stride``): ``k*k`` patches become one token."""
     vocab_size: int = 16384
+    """Words of the visual vocabulary, the indicator tokens included."""
     num_indicators: int = 5
+    """The last words reserved for the indicator tokens (probability 0 in visual tokens)."""
     llm_dim: int = 1536
+    """Width of the table's rows: the language model's hidden size."""
     eps: float = 1e-5
+    """Epsilon of the LayerNorm before the softmax."""
     op = "visual_embedding_table"
 
     def __post_init__(self) -> None:
