@@ -15,11 +15,18 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from peers import open_flamingo_helpers  # noqa: E402
+import test_interop_conv_abstractor as conv  # noqa: E402
+import test_interop_copies as copies  # noqa: E402
+import test_interop_embedders as emb  # noqa: E402
+import test_interop_query_pooler as pool  # noqa: E402
+import test_interop_visual_table as table  # noqa: E402
+import test_vq_tokens as vq  # noqa: E402
 from test_interop_targets import TEXT, VISION  # noqa: E402  (the tiny towers every whole model here uses)
 
 from fusion_spec.cli import interop as cli  # noqa: E402
 from fusion_spec.conformance import safetensors_io  # noqa: E402
 from fusion_spec.interop import registry  # noqa: E402
+from fusion_spec.specs import VisualEmbeddingTable  # noqa: E402
 
 NS = types.SimpleNamespace
 
@@ -238,10 +245,254 @@ TINY = {
 }
 
 
+# --- the generated copies and the converters added for them, and the rest of the zoo (issue 26) ----------------------
+def _cfg(model_type: str, **kwargs):
+    """The model's config class with these arguments (sub-configs as dicts)."""
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+    return CONFIG_MAPPING[model_type](**kwargs)
+
+
+def _tiny(config_fn, family: str, name: str, part: str | None = None, make=None):
+    """``cls(config.<part>)`` (``part`` dotted) or ``make(cls, config)`` for the module ``name`` of the
+    transformers family (module directory) ``family``, and the model's config.json."""
+    def build():
+        cfg = config_fn()
+        sub = cfg
+        for step in (part.split(".") if part else ()):
+            sub = getattr(sub, step)
+        cls = cli._hf_class(family, name)
+        return (make(cls, sub) if make else cls(sub)), cfg.to_dict()
+    return build
+
+
+def _copy(name: str, **extra):
+    """A copy of tests/test_interop_copies.py built from its model's shrunk default config (``extra``: more
+    dotted changes, for configs whose validation the copy's changes alone do not pass)."""
+    copy = copies.COPIES_BY_ID[name]
+    from transformers.models.auto.configuration_auto import model_type_to_module_name
+    return _tiny(lambda: copies._config(copy.model_type, **copy.tiny, **extra), model_type_to_module_name(copy.model_type),
+                 name, make=lambda cls, cfg: copy.make(cls, cfg))
+
+
+def _without(make, path: str):
+    """``make``'s module with its config.json less the key at ``path``: NemotronH's ``time_step_limit`` holds
+    infinity, which JSON cannot (check-module refuses ``Infinity``); the projector does not read it."""
+    def build():
+        module, config = make()
+        *parents, leaf = path.split(".")
+        owner = config
+        for p in parents:
+            owner = owner[p]
+        del owner[leaf]
+        return module, config
+    return build
+
+
+def _model(build):
+    """A whole model (or a module holding its own config) and that config."""
+    def make():
+        model = build()
+        return model, model.config.to_dict()
+    return make
+
+
+def _module_of(build, attr: str):
+    """A whole model's submodule ``attr`` and the model's config."""
+    def make():
+        model = build()
+        return getattr(model, attr), model.config.to_dict()
+    return make
+
+
+def _heads(path: str) -> dict[str, int]:
+    """Two attention heads (one key/value head) for the config at ``path``."""
+    return {f"{path}.num_attention_heads": 2, f"{path}.num_key_value_heads": 1}
+
+
+_TEXT = dict(hidden_size=5, intermediate_size=8, num_hidden_layers=1, num_attention_heads=1, num_key_value_heads=1,
+             head_dim=4, vocab_size=32)
+
+
+def _qwen2_vision(model_type: str, name: str, part: str = "vision_config"):
+    """Qwen2-VL / Qwen2.5-VL merger copies: ``cls(dim=out_hidden_size, context_dim=hidden_size, ...)``."""
+    def config():
+        cfg = copies._config(model_type)
+        vision = cfg
+        for step in part.split("."):
+            vision = getattr(vision, step)
+        vision.hidden_size, vision.out_hidden_size, vision.spatial_merge_size = 8, 12, 2
+        return cfg
+    return _tiny(config, model_type, name, part, lambda cls, v: cls(dim=v.out_hidden_size, context_dim=v.hidden_size,
+                                                                     spatial_merge_size=v.spatial_merge_size))
+
+
+def _glm(model_type: str, name: str, context, **extra):
+    def config():
+        cfg = copies._config(model_type)
+        cfg.vision_config.out_hidden_size, cfg.vision_config.intermediate_size = 8, 20
+        cfg.vision_config.projection_intermediate_size = 20
+        return cfg
+    return _tiny(config, model_type, name, "vision_config", lambda cls, v: cls(
+        dim=v.out_hidden_size, context_dim=context(v), hidden_act=v.hidden_act, **{k: f(v) for k, f in extra.items()}))
+
+
+TINY |= {
+    # generated copies (tests/test_interop_copies.py) built from their models' configs
+    **{name: _copy(name) for name in (
+        "FastVlmMultiModalProjector", "Qwen3OmniMoeVisionPatchMerger", "Qwen3VLMoeVisionPatchMerger",
+        "Qwen3_5VisionPatchMerger", "Qwen3_5MoeVisionPatchMerger", "Qwen4ExpVisionPatchMerger",
+        "CohereCompassVisionPatchMerger", "Glm5NextVisionPatchMerger", "MistralLarge4MultiModalProjector",
+        "LightOnOcrMultiModalProjector", "QianfanOCRMultiModalProjector", "VideoLlama3Projector",
+        "Kimi_K25MultimodalProjection", "Lfm2VlMultiModalProjector", "Lfm3VlMultiModalProjector", "PaddleOCRProjector")},
+    "NemotronH_Omni_Reasoning_V3MultiModalProjector": _without(_copy("NemotronH_Omni_Reasoning_V3MultiModalProjector"),
+                                                               "text_config.time_step_limit"),
+    # the same, with the heads their configs' checks want for the shrunk widths
+    "Cosmos3EdgePatchMerger": _copy("Cosmos3EdgePatchMerger", **_heads("text_config")),
+    "VipLlavaMultiModalProjector": _copy("VipLlavaMultiModalProjector", **_heads("text_config"),
+                                         **{"vision_config.num_attention_heads": 2}),
+    "T5Gemma2MultiModalProjector": _copy("T5Gemma2MultiModalProjector", **_heads("encoder.text_config"),
+                                         **_heads("decoder"), **{"decoder.hidden_size": 12}),
+    "LlavaOnevision15VisionPatchMerger": _copy("LlavaOnevision15VisionPatchMerger", **_heads("text_config"),
+                                               **{"vision_config.num_heads": 2, "text_config.hidden_size": 12}),
+    "Inkling2VisionMerger": _copy("Inkling2VisionMerger", **_heads("text_config"), **{"text_config.hidden_size": 12}),
+    "Linear": lambda: (torch.nn.Linear(8, 12), None),
+    "Dots3NoteVisionMerger": _tiny(lambda: _cfg("dots3_note", vision_config=dict(
+        hidden_size=8, num_attention_heads=2, adapter_in_dim=8, adapter_out_dim=12, adapter_merge_size=2),
+        text_config=dict(_TEXT, hidden_size=12, num_attention_heads=2, num_key_value_heads=2),
+        audio_config=dict(adapter_out_dim=12)), "dots3_note", "Dots3NoteVisionMerger", "vision_config",
+        lambda cls, v: cls(dim=v.adapter_out_dim, context_dim=v.adapter_in_dim, spatial_merge_size=v.adapter_merge_size)),
+    "Exaone4_5_PatchMerger": _qwen2_vision("exaone4_5", "Exaone4_5_PatchMerger"),
+    "Qwen2_5OmniPatchMerger": _qwen2_vision("qwen2_5_omni", "Qwen2_5OmniPatchMerger", "thinker_config.vision_config"),
+    "Glm4vMoeVisionPatchMerger": _glm("glm4v_moe", "Glm4vMoeVisionPatchMerger", lambda v: v.intermediate_size),
+    "GlmOcrVisionPatchMerger": _glm("glm_ocr", "GlmOcrVisionPatchMerger", lambda v: v.out_hidden_size * v.in_channels),
+    **{name: _model(build) for name, (build, _) in copies.MODEL_COPIES.items()},
+    # convolutional abstractors
+    "GotOcr2MultiModalProjector": _tiny(lambda: _cfg("got_ocr2", vision_config=dict(output_channels=6),
+                                                     text_config=dict(_TEXT, hidden_size=10)),
+                                        "got_ocr2", "GotOcr2MultiModalProjector"),
+    "PPFormulaNetMultiModalProjector": _tiny(lambda: _cfg("pp_formulanet", vision_config=dict(
+        post_conv_in_channels=4, post_conv_mid_channels=6, post_conv_out_channels=8, decoder_hidden_size=5)),
+        "pp_formulanet", "PPFormulaNetMultiModalProjector", "vision_config"),
+    **{name: _model(lambda name=name: getattr(conv, name)(conv._step3_config()))
+       for name in ("Step3p7Model", "Step3p7ForConditionalGeneration")},
+    "HunYuanVLVisionPatchMerger": _tiny(lambda: _cfg("hunyuan_vl", vision_config=dict(
+        hidden_size=6, text_hidden_size=10, spatial_merge_size=2, hidden_act="gelu")),
+        "hunyuan_vl", "HunYuanVLVisionPatchMerger", "vision_config"),
+    "HYV4VLVisionPatchMerger": _tiny(lambda: _cfg("hy_v4_vl", vision_config=dict(
+        hidden_size=4, out_hidden_size=9, spatial_merge_size=2, hidden_act="silu")),
+        "hy_v4_vl", "HYV4VLVisionPatchMerger", "vision_config"),
+    # conditioned and windowed Q-Formers, query poolers
+    "InstructBlipForConditionalGeneration": _model(lambda: pool.instructblip(pool.IQ)),
+    "InstructBlipVideoForConditionalGeneration": _model(lambda: pool.instructblip(pool.IQ, video=True)),
+    "InstructBlipQFormerModel": _module_of(lambda: pool.instructblip(pool.IQ), "qformer"),
+    "InstructBlipVideoQFormerModel": _module_of(lambda: pool.instructblip(pool.IQ, video=True), "qformer"),
+    **{name: _tiny(lambda version=version: _cfg(
+        version, vision_config=dict(hidden_size=6, intermediate_size=8, num_hidden_layers=1, num_attention_heads=2),
+        latent_query_num=3, text_config=dict(embed_dim=8, attention_heads=2, layers=1, ffn_dim=8, vocab_size=64)),
+        family, name) for version, family, name in (("kosmos-2", "kosmos2", "Kosmos2ImageToTextProjection"),
+                                                    ("kosmos-2.5", "kosmos2_5", "Kosmos2_5ImageToTextProjection"))},
+    "AriaProjector": _tiny(lambda: _cfg("aria", vision_config=dict(hidden_size=8, num_attention_heads=2),
+                                        text_config=dict(hidden_size=6, num_attention_heads=2, num_key_value_heads=1),
+                                        projector_patch_to_query_dict={4: 2, 9: 3}), "aria", "AriaProjector"),
+    "Granite4VisionWindowQFormerDownsampler": _tiny(lambda: _cfg(
+        "granite4_vision", vision_config=dict(hidden_size=64, image_size=16, patch_size=2, num_attention_heads=1),
+        text_config=dict(hidden_size=6, num_attention_heads=2, num_key_value_heads=1), downsample_rate="2/4",
+        qformer_config=dict(num_hidden_layers=2, intermediate_size=16)),
+        "granite4_vision", "Granite4VisionWindowQFormerDownsampler"),
+    # visual embedding tables (Ovis), VQ code-to-token tables
+    "Ovis2Model": _model(lambda: table.ovis2(VisualEmbeddingTable("ovis2", 8, 2, 12, 3, 6))),
+    "Ovis2ForConditionalGeneration": _model(lambda: table.ovis2(VisualEmbeddingTable("ovis2", 8, 2, 12, 3, 6), True)),
+    "Ovis2_5MultiModalProjector": _tiny(lambda: _cfg("ovis2_5", vision_config=dict(
+        hidden_size=8, spatial_merge_size=2, vocab_size=12, num_visual_indicator_tokens=3), text_config=dict(_TEXT, hidden_size=6)),
+        "ovis2_5", "Ovis2_5MultiModalProjector", make=lambda cls, cfg: cls(cfg.vision_config, cfg.text_config.hidden_size)),
+    "ChameleonModel": _module_of(vq._chameleon_model, "model"),
+    "ChameleonForConditionalGeneration": _model(vq._chameleon_model),
+    "Emu3Model": _model(vq._emu3_model),
+    "Emu3ForConditionalGeneration": _model(lambda: transformers.Emu3ForConditionalGeneration(vq._emu3_model().config)),
+    "Apertus1p5Model": _model(vq._apertus_model),
+    "Apertus1p5ForConditionalGeneration": _model(lambda: vq._apertus_model(conditional=True)),
+    # deep fusion outside Flamingo / Mllama
+    "IdeficsGatedCrossAttentionLayer": _tiny(lambda: _cfg(
+        "idefics", hidden_size=8, num_attention_heads=2, intermediate_size=12, vision_config=dict(embed_dim=6),
+        alpha_type="vector", qk_layer_norms=True), "idefics", "IdeficsGatedCrossAttentionLayer",
+        make=lambda cls, cfg: cls(cfg, layer_idx=0)),
+    "BertAttention": _tiny(lambda: _cfg("bert", hidden_size=8, num_attention_heads=2, is_decoder=True,
+                                        add_cross_attention=True), "bert", "BertAttention",
+                           make=lambda cls, cfg: cls(cfg, is_cross_attention=True)),
+    "BlipTextAttention": _tiny(lambda: _cfg("blip", text_config=dict(hidden_size=8, num_attention_heads=2,
+                                                                     encoder_hidden_size=6, is_decoder=True)),
+                               "blip.modeling_blip_text", "BlipTextAttention", "text_config", lambda cls, cfg: cls(cfg, is_cross_attention=True)),
+    "Pix2StructTextLayerCrossAttention": _tiny(lambda: _cfg("pix2struct", text_config=dict(hidden_size=8, num_heads=2, d_kv=4)),
+                                               "pix2struct", "Pix2StructTextLayerCrossAttention", "text_config"),
+    # small embedders and encoder-free patch embedders
+    "GitProjection": _tiny(lambda: _cfg("git", vision_config=dict(hidden_size=6), hidden_size=5), "git", "GitProjection"),
+    **{name: _tiny(lambda model_type=model_type: _cfg(model_type, vision_config=dict(
+        hidden_size=6, output_proj_dims=6, num_attention_heads=2, num_key_value_heads=1, head_dim=4),
+        text_config=_TEXT), model_type, name, make=lambda cls, cfg: cls(cfg.vision_config, cfg.text_config))
+       for model_type, name in (("gemma4", "Gemma4MultimodalEmbedder"),
+        ("gemma4_unified", "Gemma4UnifiedMultimodalEmbedder"), ("diffusion_gemma", "DiffusionGemmaMultimodalEmbedder"))},
+    "Gemma3nMultimodalEmbedder": _tiny(lambda: copies._config("gemma3n", **{
+        "vision_config.hidden_size": 6, "vision_config.vocab_size": 7, "text_config.hidden_size": 4, **_heads("text_config")}),
+        "gemma3n", "Gemma3nMultimodalEmbedder", make=lambda cls, cfg: cls(cfg.vision_config, cfg.text_config)),
+    "Gemma4UnifiedVisionEmbedder": _tiny(lambda: _cfg("gemma4_unified", vision_config=dict(
+        model_patch_size=2, patch_size=1, pooling_kernel_size=2, mm_embed_dim=8, mm_posemb_size=5, output_proj_dims=8,
+        hidden_size=8, num_attention_heads=2,
+        num_key_value_heads=1, head_dim=4), text_config=_TEXT), "gemma4_unified",
+        "Gemma4UnifiedVisionEmbedder", make=lambda cls, cfg: cls(cfg.vision_config, cfg.text_config)),
+    "Gemma4VisionModel": _tiny(lambda: _cfg("gemma4", vision_config=dict(
+        hidden_size=6, intermediate_size=8, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1, head_dim=4,
+        pooling_kernel_size=2), text_config=_TEXT), "gemma4", "Gemma4VisionModel", "vision_config"),
+    "MuseGlimmerModel": _model(emb._muse),
+    "MuseSparkModel": _model(lambda: emb._muse("MuseSpark")),
+    "Florence2MultiModalProjector": _tiny(lambda: copies._config("florence2", **{
+        "vision_config.embed_dim": [4, 6], "vision_config.projection_dim": 5, "vision_config.max_position_embeddings": 7,
+        "vision_config.max_temporal_embeddings": 9}), "florence2", "Florence2MultiModalProjector"),
+    "InklingVisionModel": _tiny(lambda: _cfg("inkling_vision", temporal_patch_size=2, patch_size=4, num_hidden_layers=3,
+                                             num_channels=3, text_hidden_size=5), "inkling", "InklingVisionModel"),
+    "GraniteDoclingConnector": _tiny(lambda: _cfg("granite_docling", vision_config=dict(
+        hidden_size=3, out_hidden_size=8, image_size=16, patch_size=2, scale_factor=4, use_fine_route=True,
+        deepstack_visual_indexes=[0, 1], num_attention_heads=1), text_config=dict(_TEXT, hidden_size=8)), "granite_docling", "GraniteDoclingConnector", "vision_config"),
+    # spatio-temporal, two-stage and attention-pooling mergers
+    "PerceptionLMMultiModalProjector": _tiny(lambda: copies._config("perception_lm", **{
+        "vision_config.model_args": {"embed_dim": 6}, "text_config.hidden_size": 4, "projector_pooling_ratio": 2,
+        **_heads("text_config")}),
+        "perception_lm", "PerceptionLMMultiModalProjector"),
+    "MiniMaxM3VLMultiModalProjector": _tiny(lambda: copies._config("minimax_m3_vl", **{
+        "text_config.hidden_size": 5, "vision_config.spatial_merge_size": 2, "vision_config.hidden_size": 6,
+        "projector_hidden_size": 7, "merged_hidden_size": 20}), "minimax_m3_vl", "MiniMaxM3VLMultiModalProjector"),
+    "Ernie4_5_VLMoeVariableResolutionResamplerModel": _tiny(lambda: copies._config("ernie4_5_vl_moe", **{
+        "vision_config.hidden_size": 3, "vision_config.spatial_merge_size": 2, "text_config.hidden_size": 5}),
+        "ernie4_5_vl_moe", "Ernie4_5_VLMoeVariableResolutionResamplerModel"),
+    **{f"{prefix}ViTWindowAttentionMerger": _tiny(lambda model_type=model_type: _cfg(model_type, vision_config=dict(
+        hidden_size=8, num_attention_heads=2, intermediate_size=3)), model_type, f"{prefix}ViTWindowAttentionMerger",
+        "vision_config") for model_type, prefix in (("minicpmv4_6", "MiniCPMV4_6"), ("minicpmv4_7", "MiniCPMV4_7"),
+                                                    ("minicpm_ocr", "MiniCPMOcr"))},
+    **{f"{prefix}Merger": _tiny(lambda model_type=model_type: _cfg(model_type, vision_config=dict(hidden_size=8),
+                                                                   text_config=dict(hidden_size=5), merger_times=2),
+                                model_type, f"{prefix}Merger")
+       for model_type, prefix in (("minicpmv4_6", "MiniCPMV4_6"), ("minicpmv4_7", "MiniCPMV4_7"), ("minicpm_ocr", "MiniCPMOcr"))},
+    "Molmo2Adapter": _tiny(lambda: _cfg("molmo2", adapter_config=dict(
+        hidden_size=6, vision_feature_layer=[-1, -2], num_attention_heads=4, num_key_value_heads=2, head_dim=3,
+        intermediate_size=10, text_hidden_size=5, attention_bias=True, mlp_bias=True)), "molmo2", "Molmo2Adapter",
+        "adapter_config"),
+}
+
+
 #: Classes whose HF module computes an RMSNorm in float32 inside the float64 module (``.to(torch.float32)``):
 #: a float32 island, ~1e-6 from the float64 spec at these weights, so they are checked at --atol 1e-5.
 FLOAT32_ISLANDS = {"Idefics2PerceiverResampler", "Idefics2Connector", "MllamaCrossAttentionDecoderLayer",
-                   "Qwen2_5_VLPatchMerger", "Mistral3MultiModalProjector", "Gemma3MultiModalProjector"}
+                   "Qwen2_5_VLPatchMerger", "Mistral3MultiModalProjector", "Gemma3MultiModalProjector",
+                   # the copies of those, and the issue-26 modules with float32 norms, softmaxes or tables
+                   "Exaone4_5_PatchMerger", "Qwen2_5OmniPatchMerger", "MistralLarge4MultiModalProjector",
+                   "LightOnOcrMultiModalProjector", "T5Gemma2MultiModalProjector",
+                   "NemotronH_Omni_Reasoning_V3MultiModalProjector", "HunYuanVLVisionPatchMerger",
+                   "HYV4VLVisionPatchMerger", "Kosmos2_5ImageToTextProjection", "IdeficsGatedCrossAttentionLayer",
+                   "Pix2StructTextLayerCrossAttention", "Gemma3nMultimodalEmbedder", "Gemma4MultimodalEmbedder",
+                   "Gemma4UnifiedMultimodalEmbedder", "DiffusionGemmaMultimodalEmbedder", "Gemma4UnifiedVisionEmbedder",
+                   "Gemma4VisionModel", "MuseGlimmerModel", "MuseSparkModel", "InklingVisionModel",
+                   "GraniteDoclingConnector", "Ernie4_5_VLMoeVariableResolutionResamplerModel",
+                   "MiniCPMV4_6ViTWindowAttentionMerger", "MiniCPMV4_7ViTWindowAttentionMerger",
+                   "MiniCPMOcrViTWindowAttentionMerger", "Ovis2_5MultiModalProjector"}
 
 
 def test_every_listed_class_has_a_tiny_module_here_and_a_builder_there(capsys):

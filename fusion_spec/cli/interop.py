@@ -121,9 +121,11 @@ def _ns(**kw: Any) -> types.SimpleNamespace:
 
 
 def _hf_class(family: str, name: str) -> Any:
-    """``transformers.models.<family>.modeling_<family>.<name>``."""
+    """``transformers.models.<family>.modeling_<family>.<name>`` (``family`` ``"blip.modeling_blip_text"``: that
+    module of the family)."""
     import importlib
-    return getattr(importlib.import_module(f"transformers.models.{family}.modeling_{family}"), name)
+    module = family if "." in family else f"{family}.modeling_{family}"
+    return getattr(importlib.import_module(f"transformers.models.{module}"), name)
 
 
 def _hf_config(config: Mapping[str, Any], name: str) -> Any:
@@ -144,13 +146,13 @@ def _hf_config(config: Mapping[str, Any], name: str) -> Any:
 def _from_config(family: str, name: str, part: str | None = None,
                  make: Callable[[Any, Any, Shapes], Any] | None = None) -> Callable[[Shapes, Mapping[str, Any]], Any]:
     """A builder that constructs ``name`` from ``--config`` as the model does: ``cls(config)``, or with
-    ``part`` from the sub-config ``config.<part>`` (a config.json of that sub-config alone also works),
-    or ``make(cls, config, shapes)``."""
+    ``part`` from the sub-config ``config.<part>`` (a dotted path such as ``thinker_config.vision_config``;
+    a config.json of that sub-config alone also works), or ``make(cls, config, shapes)``."""
     def build(shapes: Shapes, config: Mapping[str, Any]) -> Any:
         cls = _hf_class(family, name)
         cfg = _hf_config(config, name)
-        if part is not None and hasattr(cfg, part):
-            cfg = getattr(cfg, part)
+        for step in (part or "").split(".") if part else ():  # a dotted path; a level the config lacks is skipped
+            cfg = getattr(cfg, step, None) or cfg
         return make(cls, cfg, shapes) if make else cls(cfg)
     return build
 
@@ -418,6 +420,311 @@ BUILDERS: dict[str, Builder] = {
 }
 
 
+# --- the generated copies and the converters added for them (recognised by name and structure) ---------------------
+# and the rest of the zoo (issue 26). Each is built as its model builds it, from the model's config.json.
+
+
+def _flat_grid(module: Any, spec: Any, rng: np.random.Generator) -> Example:
+    """``x [2·k·3·k, C]`` flattened patches (the merger's windows consecutive) for a merge factor ``k``."""
+    return (rng.standard_normal((6 * spec.factor ** 2, spec.vision_dim)),), {}
+
+
+def _example_lfm2(module: Any, spec: Any, rng: np.random.Generator) -> Example:
+    """``x [2, 2k, 3k, C]``: LFM2-VL takes each image's patch grid."""
+    return (rng.standard_normal((2, 2 * spec.factor, 3 * spec.factor, spec.vision_dim)),), {}
+
+
+def _example_paddleocr(module: Any, spec: Any, rng: np.random.Generator) -> Example:
+    """An image of ``2k x 3k`` patches and a video of 2 frames of ``k x 2k``, with their ``image_grid_thw``."""
+    k = spec.factor
+    grids = np.array([[1, 2 * k, 3 * k], [2, k, 2 * k]])
+    return (rng.standard_normal((int(np.prod(grids, axis=1).sum()), spec.vision_dim)),), {"image_grid_thw": grids}
+
+
+def _example_conv_map(module: Any, spec: Any, rng: np.random.Generator) -> Example:
+    """``x [2, C, 8, 7]``: a channels-first feature map (GOT-OCR2, PP-FormulaNet)."""
+    return (rng.standard_normal((2, spec.in_channels, 8, 7)),), {}
+
+
+def _example_conv_grid(module: Any, spec: Any, rng: np.random.Generator) -> Example:
+    """``x [2, s·s, C]`` with ``grid=(s, s)``, ``s`` four strides (Step3, HunYuan-VL, HY-V4-VL)."""
+    side = 4 * max(spec.stride)
+    return (rng.standard_normal((2, side * side, spec.in_channels)), (side, side)), {}
+
+
+def _example_instruct(module: Any, spec: Any, rng: np.random.Generator) -> Example:
+    """Two rows of 4 instruction tokens (the second padded after 2) and 7 image tokens (a video: 2 frames)."""
+    ids = rng.integers(0, spec.vocab_size, (2, 4))
+    mask = np.array([[True] * 4, [True, True, False, False]])
+    video = "Video" in type(module).__name__
+    image = rng.standard_normal((2, 2, 7, spec.vision_dim) if video and spec.learned_queries else (2, 7, spec.vision_dim))
+    text = {"instruction_ids": ids, "instruction_mask": mask}
+    if spec.learned_queries:
+        return (image,), text
+    return (image, rng.standard_normal((2, spec.num_queries, spec.hidden_size))), text
+
+
+def _example_codes(shape: tuple[int, int]) -> Callable[..., Example]:
+    """Image codes ``[h, w]`` drawn from the codebook (Chameleon, Emu3, Apertus)."""
+    return lambda module, spec, rng: ((rng.integers(0, spec.image_vocab_size, shape),), {})
+
+
+def _example_pair(x_width: Callable[[Any], int], y_width: Callable[[Any], int], masked: str | None = None
+                  ) -> Callable[..., Example]:
+    """Text ``x [2, 4, x_width]`` attending to ``y [2, 5, y_width]``; ``masked``: the name of a boolean
+    mask over ``y`` (``[2, 5]``, the first row's last two tokens out) or of IDEFICS' ``[2, 4, 5]`` one."""
+    def example(module: Any, spec: Any, rng: np.random.Generator) -> Example:
+        runtime: dict[str, Any] = {}
+        if masked == "image_attention_mask":
+            mask = np.ones((2, 4, 5), bool)
+            mask[0, :, 3:] = False
+            mask[1, 1] = False  # a row that sees no image
+            runtime[masked] = mask
+        elif masked is not None:
+            runtime[masked] = np.array([[True] * 3 + [False] * 2, [True] * 5])
+        return (rng.standard_normal((2, 4, x_width(spec))), rng.standard_normal((2, 5, y_width(spec)))), runtime
+    return example
+
+
+def _example_gemma4_pooler(module: Any, spec: Any, rng: np.random.Generator) -> Example:
+    """Two images of ``2k x 3k`` patches with their ``(column, row)`` positions."""
+    k = spec.pooling_kernel_size
+    rows, cols = np.meshgrid(np.arange(2 * k), np.arange(3 * k), indexing="ij")
+    positions = np.stack([cols.reshape(-1), rows.reshape(-1)], axis=-1)
+    return (rng.standard_normal((2, 6 * k * k, spec.vision_dim)), np.stack([positions, positions])), {}
+
+
+def _example_gemma4_unified(module: Any, spec: Any, rng: np.random.Generator) -> Example:
+    """Four raw patches a row with their positions (one of them padding, ``-1``)."""
+    positions = np.array([[[0, 0], [1, 0], [0, 1], [-1, -1]], [[1, 1], [0, 1], [1, 0], [0, 0]]])
+    return (rng.standard_normal((2, 4, spec.patch_dim)), positions), {}
+
+
+def _example_granite_docling(module: Any, spec: Any, rng: np.random.Generator) -> Example:
+    """Two tiles, their DeepStack states, the fine path where the connector has one."""
+    shape = (2, spec.tokens_per_side ** 2, spec.vision_dim)
+    deepstack = [rng.standard_normal(shape) for _ in range(spec.num_deepstack)]
+    return (rng.standard_normal(shape), deepstack), {"fine": bool(spec.fine_route)}
+
+
+def _example_ernie(module: Any, spec: Any, rng: np.random.Generator) -> Example:
+    """An image of ``k x 2k`` patches and a video of 4 frames of ``k x k``."""
+    k = spec.spatial_merge_size
+    grids = np.array([[1, k, 2 * k], [4, k, k]])
+    return (rng.standard_normal((int(np.prod(grids, axis=1).sum()), spec.vision_dim)),), {"grid_thw": grids}
+
+
+def _example_minicpm(width: Callable[[Any], int], merges: Callable[[Any], int]) -> Callable[..., Example]:
+    """Two images (``target_sizes``) whose sides ``2**merges`` divides, their patches in one row."""
+    def example(module: Any, spec: Any, rng: np.random.Generator) -> Example:
+        u = 2 ** merges(spec)
+        sizes = np.array([[2 * u, 3 * u], [u, u]])
+        return (rng.standard_normal((1, int(np.prod(sizes, axis=1).sum()), width(spec))),), {"target_sizes": sizes}
+    return example
+
+
+def _example_molmo2(module: Any, spec: Any, rng: np.random.Generator) -> Example:
+    """Two crops of 6 patches and four pooled tokens (one of them with an empty group)."""
+    groups = np.array([[0, 1, 2, 3], [4, 5, -1, -1], [-1, -1, -1, -1], [11, 10, 9, -1]])
+    return (rng.standard_normal((2, 6, spec.vision_dim)), groups), {}
+
+
+def _postshuffle(shapes: Shapes, norm: str, hidden: int) -> bool:
+    """Whether a Qwen-VL style merger normalises after the merge: its norm weight is the merged width."""
+    return _weight(shapes, norm, 1)[0] != hidden
+
+
+def _qwen3_merger(family: str, name: str) -> Builder:
+    """A copy of ``Qwen3VLVisionPatchMerger``: ``cls(config=vision_config, use_postshuffle_norm=...)``, the
+    norm's place read from the weights (the model's own merger or one of its DeepStack mergers)."""
+    return Builder(_from_config(family, name, "vision_config", lambda cls, cfg, shapes: cls(
+        config=cfg, use_postshuffle_norm=_postshuffle(shapes, "norm.weight", cfg.hidden_size))),
+        _flat_grid, _MODEL + " (or its vision_config)")
+
+
+def _qwen2_merger(family: str, name: str, part: str = "vision_config") -> Builder:
+    """A copy of Qwen2-VL's or Qwen2.5-VL's merger: ``cls(dim=out_hidden_size, context_dim=hidden_size,
+    spatial_merge_size)``."""
+    return Builder(_from_config(family, name, part, lambda cls, cfg, shapes: cls(
+        dim=cfg.out_hidden_size, context_dim=cfg.hidden_size, spatial_merge_size=cfg.spatial_merge_size)),
+        _flat_grid, _MODEL + " (or its vision_config)")
+
+
+def _glm_merger(family: str, name: str, context: Callable[[Any], int], **extra: Callable[[Any], Any]) -> Builder:
+    """A GLM-4V style merger: ``cls(dim=out_hidden_size, context_dim=context(cfg), hidden_act, **extra)``."""
+    return Builder(_from_config(family, name, "vision_config", lambda cls, cfg, shapes: cls(
+        dim=cfg.out_hidden_size, context_dim=context(cfg), hidden_act=cfg.hidden_act,
+        **{k: f(cfg) for k, f in extra.items()})), _flat(lambda m, s: s.dim, lambda m, s: 7),
+        _MODEL + " (or its vision_config)")
+
+
+def _of_model(family: str, name: str, example: Callable[..., Example], part: str | None = None,
+              make: Callable[[Any, Any, Shapes], Any] | None = None) -> Builder:
+    """A module the model builds from its config (``cls(config)``, ``cls(config.<part>)`` or ``make``)."""
+    return Builder(_from_config(family, name, part, make), example, _MODEL + (f" (or its {part})" if part else ""))
+
+
+def _two_configs(family: str, name: str, example: Callable[..., Example]) -> Builder:
+    """A module built from the vision and the text config: ``cls(config.vision_config, config.text_config)``."""
+    return Builder(_from_config(family, name, None, lambda cls, cfg, shapes: cls(cfg.vision_config, cfg.text_config)),
+                   example, _MODEL)
+
+
+def _build_granite4_window(shapes: Shapes, config: Mapping[str, Any]) -> Any:
+    """Granite 4 Vision's window Q-Former: a layerwise projector, or with ``spatial_offset`` in ``--config``
+    (not a key of the model's config) the spatial projector of that corner; their weights look alike."""
+    offset = _setting(config, "spatial_offset", None, lambda v: v is None or (type(v) is int and 0 <= v <= 3),
+                      "0 to 3 (a spatial projector's corner) or null (a layerwise projector)")
+    cls = _hf_class("granite4_vision", "Granite4VisionWindowQFormerDownsampler")
+    return cls(_hf_config({k: v for k, v in config.items() if k != "spatial_offset"}, cls.__name__),
+               spatial_offset=offset)
+
+
+def _build_linear(shapes: Shapes, config: Mapping[str, Any]) -> Any:
+    import torch
+    out, inp = _weight(shapes, "weight", 2)
+    return torch.nn.Linear(inp, out, bias="bias" in shapes)
+
+
+_DEEPSTACK_MODELS = {"qwen3_vl_moe": "Qwen3VLMoe", "cohere_compass": "CohereCompass", "cosmos3_omni": "Cosmos3Omni",
+                     "qwen3_omni_moe": "Qwen3OmniMoeThinker"}
+_VQ = {"chameleon": ("Chameleon", (2, 6)), "emu3": ("Emu3", (3, 4)), "apertus1p5": ("Apertus1p5", (3, 4))}
+
+BUILDERS |= {
+    # copies of the Qwen3-VL DeepStack models, InternVL, LLaVA-NeXT: whole models
+    **{f"{prefix}{kind}": _whole(family, f"{prefix}{kind}", _example_deepstack)
+       for family, prefix in _DEEPSTACK_MODELS.items() for kind in ("Model", "ForConditionalGeneration")},
+    **{name: _whole("qianfan_ocr", name, _square(_vision_dim, lambda m, s: s.factor))
+       for name in ("QianfanOCRModel", "QianfanOCRForConditionalGeneration")},
+    **{name: _whole("llava_next_video", name, _example_anyres)
+       for name in ("LlavaNextVideoModel", "LlavaNextVideoForConditionalGeneration")},
+    # copies of the mergers and projectors
+    **{name: _qwen3_merger(family, name) for family, name in (
+        ("qwen3_vl_moe", "Qwen3VLMoeVisionPatchMerger"), ("qwen3_5", "Qwen3_5VisionPatchMerger"),
+        ("qwen3_5_moe", "Qwen3_5MoeVisionPatchMerger"), ("qwen4_exp", "Qwen4ExpVisionPatchMerger"),
+        ("cohere_compass", "CohereCompassVisionPatchMerger"))},
+    "LlavaOnevision15VisionPatchMerger": _of_model("llava_onevision1_5", "LlavaOnevision15VisionPatchMerger", _flat_grid,
+                                                   "vision_config"),
+    "Cosmos3EdgePatchMerger": _of_model("cosmos3_edge", "Cosmos3EdgePatchMerger", _flat_grid),
+    "Qwen3OmniMoeVisionPatchMerger": Builder(
+        _from_config("qwen3_omni_moe", "Qwen3OmniMoeVisionPatchMerger", "thinker_config.vision_config",
+                     lambda cls, cfg, shapes: cls(config=cfg, use_postshuffle_norm=_postshuffle(
+                         shapes, "ln_q.weight", cfg.hidden_size))),
+        _flat_grid, _MODEL + " (or its thinker_config.vision_config)"),
+    "Dots3NoteVisionMerger": Builder(_from_config("dots3_note", "Dots3NoteVisionMerger", "vision_config", lambda cls, cfg, shapes: cls(
+        dim=cfg.adapter_out_dim, context_dim=cfg.adapter_in_dim, spatial_merge_size=cfg.adapter_merge_size)),
+        _flat_grid, _MODEL + " (or its vision_config)"),
+    "Exaone4_5_PatchMerger": _qwen2_merger("exaone4_5", "Exaone4_5_PatchMerger"),
+    "Qwen2_5OmniPatchMerger": _qwen2_merger("qwen2_5_omni", "Qwen2_5OmniPatchMerger", "thinker_config.vision_config"),
+    "Glm4vMoeVisionPatchMerger": _glm_merger("glm4v_moe", "Glm4vMoeVisionPatchMerger", lambda c: c.intermediate_size),
+    "GlmOcrVisionPatchMerger": _glm_merger("glm_ocr", "GlmOcrVisionPatchMerger",
+                                           lambda c: c.out_hidden_size * c.in_channels),
+    "Glm5NextVisionPatchMerger": _glm_merger("glm5_next", "Glm5NextVisionPatchMerger",
+                                             lambda c: c.projection_intermediate_size,
+                                             swiglu_limit=lambda c: c.swiglu_limit),
+    **{name: _of_model(family, name, _tokens(lambda m, s: m.linear_1.in_features)) for family, name in (
+        ("fast_vlm", "FastVlmMultiModalProjector"), ("vipllava", "VipLlavaMultiModalProjector"))},
+    "Inkling2VisionMerger": _of_model("inkling2", "Inkling2VisionMerger", _tokens(lambda m, s: m.linear_1.in_features),
+                                      "vision_config"),
+    "VideoLlama3Projector": _of_model("video_llama_3", "VideoLlama3Projector", _tokens(_vision_dim)),
+    **{name: _of_model(family, name, _example_mistral3) for family, name in (
+        ("mistral_large4", "MistralLarge4MultiModalProjector"), ("lighton_ocr", "LightOnOcrMultiModalProjector"))},
+    "T5Gemma2MultiModalProjector": _of_model(
+        "t5gemma2", "T5Gemma2MultiModalProjector",
+        lambda m, s, rng: ((rng.standard_normal((2, s.patches_per_image ** 2, s.vision_dim)),), {}), "encoder"),
+    "QianfanOCRMultiModalProjector": _of_model("qianfan_ocr", "QianfanOCRMultiModalProjector",
+                                               _square(_vision_dim, lambda m, s: s.factor)),
+    "Kimi_K25MultimodalProjection": _of_model(
+        "kimi_k25", "Kimi_K25MultimodalProjection",
+        lambda m, s, rng: ((rng.standard_normal((5, s.factor ** 2, s.vision_dim)),), {})),
+    "Lfm2VlMultiModalProjector": _of_model("lfm2_vl", "Lfm2VlMultiModalProjector", _example_lfm2),
+    "Lfm3VlMultiModalProjector": _of_model("lfm3_vl", "Lfm3VlMultiModalProjector", _flat_grid),
+    "PaddleOCRProjector": _of_model("paddleocr_vl", "PaddleOCRProjector", _example_paddleocr),
+    "NemotronH_Omni_Reasoning_V3MultiModalProjector": Builder(
+        _from_config("nemotron_h_omni", "NemotronH_Omni_Reasoning_V3MultiModalProjector", None,
+                     lambda cls, cfg, shapes: cls(cfg.vision_hidden_size * int(1 / cfg.downsample_ratio) ** 2,
+                                                  cfg.projector_hidden_size, cfg.text_config.hidden_size)),
+        _tokens(_vision_dim), _MODEL + " (without text_config.time_step_limit: JSON has no Infinity)"),
+    "Linear": Builder(_build_linear, _tokens(_vision_dim)),
+    # convolutional abstractors
+    **{name: _of_model(family, name, _example_conv_map, part) for family, name, part in (
+        ("got_ocr2", "GotOcr2MultiModalProjector", None),
+        ("pp_formulanet", "PPFormulaNetMultiModalProjector", "vision_config"))},
+    **{name: _whole("step3p7", name, _example_conv_grid) for name in ("Step3p7Model", "Step3p7ForConditionalGeneration")},
+    **{name: _of_model(family, name, _example_conv_grid, "vision_config") for family, name in (
+        ("hunyuan_vl", "HunYuanVLVisionPatchMerger"), ("hy_v4_vl", "HYV4VLVisionPatchMerger"))},
+    # conditioned and windowed Q-Formers, query poolers
+    **{name: _whole(family, name, _example_instruct) for family, name in (
+        ("instructblip", "InstructBlipForConditionalGeneration"),
+        ("instructblipvideo", "InstructBlipVideoForConditionalGeneration"))},
+    **{name: _of_model(family, name, _example_instruct, "qformer_config") for family, name in (
+        ("instructblip", "InstructBlipQFormerModel"), ("instructblipvideo", "InstructBlipVideoQFormerModel"))},
+    **{name: _of_model(family, name, _tokens(_vision_dim, tokens=5)) for family, name in (
+        ("kosmos2", "Kosmos2ImageToTextProjection"), ("kosmos2_5", "Kosmos2_5ImageToTextProjection"))},
+    "AriaProjector": _of_model(
+        "aria", "AriaProjector", lambda m, s, rng: ((rng.standard_normal((2, s.patch_to_query[0][0], s.vision_dim)),), {})),
+    "Granite4VisionWindowQFormerDownsampler": Builder(
+        _build_granite4_window, lambda m, s, rng: ((rng.standard_normal((2, s.image_side ** 2, s.vision_dim)),), {}),
+        _MODEL + ", with spatial_offset 0 to 3 for one of its spatial projectors (absent: a layerwise one)"),
+    # visual embedding tables (Ovis), VQ code-to-token tables
+    **{name: _whole("ovis2", name, lambda m, s, rng: (
+        (rng.standard_normal((2, (4 * s.merge) ** 2, s.vision_dim)),), {})) for name in ("Ovis2Model",
+                                                                                          "Ovis2ForConditionalGeneration")},
+    "Ovis2_5MultiModalProjector": Builder(
+        _from_config("ovis2_5", "Ovis2_5MultiModalProjector", None,
+                     lambda cls, cfg, shapes: cls(cfg.vision_config, cfg.text_config.hidden_size)),
+        lambda m, s, rng: ((rng.standard_normal((4 * s.merge ** 2, s.vision_dim)),), {}), _MODEL),
+    **{f"{prefix}{kind}": _whole(family, f"{prefix}{kind}", _example_codes(shape))
+       for family, (prefix, shape) in _VQ.items() for kind in ("Model", "ForConditionalGeneration")},
+    # deep fusion outside Flamingo / Mllama: IDEFICS 1, encoder-decoder cross-attention
+    "IdeficsGatedCrossAttentionLayer": Builder(
+        _from_config("idefics", "IdeficsGatedCrossAttentionLayer", None, lambda cls, cfg, shapes: cls(cfg, layer_idx=0)),
+        _example_pair(lambda s: s.hidden_size, lambda s: s.vision_dim, "image_attention_mask"), _MODEL),
+    "BertAttention": Builder(
+        _from_config("bert", "BertAttention", None, lambda cls, cfg, shapes: cls(cfg, is_cross_attention=True)),
+        _example_pair(lambda s: s.hidden_size, lambda s: s.encoder_dim, "encoder_mask"),
+        "the decoder's config.json (a BERT config)"),
+    "BlipTextAttention": Builder(
+        _from_config("blip.modeling_blip_text", "BlipTextAttention", "text_config", lambda cls, cfg, shapes: cls(cfg, is_cross_attention=True)),
+        _example_pair(lambda s: s.hidden_size, lambda s: s.encoder_dim), _MODEL + " (or its text_config)"),
+    "Pix2StructTextLayerCrossAttention": _of_model(
+        "pix2struct", "Pix2StructTextLayerCrossAttention",
+        _example_pair(lambda s: s.hidden_size, lambda s: s.encoder_dim, "encoder_mask"), "text_config"),
+    # small embedders and encoder-free patch embedders
+    "GitProjection": _of_model("git", "GitProjection", _tokens(_vision_dim)),
+    **{name: _two_configs(family, name, _tokens(_vision_dim)) for family, name in (
+        ("gemma3n", "Gemma3nMultimodalEmbedder"), ("gemma4", "Gemma4MultimodalEmbedder"),
+        ("gemma4_unified", "Gemma4UnifiedMultimodalEmbedder"), ("diffusion_gemma", "DiffusionGemmaMultimodalEmbedder"))},
+    "Gemma4UnifiedVisionEmbedder": _two_configs("gemma4_unified", "Gemma4UnifiedVisionEmbedder", _example_gemma4_unified),
+    "Gemma4VisionModel": _of_model("gemma4", "Gemma4VisionModel", _example_gemma4_pooler, "vision_config"),
+    **{name: _whole(family, name, _flat(_vision_dim, lambda m, s: 7)) for family, name in (
+        ("muse_glimmer", "MuseGlimmerModel"), ("muse_spark", "MuseSparkModel"))},
+    "Florence2MultiModalProjector": _of_model(
+        "florence2", "Florence2MultiModalProjector",
+        lambda m, s, rng: ((rng.standard_normal((2, s.vision_dim, 3, 4)),), {})),
+    "InklingVisionModel": _of_model("inkling", "InklingVisionModel", lambda m, s, rng: (
+        (rng.standard_normal((3, s.frames, s.patch_size, s.patch_size, s.channels)),), {}), "vision_config"),
+    "GraniteDoclingConnector": _of_model("granite_docling", "GraniteDoclingConnector", _example_granite_docling,
+                                         "vision_config"),
+    # spatio-temporal, two-stage and attention-pooling mergers
+    "PerceptionLMMultiModalProjector": _of_model(
+        "perception_lm", "PerceptionLMMultiModalProjector",
+        _square(_vision_dim, lambda m, s: s.pooling_ratio)),
+    "MiniMaxM3VLMultiModalProjector": _of_model("minimax_m3_vl", "MiniMaxM3VLMultiModalProjector",
+                                                _flat(_vision_dim, lambda m, s: 6 * s.spatial_merge_size ** 2)),
+    "Ernie4_5_VLMoeVariableResolutionResamplerModel": _of_model(
+        "ernie4_5_vl_moe", "Ernie4_5_VLMoeVariableResolutionResamplerModel", _example_ernie),
+    **{f"{prefix}ViTWindowAttentionMerger": _of_model(
+        family, f"{prefix}ViTWindowAttentionMerger", _example_minicpm(lambda s: s.hidden_size, lambda s: 1),
+        "vision_config") for family, prefix in (("minicpmv4_6", "MiniCPMV4_6"), ("minicpmv4_7", "MiniCPMV4_7"),
+                                                ("minicpm_ocr", "MiniCPMOcr"))},
+    **{f"{prefix}Merger": _of_model(family, f"{prefix}Merger",
+                                    _example_minicpm(lambda s: s.vision_dim, lambda s: s.merger_times))
+       for family, prefix in (("minicpmv4_6", "MiniCPMV4_6"), ("minicpmv4_7", "MiniCPMV4_7"), ("minicpm_ocr", "MiniCPMOcr"))},
+    "Molmo2Adapter": _of_model("molmo2", "Molmo2Adapter", _example_molmo2, "adapter_config"),
+}
+
+
 # ------------------------------------------------------------------------------------------------
 # The command
 # ------------------------------------------------------------------------------------------------
@@ -496,7 +803,16 @@ def load_module(name: str, checkpoint: str, prefix: str = "", config_path: str |
         if unexpected:
             raise FusionSpecError(OP, "--checkpoint", f"only weights of {name} under --prefix",
                                   f"unexpected {unexpected[:6]} (after --prefix)")
+        _computed_buffers(module, lambda: BUILDERS[name].build({k: v[1] for k, v in table.items()}, config))
         _broadcast_zeros(module, torch_dtype)
+        # the module's fixed tables (buffers saved with it) first: a converter may check them
+        tables = sorted(k for k, _ in module.named_buffers() if k in expected and k in table)
+        _bounded_total({k: table[k] for k in tables}, "--checkpoint", MAX_WEIGHTS)
+        for key in tables:
+            if table[key][1] != expected[key]:
+                raise FusionSpecError(OP, f"--checkpoint['{prefix}{key}']", f"shape {expected[key]}", f"shape {table[key][1]}")
+            value = torch.from_numpy(np.require(f.tensor(prefix + key), requirements="C"))
+            _put(module, key, value.to(torch_dtype) if value.is_floating_point() else value)
         read = _weights_read(module, name)
         missing = sorted(read - set(table))
         if missing:
@@ -515,17 +831,48 @@ def load_module(name: str, checkpoint: str, prefix: str = "", config_path: str |
     return module.eval()
 
 
+def _computed_buffers(module: Any, rebuild: Callable[[], Any]) -> None:
+    """The buffers a module computes at construction and does not save (``persistent=False``: position ids,
+    rotary frequencies, a fixed position table) get their values; built on the meta device, it has none.
+
+    A transformers model sets them in its ``_init_weights``, as transformers does when it loads a model built
+    on the meta device: each buffer on the CPU, the parameters left on the meta device (where initialising them
+    does nothing). Any other module (a fusion module alone, all of whose weights are read) is built once more
+    on the CPU, its parameters bounded by :data:`MAX_WEIGHTS` first, for those buffers."""
+    import torch
+    saved = set(module.state_dict())
+    missing = [(owner_name, owner, k) for owner_name, owner in module.named_modules()
+               for k, b in owner._buffers.items()
+               if b is not None and b.is_meta and (f"{owner_name}.{k}" if owner_name else k) not in saved]
+    if not missing:
+        return
+    init = getattr(module, "_init_weights", None)
+    if init is not None:
+        for _, owner, k in missing:
+            owner._buffers[k] = torch.empty(owner._buffers[k].shape, dtype=owner._buffers[k].dtype, device="cpu")
+        for owner in {id(owner): owner for _, owner, _ in missing}.values():
+            init(owner)
+        return
+    total = sum(math.prod(p.shape) for p in module.parameters())
+    if total > MAX_WEIGHTS:
+        raise FusionSpecError(OP, "--config", f"a module of at most {MAX_WEIGHTS} weights", f"{total}")
+    with torch.device("cpu"):
+        real = rebuild()
+    for owner_name, owner, k in missing:
+        owner._buffers[k] = real.get_submodule(owner_name).get_buffer(k) if owner_name else real.get_buffer(k)
+
+
 def _broadcast_zeros(module: Any, dtype: Any) -> None:
     """Every parameter and buffer of the (meta) ``module`` becomes a zero broadcast to its shape: a
     tensor of that shape and dtype (floating ones in ``dtype``) that holds one element. Tied weights stay
-    tied."""
+    tied. Buffers that already hold values (:func:`_computed_buffers`) keep them."""
     import torch
     done: dict[int, Any] = {}
     for sub in module.modules():
         for slots, wrap in ((sub._parameters, lambda t: torch.nn.Parameter(t, requires_grad=False)),
                             (sub._buffers, lambda t: t)):
             for key, old in slots.items():
-                if old is None:
+                if old is None or not old.is_meta and slots is sub._buffers:
                     continue
                 if id(old) not in done:
                     kind = dtype if old.is_floating_point() else old.dtype

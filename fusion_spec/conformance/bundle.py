@@ -243,13 +243,13 @@ class UntrustedManifest(FusionSpecError):
                    "to check against it)")
 
 
-#: Largest manifest read (the packaged one is 0.65 MB); a larger one is refused before it is read.
-MAX_MANIFEST_BYTES = 4 << 20
+#: Largest manifest read (the packaged one is 1.2 MB); a larger one is refused before it is read.
+MAX_MANIFEST_BYTES = 8 << 20
 #: Most JSON values a manifest may hold, counted on its bytes before it is parsed (every comma, ``[``
-#: and ``{``, an upper bound; the packaged one has ~55,000): parsing then costs at most ~40 MB of
+#: and ``{``, an upper bound; the packaged one has ~57,000): parsing then costs at most ~40 MB of
 #: Python objects, whatever the text is made of.
 MAX_MANIFEST_VALUES = 500_000
-#: Most cases a manifest may list (the packaged one: 179).
+#: Most cases a manifest may list (the packaged one: 245).
 MAX_CASES = 2_000
 #: Most elements one tensor of a case may declare (the packaged bundle's largest has ~10^5).
 MAX_ELEMENTS = 1 << 28
