@@ -20,18 +20,12 @@ from transformers.models.emu3.modeling_emu3 import Emu3ImageVocabularyMapping  #
 from fusion_spec import interop  # noqa: E402
 
 
-def chameleon_name(code):
-    """Chameleon's token name for a codebook entry: its digits as letters A-J between IMGIMG and Z."""
-    return "IMGIMG" + "".join(chr(ord("A") + int(d)) for d in str(code)) + "Z"
-
-
 def chameleon_vocab(code_ids):
-    return {"<image>": 1, "<racm3:break>": 2, "<eoss>": 3, **{chameleon_name(c): i for c, i in enumerate(code_ids)}}
+    return interop.vq_tokens.example_vocabulary("chameleon", code_ids)
 
 
 def emu3_vocab(code_ids):
-    return {"<image>": 1, "<|image token|>": 2, "<|extra_201|>": 3, "<|extra_200|>": 5,
-            **{f"<|visual token{c:06d}|>": i for c, i in enumerate(code_ids)}}
+    return interop.vq_tokens.example_vocabulary("emu3", code_ids)
 
 
 def test_the_table_is_the_mappings_convert_img2bpe():

@@ -235,7 +235,7 @@ def florence2_from_module(module: Any) -> tuple[Florence2Projector, dict[str, np
     if proj.bias is not None:
         raise FusionSpecError(_OP, "module.image_projection", "a Linear without bias", "a bias")
     first = to_numpy(temporal.pos_idx_to_embed[0])
-    if not np.array_equal(first, np.arange(first.shape[0]) % 2):
+    if not temporal.pos_idx_to_embed.is_meta and not np.array_equal(first, np.arange(first.shape[0]) % 2):  # meta: no values
         raise FusionSpecError(_OP, f"module.{TEMPORAL}", "first row [0, 1, 0, 1, ...] (sin 0, cos 0)", first[:6])
     spec = Florence2Projector(vision_dim=proj.in_features, projection_dim=proj.out_features,
                               max_position_embeddings=pos.row_embeddings.num_embeddings,

@@ -32,6 +32,20 @@ _OP = "interop.from_module"
 _DELIMITERS = {"chameleon": ("<racm3:break>", "<eoss>"), "emu3": ("<|image token|>", "<|extra_201|>")}
 
 
+def example_vocabulary(family: str, code_ids: tuple[int, ...]) -> dict[str, int]:
+    """A tokenizer vocabulary in the form ``config.vocabulary_map`` takes, with one token per codebook entry
+    (``code_ids[c]`` is entry ``c``'s token id) and the delimiters: the smallest map the family's mapping
+    class accepts (its default config has none, so a model needs one to build; tests and ``fusion-spec zoo``).
+    Chameleon names entry ``c`` by its digits as letters A-J between ``IMGIMG`` and ``Z``."""
+    if family == "chameleon":
+        names = ["IMGIMG" + "".join(chr(ord("A") + int(d)) for d in str(c)) + "Z" for c in range(len(code_ids))]
+        return {"<image>": 1, "<racm3:break>": 2, "<eoss>": 3, **dict(zip(names, code_ids))}
+    if family == "emu3":
+        return {"<image>": 1, "<|image token|>": 2, "<|extra_201|>": 3, "<|extra_200|>": 5,
+                **{f"<|visual token{c:06d}|>": i for c, i in enumerate(code_ids)}}
+    raise FusionSpecError("interop.example_vocabulary", "family", "'chameleon' or 'emu3'", repr(family))
+
+
 def _root(module: Any) -> Any:
     return module.model if hasattr(module, "model") and hasattr(module.model, "vocabulary_mapping") else module
 

@@ -17,8 +17,10 @@ covered where a preset describes the model type or one with the same processor c
 where the model has none of its own (1-D) or its ``get_rope_index`` is token for token one that
 :func:`fusion_spec.ops.mrope_position_ids` equals (``tests/test_mrope.py``).
 
-The hand-written parts are two tables of names: the mechanism an uncovered class lacks
-(:data:`MECHANISMS`) and the model types out of scope (:data:`OUT_OF_SCOPE`).
+The hand-written parts are three tables of names: the mechanism an uncovered class lacks
+(:data:`MECHANISMS`), the model types out of scope (:data:`OUT_OF_SCOPE`) and the converted classes that
+are fusion modules only under a fusion attribute (:data:`BY_ATTRIBUTE_ONLY`). A converter of a whole model
+covers the modules whose weights it reads (Ovis's table, Muse's adapter, BLIP-2's Q-Former).
 """
 
 from __future__ import annotations
@@ -38,60 +40,31 @@ from .. import presets
 from ..errors import FusionSpecError
 from . import families  # noqa: F401 -- every converter registered
 from .registry import CONVERTERS, converter_for, recognize
+from .vq_tokens import example_vocabulary
 
 #: Attribute names under which models hold their fusion modules (the last part of the module's path).
 FUSION_ATTRIBUTES = frozenset({
     "multi_modal_projector", "mm_projector", "projector", "connector", "aligner", "generation_aligner", "merger",
     "merger_list", "deepstack_merger_list", "vision_projection", "vision_embed_tokens", "vision_adapter", "qformer",
     "language_projection", "vision_resampler", "perceiver_resampler", "resampler", "embed_vision", "patch_merger",
-    "layerwise_projectors", "spatial_projectors", "visual_tokenizer", "vision_tokenizer", "vte", "embed_vision",
+    "layerwise_projectors", "spatial_projectors", "visual_tokenizer", "vte", "embed_vision",
     "adapter", "vision_aligner", "vision_proj", "visual_projection", "image_projection", "mlp1", "abstractor",
     "perceiver", "query_tokens", "image_newline", "view_separator",
+    "crossattention", "encoder_decoder_attention",  # a decoder's cross-attention to the image (BLIP, Pix2Struct)
 })
 
-#: The mechanism each uncovered fusion class lacks (issue 26 adds the specs; a class whose converter
-#: exists is covered whatever this table says).
+#: Converted classes that a model also uses for something else, so they are fusion modules only under a
+#: fusion attribute: BERT's and BLIP's attention is the decoder's self-attention too (``crossattention`` is
+#: the fusion one).
+BY_ATTRIBUTE_ONLY = frozenset({"BertAttention", "BlipTextAttention"})
+
+#: The mechanism each uncovered fusion class lacks (a class whose converter exists is covered whatever this
+#: table says; issue 26 gave most of its former entries their specs).
 MECHANISMS: dict[str, str] = {
-    "AriaProjector": "query cross-attention pooling (Aria)",
-    "BlipTextLMHeadModel": "encoder-decoder cross-attention (BERT post-LN)",
     "DeepseekOcr2Model": "DeepSeek-OCR layout (view separator)",
-    "DiffusionGemmaMultimodalEmbedder": "Gemma 4 pooled embedder",
-    "Gemma4MultimodalEmbedder": "Gemma 4 pooled embedder",
-    "Gemma4VisionPooler": "Gemma 4 position-grid pooling",
-    "Gemma4UnifiedVisionEmbedder": "encoder-free patch embedder with factorized 2D positions",
-    "Ernie4_5_VLMoeVariableResolutionResamplerModel": "variable-resolution resampler (ERNIE 4.5-VL)",
-    "Florence2MultiModalProjector": "Florence-2 projector (2D learned + temporal positions, pooled token)",
-    "Gemma3nMultimodalEmbedder": "multimodal embedder (Gemma 3n)",
-    "GitProjection": "linear + LayerNorm projector, prefix concat (GIT)",
-    "GotOcr2MultiModalProjector": "conv downsampling projector (GOT-OCR2)",
-    "Granite4VisionWindowQFormerDownsampler": "windowed Q-Former downsampler (Granite 4 Vision)",
-    "GraniteDoclingConnector": "two-route pixel-shuffle connector (Granite-Docling)",
-    "GraniteDoclingDeepStackMerger": "Granite-Docling DeepStack merger",
     "GraniteDoclingDensityRouter": "density router (Granite-Docling)",
-    "HunYuanVLVisionPatchMerger": "conv patch merger with image_newline and begin/end tokens (HunYuan)",
-    "HYV4VLVisionPatchMerger": "conv patch merger with image_newline (HunYuan)",
-    "IdeficsGatedCrossAttentionLayer": "gated cross-attention (IDEFICS 1)",
     "IdeficsPerceiverResampler": "ReLU perceiver resampler (IDEFICS 1)",
-    "InklingVisionModel": "encoder-free hierarchical space-to-depth tokenizer (Inkling)",
-    "InstructBlipQFormerModel": "instruction-aware Q-Former (InstructBLIP)",
-    "InstructBlipVideoQFormerModel": "instruction-aware Q-Former (InstructBLIP)",
-    "InstructBlipForConditionalGeneration": "instruction-aware Q-Former (InstructBLIP)",
-    "InstructBlipVideoForConditionalGeneration": "instruction-aware Q-Former (InstructBLIP)",
-    "Kosmos2ImageToTextProjection": "latent-query attention pooling (Kosmos-2)",
-    "Kosmos2_5ImageToTextProjection": "latent-query attention pooling (Kosmos-2)",
     "LlavaNextVideoPooler": "video spatial pooling (average / max / conv)",
-    "MiniCPMOcrMerger": "window-attention merger + cascaded spatial merge (MiniCPM-V 4.6)",
-    "MiniCPMV4_6Merger": "window-attention merger + cascaded spatial merge (MiniCPM-V 4.6)",
-    "MiniCPMV4_7Merger": "window-attention merger + cascaded spatial merge (MiniCPM-V 4.6)",
-    "MiniMaxM3VLMultiModalProjector": "project-then-merge two-stage MLP (MiniMax M3)",
-    "Molmo2Adapter": "attention pooling + SwiGLU projector (Molmo 2)",
-    "MuseGlimmerVisionAdapter": "Muse adapter (unfold merge, MLP, scale-free RMSNorm)",
-    "MuseSparkVisionAdapter": "Muse adapter (unfold merge, MLP, scale-free RMSNorm)",
-    "Ovis2VisualEmbeddingTable": "visual embedding table (Ovis probabilistic tokens)",
-    "Ovis2_5MultiModalProjector": "visual embedding table (Ovis probabilistic tokens)",
-    "PerceptionLMMultiModalProjector": "MLP then adaptive average pool (PerceptionLM)",
-    "PPFormulaNetMultiModalProjector": "conv downsampling projector (PP-FormulaNet)",
-    "Pix2StructTextLayerCrossAttention": "encoder-decoder cross-attention (T5 pre-norm)",
     "UdopPatchEmbeddings": "layout-aligned patch / text fusion (UDOP)",
     "EvollaSequenceAlignerCrossAttention": "protein-sequence cross-attention (Evolla)",
     "UnlimitedOcrModel": "DeepSeek-OCR layout (image newlines, view separator)",
@@ -102,9 +75,6 @@ MECHANISMS: dict[str, str] = {
 OUT_OF_SCOPE: dict[str, str] = {
     "mistral4": "text-only (Mistral4ForCausalLM has no vision module)",
     "evolla": "protein sequences, not images",
-    "chameleon": "early fusion of VQ codes through the text vocabulary (no continuous connector)",
-    "emu3": "early fusion of VQ codes through the text vocabulary (no continuous connector)",
-    "apertus1p5": "early fusion of VQ codes through the text vocabulary (no continuous connector)",
 }
 
 #: The ``get_rope_index`` implementations :func:`fusion_spec.ops.mrope_position_ids` equals
@@ -177,7 +147,9 @@ def _model_class(model_type: str, name: str) -> Any:
 
 
 def build(model_type: str, class_name: str) -> tuple[Any, str]:
-    """``(model on the meta device, how)`` from the model type's default config; where the whole model does
+    """``(model on the meta device, how)`` from the model type's default config (with the default vision
+    config where it leaves that part out, and a small vocabulary map where the model needs the tokenizer's,
+    Chameleon's and Emu3's); where the whole model does
     not build, the registered classes of its modeling file built alone from that config (``how`` says
     so, with the error); ``(None, error)`` when neither builds."""
     import torch
@@ -185,6 +157,11 @@ def build(model_type: str, class_name: str) -> tuple[Any, str]:
     with _quiet():
         try:
             config = CONFIG_MAPPING[model_type]()
+            if getattr(config, "vision_config", 0) is None and "vision_config" in getattr(config, "sub_configs", {}):
+                config.vision_config = config.sub_configs["vision_config"]()  # an optional vision part: its default
+            if getattr(config, "vocabulary_map", 0) is None and model_type in ("chameleon", "emu3"):
+                # the tokenizer's vocabulary, which the default config lacks; a 16-entry codebook's tokens
+                config.vocabulary_map = example_vocabulary(model_type, tuple(range(100, 116)))
         except Exception as exc:  # noqa: BLE001 -- any failure of a third party's constructor is reported
             return None, f"default config fails: {type(exc).__name__}: {_line(exc)}"
         try:
@@ -200,7 +177,8 @@ def build(model_type: str, class_name: str) -> tuple[Any, str]:
 
 def _registered_classes_alone(model_type: str, config: Any) -> Any:
     """A container of the modeling file's classes that a converter names (class or alias), each built on
-    the meta device from the config or a sub-config (the first that works); ``None`` if none builds."""
+    the meta device from the config or a sub-config, or from the vision and the text config (the first that
+    works); ``None`` if none builds."""
     import torch
     try:
         module = modeling_module(model_type)
@@ -209,14 +187,17 @@ def _registered_classes_alone(model_type: str, config: Any) -> Any:
     built = torch.nn.ModuleDict()
     configs = [config] + [getattr(config, n) for n in ("vision_config", "text_config", "thinker_config", "encoder")
                           if getattr(config, n, None) is not None]
+    arguments = [(cfg,) for cfg in configs]
+    if getattr(config, "vision_config", None) is not None and getattr(config, "text_config", None) is not None:
+        arguments.append((config.vision_config, config.text_config))  # Gemma's multimodal embedders
     for name, cls in sorted(vars(module).items()):
         conv = CONVERTERS.get(name)
-        if conv is None or conv.children is None or not isinstance(cls, type) or cls.__module__ != module.__name__:
+        if conv is None or not isinstance(cls, type) or cls.__module__ != module.__name__:
             continue
-        for cfg in configs:
+        for args in arguments:
             try:
                 with torch.device("meta"):
-                    built[name] = cls(cfg)
+                    built[name] = cls(*args)
                 break
             except Exception:  # noqa: BLE001 -- the next config
                 continue
@@ -235,11 +216,13 @@ def locate(model: Any) -> list[tuple[str, Any]]:
     it has parameters of its own or a converter recognises it."""
     found: list[tuple[str, Any]] = []
     inner = _inner(model)
+    read: set[str] = set()  # the weights a converter of the whole model reads (full names)
     for path, whole in (("", model), ("model", inner)) if inner is not model else (("", model),):
         own = any(n in FUSION_ATTRIBUTES for n, _ in whole.named_parameters(recurse=False))
         conv = recognize(whole)
         if conv is not None and conv.children is None and not any(recognize(m) is not None for _, m in found):
             found.append((path, whole))  # a converter of the whole model (Blip2ForConditionalGeneration, ...)
+            read |= {f"{path}.{k}" if path else k for k in _weights_read(conv, whole)}
         elif own and whole is inner and not found:
             found.append((path, whole))  # fusion parameters of its own (image_newline, ...) that nothing converts
     taken: list[str] = []
@@ -247,11 +230,16 @@ def locate(model: Any) -> list[tuple[str, Any]]:
         if not path or any(path == t or path.startswith(t + ".") for t in taken) \
                 or any(part.startswith("audio") for part in path.split(".")):  # audio is not image fusion
             continue
+        weights = [f"{path}.{k}" for k in module.state_dict()]
+        if weights and set(weights) <= read:  # the whole model's converter covers it (Ovis's table, Muse's adapter)
+            taken.append(path)
+            continue
         attribute = path.rsplit(".", 1)[-1]
         parent = path.rsplit(".", 2)[-2] if path.count(".") >= 1 else ""
         conv = recognize(module)
         fusion_name = attribute in FUSION_ATTRIBUTES or (attribute.isdigit() and parent in FUSION_ATTRIBUTES)
-        by_class = conv is not None and conv.source != "torch" and conv.children is not None
+        by_class = conv is not None and conv.source != "torch" and (conv.children is not None or path != "model") \
+            and type(module).__name__ not in BY_ATTRIBUTE_ONLY
         cross = "CrossAttention" in type(module).__name__ and type(module).__name__.endswith(("Layer", "Block")) \
             and attribute.isdigit()
         if type(module).__name__ in ("ModuleList", "ModuleDict", "Sequential") and attribute in FUSION_ATTRIBUTES:
@@ -260,6 +248,15 @@ def locate(model: Any) -> list[tuple[str, Any]]:
             found.append((path, module))
             taken.append(path)
     return found
+
+
+def _weights_read(conv: Any, module: Any) -> set[str]:
+    """The state_dict keys of ``module`` that ``conv`` reads (none when it does not convert)."""
+    try:
+        spec, params = conv.from_module(module)
+        return set(conv.to_state_dict(spec, params))
+    except Exception:  # noqa: BLE001 -- the whole model is then judged as a piece by convert()
+        return set()
 
 
 def convert(path: str, module: Any) -> Piece:
@@ -369,7 +366,7 @@ def model_coverage(model_type: str, class_name: str) -> ModelCoverage:
     if model is None:  # the classes of its modeling file whose mechanism is known to be missing, if any
         pieces = _known_missing(model_type)
         return ModelCoverage(model_type, class_name, "not covered" if pieces else "not built", pieces,
-                             tuple(dict.fromkeys(p.reason for p in pieces)) or ("a default config that builds",),
+                             tuple(dict.fromkeys(p.reason for p in pieces)) or (built,),
                              tokens, positions, built)
     with _quiet():
         pieces = tuple(convert(path, module) for path, module in locate(model))
@@ -392,9 +389,10 @@ def model_coverage(model_type: str, class_name: str) -> ModelCoverage:
 
 
 def _known_missing(model_type: str) -> tuple[Piece, ...]:
-    """The classes of the model type's modeling file that :data:`MECHANISMS` names, as uncovered pieces."""
+    """The classes of the model type's modeling file that :data:`MECHANISMS` names and no converter does, as
+    uncovered pieces."""
     return tuple(Piece("", n, False, reason=MECHANISMS[n]) for n in sorted(vars(_modeling_or_empty(model_type)))
-                 if n in MECHANISMS)
+                 if n in MECHANISMS and n not in CONVERTERS)
 
 
 def recognize_name(cls: str) -> bool:
