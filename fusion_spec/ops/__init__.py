@@ -25,6 +25,8 @@ from .connectors import chunk_swiglu, gemma_rms_norm
 from .deepstack import deepstack_inject
 from .resize import resize_bilinear
 from .unfold_merge import unfold_merge
+# video token reduction: LLaVA-NeXT-Video, LLaVA-OneVision
+from .video_pool import video_pool
 
 __all__ = [
     # primitives
@@ -46,3 +48,4 @@ __all__ = [
 __all__ += ["chunk_swiglu", "gemma_rms_norm"]
 # Mistral 3, Qwen3-VL DeepStack, LLaVA-OneVision, GLM-4V, DeepSeek-VL, Janus
 __all__ += ["unfold_merge", "deepstack_inject", "resize_bilinear"]
+__all__ += ["video_pool"]

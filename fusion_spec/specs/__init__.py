@@ -26,3 +26,7 @@ from .mistral3 import Mistral3Projector  # noqa: E402
 
 __all__ += ["Mistral3Projector", "Qwen3VLDeepStack", "Glm4vPatchMerger", "DeepseekVLAligner", "DeepseekVLHybridAligner",
             "JanusAligner"]
+# video token reduction: LLaVA-NeXT-Video
+from .video_pool import LlavaNextVideoPooler  # noqa: E402
+
+__all__ += ["LlavaNextVideoPooler"]

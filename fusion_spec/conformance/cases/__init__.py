@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from . import (aligners, anyres, attention, connectors, cross_attention, gated_cross_attention, glm4v, gradients,
                image_mask, late_early, llava_onevision, merge, mistral3, mrope, newer_presets, presets, primitives,
-               projection, qformer, qwen3_vl, resampler, sequence, token_merge)
+               projection, qformer, qwen3_vl, resampler, sequence, token_merge, video_pool)
 from .base import Case, Generator, bernoulli, const, locations, normal
 
 __all__ = ["FAMILIES", "Case", "Generator", "all_cases", "bernoulli", "const", "locations", "normal"]
@@ -51,6 +51,7 @@ FAMILIES: dict[str, Callable[[], list[Case]]] = {
     "aligners": aligners.aligner_cases,
     "mrope": mrope.mrope_cases,
     "image_mask": image_mask.image_mask_cases,
+    "video_pool": video_pool.video_pool_cases,
     "newer_presets": newer_presets.newer_preset_cases,
     "gradients": gradients.gradient_cases,
 }
