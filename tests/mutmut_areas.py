@@ -25,8 +25,10 @@ the fast tier that every entry still matches the code. The score is
 
     killed / (mutants - equivalent)
 
-where "killed" includes timeouts and every status but survived / no tests (a mutant no test reaches
-counts as a survivor). The run prints each non-equivalent survivor's diff: a gap to close with a test.
+where "killed" includes timeouts (a mutant no test reaches counts as a survivor; mutmut's "suspicious"
+and "not checked" fail the run). The run prints each non-equivalent survivor's diff, a gap to close with
+a test, and each entry of the equivalent file that did not survive (its reason was wrong, or the code
+changed): the run fails on either.
 """
 
 from __future__ import annotations
@@ -83,7 +85,7 @@ NOT_RUN = ("fusion_spec/ops", "fusion_spec/tokens", "fusion_spec/presets.py", "f
            "fusion_spec/conformance/verify.py", "fusion_spec/conformance/grad.py", "fusion_spec/interop",
            "fusion_spec/backends/onnx.py")
 
-KILLED = {"killed", "timeout", "segfault", "caught by type check", "suspicious"}
+KILLED = {"killed", "timeout", "segfault", "caught by type check"}
 SURVIVED = {"survived", "no tests"}
 
 
@@ -218,11 +220,18 @@ def score(name: str, work: Path, seconds: float, command: str) -> dict:
             equivalent.append(k)
         else:
             gaps.append((k, status[k], diffs[k]))
+    matched = {(e["function"], e["original"], e["mutated"]) for e in entries if e["area"] == name}
+    for k in equivalent:
+        d = diffs[k].splitlines()[2:]
+        matched.discard((function_of(k), "\n".join(x[1:].strip() for x in d if x.startswith("-")),
+                         "\n".join(x[1:].strip() for x in d if x.startswith("+"))))
+    for function, original, mutated in sorted(matched):  # listed as equivalent, yet killed or not made
+        print(f"\n--- listed as equivalent but did not survive: {function}: {original!r} -> {mutated!r}")
     total = len(status)
     killed = sum(s in KILLED for s in status.values())
     unknown = total - killed - len(survivors)
     row = {"area": name, "file": area.source, "mutants": total, "equivalent": len(equivalent), "killed": killed,
-           "survived": len(gaps), "not checked": unknown,
+           "survived": len(gaps), "not checked": unknown, "stale equivalents": len(matched),
            "score": 100.0 * killed / max(total - len(equivalent), 1), "seconds": round(seconds),
            "command": f"cd build/mutmut/{name} && FUSION_SPEC_TEST_TIME_SCALE=20 nice -n 10 {command}"}
     for k, s, d in gaps:
@@ -269,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     for a in args.areas:
         row = run(a, args.max_children)
         print("\n" + json.dumps(row))
-        failed |= row["survived"] > 0 or row["not checked"] > 0
+        failed |= row["survived"] > 0 or row["not checked"] > 0 or row["stale equivalents"] > 0
     return 1 if failed else 0
 
 
