@@ -74,8 +74,7 @@ AREAS = {
                    "tests/test_hostile_inputs.py::test_the_writer_itself_refuses_fifos_links_and_directories",
                    "tests/test_hostile_files.py::test_links_out_of_the_bundle_are_refused")),
     "safetensors_io": Area("fusion_spec/conformance/safetensors_io.py",
-                           ("tests/test_fuzz_bundle.py", "tests/test_hostile_files.py",
-                            "tests/test_mutmut_safetensors_io.py")),
+                           ("tests/test_fuzz_bundle.py",)),  # run once, survivors not closed yet
     # a sample of ops/ for the cost estimate of the areas not run (docs/mutation.md): its own test file only
     "ops.projection": Area("fusion_spec/ops/projection.py", ("tests/test_projection_merge.py",)),
 }
