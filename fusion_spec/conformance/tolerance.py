@@ -233,7 +233,8 @@ def relative_errors(got: np.ndarray, want: np.ndarray, scale: float) -> tuple[fl
         elementwise = max_j |got_j - want_j| / (|want_j| + S)
         normwise    = RMS(got - want) / max(RMS(want), S)
 
-    NaN or infinity in ``got`` where ``want`` is finite gives infinity."""
+    NaN or infinity in ``got`` where ``want`` is finite gives infinity, and so does any difference from
+    a reference of scale 0 (every reference output 0, ``S = 0``: nothing to be relative to)."""
     got, want = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
     if want.size == 0:
         return 0.0, 0.0
@@ -244,11 +245,12 @@ def relative_errors(got: np.ndarray, want: np.ndarray, scale: float) -> tuple[fl
     if not err.any():
         return 0.0, 0.0
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        elem = float(np.max(err / (np.abs(want) + scale)))
+        elem = float(np.max(np.where(err == 0.0, 0.0, err / (np.abs(want) + scale))))
         size = math.sqrt(float(np.mean(err * err))) if np.isfinite(err).all() else math.inf
         finite = np.where(np.isfinite(want), want, 0.0)
-        norm = size / max(math.sqrt(float(np.mean(finite * finite))), scale) if size else 0.0
-    return elem, (math.inf if math.isnan(norm) else norm)
+        below = max(math.sqrt(float(np.mean(finite * finite))), scale)
+        norm = size / below if below > 0 else math.inf
+    return (math.inf if math.isnan(elem) else elem), (math.inf if math.isnan(norm) else norm)
 
 
 def measured(dtype: str, elem: float, norm: float, scale: float) -> dict[str, float]:
