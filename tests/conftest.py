@@ -48,9 +48,19 @@ def reliability_counts() -> dict[str, collections.Counter]:
     return COUNTS
 
 
+#: Every :func:`time_limit` is multiplied by this (environment variable ``FUSION_SPEC_TEST_TIME_SCALE``,
+#: default 1): ``python -m tests.mutmut_areas`` sets it, because mutmut's trampolines make each call of
+#: the mutated file's functions slower (a million-number JSON header parses several times slower), and a
+#: mutant must be killed by what it computes, not by the instrumentation's cost.
+TIME_SCALE = float(os.environ.get("FUSION_SPEC_TEST_TIME_SCALE", "1"))
+
+
 @contextlib.contextmanager
 def time_limit(seconds: float):
-    """Raise TimeoutError if the block runs longer than ``seconds`` (a hang is a failure, not a wait)."""
+    """Raise TimeoutError if the block runs longer than ``seconds`` times :data:`TIME_SCALE` (a hang is
+    a failure, not a wait)."""
+    seconds = seconds * TIME_SCALE
+
     def _alarm(signum, frame):  # noqa: ARG001
         raise TimeoutError(f"still running after {seconds} s")
 

@@ -21,7 +21,8 @@ import importlib
 import math
 import pathlib
 import string
-from typing import Any
+import types
+from typing import Any, Optional
 
 import numpy as np
 import transformers
@@ -199,6 +200,28 @@ def rope_model(name: str, merge: int, tokens_per_second: int = 2) -> Any:
             "rope_parameters": {"rope_type": "default", "mrope_section": [1, 1, 2], "rope_theta": 10000.0}}
     config = getattr(cfg_mod, config_cls)(vision_config=vision, text_config=text)
     return getattr(mod, model_cls)(config).eval()
+
+
+TRANSFORMERS4_ROPE = pathlib.Path(__file__).parent / "data" / "transformers_4_57_1_get_rope_index.py.txt"
+
+
+def transformers4_rope_index(name: str, merge: int, tokens_per_second: int = 2) -> Any:
+    """transformers 4.57.1's ``get_rope_index`` of ``name``, bound to the real 5.x model of :func:`rope_model`.
+
+    4.x cannot be installed beside the 5.x these tests import, so its three methods are kept verbatim in
+    ``tests/data/transformers_4_57_1_get_rope_index.py.txt`` (copied from the released wheel, whose hash
+    the file names) and compiled here. They read only ``self.config`` (the merge size, ``tokens_per_second``
+    and the ``image_token_id`` / ``video_token_id`` / ``vision_start_token_id`` that 4.x finds the media
+    by), which the real 5.x model's config holds under the same names: a real object, not a stand-in."""
+    import torch
+
+    tree = ast.parse(TRANSFORMERS4_ROPE.read_text())
+    cls = ROPE_MODELS[name][1]
+    klass = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls)
+    node = next(n for n in klass.body if isinstance(n, ast.FunctionDef) and n.name == "get_rope_index")
+    scope: dict[str, Any] = {"torch": torch, "Optional": Optional}
+    exec(compile(ast.Module(body=[node], type_ignores=[]), str(TRANSFORMERS4_ROPE), "exec"), scope)
+    return types.MethodType(scope["get_rope_index"], rope_model(name, merge, tokens_per_second))
 
 
 @functools.lru_cache(maxsize=None)

@@ -122,7 +122,7 @@ def test_bundle_size_and_manifest_shape(bundle):
         assert {"id", "op", "config", "file", "inputs", "params", "outputs", "tolerance", "sha256", "baseline"} <= set(e)
         assert set(e["tolerance"]) == set(tolerance.DTYPES)
         assert all(t["rtol"] > 0 and t["atol"] > 0 and 0 < t["norm"] < 1 for t in e["tolerance"].values())
-        assert set(e["baseline"]) == {"float32", "float16", "bfloat16"}
+        assert set(e["baseline"]) == {"float64", "float32", "float16", "bfloat16"}
         tensors = bundle.tensors(e)
         assert all(a.dtype in (np.float64, np.int64, np.bool_) for a in tensors.values())
         for f in e["flags"]:

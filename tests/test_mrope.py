@@ -91,6 +91,106 @@ def test_equals_transformers_get_rope_index(model):
     assert rows >= 1000 and media >= 1000
 
 
+def legacy_input_ids(types_: np.ndarray, mask: np.ndarray, config) -> np.ndarray:
+    """Token ids for transformers 4.x, which finds the media by id: every image / video run is preceded by
+    ``<|vision_start|>`` (the last text token before it, as the processor writes it), its tokens are
+    ``<|image_pad|>`` / ``<|video_pad|>``; other text and the padding are id 0."""
+    ids = np.zeros_like(types_)
+    codes = {1: config.image_token_id, 2: config.video_token_id}
+    for i in range(types_.shape[0]):
+        cols = np.flatnonzero(mask[i])
+        for j, c in enumerate(cols):
+            kind = int(types_[i, c])
+            if kind:
+                ids[i, c] = codes[kind]
+                if j > 0 and types_[i, cols[j - 1]] == 0:
+                    ids[i, cols[j - 1]] = config.vision_start_token_id
+    return ids
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_transformers4_dialect_equals_transformers_4_57_get_rope_index(model):
+    """``dialect="transformers4"`` equals transformers 4.57.1's own ``get_rope_index`` (its source kept in
+    tests/data, bound to the real model: ``hf_oracles.transformers4_rope_index``) on about 1,000 random
+    padded rows per model, batches with no media at all included (4.x's text-only branch)."""
+    rng = np.random.default_rng(sum(map(ord, model)) + 4)
+    extra = MODELS[model]
+    tps = extra.get("tokens_per_second", 1)
+    rows = media = differs = 0
+    for n in range(BATCHES + 50):
+        merge = int(rng.choice([1, 2]))
+        types_, mask, images, videos, secs = random_batch(rng, merge, extra.get("split_video_frames", False),
+                                                          with_seconds=model == "qwen2.5-vl" and n % 2 == 0)
+        t = lambda a: None if a is None else torch.from_numpy(a)  # noqa: E731
+        kw = {"second_per_grid_ts": t(secs)} if model == "qwen2.5-vl" else {}
+        oracle = hf.transformers4_rope_index(model, merge, tps)
+        ids = legacy_input_ids(types_, mask, oracle.__self__.config)
+        want_pos, want_delta = oracle(torch.from_numpy(ids), t(images), t(videos), attention_mask=torch.from_numpy(mask),
+                                      **kw)
+        got = mrope_position_ids(types_, images, videos, spatial_merge_size=merge, attention_mask=mask,
+                                 second_per_grid_ts=secs, dialect="transformers4", **extra)
+        np.testing.assert_array_equal(got.position_ids, want_pos.numpy(), err_msg=f"batch {n}")
+        np.testing.assert_array_equal(got.rope_deltas, want_delta.numpy(), err_msg=f"batch {n}")
+        new = mrope_position_ids(types_, images, videos, spatial_merge_size=merge, attention_mask=mask,
+                                 second_per_grid_ts=secs, **extra)
+        differs += not np.array_equal(new.position_ids, got.position_ids)
+        rows += types_.shape[0]
+        media += sum(len(g) for g in (images, videos) if g is not None)
+    assert rows >= 1000 and media >= 1000 and differs >= BATCHES // 2, (rows, media, differs)  # they do differ
+
+
+def test_dialects_differ_where_the_docs_say():
+    """A 3-frame video on a 1x1 merged grid, then text, with one padding token on the left: transformers 5
+    continues at s + max(h, w) = s + 1, transformers 4 after the last frame, s + 3; 4.x pads with 1 and
+    subtracts the padded length from the deltas."""
+    types_, mask = np.array([[0, 0, 2, 2, 2, 0]]), np.array([[False, True, True, True, True, True]])
+    kw = dict(video_grid_thw=np.array([[3, 2, 2]]), spatial_merge_size=2, attention_mask=mask)
+    new, old = (mrope_position_ids(types_, dialect=d, **kw) for d in ("transformers5", "transformers4"))
+    assert new.position_ids[0, 0].tolist() == [0, 0, 1, 2, 3, 2] and new.rope_deltas.tolist() == [[4 - 5]]
+    assert old.position_ids[0, 0].tolist() == [1, 0, 1, 2, 3, 4] and old.rope_deltas.tolist() == [[5 - 6]]
+    assert old.position_ids[1:, 0].tolist() == [[1, 0, 1, 1, 1, 4]] * 2
+    seconds = dict(kw, second_per_grid_ts=np.array([0.5]), tokens_per_second=2)  # step 2 * 0.5 = 1, 2 * trunc(0.5) = 0
+    assert mrope_position_ids(types_, **seconds).position_ids[0, 0].tolist() == [0, 0, 1, 2, 3, 2]
+    assert mrope_position_ids(types_, dialect="transformers4", **seconds).position_ids[0, 0].tolist() == \
+        [1, 0, 1, 1, 1, 2]
+
+
+def test_rejects_an_unknown_dialect():
+    with pytest.raises(FusionSpecError, match="dialect.*'transformers5', 'transformers4'.*'hf4'"):
+        mrope_position_ids(np.array([[0, 0]]), dialect="hf4")
+
+
+def test_bundle_cases_equal_transformers():
+    """Every ``mrope.*`` case of the bundle equals its version's own ``get_rope_index``: transformers 5.25's
+    for the default dialect, 4.57.1's for ``*.transformers4`` (the model named by the case id)."""
+    from fusion_spec.conformance.bundle import Bundle
+
+    bundle = Bundle()
+    entries = [e for e in bundle.cases if e["id"].startswith("mrope.")]
+    dialects = set()
+    for entry in entries:
+        data, runtime = bundle.tensors(entry), entry.get("runtime", {})
+        model = next((m for m in sorted(MODELS, key=len, reverse=True) if f".{m}." in entry["id"]), "qwen2-vl")
+        merge, tps = runtime.get("spatial_merge_size", 2), runtime.get("tokens_per_second", 1)
+        types_, mask = data["input.token_types"], data["input.attention_mask"]
+        t = lambda k: torch.from_numpy(data[k]) if k in data else None  # noqa: E731
+        kw = {"second_per_grid_ts": t("input.second_per_grid_ts")} if model == "qwen2.5-vl" else {}
+        dialect = runtime.get("dialect", "transformers5")
+        dialects.add(dialect)
+        if dialect == "transformers4":
+            oracle = hf.transformers4_rope_index(model, merge, tps)
+            ids = legacy_input_ids(types_, mask, oracle.__self__.config)
+            pos, delta = oracle(torch.from_numpy(ids), t("input.image_grid_thw"), t("input.video_grid_thw"),
+                                attention_mask=torch.from_numpy(mask), **kw)
+        else:
+            pos, delta = hf_rope_index(model, merge, tps)(
+                torch.zeros(types_.shape, dtype=torch.long), torch.from_numpy(types_), t("input.image_grid_thw"),
+                t("input.video_grid_thw"), attention_mask=torch.from_numpy(mask), **kw)
+        np.testing.assert_array_equal(data["output.position_ids"], pos.numpy(), err_msg=entry["id"])
+        np.testing.assert_array_equal(data["output.rope_deltas"], delta.numpy(), err_msg=entry["id"])
+    assert len(entries) >= 8 and dialects == {"transformers5", "transformers4"}
+
+
 def test_small_image_between_text():
     """Two text tokens, a 2x3 merged image, one text token: the picture in docs/tokens.md."""
     types_ = np.array([[0, 0, 1, 1, 1, 1, 1, 1, 0]])

@@ -59,6 +59,9 @@ AXES: dict[str, dict[int, tuple[str, ...]]] = {
     "second_per_grid_ts": {1: ("videos",)},
     "position_ids": {3: ("thw", "batch", "seq_len")},
     "hidden_states": {3: ("batch", "seq_len", "hidden")},
+    # video pooling: frames of a square token map
+    "frames": {4: ("batch", "frames", "tokens", "channels")},
+    "newline": {1: ("channels",)},
     "visual_embeds": {2: ("visual_tokens", "hidden")},
     "visual_pos_masks": {2: ("batch", "seq_len")},
     "vision_hidden": {2: ("patches", "vision_channels")},

@@ -1,8 +1,8 @@
 """Measured baselines: the error that honest implementations make, per case and dtype.
 
-The float16 and bfloat16 tolerances of the bundle are measured, not bounded, and the float32 ones are
-the model's, widened where an honest implementation measures more (a case built to be ill-conditioned,
-such as GELU's negative tail, where ``1 + erf`` cancels). For every case and each of :data:`DTYPES`,
+The float16 and bfloat16 tolerances of the bundle are measured, not bounded, and the float64 and
+float32 ones are the model's, widened where an honest implementation measures more (a case built to be
+ill-conditioned, such as GELU's negative tail, where ``1 + erf`` cancels). For every case and each of :data:`DTYPES`,
 the honest implementations of :func:`honest` run on the case's inputs and parameters rounded to that
 dtype (and, for a differentiable case, compute its vector-Jacobian product with the rounded
 cotangents):
@@ -11,7 +11,7 @@ cotangents):
   (every ATen op, forward and backward) computed in float32 and its result rounded to the dtype the
   operator code gives it (:class:`RoundEveryOp`), fast paths off: float32 accumulation, every stage
   rounded;
-- ``numpy`` (float32 outputs): the reference itself run in float32;
+- ``numpy`` (float32 outputs): the reference itself run in float32 (in float64 it *is* the golden);
 - ``torch``, ``jax``, ``mlx``: the backends on the CPU in that dtype, with their fast paths, exactly
   as ``fusion-spec conformance`` runs them.
 
@@ -52,9 +52,9 @@ from .tolerance import round_to
 FILE = Path(__file__).resolve().parent / "baselines.json"
 #: Every honest implementation, in the order they are reported (:func:`honest` says which run where).
 HONEST = ("rounded", "numpy", "torch", "jax", "mlx")
-#: The dtypes measured: float16 and bfloat16 take their tolerance from the measurement, float32 the
-#: larger of the model and the measurement.
-DTYPES = ("float32",) + LOW_PRECISION
+#: The dtypes measured: float16 and bfloat16 take their tolerance from the measurement, float64 and
+#: float32 the larger of the model and the measurement.
+DTYPES = ("float64", "float32") + LOW_PRECISION
 _LIBRARIES = ("numpy", "torch", "jax", "mlx")
 
 
@@ -165,8 +165,11 @@ def _errors(got: Mapping[str, np.ndarray], want: Mapping[str, np.ndarray]) -> di
 
 def honest(dtype: str, direction: str) -> tuple[str, ...]:
     """The honest implementations measured in ``dtype`` for ``direction`` ("forward" or "grad"): in
-    float32 the reference itself (outputs only: NumPy has no gradients) and the backends; in float16 and
-    bfloat16 the stage-rounded reference and the backends."""
+    float64 PyTorch and JAX (MLX has no true float64); in float32 the reference itself (outputs only:
+    NumPy has no gradients) and the backends; in float16 and bfloat16 the stage-rounded reference and
+    the backends."""
+    if dtype == "float64":
+        return ("torch", "jax")
     if dtype == "float32":
         return ("numpy", "torch", "jax", "mlx") if direction == "forward" else ("torch", "jax", "mlx")
     return ("rounded", "torch", "jax", "mlx")

@@ -238,7 +238,8 @@ def build() -> tuple[dict[str, Any], dict[str, bytes]]:
         "tolerance_model": {
             "float64, float32": {"rtol": "SAFETY * stages * (1 + sqrt(reduction)) * u(dtype)",
                                  "atol": "rtol * output_rms", "norm": "rtol", "SAFETY": tolerance.SAFETY},
-            "float32": "the larger, key by key, of the model above and the measured tolerance below",
+            "float64, float32 widened": "the larger, key by key, of the model above and the measured "
+                                        "tolerance below",
             "float16, bfloat16": {"rtol": "max(FACTOR * baseline.elem, FLOOR_ELEM * u(dtype))",
                                   "atol": "rtol * output_rms",
                                   "norm": "max(FACTOR * baseline.norm, FLOOR_NORM * u(dtype))",
@@ -258,8 +259,8 @@ def build() -> tuple[dict[str, Any], dict[str, bytes]]:
 def measured_tolerances(part: dict[str, Any], measured: dict[str, Any], direction: str) -> None:
     """Set the measured tolerances of a case (``part`` its entry, ``direction`` "forward") or of its
     gradients (its ``grad`` object, "grad") from the case's baselines (:func:`.tolerance.measured`):
-    float16 and bfloat16 take the measured tolerance, float32 the larger of it and the model's
-    (:func:`.tolerance.widest`). Each baseline is recorded beside them."""
+    float16 and bfloat16 take the measured tolerance, float64 and float32 the larger of it and the
+    model's (:func:`.tolerance.widest`). Each baseline is recorded beside them."""
     model = part["error_model"]
     scale = model["output_rms"] if direction == "forward" else model["grad_rms"]
     part["baseline"] = {}

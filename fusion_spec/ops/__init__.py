@@ -25,6 +25,8 @@ from .connectors import chunk_swiglu, gemma_rms_norm
 from .deepstack import deepstack_inject
 from .resize import resize_bilinear
 from .unfold_merge import unfold_merge
+# video token reduction: LLaVA-NeXT-Video, LLaVA-OneVision
+from .video_pool import video_pool
 
 __all__ = [
     # primitives
@@ -59,3 +61,4 @@ from .mergers import adaptive_pool, gather_groups, temporal_pairs  # noqa: E402
 
 __all__ += ["decoder_cross_attention", "position_pool", "factorized_positions", "fold_to_depth", "sincos_2d",
             "adaptive_pool", "temporal_pairs", "gather_groups"]
+__all__ += ["video_pool"]

@@ -14,6 +14,14 @@ not advance the count. Padding (``attention_mask`` False) is skipped, and gets p
 ``rope_deltas[b] = max(positions of row b) + 1 - (real tokens of row b)``: what the model adds to the
 plain position of each token it generates after the prompt.
 
+That is ``dialect="transformers5"`` (the default), transformers 5's ``get_rope_index``.
+``dialect="transformers4"`` is transformers 4.57's, which differs in four places: the text after a run
+continues after the run's largest position on any axis, ``s + max(h, w, temporal of the last frame + 1)``
+(a long video advances the count by its duration); Qwen2.5-VL's temporal step is
+``tokens_per_second * trunc(second_per_grid_ts[v])`` (the seconds are cast to an integer first);
+padding gets position 1; and ``rope_deltas[b] = max + 1 - L``, the padded row length ``L``. With no grid
+at all (both ``None``) its maximum also counts the padding's 1.
+
 Images and videos are consumed in order across the whole batch (row 0 first), one grid per maximal
 run of same-kind tokens, so two images must be separated by at least one text token (the processor
 puts ``<|vision_end|><|vision_start|>`` between them).
@@ -33,6 +41,7 @@ from ..errors import FusionSpecError
 from ..xp import Array, arange_like, full_like_device, is_floating, known, namespace, take_along_rows, values
 
 TEXT, IMAGE, VIDEO = 0, 1, 2
+DIALECTS = ("transformers5", "transformers4")
 
 
 class MRopePositions(NamedTuple):
@@ -43,7 +52,7 @@ class MRopePositions(NamedTuple):
 def mrope_position_ids(token_types: Array, image_grid_thw: Array | None = None, video_grid_thw: Array | None = None,
                        *, spatial_merge_size: int = 2, attention_mask: Array | None = None,
                        second_per_grid_ts: Array | None = None, tokens_per_second: int = 1,
-                       split_video_frames: bool = False) -> MRopePositions:
+                       split_video_frames: bool = False, dialect: str = "transformers5") -> MRopePositions:
     """Three-axis rope positions of a mixed text / image / video sequence (see the module docstring).
 
     ``token_types [B, L]`` int: 0 text, 1 image, 2 video (HF's ``mm_token_type_ids``).
@@ -52,7 +61,8 @@ def mrope_position_ids(token_types: Array, image_grid_thw: Array | None = None, 
     float: seconds per temporal grid step of each video (Qwen2.5-VL); the temporal step
     ``tokens_per_second * second_per_grid_ts`` is computed in its dtype, as the model does.
     ``split_video_frames`` (Qwen3-VL): each video frame is its own run (the processor separates frames
-    by timestamp text), on a ``1 x h x w`` grid.
+    by timestamp text), on a ``1 x h x w`` grid. ``dialect``: ``"transformers5"`` (default) or
+    ``"transformers4"``, the version of ``get_rope_index`` to equal (see the module docstring).
 
     Model settings: Qwen2-VL ``tokens_per_second=1`` (no ``second_per_grid_ts``); Qwen2.5-VL the config's
     ``tokens_per_second`` (2) with ``second_per_grid_ts``; Qwen3-VL ``split_video_frames=True``.
@@ -62,6 +72,7 @@ def mrope_position_ids(token_types: Array, image_grid_thw: Array | None = None, 
     check.integer(op, "token_types", token_types, rank=2)
     m = check.positive_int(op, "spatial_merge_size", spatial_merge_size)
     tps = check.positive_int(op, "tokens_per_second", tokens_per_second)
+    legacy = check.choice(op, "dialect", dialect, DIALECTS) == "transformers4"
     b, length = token_types.shape
     grids = {IMAGE: image_grid_thw, VIDEO: video_grid_thw}
     for kind, name in ((IMAGE, "image_grid_thw"), (VIDEO, "video_grid_thw")):
@@ -129,15 +140,22 @@ def mrope_position_ids(token_types: Array, image_grid_thw: Array | None = None, 
                 tick = kt * tps
             else:
                 s = xp.reshape(xp.take(second_per_grid_ts, xp.reshape(item, (-1,)), axis=0), (b, length))
-                if not is_floating(s):
-                    s = xp.astype(s, xp.float64)
-                tick = xp.astype(xp.floor(xp.astype(kt, s.dtype) * (tps * s)), i64)
+                if legacy:  # transformers 4: the seconds cast to int64 (truncated), then integer products
+                    tick = kt * (tps * xp.astype(xp.trunc(s) if is_floating(s) else s, i64))
+                else:
+                    if not is_floating(s):
+                        s = xp.astype(s, xp.float64)
+                    tick = xp.astype(xp.floor(xp.astype(kt, s.dtype) * (tps * s)), i64)
     hw = xp.where(types == TEXT, one, h * w)
     kt = k // hw
     temporal = kt if tick is None else xp.where(types == VIDEO, tick, kt)
 
-    # The running position: text advances 1, a run advances max(h, w) after its last token.
-    advance = xp.where(types == TEXT, one, xp.where(last, xp.maximum(h, w), zero))
+    # The running position: text advances 1, a run advances max(h, w) after its last token (transformers 4:
+    # also past its last temporal position, which the last token holds).
+    run_end = xp.maximum(h, w)
+    if legacy:
+        run_end = xp.maximum(run_end, temporal + 1)
+    advance = xp.where(types == TEXT, one, xp.where(last, run_end, zero))
     advance = xp.where(valid, advance, zero)
     start = xp.cumulative_sum(advance, axis=1) - advance
     is_text = types == TEXT
@@ -146,12 +164,16 @@ def mrope_position_ids(token_types: Array, image_grid_thw: Array | None = None, 
                     start + xp.where(is_text, zero, (k % hw) // xp.where(is_text, one, w)),
                     start + xp.where(is_text, zero, k % xp.where(is_text, one, w))])
     pos = xp.where(valid, pos, xp.zeros_like(pos))
-    deltas = xp.max(xp.max(pos, axis=0), axis=1, keepdims=True) + 1 - count_real
+    top = xp.max(xp.max(pos, axis=0), axis=1, keepdims=True)  # the largest real position (0 in an empty row)
+    if legacy and image_grid_thw is None and video_grid_thw is None:  # its text-only branch: padding's 1 counts
+        top = xp.where(count_real < length, xp.maximum(top, xp.ones_like(top)), top)
+    deltas = top + 1 - (length if legacy else count_real)
 
     # Back to the original order: real token j is compacted token ``before[j]``.
     rank = xp.clip(before, 0, max(length - 1, 0))
     back = xp.stack([take_along_rows(xp, pos[i, ...], rank) for i in range(3)])
-    return MRopePositions(xp.where(attention_mask, back, xp.zeros_like(back)), deltas)
+    padding = xp.ones_like(back) if legacy else xp.zeros_like(back)
+    return MRopePositions(xp.where(attention_mask, back, padding), deltas)
 
 
 def _check_runs(op: str, token_types: Array, attention_mask: Array, grids: dict[int, Array | None], m: int,
@@ -189,4 +211,4 @@ def _check_runs(op: str, token_types: Array, attention_mask: Array, grids: dict[
                                   f"t*h*w/{m}^2 tokens long: runs {runs[kind]}", f"sizes {want}")
 
 
-__all__ = ["MRopePositions", "mrope_position_ids"]
+__all__ = ["DIALECTS", "MRopePositions", "mrope_position_ids"]

@@ -47,3 +47,7 @@ __all__ += ["IdeficsGatedCrossAttention", "DecoderCrossAttention", "GitProjectio
             "Gemma4VisionPooler", "Gemma4UnifiedEmbedder", "MuseVisionAdapter", "Florence2Projector",
             "InklingPatchEmbedder", "GraniteDoclingConnector", "PerceptionLMProjector", "MiniMaxM3VLProjector",
             "Ernie45VLResampler", "MiniCPMVWindowMerger", "MiniCPMVMerger", "Molmo2Adapter"]
+# video token reduction: LLaVA-NeXT-Video
+from .video_pool import LlavaNextVideoPooler  # noqa: E402
+
+__all__ += ["LlavaNextVideoPooler"]

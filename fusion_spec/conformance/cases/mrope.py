@@ -19,7 +19,12 @@ def mrope_cases() -> list[Case]:
     one, one_mask = _layout(".." + "I" * 6 + ".")
     two, two_mask = _layout("__." + "I" * 4 + ".." + "V" * 8 + ".", "." + "I" * 2 + "." + "I" * 6 + "...")
     frames, frames_mask = _layout("." + "I" * 4 + ".." + "V" * 4 + "." + "V" * 4 + ".")
+    long, long_mask = _layout("__." + "V" * 8 + "..", "." + "I" * 2 + "." + "V" * 2 + "..")
+    text, text_mask = _layout("____.", "...")
     flags = ("m-rope", "integer-output")
+    old = {"dialect": "transformers4"}
+    long_args = dict(kwargs=[("video_grid_thw", const([[4, 2, 4], [1, 2, 4]])), ("attention_mask", long_mask)],
+                     flags=flags + ("mask",))
     return [
         _c("mrope.qwen2-vl.image_between_text", "mrope_position_ids", ("token_types", one),
            ("image_grid_thw", const([[1, 4, 6]])), kwargs=[("attention_mask", one_mask)],
@@ -41,4 +46,22 @@ def mrope_cases() -> list[Case]:
                ("video_grid_thw", const([[2, 4, 4]])), ("attention_mask", frames_mask)],
            runtime={"spatial_merge_size": 2, "split_video_frames": True}, flags=flags,
            notes="Qwen3-VL: each frame its own run between timestamp text"),
+        # The dialects (docs/ops/mrope.md): the same inputs where transformers 5 and 4.57 disagree.
+        _c("mrope.qwen2-vl.long_video", "mrope_position_ids", ("token_types", long), ("image_grid_thw", const([[1, 2, 4]])),
+           runtime={"spatial_merge_size": 2}, **long_args,
+           notes="a 4-frame video on a 1x2 merged grid: the text after it continues at s + max(h, w) = s + 2"),
+        _c("mrope.qwen2-vl.long_video.transformers4", "mrope_position_ids", ("token_types", long),
+           ("image_grid_thw", const([[1, 2, 4]])), runtime={"spatial_merge_size": 2, **old}, **long_args,
+           notes="transformers 4.57: the text continues after the last frame (s + 4), padding 1, "
+                 "rope_deltas against the padded length"),
+        _c("mrope.qwen2.5-vl.second_per_grid_ts.transformers4", "mrope_position_ids", ("token_types", two),
+           ("image_grid_thw", const([[1, 4, 4], [1, 2, 4], [1, 4, 6]])), kwargs=[
+               ("video_grid_thw", const([[2, 4, 4]])), ("attention_mask", two_mask),
+               ("second_per_grid_ts", const([1.75]))],
+           runtime={"spatial_merge_size": 2, "tokens_per_second": 2, **old}, flags=flags + ("mask",),
+           notes="transformers 4.57 truncates the seconds first: temporal 0, 2 * trunc(1.75) = 2 "
+                 "(transformers 5: floor(2 * 1.75) = 3)"),
+        _c("mrope.text_only.transformers4", "mrope_position_ids", ("token_types", text),
+           kwargs=[("attention_mask", text_mask)], runtime={**old}, flags=flags + ("mask",),
+           notes="transformers 4.57 with no grid: padding 1, and its maximum counts the padding's 1"),
     ]
