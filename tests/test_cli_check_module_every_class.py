@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import types
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")

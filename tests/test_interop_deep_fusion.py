@@ -18,7 +18,7 @@ from transformers.models.idefics.modeling_idefics import IdeficsGatedCrossAttent
 from transformers.models.pix2struct.modeling_pix2struct import Pix2StructTextLayerCrossAttention  # noqa: E402
 
 from fusion_spec import FusionSpecError, interop, ops, specs  # noqa: E402
-from hf_cases import check_module, meta_count, through_modules  # noqa: E402
+from hf_cases import meta_count, through_modules  # noqa: E402
 from test_interop_projectors import _randomize, _strict_roundtrip  # noqa: E402
 
 rng = np.random.default_rng(26)

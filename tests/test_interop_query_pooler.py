@@ -174,6 +174,7 @@ def test_kosmos_2_5_eager_attention_is_a_float32_island():
                                 latent_query_num=3)
     config.text_config._attn_implementation = "eager"
     module = _random(tf.models.kosmos2_5.modeling_kosmos2_5.Kosmos2_5ImageToTextProjection(config))
+    assert interop.from_module(module)[0] == spec
     report = interop.check(module, RNG.standard_normal((2, 5, 6)))
     assert 1e-12 < report.max_abs < 1e-6, report
 

@@ -91,8 +91,10 @@ def test_measured_is_factor_times_the_baseline_with_a_floor():
 
 
 def test_the_low_precision_tolerances_are_tight(bundle):
-    """The measured model allows a few roundings, where the old bound allowed rtol >= 1 for 54 cases."""
-    for dtype, most in (("bfloat16", 0.1), ("float16", 0.02)):
+    """The measured model allows a few roundings, where the old bound allowed rtol >= 1 for 54 cases. The
+    widest elementwise allowance is a three-layer InstructBLIP-Video Q-Former's (MLX's honest bfloat16
+    output errs by 6.1% elementwise there, 1.3% normwise)."""
+    for dtype, most in (("bfloat16", 0.15), ("float16", 0.02)):
         worst = max(bundle.cases, key=lambda e: e["tolerance"][dtype]["rtol"])
         assert worst["tolerance"][dtype]["rtol"] < most, worst["id"]
         assert all(e["tolerance"][dtype]["norm"] < 0.05 for e in bundle.cases)
@@ -132,9 +134,10 @@ def test_a_uniform_five_percent_scale_fails_every_case(bundle, reference, dtype)
 
 @pytest.mark.parametrize("dtype", LOW)
 def test_a_five_percent_scale_of_the_gradients_fails_where_the_honest_baseline_allows(bundle, dtype):
-    """In float16 every gradient case fails a 5% scale; in bfloat16 the honest backward of a few gated
-    cross-attention cases (gate gradients: long sums with cancellation) already errs by more than 2.5%,
-    so their tolerance exceeds 5%. Those are counted and must stay few."""
+    """In float16 every gradient case fails a 5% scale; in bfloat16 the honest backward of a few deep or
+    attention-pooling cases (gated cross-attention's gate gradients: long sums with cancellation; the
+    Q-Formers; Aria's residual-free pooler) already errs by more than 2.5%, so their tolerance exceeds
+    5%. Those are counted and must stay few (17 of the 232 gradient cases today)."""
     passed, allowed = [], []
     for e in (e for e in bundle.cases if "grad" in e):
         if e["grad"]["tolerance"][dtype]["norm"] >= 0.05:
@@ -147,7 +150,7 @@ def test_a_five_percent_scale_of_the_gradients_fails_where_the_honest_baseline_a
         if tolerance.compare_tensors(described, scaled, golden, e["grad"]["tolerance"][dtype])[0] == "pass":
             passed.append(e["id"])
     assert not passed, passed
-    assert len(allowed) <= (15 if dtype == "bfloat16" else 0), allowed
+    assert len(allowed) <= (20 if dtype == "bfloat16" else 0), allowed
 
 
 def test_a_few_grossly_wrong_elements_fail_elementwise_and_small_errors_everywhere_fail_normwise(bundle, reference):

@@ -25,9 +25,9 @@ def pool_windows(in_size: int, out_size: int) -> list[tuple[int, int]]:
 def adaptive_pool(x: Array, *, grid: Sequence[int], size: Sequence[int], op: str = "adaptive_pool") -> Array:
     """Adaptive average pooling of a row-major ``h×w`` token grid to ``oh×ow`` tokens.
 
-    Shapes: x ``[B, h*w, D]`` -> ``[B, oh*ow, D]``, row-major. Output ``(i, j)`` is the mean of the
-    rectangle of rows :func:`pool_windows` ``(h, oh)[i]`` and columns ``(w, ow)[j]``: exactly
-    ``adaptive_avg_pool2d`` (so the ``k×k`` mean of ``merge_tokens(mode="pool")`` when ``k`` divides
+    Shapes: x ``[B, h*w, D]`` -> ``[B, oh*ow, D]``, row-major. Output ``(i, j)`` is the mean (the sum,
+    then one division by the count) of the rectangle of rows :func:`pool_windows` ``(h, oh)[i]`` and
+    columns ``(w, ow)[j]``: exactly ``adaptive_avg_pool2d`` (so the ``k×k`` mean of ``merge_tokens(mode="pool")`` when ``k`` divides
     the grid, overlapping windows of different sizes when it does not).
     """
     check.floating(op, "x", x, rank=3)
@@ -42,15 +42,18 @@ def adaptive_pool(x: Array, *, grid: Sequence[int], size: Sequence[int], op: str
     if oh > h or ow > w:
         raise FusionSpecError(op, "size", f"at most the grid {h}x{w} on each side", f"{oh}x{ow}")
     xp = namespace(x)
+    row_spans, col_spans = pool_windows(h, oh), pool_windows(w, ow)
 
-    def matrix(in_size: int, out_size: int) -> Array:
-        rows = [[1.0 / (e - s) if s <= j < e else 0.0 for j in range(in_size)] for s, e in pool_windows(in_size, out_size)]
-        return asarray_like(xp, rows, x, x.dtype)
+    def windows(spans: list[tuple[int, int]], in_size: int) -> Array:  # [out, in]: 1 inside each window
+        return asarray_like(xp, [[1.0 if s <= j < e else 0.0 for j in range(in_size)] for s, e in spans], x, x.dtype)
 
-    a_h, a_w = matrix(h, oh), matrix(w, ow)                       # [oh, h], [ow, w]
-    t = xp.matmul(a_w, xp.reshape(x, (b, h, w, d)))                # [b, h, ow, d]: columns pooled
-    t = xp.matmul(a_h, xp.permute_dims(t, (0, 2, 1, 3)))            # [b, ow, oh, d]: rows pooled
-    return xp.reshape(xp.permute_dims(t, (0, 2, 1, 3)), (b, oh * ow, d))
+    # the window sums, then one division by the window's size (as adaptive_avg_pool2d does): weights of
+    # 1/size rounded to a low-precision dtype would bias every mean towards zero
+    counts = asarray_like(xp, [[float((re - rs) * (ce - cs)) for cs, ce in col_spans] for rs, re in row_spans], x, x.dtype)
+    t = xp.matmul(windows(col_spans, w), xp.reshape(x, (b, h, w, d)))  # [b, h, ow, d]: column sums
+    t = xp.matmul(windows(row_spans, h), xp.permute_dims(t, (0, 2, 1, 3)))  # [b, ow, oh, d]: window sums
+    t = xp.permute_dims(t, (0, 2, 1, 3)) / counts[:, :, None]  # [b, oh, ow, d]
+    return xp.reshape(t, (b, oh * ow, d))
 
 
 def temporal_pairs(x: Array, *, grids: Sequence[Sequence[int]], op: str = "temporal_pairs") -> Array:

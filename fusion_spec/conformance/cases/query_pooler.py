@@ -50,6 +50,13 @@ def query_pooler_cases() -> list[Case]:
            notes="9 patches -> 3 queries (patch_to_query); the second image's last 4 patches are padding"),
         _c("aria.projector.four_patches", aria, ("x", normal(3, 4, 8)), stages=4, flags=("aria", "query-pooler"),
            notes="4 patches -> the first 2 of the 3 learned queries"),
+        _c("aria.projector.gelu_tail", aria, ("x", normal(2, 9, 8)), stages=4,
+           flags=("aria", "query-pooler", "tanh-gelu", "low-precision"),
+           params=(("layer_norm.weight", normal(8, std=0.05)), ("layer_norm.bias", const([-0.5] * 8)),
+                   ("feed_forward.linear_in.weight", normal(6, 8, std=0.05, mean=0.875))),
+           notes="the feed-forward's pre-activations sit near -3.5 (the normed tokens are about -0.5 each, the "
+                 "weights about 0.875), where gelu_new and the erf GELU differ by about 10%: an Aria with the "
+                 "erf form fails in every dtype"),
         _c("window_qformer.layerwise", W.from_rate("2/4", vision_dim=64, llm_dim=6, image_side=8, num_layers=2,
                                                    num_heads=1, intermediate_size=16),
            ("x", normal(2, 64, 64)), stages=2 * 7 + 1, flags=fw + ("area-downsample",),
