@@ -474,6 +474,11 @@ TINY |= {
         hidden_size=6, vision_feature_layer=[-1, -2], num_attention_heads=4, num_key_value_heads=2, head_dim=3,
         intermediate_size=10, text_hidden_size=5, attention_bias=True, mlp_bias=True)), "molmo2", "Molmo2Adapter",
         "adapter_config"),
+    "LlavaNextVideoPooler": _tiny(lambda: _cfg("llava_next_video", vision_config=dict(
+        model_type="clip_vision_model", hidden_size=8, image_size=20, patch_size=4, num_hidden_layers=1,
+        num_attention_heads=2, intermediate_size=8), text_config=dict(model_type="llama", hidden_size=8, num_attention_heads=2),
+        spatial_pool_mode="conv", spatial_pool_stride=2, spatial_pool_out_channels=6),
+        "llava_next_video", "LlavaNextVideoPooler"),
 }
 
 

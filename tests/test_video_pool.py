@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fusion_spec import FusionSpecError
+from fusion_spec import FusionSpecError, interop
 from fusion_spec.ops import video_pool
 from fusion_spec.specs import LlavaNextVideoPooler
 
@@ -33,16 +33,6 @@ def hf_pooler(mode: str, stride: int, dim: int = 8, out: int | None = None):
     return HFPooler(cfg).double().eval()
 
 
-def spec_of(module, dim: int) -> tuple[LlavaNextVideoPooler, dict[str, np.ndarray]]:
-    """The spec and its params, read off the real module: its pool's kind and stride, its state_dict."""
-    pool = module.pool
-    mode = {"AvgPool2d": "average", "MaxPool2d": "max", "Conv2d": "conv"}[type(pool).__name__]
-    stride = pool.stride if isinstance(pool.stride, int) else pool.stride[0]
-    params = {k: v.detach().numpy() for k, v in module.state_dict().items()}
-    out = params["pool.weight"].shape[0] if mode == "conv" else dim
-    return LlavaNextVideoPooler(mode=mode, stride=stride, dim=dim, out_channels=out), params
-
-
 @pytest.mark.parametrize("mode", ["average", "max", "conv"])
 def test_llava_next_video_pooler_equals_the_module(mode):
     rng = np.random.default_rng(1)
@@ -50,11 +40,14 @@ def test_llava_next_video_pooler_equals_the_module(mode):
     for stride in (1, 2, 3):
         for side in range(max(stride, 2), 9):
             module = hf_pooler(mode, stride, out=6 if mode == "conv" else None)
-            spec, params = spec_of(module, 8)
+            spec, params = interop.from_module(module)
+            assert spec == LlavaNextVideoPooler(mode, stride, *((8, 6) if mode == "conv" else (None, None)))
             assert set(params) == set(spec.param_shapes())  # the module's own keys
             x = rng.standard_normal((3, side * side, 8))
             want = module(torch.from_numpy(x)).detach().numpy()
             np.testing.assert_allclose(spec.apply(params, x), want, rtol=0, atol=1e-13)
+            assert interop.check(module, x).max_abs < 1e-13
+            module.load_state_dict({k: torch.from_numpy(v) for k, v in interop.to_state_dict(spec, params, "LlavaNextVideoPooler").items()})
             conv = {"weight": params["pool.weight"], "bias": params["pool.bias"]} if mode == "conv" else {}
             got = video_pool(x.reshape(1, 3, side * side, 8), mode=mode, stride=stride, **conv)
             np.testing.assert_allclose(got, want.reshape(1, -1, want.shape[-1]), rtol=0, atol=1e-13)
@@ -139,7 +132,23 @@ def test_bundle_cases_equal_the_modules():
     (lambda: video_pool(np.zeros((1, 0, 9, 4)), mode="bilinear"), "frames"),           # no frame
     (lambda: LlavaNextVideoPooler(mode="max", dim=8, out_channels=6), "out_channels"),
     (lambda: LlavaNextVideoPooler(dim=8, out_channels=8).output_shape((3, 10, 8)), "x"),
+    (lambda: LlavaNextVideoPooler(mode="conv", dim=None, out_channels=None), "dim"),     # a conv needs its widths
+    (lambda: LlavaNextVideoPooler(mode="max", dim=None, out_channels=None).output_shape((3, 10, 8)), "x"),
+    (lambda: LlavaNextVideoPooler(mode="max", dim=None, out_channels=4), "out_channels"),
 ])
 def test_bad_input_is_named(call, arg):
     with pytest.raises(FusionSpecError, match=arg):
         call()
+
+
+def test_any_width_without_weights_and_a_pool_the_spec_does_not_describe_is_refused():
+    """An average or max pooler converted alone takes any width; a pool with windows other than
+    stride x stride windows (not what the model builds) is refused by name."""
+    spec, params = interop.from_module(hf_pooler("max", 2))
+    assert spec.dim is None and params == {}
+    x = np.random.default_rng(2).standard_normal((2, 16, 5))
+    assert spec.output_shape(x.shape) == (2, 4, 5) and np.asarray(spec.apply(params, x)).shape == (2, 4, 5)
+    module = hf_pooler("average", 2)
+    module.pool = torch.nn.AvgPool2d(kernel_size=3, stride=2)
+    with pytest.raises(FusionSpecError, match=r"'module.pool'.*square windows of side stride"):
+        interop.from_module(module)

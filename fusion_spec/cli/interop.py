@@ -606,6 +606,9 @@ BUILDERS |= {
     "LlavaOnevision15VisionPatchMerger": _of_model("llava_onevision1_5", "LlavaOnevision15VisionPatchMerger", _flat_grid,
                                                    "vision_config"),
     "Cosmos3EdgePatchMerger": _of_model("cosmos3_edge", "Cosmos3EdgePatchMerger", _flat_grid),
+    # frames [F, S*S, D] of the model's S x S patches; an average or max pool takes any width D
+    "LlavaNextVideoPooler": _of_model("llava_next_video", "LlavaNextVideoPooler", lambda m, s, rng: (
+        (rng.standard_normal((2, m.image_size, s.dim or 16)),), {})),
     "Qwen3OmniMoeVisionPatchMerger": Builder(
         _from_config("qwen3_omni_moe", "Qwen3OmniMoeVisionPatchMerger", "thinker_config.vision_config",
                      lambda cls, cfg, shapes: cls(config=cfg, use_postshuffle_norm=_postshuffle(

@@ -28,3 +28,5 @@ from . import vq_tokens  # noqa: F401
 from . import deep_fusion  # noqa: F401
 from . import embedders  # noqa: F401
 from . import mergers  # noqa: F401
+# video token reduction: LLaVA-NeXT-Video's frame pooler
+from . import video_pool  # noqa: F401

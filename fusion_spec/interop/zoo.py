@@ -64,7 +64,6 @@ MECHANISMS: dict[str, str] = {
     "DeepseekOcr2Model": "DeepSeek-OCR layout (view separator)",
     "GraniteDoclingDensityRouter": "density router (Granite-Docling)",
     "IdeficsPerceiverResampler": "ReLU perceiver resampler (IDEFICS 1)",
-    "LlavaNextVideoPooler": "a converter for specs.LlavaNextVideoPooler (its average / max pool holds no width)",
     "UdopPatchEmbeddings": "layout-aligned patch / text fusion (UDOP)",
     "EvollaSequenceAlignerCrossAttention": "protein-sequence cross-attention (Evolla)",
     "UnlimitedOcrModel": "DeepSeek-OCR layout (image newlines, view separator)",

@@ -34,15 +34,18 @@ class LlavaNextVideoPooler(Spec):
     """``spatial_pool_mode``: ``"average"``, ``"max"`` or ``"conv"``."""
     stride: int = 2
     """``spatial_pool_stride``: the window side and its stride."""
-    dim: int = 1024
-    """Width of the frames' tokens (the vision tower's ``hidden_size``)."""
-    out_channels: int = 1024
+    dim: int | None = 1024
+    """Width of the frames' tokens (the vision tower's ``hidden_size``); ``None`` with ``"average"`` or
+    ``"max"``: any width (those pools hold no weights, so a module converted alone does not know it)."""
+    out_channels: int | None = 1024
     """Width of the pooled tokens: ``spatial_pool_out_channels`` for ``"conv"``; equal to ``dim`` otherwise."""
     op = "video_pool"
 
     def __post_init__(self) -> None:
         self._require_choice("mode", POOL_MODES)
-        self._require_positive("stride", "dim", "out_channels")
+        self._require_positive("stride")
+        if self.mode == "conv" or self.dim is not None:
+            self._require_positive("dim", "out_channels")
         if self.mode != "conv" and self.out_channels != self.dim:
             raise FusionSpecError("LlavaNextVideoPooler", "out_channels", f"dim {self.dim} (mode {self.mode!r} "
                                   "keeps the width)", self.out_channels)
@@ -55,11 +58,12 @@ class LlavaNextVideoPooler(Spec):
 
     def output_shape(self, x_shape: tuple[int, ...]) -> tuple[int, ...]:
         side = math.isqrt(x_shape[1]) if len(x_shape) == 3 else 0
-        if len(x_shape) != 3 or x_shape[2] != self.dim or side * side != x_shape[1] or side < self.stride:
-            raise FusionSpecError("LlavaNextVideoPooler", "x", f"shape [frames, S*S, {self.dim}] with S >= stride "
-                                  f"{self.stride}", f"shape {x_shape}")
+        width = x_shape[2] if self.dim is None and len(x_shape) == 3 and x_shape[2] >= 1 else self.dim
+        if len(x_shape) != 3 or x_shape[2] != width or side * side != x_shape[1] or side < self.stride:
+            raise FusionSpecError("LlavaNextVideoPooler", "x", f"shape [frames, S*S, {width or 'D'}] with S >= "
+                                  f"stride {self.stride}", f"shape {x_shape}")
         n = video_pool_side(side, mode=self.mode, stride=self.stride)
-        return (x_shape[0], n * n, self.out_channels)
+        return (x_shape[0], n * n, self.out_channels or width)
 
     def apply(self, params: Mapping[str, Array], x: Array) -> Array:
         frames, tokens, dim = self.output_shape(tuple(x.shape))
