@@ -38,7 +38,8 @@ def check_module(module: Any, *inputs: Any, atol: float = 1e-13, **runtime: Any)
 
 
 #: Converters of whole models: ``to_state_dict`` gives their fusion keys only.
-WHOLE_MODELS = {"MuseGlimmerModel", "MuseSparkModel", "Gemma4VisionModel"}
+WHOLE_MODELS = {"MuseGlimmerModel", "MuseSparkModel", "Gemma4VisionModel", "DeepseekOcr2Model",
+                "DeepseekOcr2ForConditionalGeneration", "UnlimitedOcrModel", "UnlimitedOcrForConditionalGeneration"}
 
 
 def load(module: Any, spec: Any, params: dict[str, np.ndarray]) -> None:

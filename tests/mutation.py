@@ -73,6 +73,7 @@ P, A, XA, RS, QF = ("fusion_spec/ops/primitives.py", "fusion_spec/ops/attention.
 CN, CS = "fusion_spec/ops/connectors.py", "fusion_spec/specs/connectors.py"
 CV, QP = "fusion_spec/ops/conv_abstractor.py", "fusion_spec/ops/query_pooler.py"
 EM, EMS, MG = "fusion_spec/ops/embedders.py", "fusion_spec/specs/embedders.py", "fusion_spec/ops/mergers.py"
+OV = "fusion_spec/ops/ocr_views.py"
 M = Mutant
 MUTANTS: list[Mutant] = [
     # --- primitives
@@ -359,6 +360,16 @@ MUTANTS: list[Mutant] = [
       "mean = patches[:, :1, :]", "Molmo2 pooling query from the group's first patch instead of its mean"),
     M("molmo2.empty_slots_attended", "mergers", "fusion_spec/specs/mergers.py", "mask=valid[:, None, :], op=op)",
       "mask=None, op=op)", "Molmo2 attention pooling over the empty (-1) slots too"),
+    # --- global and local views (DeepSeek-OCR 2, Unlimited-OCR)
+    M("ocr_views.separator_first", "ocr_views", OV, "parts = [glob, xp.reshape(separator, (1, d))]",
+      "parts = [xp.reshape(separator, (1, d)), glob]", "view_separator before the global view instead of after it"),
+    M("ocr_views.local_after_global", "ocr_views", OV, "parts.insert(0, xp.reshape(local_tokens, (t * q, d)))",
+      "parts.insert(1, xp.reshape(local_tokens, (t * q, d)))", "DeepSeek-OCR 2: the tiles after the global view"),
+    M("ocr_views.tiles_not_stitched", "ocr_views", OV, "xp.permute_dims(tiles, (0, 2, 1, 3, 4))",
+      "xp.permute_dims(tiles, (0, 1, 2, 3, 4))", "Unlimited-OCR: the tiles read tile by tile, not stitched row by row"),
+    M("ocr_views.global_without_newlines", "ocr_views", OV,
+      "glob = rows_with_newline(xp.reshape(global_tokens, (g, g, d)))", "glob = global_tokens",
+      "Unlimited-OCR: no image_newline in the global view (the tiles keep theirs)"),
     # --- video token reduction (LLaVA-NeXT-Video, LLaVA-OneVision)
     M("video_pool.bilinear_floor", "video_pool", "fusion_spec/ops/video_pool.py",
       "return math.ceil(side / stride) if mode == \"bilinear\" else side // stride", "return side // stride",
@@ -461,6 +472,7 @@ TESTS = {
     "visual_table": "tests/test_interop_visual_table.py",
     "vq_tokens": "tests/test_vq_tokens.py",
     "video_pool": "tests/test_video_pool.py",
+    "ocr_views": "tests/test_ocr_views.py",
     "tokens": "tests/test_tokens.py tests/test_tokens_vs_hf.py",
     "cost": "tests/test_mutation_survivors.py tests/test_cost.py",
     "interop": "tests/test_mutation_survivors.py tests/test_interop_projectors.py",

@@ -19,6 +19,7 @@ import test_interop_copies as copies  # noqa: E402
 import test_interop_embedders as emb  # noqa: E402
 import test_interop_query_pooler as pool  # noqa: E402
 import test_interop_visual_table as table  # noqa: E402
+import test_ocr_views as ocr  # noqa: E402
 import test_vq_tokens as vq  # noqa: E402
 from test_interop_targets import TEXT, VISION  # noqa: E402  (the tiny towers every whole model here uses)
 
@@ -474,6 +475,8 @@ TINY |= {
         hidden_size=6, vision_feature_layer=[-1, -2], num_attention_heads=4, num_key_value_heads=2, head_dim=3,
         intermediate_size=10, text_hidden_size=5, attention_bias=True, mlp_bias=True)), "molmo2", "Molmo2Adapter",
         "adapter_config"),
+    **{name: (lambda name=name: (ocr.ocr_model(name), ocr.tiny_config(ocr.CLASSES[name]).to_dict()))
+       for name in ocr.CLASSES},
     "LlavaNextVideoPooler": _tiny(lambda: _cfg("llava_next_video", vision_config=dict(
         model_type="clip_vision_model", hidden_size=8, image_size=20, patch_size=4, num_hidden_layers=1,
         num_attention_heads=2, intermediate_size=8), text_config=dict(model_type="llama", hidden_size=8, num_attention_heads=2),

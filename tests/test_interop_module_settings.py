@@ -230,6 +230,13 @@ EXAMPLES |= {
                                                                                     "MiniCPMOcr")},
     "Molmo2Adapter": lambda m, spec, rng: ((rng.standard_normal((2, 6, spec.vision_dim)), np.array(
         [[0, 1, 2, 3], [4, 5, -1, -1], [-1, -1, -1, -1], [11, 10, 9, -1]])), {}),
+    "LlavaNextVideoPooler": lambda m, spec, rng: ((rng.standard_normal((2, 25, spec.dim or 8)),), {}),
+    # one image: a 4x4 global view and 3 columns by 2 rows of 2x2 tiles
+    **{name: lambda m, spec, rng: ((rng.standard_normal((16, spec.vision_dim)),
+                                    rng.standard_normal((6, 4, spec.vision_dim))),
+                                   {"patches_grid": (3, 2)} if spec.newline else {})
+       for name in ("DeepseekOcr2Model", "DeepseekOcr2ForConditionalGeneration", "UnlimitedOcrModel",
+                    "UnlimitedOcrForConditionalGeneration")},
 }
 
 

@@ -310,3 +310,21 @@ TARGETS |= {name: (_issue26(name), name in ("Gemma4VisionModel", "MuseGlimmerMod
                          "Ernie4_5_VLMoeVariableResolutionResamplerModel", "Molmo2Adapter"]
             + [f"{m}{kind}" for m in ("MiniCPMV4_6", "MiniCPMV4_7", "MiniCPMOcr")
                for kind in ("ViTWindowAttentionMerger", "Merger")]}
+
+
+# --- LLaVA-NeXT-Video's frame pooler; DeepSeek-OCR 2's and Unlimited-OCR's views (whole models) ---
+def _video_pooler():
+    from test_video_pool import hf_pooler
+    return hf_pooler("conv", 2, out=6)
+
+
+def _ocr(name: str):
+    def build():
+        import test_ocr_views
+        return test_ocr_views.ocr_model(name)
+    return build
+
+
+TARGETS |= {"LlavaNextVideoPooler": (_video_pooler, False),
+            **{name: (_ocr(name), True) for name in ("DeepseekOcr2Model", "DeepseekOcr2ForConditionalGeneration",
+                                                     "UnlimitedOcrModel", "UnlimitedOcrForConditionalGeneration")}}

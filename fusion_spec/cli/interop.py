@@ -606,6 +606,12 @@ BUILDERS |= {
     "LlavaOnevision15VisionPatchMerger": _of_model("llava_onevision1_5", "LlavaOnevision15VisionPatchMerger", _flat_grid,
                                                    "vision_config"),
     "Cosmos3EdgePatchMerger": _of_model("cosmos3_edge", "Cosmos3EdgePatchMerger", _flat_grid),
+    # one image: a 4x4 global view and 3x2 tiles of 2x2 tokens (the vision tower's outputs)
+    **{name: _whole(family, name, lambda m, s, rng: (
+        (rng.standard_normal((16, s.vision_dim)), rng.standard_normal((6, 4, s.vision_dim))),
+        {"patches_grid": (3, 2)} if s.newline else {})) for family, name in (
+        ("deepseek_ocr2", "DeepseekOcr2Model"), ("deepseek_ocr2", "DeepseekOcr2ForConditionalGeneration"),
+        ("unlimited_ocr", "UnlimitedOcrModel"), ("unlimited_ocr", "UnlimitedOcrForConditionalGeneration"))},
     # frames [F, S*S, D] of the model's S x S patches; an average or max pool takes any width D
     "LlavaNextVideoPooler": _of_model("llava_next_video", "LlavaNextVideoPooler", lambda m, s, rng: (
         (rng.standard_normal((2, m.image_size, s.dim or 16)),), {})),

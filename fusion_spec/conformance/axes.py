@@ -21,6 +21,7 @@ AXES: dict[str, dict[int, tuple[str, ...]]] = {
           5: ("batch", "media", "frames", "tokens", "channels")},
     "high_res": {3: ("batch", "tokens", "high_res_channels")},
     "features": {3: ("tiles", "patches", "channels")},
+    "local": {3: ("tiles", "tile_tokens", "channels")},  # DeepSeek-OCR 2 / Unlimited-OCR's local views
     "weight": {1: ("channels",), 2: ("out_channels", "channels")},
     "bias": {1: ("out_channels",)},
     # attention

@@ -30,3 +30,5 @@ from . import embedders  # noqa: F401
 from . import mergers  # noqa: F401
 # video token reduction: LLaVA-NeXT-Video's frame pooler
 from . import video_pool  # noqa: F401
+# DeepSeek-OCR 2 / Unlimited-OCR: global and local views with a view separator
+from . import ocr_views  # noqa: F401

@@ -17,9 +17,10 @@ covered where a preset describes the model type or one with the same processor c
 where the model has none of its own (1-D) or its ``get_rope_index`` is token for token one that
 :func:`fusion_spec.ops.mrope_position_ids` equals (``tests/test_mrope.py``).
 
-The hand-written parts are three tables of names: the mechanism an uncovered class lacks
-(:data:`MECHANISMS`), the model types out of scope (:data:`OUT_OF_SCOPE`) and the converted classes that
-are fusion modules only under a fusion attribute (:data:`BY_ATTRIBUTE_ONLY`). A converter of a whole model
+The hand-written parts are four tables: the mechanism an uncovered class lacks (:data:`MECHANISMS`), the
+model types out of scope (:data:`OUT_OF_SCOPE`), the converted classes that are fusion modules only under a
+fusion attribute (:data:`BY_ATTRIBUTE_ONLY`) and the settings a default config lacks to build at all
+(:data:`DEFAULT_CONFIG_GAPS`). A converter of a whole model
 covers the modules whose weights it reads (Ovis's table, Muse's adapter, BLIP-2's Q-Former).
 """
 
@@ -61,12 +62,10 @@ BY_ATTRIBUTE_ONLY = frozenset({"BertAttention", "BlipTextAttention"})
 #: The mechanism each uncovered fusion class lacks (a class whose converter exists is covered whatever this
 #: table says; issue 26 gave most of its former entries their specs).
 MECHANISMS: dict[str, str] = {
-    "DeepseekOcr2Model": "DeepSeek-OCR layout (view separator)",
     "GraniteDoclingDensityRouter": "density router (Granite-Docling)",
     "IdeficsPerceiverResampler": "ReLU perceiver resampler (IDEFICS 1)",
     "UdopPatchEmbeddings": "layout-aligned patch / text fusion (UDOP)",
     "EvollaSequenceAlignerCrossAttention": "protein-sequence cross-attention (Evolla)",
-    "UnlimitedOcrModel": "DeepSeek-OCR layout (image newlines, view separator)",
     "VisionEncoderDecoderModel": "encoder-decoder cross-attention (decoder-defined)",
 }
 
@@ -74,6 +73,16 @@ MECHANISMS: dict[str, str] = {
 OUT_OF_SCOPE: dict[str, str] = {
     "mistral4": "text-only (Mistral4ForCausalLM has no vision module)",
     "evolla": "protein sequences, not images",
+}
+
+#: Settings that a model type's default config leaves unset although its model does not build without them,
+#: and the smallest value that builds: the tokenizer's vocabulary map (a 16-entry codebook's tokens), the
+#: kind of each decoder layer's MLP (dense, as DeepSeek's first layers are).
+DEFAULT_CONFIG_GAPS: dict[str, Callable[[Any], None]] = {
+    "chameleon": lambda c: setattr(c, "vocabulary_map", example_vocabulary("chameleon", tuple(range(100, 116)))),
+    "emu3": lambda c: setattr(c, "vocabulary_map", example_vocabulary("emu3", tuple(range(100, 116)))),
+    "deepseek_ocr2": lambda c: setattr(c.text_config, "mlp_layer_types",
+                                       c.text_config.mlp_layer_types or ["dense"] * c.text_config.num_hidden_layers),
 }
 
 #: The ``get_rope_index`` implementations :func:`fusion_spec.ops.mrope_position_ids` equals
@@ -147,8 +156,7 @@ def _model_class(model_type: str, name: str) -> Any:
 
 def build(model_type: str, class_name: str) -> tuple[Any, str]:
     """``(model on the meta device, how)`` from the model type's default config (with the default vision
-    config where it leaves that part out, and a small vocabulary map where the model needs the tokenizer's,
-    Chameleon's and Emu3's); where the whole model does
+    config where it leaves that part out, and :data:`DEFAULT_CONFIG_GAPS` filled); where the whole model does
     not build, the registered classes of its modeling file built alone from that config (``how`` says
     so, with the error); ``(None, error)`` when neither builds."""
     import torch
@@ -158,9 +166,8 @@ def build(model_type: str, class_name: str) -> tuple[Any, str]:
             config = CONFIG_MAPPING[model_type]()
             if getattr(config, "vision_config", 0) is None and "vision_config" in getattr(config, "sub_configs", {}):
                 config.vision_config = config.sub_configs["vision_config"]()  # an optional vision part: its default
-            if getattr(config, "vocabulary_map", 0) is None and model_type in ("chameleon", "emu3"):
-                # the tokenizer's vocabulary, which the default config lacks; a 16-entry codebook's tokens
-                config.vocabulary_map = example_vocabulary(model_type, tuple(range(100, 116)))
+            if model_type in DEFAULT_CONFIG_GAPS:
+                DEFAULT_CONFIG_GAPS[model_type](config)
         except Exception as exc:  # noqa: BLE001 -- any failure of a third party's constructor is reported
             return None, f"default config fails: {type(exc).__name__}: {_line(exc)}"
         try:

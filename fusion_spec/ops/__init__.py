@@ -62,3 +62,7 @@ from .mergers import adaptive_pool, gather_groups, temporal_pairs  # noqa: E402
 __all__ += ["decoder_cross_attention", "position_pool", "factorized_positions", "fold_to_depth", "sincos_2d",
             "adaptive_pool", "temporal_pairs", "gather_groups"]
 __all__ += ["video_pool"]
+# DeepSeek-OCR 2 / Unlimited-OCR: global and local views with a view separator
+from .ocr_views import ocr_views  # noqa: E402
+
+__all__ += ["ocr_views"]

@@ -51,3 +51,7 @@ __all__ += ["IdeficsGatedCrossAttention", "DecoderCrossAttention", "GitProjectio
 from .video_pool import LlavaNextVideoPooler  # noqa: E402
 
 __all__ += ["LlavaNextVideoPooler"]
+# DeepSeek-OCR 2 / Unlimited-OCR: global and local views with a view separator
+from .ocr_views import OcrViews  # noqa: E402
+
+__all__ += ["OcrViews"]

@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 from . import (aligners, anyres, attention, connectors, conv_abstractor, cross_attention, deep_fusion, embedders,
                gated_cross_attention, glm4v, gradients, image_mask, late_early, llava_onevision, merge, mergers,
-               mistral3, mrope, newer_presets, presets, primitives, projection, qformer, query_pooler, qwen3_vl,
-               resampler, sequence, token_merge, video_pool, visual_table, vq_tokens)
+               mistral3, mrope, newer_presets, ocr_views, presets, primitives, projection, qformer, query_pooler,
+               qwen3_vl, resampler, sequence, token_merge, video_pool, visual_table, vq_tokens)
 from .base import Case, Generator, bernoulli, const, locations, normal
 
 __all__ = ["FAMILIES", "Case", "Generator", "all_cases", "bernoulli", "const", "locations", "normal"]
@@ -53,6 +53,7 @@ FAMILIES: dict[str, Callable[[], list[Case]]] = {
     "mrope": mrope.mrope_cases,
     "image_mask": image_mask.image_mask_cases,
     "video_pool": video_pool.video_pool_cases,
+    "ocr_views": ocr_views.ocr_views_cases,
     "newer_presets": newer_presets.newer_preset_cases,
     "gradients": gradients.gradient_cases,
     # the rest of the zoo (issue 26): convolutional abstractors, conditioned Q-Formers, query poolers, visual tables
