@@ -41,8 +41,7 @@ def ocr_model(name: str, seed: int = 0):
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for key, p in model.named_parameters():
-            if key.split(".")[-2 if key.endswith(("weight", "bias")) else -1] in (
-                    "multi_modal_projector", "view_separator", "image_newline"):
+            if {"multi_modal_projector", "view_separator", "image_newline"} & set(key.split(".")):
                 p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype))
     return model
 

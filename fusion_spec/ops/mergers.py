@@ -27,8 +27,9 @@ def adaptive_pool(x: Array, *, grid: Sequence[int], size: Sequence[int], op: str
 
     Shapes: x ``[B, h*w, D]`` -> ``[B, oh*ow, D]``, row-major. Output ``(i, j)`` is the mean (the sum,
     then one division by the count) of the rectangle of rows :func:`pool_windows` ``(h, oh)[i]`` and
-    columns ``(w, ow)[j]``: exactly ``adaptive_avg_pool2d`` (so the ``k×k`` mean of ``merge_tokens(mode="pool")`` when ``k`` divides
-    the grid, overlapping windows of different sizes when it does not).
+    columns ``(w, ow)[j]``: exactly ``adaptive_avg_pool2d`` (so the ``k×k`` mean of
+    ``merge_tokens(mode="pool")`` when ``k`` divides the grid, overlapping windows of different sizes when
+    it does not).
     """
     check.floating(op, "x", x, rank=3)
     for name, pair in (("grid", grid), ("size", size)):
@@ -49,7 +50,8 @@ def adaptive_pool(x: Array, *, grid: Sequence[int], size: Sequence[int], op: str
 
     # the window sums, then one division by the window's size (as adaptive_avg_pool2d does): weights of
     # 1/size rounded to a low-precision dtype would bias every mean towards zero
-    counts = asarray_like(xp, [[float((re - rs) * (ce - cs)) for cs, ce in col_spans] for rs, re in row_spans], x, x.dtype)
+    counts = asarray_like(xp, [[float((re - rs) * (ce - cs)) for cs, ce in col_spans] for rs, re in row_spans],
+                          x, x.dtype)  # [oh, ow]
     t = xp.matmul(windows(col_spans, w), xp.reshape(x, (b, h, w, d)))  # [b, h, ow, d]: column sums
     t = xp.matmul(windows(row_spans, h), xp.permute_dims(t, (0, 2, 1, 3)))  # [b, ow, oh, d]: window sums
     t = xp.permute_dims(t, (0, 2, 1, 3)) / counts[:, :, None]  # [b, oh, ow, d]

@@ -82,9 +82,8 @@ class OcrViews(Spec):
               patches_grid: Sequence[int] | None = None) -> Array:
         self.output_shape(tuple(x.shape), None if local is None else tuple(local.shape), patches_grid=patches_grid)
         w, b = params["multi_modal_projector.weight"], params["multi_modal_projector.bias"]
-        op = "ocr_views"
-        return ops.ocr_views(ops.linear(x, w, b, op=op), params["view_separator"],
-                             local_tokens=None if local is None else ops.linear(local, w, b, op=op),
+        return ops.ocr_views(ops.linear(x, w, b, op=self.op), params["view_separator"],
+                             local_tokens=None if local is None else ops.linear(local, w, b, op=self.op),
                              newline=params["image_newline"] if self.newline else None, grid=patches_grid)
 
 
